@@ -1,0 +1,162 @@
+"""pond entry point: `python3 bot.py` (console simulator unless a WeChat token is configured).
+
+python3 bot.py                         interactive console simulator
+python3 bot.py --console --script F    play a script file (or - for stdin), print transcript
+python3 bot.py --check                 load config, plugins and persona, then exit
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from _env import ensure_venv  # noqa: E402
+
+if __name__ == "__main__":
+    ensure_venv()
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import dataclasses  # noqa: E402
+import logging  # noqa: E402
+import logging.handlers  # noqa: E402
+import os  # noqa: E402
+import secrets  # noqa: E402
+import signal  # noqa: E402
+import tempfile  # noqa: E402
+from datetime import datetime  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+from dotenv import load_dotenv  # noqa: E402
+
+import plugins  # noqa: E402
+from pond import App, ConfigError, FakeClock, PersonaError, Settings, StartupError  # noqa: E402
+from pond.store import StoreError  # noqa: E402
+from pond.transports.console import ConsoleTransport, Simulator  # noqa: E402
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="pond 私域流量助手")
+    parser.add_argument("--console", action="store_true", help="use the console simulator")
+    parser.add_argument("--script", metavar="FILE", help="play a console script (- for stdin)")
+    parser.add_argument("--data-dir", metavar="DIR", help="override BOT_DATA_DIR")
+    parser.add_argument("--env-file", metavar="FILE", default=str(ROOT / ".env"))
+    parser.add_argument("--check", action="store_true", help="validate and exit")
+    return parser.parse_args(argv)
+
+
+def configure_logging(settings: Settings) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if settings.bot.log_file:
+        handlers.append(
+            logging.handlers.RotatingFileHandler(
+                settings.bot.log_file, maxBytes=10_000_000, backupCount=5, encoding="utf-8"
+            )
+        )
+    logging.basicConfig(
+        level=settings.bot.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+    )
+
+
+def build_settings(args: argparse.Namespace) -> Settings:
+    load_dotenv(args.env_file, override=False)
+    settings = Settings.from_mapping(dict(os.environ))
+    bot = settings.bot
+    # Relative paths are the project's, wherever the command is started from.
+    data_dir = Path(args.data_dir) if args.data_dir else bot.data_dir
+    bot = dataclasses.replace(
+        bot,
+        data_dir=data_dir if data_dir.is_absolute() else ROOT / data_dir,
+        persona_dir=bot.persona_dir if bot.persona_dir.is_absolute() else ROOT / bot.persona_dir,
+    )
+    return dataclasses.replace(settings, bot=bot)
+
+
+def use_console(args: argparse.Namespace, settings: Settings) -> bool:
+    if args.console or args.script:
+        return True
+    mode = settings.bot.transport
+    if mode not in {"auto", "console", "wechaty"}:
+        raise ConfigError("BOT_TRANSPORT", "auto, console or wechaty", mode)
+    return mode == "console" or (mode == "auto" and not settings.wechaty.puppet_service_token)
+
+
+async def run_console(args: argparse.Namespace, settings: Settings) -> int:
+    if args.script and not args.data_dir:
+        # A script is a self-contained experiment: it must not see (or write) real data.
+        tmp = tempfile.TemporaryDirectory(prefix="pond-console-")
+        data_dir = Path(tmp.name)
+    else:
+        data_dir = settings.bot.data_dir if args.data_dir else settings.bot.data_dir / "console"
+    settings = dataclasses.replace(
+        settings, bot=dataclasses.replace(settings.bot, data_dir=data_dir)
+    )
+    clock = FakeClock(datetime.now(settings.bot.timezone), tz=settings.bot.timezone)
+    transport = ConsoleTransport(clock.now)
+    app = build_app(settings, transport, clock)
+    await app.start()
+    simulator = Simulator(app, clock, session=secrets.token_hex(3))
+    try:
+        if args.script:
+            stream = sys.stdin if args.script == "-" else open(args.script, encoding="utf-8")  # noqa: SIM115
+            with stream:
+                await simulator.play(stream.read().splitlines())
+        else:
+            await simulator.interactive()
+    finally:
+        await app.stop()
+    return 0
+
+
+def build_app(settings: Settings, transport: object, clock: object | None = None) -> App:
+    app = App(settings, transport, clock=clock)  # type: ignore[arg-type]
+    for plugin in plugins.load(settings.bot.plugins):
+        app.include(plugin)
+    return app
+
+
+async def run_wechaty(settings: Settings) -> int:
+    raise StartupError(
+        "the WeChat transport is not built yet; unset WECHATY_PUPPET_SERVICE_TOKEN "
+        "or set BOT_TRANSPORT=console to use the console simulator"
+    )
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    try:
+        settings = build_settings(args)
+        configure_logging(settings)
+        if args.check:
+            app = build_app(settings, ConsoleTransport(datetime.now))
+            asyncio.run(_check(app))
+            print("配置、插件和人设模板检查通过")
+            return 0
+        if use_console(args, settings):
+            return asyncio.run(run_console(args, settings))
+        return asyncio.run(run_wechaty(settings))
+    except ConfigError as error:
+        print(f"配置错误 / config error: {error}", file=sys.stderr)
+    except PersonaError as error:
+        print(f"人设模板错误 / template error: {error}", file=sys.stderr)
+    except StoreError as error:
+        print(f"数据文件错误 / data error: {error}", file=sys.stderr)
+    except StartupError as error:
+        print(f"启动失败 / cannot start: {error}", file=sys.stderr)
+    return 2
+
+
+async def _check(app: App) -> None:
+    try:
+        await app.start()
+    finally:
+        await app.stop()
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    sys.exit(main(sys.argv[1:]))

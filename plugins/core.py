@@ -1,0 +1,45 @@
+"""Always on: opt-out (退订) and opt-in, and the operator alerts the kernel sends.
+
+Events: private messages that are exactly an opt-out or opt-in keyword (OUTBOX_OPTOUT_KEYWORDS,
+OUTBOX_OPTIN_KEYWORDS); matching the whole message means "不要再发错地址了" is no opt-out.
+Persona: core/optout_confirm, core/optin_confirm, and the alert keys below.
+"""
+
+from __future__ import annotations
+
+from pond import Context, Message, Plugin, filters
+
+plugin = Plugin(
+    "core",
+    persona=[
+        "core/optout_confirm",
+        "core/optin_confirm",
+        "core/breaker_alert",
+        "core/cap_alert",
+        "core/unknown_alert",
+        "core/template_alert",
+        "core/job_alert",
+    ],
+    description="opt-out/opt-in and operator alerts",
+)
+
+
+@plugin.on_message(
+    filters.private(),
+    filters.configured(lambda ctx: filters.exact(*ctx.settings.outbox.optout_keywords)),
+    priority=0,
+)
+async def opt_out(event: Message, ctx: Context) -> None:
+    # Confirm once: a customer repeating 退订 should not get a reply each time.
+    if ctx.outbox.opt_out(event.sender.id, source="keyword"):
+        await ctx.reply("core/optout_confirm")
+
+
+@plugin.on_message(
+    filters.private(),
+    filters.configured(lambda ctx: filters.exact(*ctx.settings.outbox.optin_keywords)),
+    priority=0,
+)
+async def opt_in(event: Message, ctx: Context) -> None:
+    if ctx.outbox.opt_in(event.sender.id):
+        await ctx.reply("core/optin_confirm")

@@ -1,0 +1,52 @@
+"""Sample plugin: greets a customer who says hello, and remembers how often they did.
+
+It shows the whole path: event -> filter -> store -> persona -> reply (README: 10 minutes).
+Events: private messages containing a trigger word from persona/greeter/triggers.toml.
+Persona: greeter/hello (first time), greeter/seen_before (name, count).
+Config: GREETER_REMEMBER (count returning customers; default on).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+
+from pond import Context, Message, Plugin, filters
+
+
+@dataclass(frozen=True)
+class GreeterConfig:
+    remember: bool = True
+
+
+plugin = Plugin(
+    "greeter",
+    persona=["greeter/hello", "greeter/seen_before"],
+    config=GreeterConfig,
+    description="sample: greet and remember",
+)
+
+
+def trigger_filter(ctx: Context) -> filters.Filter:
+    # Trigger words are copy, so they live beside the copy, editable by copywriters.
+    path = ctx.settings.bot.persona_dir / "greeter" / "triggers.toml"
+    try:
+        words = tomllib.loads(path.read_text(encoding="utf-8"))["words"]
+    except (OSError, tomllib.TOMLDecodeError, KeyError) as error:
+        raise ValueError(f"{path}: needs `words = [...]` ({error})") from error
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+        raise ValueError(f"{path}: `words` must be a list of strings")
+    return filters.keyword(*words)
+
+
+@plugin.on_message(filters.private(), filters.configured(trigger_filter))
+async def hello(event: Message, ctx: Context) -> None:
+    key = f"greetings:{event.sender.id}"
+    count = int(ctx.store.get(key, 0)) + 1  # type: ignore[call-overload]
+    if ctx.config.remember:
+        ctx.store.set(key, count)
+    ctx.record("greeted", contact_id=event.sender.id, count=count)
+    if count == 1 or not ctx.config.remember:
+        await ctx.reply("greeter/hello", name=event.sender.display)
+    else:
+        await ctx.reply("greeter/seen_before", name=event.sender.display, count=count)

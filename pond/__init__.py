@@ -1,0 +1,62 @@
+"""pond: a WeChat private-traffic (私域流量) assistant kernel. Plugins import only from here."""
+
+from pond import filters
+from pond.actions import Action, ActionClass, ActionKind, Media, MediaKind
+from pond.app import App, HandlerError, StartupError
+from pond.clock import Clock, FakeClock, SystemClock
+from pond.config import ConfigError, DailyWindow, Range, Settings
+from pond.context import Context
+from pond.events import (
+    Contact,
+    Event,
+    FriendRequest,
+    HumanTakeover,
+    MemberJoined,
+    MemberLeft,
+    Message,
+    MessageType,
+    Room,
+)
+from pond.ledger import JobStatus, RowStatus
+from pond.outbox import Outbox, Outcome
+from pond.persona import Persona, PersonaError, Rendered
+from pond.plugin import Plugin
+from pond.transports import base as capabilities
+
+__all__ = [
+    "Action",
+    "ActionClass",
+    "ActionKind",
+    "App",
+    "Clock",
+    "ConfigError",
+    "Contact",
+    "Context",
+    "DailyWindow",
+    "Event",
+    "FakeClock",
+    "FriendRequest",
+    "HandlerError",
+    "HumanTakeover",
+    "JobStatus",
+    "Media",
+    "MediaKind",
+    "MemberJoined",
+    "MemberLeft",
+    "Message",
+    "MessageType",
+    "Outbox",
+    "Outcome",
+    "Persona",
+    "PersonaError",
+    "Plugin",
+    "Range",
+    "Rendered",
+    "Room",
+    "RowStatus",
+    "Settings",
+    "StartupError",
+    "SystemClock",
+    "capabilities",
+    "filters",
+]

@@ -1,0 +1,391 @@
+"""The App wires settings, store, persona, outbox, scheduler and plugins, and routes
+inbound events to handlers. One place handles every handler error."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from pond.actions import Action, ActionClass, ActionKind
+from pond.clock import Clock, FakeClock, SystemClock
+from pond.config import ConfigError, Settings
+from pond.context import Context
+from pond.events import Event, Message
+from pond.filters import Configured
+from pond.ledger import Ledger
+from pond.outbox import Outbox
+from pond.persona import Persona, PersonaError
+from pond.plugin import Job, Plugin, Route
+from pond.store import Store
+from pond.transports.base import Transport
+
+log = logging.getLogger("pond.app")
+
+
+class StartupError(Exception):
+    """Start-up cannot go on; the message says what and where, in the operator's terms."""
+
+
+class HandlerError(Exception):
+    """Raised in strict mode (tests) when a handler fails."""
+
+
+class App:
+    def __init__(
+        self,
+        settings: Settings,
+        transport: Transport,
+        *,
+        clock: Clock | None = None,
+        store: Store | None = None,
+        persona: Persona | None = None,
+        rng: random.Random | None = None,
+        strict: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.transport = transport
+        self.clock = clock or SystemClock(settings.bot.timezone)
+        self.rng = rng or random.Random()
+        self.strict = strict
+        self.store = store or Store(settings.bot.data_dir, settings.bot.database_url or None)
+        self.persona = persona or Persona(
+            settings.bot.persona_dir, max_chars=settings.bot.persona_max_chars, rng=self.rng
+        )
+        self.ledger = Ledger(self.store.sql.engine, self.store.sql.metadata)
+        self.outbox = Outbox(
+            transport,
+            self.clock,
+            settings.outbox,
+            self.ledger,
+            self.store.namespace("outbox"),
+            record=lambda kind, data: self.record(kind, **data),
+            rng=self.rng,
+        )
+        self.outbox.alert = self.alert
+        self.outbox.on_error = lambda error: self._handler_failed("outbox", "action", error)
+        self.plugins: dict[str, Plugin] = {}
+        self.plugin_configs: dict[str, Any] = {}
+        self.routes: list[Route] = []
+        self.jobs: dict[str, Job] = {}
+        self.triggers: dict[str, CronTrigger] = {}
+        self.errors: list[BaseException] = []
+        self.rooms: set[str] = set()
+        self.started_at: datetime | None = None
+        self.tags_of: Callable[[str], Iterable[str]] = lambda contact_id: ()
+        self._chat_locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._background: list[asyncio.Task[None]] = []
+        self._scheduler: AsyncIOScheduler | None = None
+        self._stopped = asyncio.Event()
+
+    # -- wiring ---------------------------------------------------------------------------
+    def include(self, plugin: Plugin) -> None:
+        if plugin.name in self.plugins:
+            raise StartupError(f"plugin {plugin.name} is included twice")
+        self.plugins[plugin.name] = plugin
+        if plugin.config_type is not None:
+            self.plugin_configs[plugin.name] = self.settings.plugin_config(
+                plugin.name, plugin.config_type
+            )
+        self.routes.extend(plugin.routes)
+        self.routes.sort(key=lambda r: (r.priority, r.order))
+        for job in plugin.jobs:
+            key = "JOB_" + job.id.upper().replace(".", "_") + "_CRON"
+            cron = self.settings.raw.get(key, job.cron).strip()
+            if cron.lower() == "off":
+                continue
+            try:
+                trigger = CronTrigger.from_crontab(cron, timezone=self.settings.bot.timezone)
+            except ValueError as error:
+                raise ConfigError(
+                    key, "a five-field cron like '0 9 * * *', or off", cron
+                ) from error
+            self.jobs[job.id] = job
+            self.triggers[job.id] = trigger
+
+    async def start(self) -> None:
+        """Check everything a customer could hit, recover the outbox, connect the transport."""
+        for plugin in self.plugins.values():
+            try:
+                self.persona.require(plugin.persona_keys, owner=plugin.name)
+            except PersonaError as error:
+                raise StartupError(str(error)) from error
+        self._bind_configured_filters()
+        self.started_at = self.clock.now()
+        self.outbox.recover()
+        for plugin in self.plugins.values():
+            for hook in plugin.startup:
+                try:
+                    await hook(Context(self, plugin))
+                except Exception as error:
+                    raise StartupError(f"plugin {plugin.name} failed to start: {error}") from error
+        await self.transport.start(self.dispatch)
+
+    def _bind_configured_filters(self) -> None:
+        bound = []
+        for route in self.routes:
+            if any(isinstance(f, Configured) for f in route.filters):
+                ctx = Context(self, self.plugins[route.plugin])
+                try:
+                    fs = tuple(
+                        f.make(ctx) if isinstance(f, Configured) else f for f in route.filters
+                    )
+                except Exception as error:
+                    raise StartupError(f"{route.name}: cannot build its filter: {error}") from error
+                route = dataclasses.replace(route, filters=fs)
+            bound.append(route)
+        self.routes = bound
+
+    # -- inbound --------------------------------------------------------------------------
+    async def dispatch(self, event: Event) -> None:
+        """Entry point for transports. Returns once the event is queued for its chat."""
+        room = getattr(event, "room", None)
+        if room is not None:
+            self.rooms.add(room.id)
+        if not self._admit(event):
+            return
+        task = asyncio.create_task(self._handle_in_order(event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _admit(self, event: Event) -> bool:
+        """Noise gate shared by all transports: self, known bots, duplicates, stale backlog."""
+        sender = getattr(event, "sender", None)
+        room = getattr(event, "room", None)
+        if sender is not None and sender.id == self.transport.self_id:
+            return False
+        if sender is not None and sender.id in self.settings.bot.known_bot_ids:
+            self.record("in.ignored", reason="known_bot", chat_id=event.chat_id)
+            return False
+        if event.id and not self.store.sql.mark_seen(f"{event.kind}:{event.id}", self.clock.now()):
+            log.debug("duplicate %s %s dropped", event.kind, event.id)
+            return False
+        age = (self.clock.now() - event.timestamp).total_seconds()
+        stale = age > self.settings.outbox.startup_cutoff_s
+        contact = sender or getattr(event, "contact", None)
+        data: dict[str, Any] = {"stale": stale}
+        if isinstance(event, Message):
+            data.update(
+                type=event.type.value, length=len(event.text), mentions_self=event.mentions_self
+            )
+        self.record(
+            f"in.{event.kind}",
+            chat_id=event.chat_id,
+            contact_id=contact.id if contact else "",
+            room_id=room.id if room else "",
+            **data,
+        )
+        if stale:
+            log.info("stale %s from %.0f s ago recorded, not answered", event.kind, age)
+        return not stale
+
+    async def _handle_in_order(self, event: Event) -> None:
+        lock = self._chat_locks.setdefault(event.chat_id, asyncio.Lock())
+        try:
+            async with lock:
+                await self.handle(event)
+        finally:
+            if not lock.locked() and self._chat_locks.get(event.chat_id) is lock:
+                del self._chat_locks[event.chat_id]
+
+    async def handle(self, event: Event) -> None:
+        """Route to handlers by (priority, order); the first blocking match ends the search."""
+        in_room = getattr(event, "room", None) is not None
+        for route in self.routes:
+            if not isinstance(event, route.event_type):
+                continue
+            if (
+                isinstance(event, Message)
+                and in_room
+                and not route.listen_in_rooms
+                and not event.mentions_self
+            ):
+                continue
+            if not all(f(event) for f in route.filters):
+                continue
+            plugin = self.plugins[route.plugin]
+            try:
+                await route.handler(event, Context(self, plugin, event))
+            except Exception as error:
+                self._handler_failed(route.name, event.kind, error)
+            if route.block:
+                return
+
+    def _handler_failed(self, where: str, kind: str, error: Exception) -> None:
+        log.error(
+            "%s failed on %s: %s: %s",
+            where,
+            kind,
+            type(error).__name__,
+            error,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
+        self.record("handler.error", where=where, event=kind, error=type(error).__name__)
+        if self.strict:
+            self.errors.append(error)
+
+    # -- scheduled jobs ---------------------------------------------------------------------
+    async def run_job(self, job_id: str, fire_time: datetime | None = None) -> bool:
+        """Run a job for one fire time. A fire time already served is a no-op (replays,
+        double firings after a restart). Returns whether the job ran."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            known = ", ".join(sorted(self.jobs)) or "(none)"
+            raise KeyError(f"unknown job {job_id!r}; known jobs: {known}")
+        fire_time = (fire_time or self.clock.now()).replace(second=0, microsecond=0)
+        if not self.store.sql.mark_seen(f"job:{job_id}@{fire_time.isoformat()}", self.clock.now()):
+            log.info("job %s for %s already ran", job_id, fire_time.isoformat())
+            return False
+        self.record("job.fired", job=job_id, fire_time=fire_time.isoformat())
+        try:
+            await job.handler(Context(self, self.plugins[job.plugin], fire_time=fire_time))
+        except Exception as error:
+            self._handler_failed(job_id, "job", error)
+            self.alert("core/job_alert", job=job_id)
+        return True
+
+    def due_jobs(self, after: datetime, until: datetime) -> list[tuple[datetime, str]]:
+        """Fire times in (after, until], for a clock that jumps (console, tests)."""
+        due: list[tuple[datetime, str]] = []
+        for job_id, trigger in self.triggers.items():
+            previous: datetime | None = None
+            moment = after
+            while True:
+                nxt = trigger.get_next_fire_time(previous, moment + timedelta(seconds=1))
+                if nxt is None or nxt > until:
+                    break
+                due.append((nxt, job_id))
+                previous, moment = nxt, nxt
+        return sorted(due)
+
+    async def advance(self, clock: FakeClock, seconds: float) -> None:
+        """Simulated time (console, tests): move `clock` forward, firing due jobs and
+        releasing deferred outbox work at the moments they fall due on the way."""
+        start = clock.now()
+        end = start + timedelta(seconds=seconds)
+        for fire_time, job_id in self.due_jobs(start, end):
+            clock.set(fire_time)
+            await self.settle()
+            await self.run_job(job_id, fire_time)
+            await self.settle()
+        while (due := self.outbox.next_due()) is not None and due <= end.timestamp():
+            clock.set(max(clock.now(), datetime.fromtimestamp(due, clock.tz)))
+            await self.settle()
+            if self.outbox.next_due() == due:
+                break
+        if clock.now() < end:
+            clock.set(end)
+        await self.settle()
+
+    # -- outbound helpers ---------------------------------------------------------------------
+    def record(self, name: str, /, **data: Any) -> None:
+        fields = {
+            k: str(data.pop(k, "") or "") for k in ("plugin", "chat_id", "contact_id", "room_id")
+        }
+        self.store.sql.record_event(name, ts=self.clock.now(), data=data, **fields)
+
+    def is_room(self, chat_id: str) -> bool:
+        return chat_id in self.rooms
+
+    def alert(self, key: str, data: dict[str, Any] | None = None, **more: Any) -> None:
+        """Tell every admin, in the service voice. A broken alert template is logged, never
+        raised: alerts happen exactly when things are already going wrong."""
+        variables = {**(data or {}), **more}
+        log.warning("alert %s %s", key, {k: v for k, v in variables.items() if k != "text"})
+        for admin in self.settings.bot.admin_ids:
+            try:
+                text = self.persona.render(key, chat_id=admin, contact_id=admin, **variables).text
+            except PersonaError as error:
+                log.error("alert template %s: %s", key, error)
+                continue
+            self.outbox.submit_alert(
+                Action(
+                    ActionKind.SEND,
+                    to=admin,
+                    cls=ActionClass.SERVICE,
+                    text=text,
+                    key=key,
+                    plugin="core",
+                )
+            )
+
+    # -- running -------------------------------------------------------------------------------
+    async def settle(self, *, jump: bool = False) -> None:
+        """Wait until every queued event is handled and the outbox has nothing ready
+        (tests and the console simulator drive the outbox this way instead of run())."""
+        while True:
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks))
+            await self.outbox.drain(jump=jump)
+            if not self._tasks:
+                break
+        if self.strict and self.errors:
+            errors, self.errors = self.errors, []
+            raise HandlerError(f"{len(errors)} handler error(s)") from errors[0]
+
+    async def _reload_persona_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.bot.persona_reload_s)
+            for error in self.persona.reload_if_changed():
+                log.error("template change refused, the last good version keeps serving: %s", error)
+                self.alert("core/template_alert", file=error.file, reason=error.reason)
+
+    async def _prune_forever(self) -> None:
+        while True:
+            ttl = timedelta(days=self.settings.outbox.seen_ttl_days)
+            pruned = self.store.sql.prune_seen(self.clock.now() - ttl)
+            if pruned:
+                log.info("pruned %d seen message ids", pruned)
+            await asyncio.sleep(3600)
+
+    def start_background(self, *, outbox: bool = True, scheduler: bool = True) -> None:
+        factories = [self.store.sql.run_flusher, self._reload_persona_forever, self._prune_forever]
+        if outbox:
+            factories.append(self.outbox.run)
+        self._background = [asyncio.create_task(f()) for f in factories]
+        if scheduler and self.jobs:
+            self._scheduler = AsyncIOScheduler(timezone=self.settings.bot.timezone)
+            for job_id, trigger in self.triggers.items():
+                self._scheduler.add_job(
+                    self.run_job,
+                    trigger,
+                    args=[job_id],
+                    id=job_id,
+                    coalesce=True,
+                    max_instances=1,
+                    misfire_grace_time=300,
+                )
+            self._scheduler.start()
+
+    async def run(self) -> None:
+        """Production: start, then serve until stop() is called."""
+        await self.start()
+        self.start_background()
+        log.info(
+            "pond is running: transport=%s plugins=%s", self.transport.name, ",".join(self.plugins)
+        )
+        await self._stopped.wait()
+
+    def request_stop(self) -> None:
+        self._stopped.set()
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self.transport.stop()
+        self.store.close()

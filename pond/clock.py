@@ -1,0 +1,79 @@
+"""Time as a dependency: the real clock in production, a fake one in tests and the
+console simulator, so pacing and quiet hours are tested without real sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, tzinfo
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+
+class Clock(Protocol):
+    tz: tzinfo
+
+    def now(self) -> datetime: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def __init__(self, tz: tzinfo | None = None) -> None:
+        self.tz = tz or ZoneInfo("Asia/Shanghai")
+
+    def now(self) -> datetime:
+        return datetime.now(self.tz)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+class FakeClock:
+    """Virtual time: sleep() moves the clock forward instead of waiting.
+
+    There is one worker that sleeps (the outbox), so advancing on sleep keeps a
+    faithful order of actions; `slept` records every pause for tests."""
+
+    def __init__(self, start: datetime | None = None, tz: tzinfo | None = None) -> None:
+        self.tz = tz or ZoneInfo("Asia/Shanghai")
+        self._now = (start or datetime(2026, 11, 23, 10, 0, 0)).replace(tzinfo=self.tz)
+        self.slept: list[float] = []
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+
+    def set(self, moment: datetime) -> None:
+        self._now = moment if moment.tzinfo else moment.replace(tzinfo=self.tz)
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.slept.append(seconds)
+            self.advance(seconds)
+        await asyncio.sleep(0)
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '15m', '2h', '1d', '1h30m' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    if not text:
+        raise ValueError("empty duration")
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    total, number = 0.0, ""
+    for ch in text:
+        if ch.isdigit() or ch == ".":
+            number += ch
+        elif ch in units and number:
+            total += float(number) * units[ch]
+            number = ""
+        else:
+            raise ValueError(f"bad duration {text!r} (use e.g. 90s, 15m, 2h, 1d)")
+    if number:
+        raise ValueError(f"bad duration {text!r}: a number without a unit at the end")
+    return total

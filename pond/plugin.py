@@ -1,0 +1,149 @@
+"""Plugin registry: a plugin is a named set of routes, jobs and the persona keys it uses."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pond.events import FriendRequest, HumanTakeover, MemberJoined, MemberLeft, Message
+from pond.filters import Filter
+
+if TYPE_CHECKING:
+    from pond.context import Context
+
+EventHandler = Callable[[Any, "Context"], Awaitable[None]]
+JobHandler = Callable[["Context"], Awaitable[None]]
+H = TypeVar("H", bound=EventHandler)
+J = TypeVar("J", bound=JobHandler)
+
+_order = itertools.count()
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+DEFAULT_PRIORITY = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    plugin: str
+    event_type: type
+    handler: EventHandler
+    filters: tuple[Filter, ...]
+    priority: int
+    order: int
+    listen_in_rooms: bool
+    block: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.plugin}.{getattr(self.handler, '__name__', 'handler')}"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str  # "<plugin>.<function>"; config key JOB_<PLUGIN>_<FUNCTION>_CRON overrides cron
+    plugin: str
+    cron: str
+    handler: JobHandler
+
+
+class Plugin:
+    """`plugin = Plugin("greeter", persona=["greeter/hello"], config=GreeterConfig)`.
+
+    `persona` lists every key the plugin may render: they are checked at load, so a
+    missing file stops start-up instead of surprising a customer.
+    `config` is a dataclass whose fields are read from <NAME>_<FIELD> settings."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        persona: Iterable[str] = (),
+        config: type | None = None,
+        description: str = "",
+    ) -> None:
+        if not _NAME.match(name):
+            raise ValueError(f"plugin name {name!r}: use lowercase letters, digits, _")
+        self.name = name
+        self.persona_keys: tuple[str, ...] = tuple(persona)
+        self.config_type = config
+        self.description = description
+        self.routes: list[Route] = []
+        self.jobs: list[Job] = []
+        self.startup: list[JobHandler] = []
+
+    def _route(
+        self,
+        event_type: type,
+        filters: tuple[Filter, ...],
+        priority: int,
+        listen_in_rooms: bool = False,
+        block: bool = True,
+    ) -> Callable[[H], H]:
+        def register(handler: H) -> H:
+            self.routes.append(
+                Route(
+                    plugin=self.name,
+                    event_type=event_type,
+                    handler=handler,
+                    filters=filters,
+                    priority=priority,
+                    order=next(_order),
+                    listen_in_rooms=listen_in_rooms,
+                    block=block,
+                )
+            )
+            return handler
+
+        return register
+
+    def on_message(
+        self,
+        *filters: Filter,
+        priority: int = DEFAULT_PRIORITY,
+        listen_in_rooms: bool = False,
+        block: bool = True,
+    ) -> Callable[[H], H]:
+        """In rooms only @-mentions reach the handler unless listen_in_rooms=True.
+        block=False observes without ending the route search (tagging, analytics)."""
+        return self._route(Message, filters, priority, listen_in_rooms, block)
+
+    def on_friend_request(
+        self, *filters: Filter, priority: int = DEFAULT_PRIORITY, block: bool = True
+    ) -> Callable[[H], H]:
+        return self._route(FriendRequest, filters, priority, block=block)
+
+    def on_member_joined(
+        self, *filters: Filter, priority: int = DEFAULT_PRIORITY, block: bool = True
+    ) -> Callable[[H], H]:
+        return self._route(MemberJoined, filters, priority, block=block)
+
+    def on_member_left(
+        self, *filters: Filter, priority: int = DEFAULT_PRIORITY, block: bool = True
+    ) -> Callable[[H], H]:
+        return self._route(MemberLeft, filters, priority, block=block)
+
+    def on_human_takeover(
+        self, *filters: Filter, priority: int = DEFAULT_PRIORITY, block: bool = False
+    ) -> Callable[[H], H]:
+        return self._route(HumanTakeover, filters, priority, block=block)
+
+    def scheduled(self, cron: str, *, id: str | None = None) -> Callable[[J], J]:
+        """Five-field cron in the bot's timezone; the job id defaults to <plugin>.<function>."""
+
+        def register(handler: J) -> J:
+            job_id = f"{self.name}.{id or handler.__name__}"
+            self.jobs.append(Job(id=job_id, plugin=self.name, cron=cron, handler=handler))
+            return handler
+
+        return register
+
+    def on_startup(self) -> Callable[[J], J]:
+        """Runs once after load; raising here stops start-up with the plugin's name."""
+
+        def register(handler: J) -> J:
+            self.startup.append(handler)
+            return handler
+
+        return register

@@ -1,0 +1,59 @@
+"""Set-up on first run, standard library only: create .venv beside the project, install the
+pinned requirements into it when they change, and re-run the command inside it.
+
+Set POND_NO_VENV=1 to use the current interpreter as it is (packaged installs, containers)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+PYTHON = VENV / "bin" / "python"
+
+
+def _requirements_hash(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_venv(dev: bool = False) -> None:
+    if os.environ.get("POND_NO_VENV") == "1":
+        return
+    if sys.version_info < (3, 11):  # noqa: UP036  (users run this with any python3)
+        sys.exit(f"pond needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    req = ROOT / ("requirements-dev.txt" if dev else "requirements.txt")
+    files = [ROOT / "requirements.txt", req]
+    stamp = VENV / (".pond-dev-req" if dev else ".pond-req")
+    wanted = _requirements_hash(files)
+    inside = Path(sys.prefix).resolve() == VENV.resolve()
+    if inside and stamp.exists() and stamp.read_text() == wanted:
+        return
+    if not PYTHON.exists():
+        print("首次运行：正在创建虚拟环境 .venv …", file=sys.stderr, flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    if not stamp.exists() or stamp.read_text() != wanted:
+        print(f"正在安装依赖（{req.name}）…", file=sys.stderr, flush=True)
+        subprocess.run(
+            [
+                str(PYTHON),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+                str(req),
+            ],
+            check=True,
+        )
+        stamp.write_text(wanted)
+    if not inside:
+        os.execv(str(PYTHON), [str(PYTHON), *sys.argv])

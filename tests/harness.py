@@ -1,0 +1,205 @@
+"""ChatSim: drive the real App through the memory transport on a fake clock.
+
+    sim = await ChatSim.create(tmp_path, plugins=["greeter"])
+    said = await sim.say("alice", "你好")
+    assert said.keys == ["greeter/hello"]
+
+Every call returns what the bot did in response (keys, texts, recipients, fake times).
+No real sleeps, no network, no threads; a handler error fails the test."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import plugins as plugin_modules
+from pond import (
+    App,
+    Contact,
+    Event,
+    FakeClock,
+    FriendRequest,
+    MemberJoined,
+    MemberLeft,
+    Message,
+    MessageType,
+    Room,
+    Settings,
+)
+from pond.actions import ActionKind
+from pond.transports.memory import MemoryTransport, Performed
+
+ROOT = Path(__file__).resolve().parent.parent
+START = datetime(2026, 11, 23, 10, 0, 0)
+
+
+@dataclass(frozen=True)
+class Sent:
+    at: datetime
+    kind: str
+    to: str
+    key: str
+    text: str
+    mentions: tuple[str, ...]
+    cls: str
+
+    @classmethod
+    def of(cls, performed: Performed) -> Sent:
+        a = performed.action
+        return cls(performed.at, a.kind.value, a.to, a.key, a.text, a.mentions, a.cls.value)
+
+
+@dataclass
+class Transcript:
+    sent: list[Sent] = field(default_factory=list)
+
+    @property
+    def keys(self) -> list[str]:
+        return [s.key for s in self.sent if s.kind == ActionKind.SEND.value]
+
+    @property
+    def texts(self) -> list[str]:
+        return [s.text for s in self.sent if s.kind == ActionKind.SEND.value]
+
+    def __len__(self) -> int:
+        return len(self.sent)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.sent)
+
+
+class ChatSim:
+    def __init__(
+        self,
+        data_dir: Path,
+        plugins: Iterable[str],
+        env: Mapping[str, str],
+        clock: FakeClock,
+        seed: int,
+    ) -> None:
+        self.data_dir = data_dir
+        self.plugin_names = list(plugins)
+        self.env = dict(env)
+        self.clock = clock
+        self.seed = seed
+        self._ids = itertools.count(1)
+        self.app: App
+        self.transport: MemoryTransport
+
+    @classmethod
+    async def create(
+        cls,
+        data_dir: Path,
+        *,
+        plugins: Iterable[str] = ("greeter",),
+        env: Mapping[str, str] | None = None,
+        start: datetime = START,
+        seed: int = 7,
+    ) -> ChatSim:
+        sim = cls(data_dir, plugins, env or {}, FakeClock(start), seed)
+        await sim._boot()
+        return sim
+
+    def settings(self) -> Settings:
+        base = {
+            "BOT_DATA_DIR": str(self.data_dir),
+            "BOT_PERSONA_DIR": str(ROOT / "persona"),
+            "BOT_ADMIN_IDS": "admin",
+        }
+        return Settings.from_mapping({**base, **self.env})
+
+    async def _boot(self) -> None:
+        self.transport = MemoryTransport(self.clock.now)
+        self.app = App(
+            self.settings(),
+            self.transport,
+            clock=self.clock,
+            rng=random.Random(self.seed),
+            strict=True,
+        )
+        for plugin in plugin_modules.load(self.plugin_names):
+            self.app.include(plugin)
+        await self.app.start()
+
+    async def restart(self) -> None:
+        """Stop cleanly and start a new App on the same data (a deploy, a reboot)."""
+        await self.app.stop()
+        await self._boot()
+
+    async def close(self) -> None:
+        await self.app.stop()
+
+    # -- building events ---------------------------------------------------------------------
+    def next_id(self) -> str:
+        return f"m{next(self._ids)}"
+
+    @staticmethod
+    def contact(who: str | Contact) -> Contact:
+        return who if isinstance(who, Contact) else Contact(id=who, name=who)
+
+    # -- acting --------------------------------------------------------------------------------
+    async def _run(self, event: Event | None = None, *, jump: bool = False) -> Transcript:
+        before = len(self.transport.performed)
+        if event is not None:
+            await self.app.dispatch(event)
+        await self.app.settle(jump=jump)
+        return Transcript([Sent.of(p) for p in self.transport.performed[before:]])
+
+    async def send_event(self, event: Event) -> Transcript:
+        return await self._run(event)
+
+    async def say(
+        self,
+        who: str | Contact,
+        text: str,
+        *,
+        room: str | None = None,
+        mention: bool = False,
+        msg_id: str | None = None,
+        at: datetime | None = None,
+        type: MessageType = MessageType.TEXT,
+    ) -> Transcript:
+        event = Message(
+            id=msg_id or self.next_id(),
+            sender=self.contact(who),
+            text=text,
+            timestamp=at or self.clock.now(),
+            room=Room(room, topic=room) if room else None,
+            mentions_self=mention or room is None,
+            type=type,
+        )
+        return await self._run(event)
+
+    async def friend_request(self, who: str | Contact, hello: str = "") -> Transcript:
+        event = FriendRequest(self.next_id(), self.contact(who), hello, self.clock.now())
+        return await self._run(event)
+
+    async def join(self, room: str, *names: str) -> Transcript:
+        members = tuple(self.contact(n) for n in names)
+        return await self._run(
+            MemberJoined(Room(room), members, self.clock.now(), id=self.next_id())
+        )
+
+    async def leave(self, room: str, *names: str) -> Transcript:
+        members = tuple(self.contact(n) for n in names)
+        return await self._run(MemberLeft(Room(room), members, self.clock.now(), id=self.next_id()))
+
+    async def tick(self, job_id: str) -> Transcript:
+        before = len(self.transport.performed)
+        await self.app.run_job(job_id)
+        await self.app.settle()
+        return Transcript([Sent.of(p) for p in self.transport.performed[before:]])
+
+    async def advance(self, seconds: float) -> Transcript:
+        """Move the clock; due jobs fire and deferred actions go out on the way."""
+        before = len(self.transport.performed)
+        await self.app.advance(self.clock, seconds)
+        return Transcript([Sent.of(p) for p in self.transport.performed[before:]])
+
+    async def drain(self) -> Transcript:
+        """Let everything deferred go out, jumping the clock as far as needed."""
+        return await self._run(jump=True)
