@@ -332,12 +332,18 @@ class App:
             errors, self.errors = self.errors, []
             raise HandlerError(f"{len(errors)} handler error(s)") from errors[0]
 
+    def reload_persona(self) -> list[PersonaError]:
+        """Pick up edited persona files; a broken edit is refused and the operator told."""
+        errors = self.persona.reload_if_changed()
+        for error in errors:
+            log.error("template change refused: %s", error)
+            self.alert("core/template_alert", file=error.file, reason=error.reason)
+        return errors
+
     async def _reload_persona_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.bot.persona_reload_s)
-            for error in self.persona.reload_if_changed():
-                log.error("template change refused, the last good version keeps serving: %s", error)
-                self.alert("core/template_alert", file=error.file, reason=error.reason)
+            self.reload_persona()
 
     async def _prune_forever(self) -> None:
         while True:

@@ -245,7 +245,7 @@ class Ledger:
                 .all()
             )
             start = len(have)
-            new_rows = []
+            new_rows: list[dict[str, Any]] = []
             for action in actions:
                 if action.to in have:
                     continue

@@ -38,9 +38,8 @@ class Cell:
 
 def collect(persona: Persona, prefix: str) -> dict[str, list[Cell]]:
     table: dict[str, list[Cell]] = {}
-    for key in persona.keys():
-        if not key.startswith(prefix):
-            continue
+    keys = [key for key in persona.keys() if key.startswith(prefix)]  # noqa: SIM118
+    for key in keys:
         cells: list[Cell] = []
         brand_texts: list[str] | None = None
         base_file = persona.file_for(key)

@@ -27,6 +27,7 @@ from pond import (
     MemberLeft,
     Message,
     MessageType,
+    Plugin,
     Room,
     Settings,
 )
@@ -95,7 +96,7 @@ class ChatSim:
         cls,
         data_dir: Path,
         *,
-        plugins: Iterable[str] = ("greeter",),
+        plugins: Iterable[str | Plugin] = ("greeter",),
         env: Mapping[str, str] | None = None,
         start: datetime = START,
         seed: int = 7,
@@ -121,7 +122,9 @@ class ChatSim:
             rng=random.Random(self.seed),
             strict=True,
         )
-        for plugin in plugin_modules.load(self.plugin_names):
+        names = [p for p in self.plugin_names if isinstance(p, str)]
+        extra = [p for p in self.plugin_names if isinstance(p, Plugin)]
+        for plugin in [*plugin_modules.load(names), *extra]:
             self.app.include(plugin)
         await self.app.start()
 
