@@ -19,6 +19,9 @@ plugin = Plugin(
         "core/unknown_alert",
         "core/template_alert",
         "core/job_alert",
+        "core/login_alert",
+        "core/logout_alert",
+        "core/reconnect_alert",
     ],
     description="opt-out/opt-in and operator alerts",
 )
@@ -28,6 +31,7 @@ plugin = Plugin(
     filters.private(),
     filters.configured(lambda ctx: filters.exact(*ctx.settings.outbox.optout_keywords)),
     priority=0,
+    when_paused=True,  # honoured even while a human is talking to the customer
 )
 async def opt_out(event: Message, ctx: Context) -> None:
     # Confirm once: a customer repeating 退订 should not get a reply each time.
@@ -39,6 +43,7 @@ async def opt_out(event: Message, ctx: Context) -> None:
     filters.private(),
     filters.configured(lambda ctx: filters.exact(*ctx.settings.outbox.optin_keywords)),
     priority=0,
+    when_paused=True,
 )
 async def opt_in(event: Message, ctx: Context) -> None:
     if ctx.outbox.opt_in(event.sender.id):

@@ -19,10 +19,11 @@ from pond.actions import Action, ActionClass, ActionKind
 from pond.clock import Clock, FakeClock, SystemClock
 from pond.config import ConfigError, Settings
 from pond.context import Context
-from pond.events import Event, Message
+from pond.events import Event, HumanTakeover, Message
 from pond.filters import Configured
 from pond.ledger import Ledger
 from pond.outbox import Outbox
+from pond.pauses import Pauses
 from pond.persona import Persona, PersonaError
 from pond.plugin import Job, Plugin, Route
 from pond.store import Store
@@ -71,6 +72,8 @@ class App:
             rng=self.rng,
         )
         self.outbox.alert = self.alert
+        self.pauses = Pauses(self.store.namespace("core"), self.clock)
+        transport.status_listener = self._transport_status
         self.outbox.on_error = lambda error: self._handler_failed("outbox", "action", error)
         self.plugins: dict[str, Plugin] = {}
         self.plugin_configs: dict[str, Any] = {}
@@ -198,10 +201,19 @@ class App:
                 del self._chat_locks[event.chat_id]
 
     async def handle(self, event: Event) -> None:
-        """Route to handlers by (priority, order); the first blocking match ends the search."""
+        """Route to handlers by (priority, order); the first blocking match ends the search.
+        In a paused chat only observers and when_paused routes run."""
         in_room = getattr(event, "room", None) is not None
+        if isinstance(event, HumanTakeover):
+            self.pauses.pause(
+                event.chat_id, minutes=self.settings.bot.takeover_pause_min, reason="takeover"
+            )
+            self.record("chat.takeover", chat_id=event.chat_id)
+        paused = self.pauses.reason(event.chat_id)
         for route in self.routes:
             if not isinstance(event, route.event_type):
+                continue
+            if paused and route.block and not route.when_paused:
                 continue
             if (
                 isinstance(event, Message)
@@ -269,22 +281,49 @@ class App:
 
     async def advance(self, clock: FakeClock, seconds: float) -> None:
         """Simulated time (console, tests): move `clock` forward, firing due jobs and
-        releasing deferred outbox work at the moments they fall due on the way."""
-        start = clock.now()
-        end = start + timedelta(seconds=seconds)
-        for fire_time, job_id in self.due_jobs(start, end):
-            clock.set(fire_time)
-            await self.settle()
-            await self.run_job(job_id, fire_time)
-            await self.settle()
-        while (due := self.outbox.next_due()) is not None and due <= end.timestamp():
-            clock.set(max(clock.now(), datetime.fromtimestamp(due, clock.tz)))
-            await self.settle()
-            if self.outbox.next_due() == due:
+        releasing deferred outbox work in time order at the moments they fall due."""
+        await self.settle()
+        cursor = clock.now()
+        end = cursor + timedelta(seconds=seconds)
+        while True:
+            jobs = self.due_jobs(cursor, end)
+            job_at = jobs[0][0].timestamp() if jobs else None
+            out_at = self.outbox.next_due()
+            if out_at is not None and out_at > end.timestamp():
+                out_at = None
+            if job_at is None and out_at is None:
                 break
+            if job_at is not None and (out_at is None or job_at <= out_at):
+                fire_time, job_id = jobs[0]
+                cursor = fire_time
+                clock.set(max(clock.now(), fire_time))
+                await self.run_job(job_id, fire_time)
+            else:
+                assert out_at is not None
+                clock.set(max(clock.now(), datetime.fromtimestamp(out_at, clock.tz)))
+                await self.settle()
+                if self.outbox.next_due() == out_at:  # nothing could move: give up
+                    break
+            await self.settle()
         if clock.now() < end:
             clock.set(end)
         await self.settle()
+
+    def _transport_status(self, status: str, data: dict[str, Any]) -> None:
+        """Connection news from the transport: recorded, logged, and told to the admins."""
+        safe: dict[str, Any] = {
+            k: v for k, v in data.items() if isinstance(v, str | int | float | bool)
+        }
+        self.record(f"transport.{status}", **safe)
+        log.info("transport %s %s", status, safe)
+        key = {
+            "login": "core/login_alert",
+            "logout": "core/logout_alert",
+            "reconnected": "core/reconnect_alert",
+        }.get(status)
+        if key:
+            self.alert(key, **safe)
+        self.outbox.wake()
 
     # -- outbound helpers ---------------------------------------------------------------------
     def record(self, name: str, /, **data: Any) -> None:

@@ -147,6 +147,7 @@ class BotSettings:
     persona_max_chars: int = 1500
     persona_reload_s: float = 2.0
     admin_ids: tuple[str, ...] = ()
+    takeover_pause_min: float = 30.0
     known_bot_ids: tuple[str, ...] = ()
     log_level: str = "INFO"
     log_file: str = ""

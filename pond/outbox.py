@@ -56,6 +56,7 @@ class _Item:
     future: asyncio.Future[Outcome] | None = None
     row: BulkRow | None = None
     alert: bool = False
+    deferred_for: str = ""
 
 
 @dataclass(slots=True)
@@ -266,6 +267,9 @@ class Outbox:
         ):
             return self._defer(item, self._quiet_end(), "quiet_hours")
 
+        if not self.transport.connected:
+            return self._defer(item, self._retry_at(), "offline")
+
         await self.clock.sleep(self._pacing_wait(item))
 
         limits = self._limits(action)
@@ -284,32 +288,36 @@ class Outbox:
         ):
             return  # cancelled or taken meanwhile
         outcome = await self._perform(item)
-        if outcome is None:  # throttled: the platform refused it, so it is safe to retry later
+        if outcome.status == "sent":
+            return self._finish(item, outcome)
+        if outcome.reason not in {"throttled", "offline"}:
+            return self._finish(item, outcome)
+        # Refused by the platform, or never attempted: safe to try again later.
+        if outcome.reason == "offline" or held:
+            until = self.breaker_until if outcome.reason == "throttled" else self._retry_at()
             if item.row is not None:
                 self.ledger.mark(
                     item.row.job,
                     item.row.recipient,
                     RowStatus.PENDING,
                     self._ts(),
-                    reason="throttled",
+                    reason=outcome.reason,
                     expect=RowStatus.SENDING,
                 )
-                self._job_not_before[item.row.job] = self.breaker_until
-                return None
-            if held:
-                return self._defer(item, self.breaker_until, "breaker")
-            return self._finish(item, Outcome("failed", "throttled"))
+            return self._defer(item, until, outcome.reason)
         return self._finish(item, outcome)
 
-    async def _perform(self, item: _Item) -> Outcome | None:
+    async def _perform(self, item: _Item) -> Outcome:
         action = item.action
         for attempt in (1, 2):
             try:
                 await self.transport.perform(action)
             except TransportError as error:
+                if error.offline:
+                    return Outcome("failed", "offline")
                 if self._is_throttle(error):
                     self._trip_breaker(type(error).__name__)
-                    return None
+                    return Outcome("failed", "throttled")
                 log.warning(
                     "action failed (%s), attempt %d: %s",
                     action.describe(),
@@ -359,7 +367,9 @@ class Outbox:
         else:
             item.not_before = until
             self._items.append(item)
-        self.record("out.deferred", {**_summary(item.action), "reason": reason, "until": until})
+        if item.deferred_for != reason:  # one record per reason, not one per retry
+            item.deferred_for = reason
+            self.record("out.deferred", {**_summary(item.action), "reason": reason, "until": until})
 
     # -- policy pieces ----------------------------------------------------------------------
     def _limits(self, action: Action) -> dict[str, int]:
@@ -412,6 +422,9 @@ class Outbox:
         if end <= now:
             end += timedelta(days=1)
         return end.timestamp()
+
+    def _retry_at(self) -> float:
+        return self._ts() + max(1.0, self.settings.retry_backoff_s)
 
     def _next_day(self) -> float:
         now = self.clock.now()

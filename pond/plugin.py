@@ -34,6 +34,7 @@ class Route:
     order: int
     listen_in_rooms: bool
     block: bool
+    when_paused: bool
 
     @property
     def name(self) -> str:
@@ -80,6 +81,7 @@ class Plugin:
         priority: int,
         listen_in_rooms: bool = False,
         block: bool = True,
+        when_paused: bool = False,
     ) -> Callable[[H], H]:
         def register(handler: H) -> H:
             self.routes.append(
@@ -92,6 +94,7 @@ class Plugin:
                     order=next(_order),
                     listen_in_rooms=listen_in_rooms,
                     block=block,
+                    when_paused=when_paused,
                 )
             )
             return handler
@@ -104,10 +107,13 @@ class Plugin:
         priority: int = DEFAULT_PRIORITY,
         listen_in_rooms: bool = False,
         block: bool = True,
+        when_paused: bool = False,
     ) -> Callable[[H], H]:
         """In rooms only @-mentions reach the handler unless listen_in_rooms=True.
-        block=False observes without ending the route search (tagging, analytics)."""
-        return self._route(Message, filters, priority, listen_in_rooms, block)
+        block=False observes without ending the route search (tagging, analytics).
+        In a paused chat (human takeover, hand-off, operator pause) only observers and
+        routes with when_paused=True run."""
+        return self._route(Message, filters, priority, listen_in_rooms, block, when_paused)
 
     def on_friend_request(
         self, *filters: Filter, priority: int = DEFAULT_PRIORITY, block: bool = True

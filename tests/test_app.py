@@ -193,3 +193,24 @@ def test_console_script_prints_replies_with_their_persona_key() -> None:
     assert result.returncode == 0, result.stderr
     assert "[greeter/hello]" in result.stdout
     assert "→ alice" in result.stdout
+
+
+async def test_human_takeover_silences_the_bot_in_that_chat_only(sim: ChatSim) -> None:
+    from pond import HumanTakeover
+
+    await sim.send_event(HumanTakeover("alice", sim.clock.now(), id="t1"))
+    assert (await sim.say("alice", "你好")).keys == []
+    assert (await sim.say("alice", "退订")).keys == ["core/optout_confirm"]  # still honoured
+    assert (await sim.say("bob", "你好")).keys == ["greeter/hello"]
+    await sim.restart()  # a restart must not make the bot talk over the human
+    assert (await sim.say("alice", "你好")).keys == []
+    await sim.advance(31 * 60)
+    assert (await sim.say("alice", "你好")).keys == ["greeter/hello"]
+
+
+async def test_transport_news_is_recorded_and_told_to_admins(sim: ChatSim) -> None:
+    sim.transport.status_listener("reconnected", {"downtime_s": 120.0})
+    told = await sim.advance(1)
+    assert told.keys == ["core/reconnect_alert"] and told.sent[0].to == "admin"
+    assert "2.0" in told.texts[0]
+    assert sim.app.store.sql.events(kind="transport.reconnected")

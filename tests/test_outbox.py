@@ -232,3 +232,24 @@ async def test_decisions_are_recorded_without_message_text(sim: ChatSim) -> None
     sent = sim.app.store.sql.events(kind="out.sent")
     assert sent and sent[-1]["data"]["key"] == "greeter/hello"  # type: ignore[index]
     assert all("你好" not in str(e) for e in sim.app.store.sql.events())
+
+
+async def test_actions_wait_while_offline_and_none_is_lost(sim: ChatSim) -> None:
+    sim.transport.connected = False
+    reply = await sim.say("alice", "你好")
+    assert reply.keys == []
+    held = await sim.advance(60)
+    assert held.keys == []
+    sim.transport.connected = True
+    back = await sim.advance(10)
+    assert back.keys == ["greeter/hello"]
+    deferred = sim.app.store.sql.events(kind="out.deferred")
+    assert len(deferred) == 1  # recorded once, not once per retry
+
+
+async def test_an_offline_error_mid_bulk_puts_the_row_back_not_unknown(sim: ChatSim) -> None:
+    sim.transport.failures = [TransportError("stream closed", offline=True)]
+    sim.app.outbox.enqueue_bulk("j", [send("c0", ActionClass.MARKETING, job="j")])
+    sent = await sim.advance(60)
+    assert [s.to for s in sent] == ["c0"]
+    assert sim.app.ledger.summary("j") == {"sent": 1}

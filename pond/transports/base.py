@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from pond.actions import Action
 from pond.events import Event
@@ -22,18 +22,34 @@ ADD_FRIEND = "add_friend"
 
 
 class TransportError(Exception):
-    """A failed action. `throttled` means the platform signalled rate limiting."""
+    """A failed action. `throttled`: the platform signalled rate limiting. `offline`: the
+    action was not attempted because the connection is down, so holding it and trying
+    again later can never send it twice."""
 
-    def __init__(self, message: str, *, throttled: bool = False, retryable: bool = True) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        throttled: bool = False,
+        retryable: bool = True,
+        offline: bool = False,
+    ) -> None:
         super().__init__(message)
         self.throttled = throttled
         self.retryable = retryable
+        self.offline = offline
+
+
+StatusListener = Callable[[str, dict[str, Any]], None]
 
 
 class Transport(Protocol):
     name: str
     capabilities: frozenset[str]
     self_id: str  # the account's own contact id, known after login
+    connected: bool  # False while the connection is down: the outbox holds actions
+    # Set by the App: "login", "logout", "disconnected", "reconnected", "scan" with details.
+    status_listener: StatusListener
 
     async def start(self, sink: EventSink) -> None:
         """Connect and begin delivering events to `sink`; returns once connected."""

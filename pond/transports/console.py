@@ -45,6 +45,7 @@ from pond.transports.base import (
     ROOMS,
     TAGS,
     EventSink,
+    StatusListener,
 )
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class ConsoleTransport:
         self.out = out or sys.stdout
         self.self_id = "bot"
         self.sink: EventSink | None = None
+        self.connected = True
+        self.status_listener: StatusListener = lambda status, data: None
 
     async def start(self, sink: EventSink) -> None:
         self.sink = sink

@@ -16,6 +16,7 @@ from pond.transports.base import (
     ROOMS,
     TAGS,
     EventSink,
+    StatusListener,
     TransportError,
 )
 
@@ -43,6 +44,8 @@ class MemoryTransport:
         self.capabilities = capabilities
         self.performed: list[Performed] = []
         self.sink: EventSink | None = None
+        self.connected = True
+        self.status_listener: StatusListener = lambda status, data: None
         # Tests script failures: each perform() pops one; None means success.
         self.failures: list[TransportError | None] = []
 
