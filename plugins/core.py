@@ -7,7 +7,7 @@ Persona: core/optout_confirm, core/optin_confirm, and the alert keys below.
 
 from __future__ import annotations
 
-from pond import Context, Message, Plugin, filters
+from pond import Command, Context, Message, Plugin, filters
 
 plugin = Plugin(
     "core",
@@ -22,6 +22,8 @@ plugin = Plugin(
         "core/login_alert",
         "core/logout_alert",
         "core/reconnect_alert",
+        "core/admin_bound",
+        "core/admin_help",
     ],
     description="opt-out/opt-in and operator alerts",
 )
@@ -48,3 +50,8 @@ async def opt_out(event: Message, ctx: Context) -> None:
 async def opt_in(event: Message, ctx: Context) -> None:
     if ctx.outbox.opt_in(event.sender.id):
         await ctx.reply("core/optin_confirm")
+
+
+@plugin.command("help")
+async def help_(command: Command, ctx: Context) -> None:
+    await ctx.reply("core/admin_help", commands=ctx.app.commands.listing())

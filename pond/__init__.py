@@ -4,6 +4,7 @@ from pond import filters
 from pond.actions import Action, ActionClass, ActionKind, Media, MediaKind
 from pond.app import App, HandlerError, StartupError
 from pond.clock import Clock, FakeClock, SystemClock
+from pond.commands import Command
 from pond.config import ConfigError, DailyWindow, Range, Settings
 from pond.context import Context
 from pond.events import (
@@ -29,6 +30,7 @@ __all__ = [
     "ActionKind",
     "App",
     "Clock",
+    "Command",
     "ConfigError",
     "Contact",
     "Context",

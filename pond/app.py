@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,9 +17,11 @@ from apscheduler.triggers.cron import CronTrigger
 
 from pond.actions import Action, ActionClass, ActionKind
 from pond.clock import Clock, FakeClock, SystemClock
+from pond.commands import Admins, Command, CommandCatalog, CommandError, Commands, audit_data
 from pond.config import ConfigError, Settings
 from pond.context import Context
-from pond.events import Event, HumanTakeover, Message
+from pond.customers import CustomerBook
+from pond.events import Event, FriendRequest, HumanTakeover, Message
 from pond.filters import Configured
 from pond.ledger import Ledger
 from pond.outbox import Outbox
@@ -62,6 +64,7 @@ class App:
             settings.bot.persona_dir, max_chars=settings.bot.persona_max_chars, rng=self.rng
         )
         self.ledger = Ledger(self.store.sql.engine, self.store.sql.metadata)
+        self.book = CustomerBook(self.store.sql.engine, self.store.sql.metadata)
         self.outbox = Outbox(
             transport,
             self.clock,
@@ -73,6 +76,8 @@ class App:
         )
         self.outbox.alert = self.alert
         self.pauses = Pauses(self.store.namespace("core"), self.clock)
+        self.admins = Admins(settings.bot.admin_ids, self.store.namespace("core"))
+        self.commands = Commands(CommandCatalog.load(settings.bot.persona_dir / "_commands.toml"))
         transport.status_listener = self._transport_status
         self.outbox.on_error = lambda error: self._handler_failed("outbox", "action", error)
         self.plugins: dict[str, Plugin] = {}
@@ -83,7 +88,7 @@ class App:
         self.errors: list[BaseException] = []
         self.rooms: set[str] = set()
         self.started_at: datetime | None = None
-        self.tags_of: Callable[[str], Iterable[str]] = lambda contact_id: ()
+        self.cli_output: Callable[[str, str], None] = lambda key, text: print(text)
         self._chat_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []
@@ -99,6 +104,11 @@ class App:
             self.plugin_configs[plugin.name] = self.settings.plugin_config(
                 plugin.name, plugin.config_type
             )
+        for spec in plugin.commands:
+            try:
+                self.commands.register(spec)
+            except CommandError as error:
+                raise StartupError(str(error)) from error
         self.routes.extend(plugin.routes)
         self.routes.sort(key=lambda r: (r.priority, r.order))
         for job in plugin.jobs:
@@ -187,6 +197,8 @@ class App:
             room_id=room.id if room else "",
             **data,
         )
+        if contact is not None and not isinstance(event, FriendRequest):
+            self.book.touch(contact.id, contact.name, event.timestamp)
         if stale:
             log.info("stale %s from %.0f s ago recorded, not answered", event.kind, age)
         return not stale
@@ -209,6 +221,8 @@ class App:
                 event.chat_id, minutes=self.settings.bot.takeover_pause_min, reason="takeover"
             )
             self.record("chat.takeover", chat_id=event.chat_id)
+        if isinstance(event, Message) and event.room is None and await self._operator(event):
+            return
         paused = self.pauses.reason(event.chat_id)
         for route in self.routes:
             if not isinstance(event, route.event_type):
@@ -231,6 +245,34 @@ class App:
                 self._handler_failed(route.name, event.kind, error)
             if route.block:
                 return
+
+    async def _operator(self, message: Message) -> bool:
+        """Admin commands and the binding code; True when the message was one."""
+        sender = message.sender
+        if message.text.strip() == self.admins.binding_code:
+            self.admins.bind(sender.id, self.clock.now(), sender.display)
+            self.record("admin.bound", contact_id=sender.id)
+            log.warning("admin bound: %s", sender.id)
+            core = self.plugins.get("core")
+            if core is not None:
+                await Context(self, core, message).reply("core/admin_bound")
+            return True
+        if not self.admins.is_admin(sender.id):
+            return False
+        command = self.commands.parse(message)
+        if command is None:
+            return False
+        await self.run_command(command)
+        return True
+
+    async def run_command(self, command: Command) -> None:
+        """Run an operator command (from chat or the CLI), audit-logged either way."""
+        spec = self.commands.specs[command.name]
+        self.record("admin.command", contact_id=command.sender.id, **audit_data(command))
+        try:
+            await spec.handler(command, Context(self, self.plugins[spec.plugin], command))
+        except Exception as error:
+            self._handler_failed(f"{spec.plugin}.{command.name}", "command", error)
 
     def _handler_failed(self, where: str, kind: str, error: Exception) -> None:
         log.error(
@@ -340,7 +382,7 @@ class App:
         raised: alerts happen exactly when things are already going wrong."""
         variables = {**(data or {}), **more}
         log.warning("alert %s %s", key, {k: v for k, v in variables.items() if k != "text"})
-        for admin in self.settings.bot.admin_ids:
+        for admin in self.admins.ids():
             try:
                 text = self.persona.render(key, chat_id=admin, contact_id=admin, **variables).text
             except PersonaError as error:
@@ -384,6 +426,14 @@ class App:
             await asyncio.sleep(self.settings.bot.persona_reload_s)
             self.reload_persona()
 
+    async def _flush_book_forever(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(1.0)
+                self.book.flush()
+        finally:
+            self.book.flush()
+
     async def _prune_forever(self) -> None:
         while True:
             ttl = timedelta(days=self.settings.outbox.seen_ttl_days)
@@ -393,7 +443,12 @@ class App:
             await asyncio.sleep(3600)
 
     def start_background(self, *, outbox: bool = True, scheduler: bool = True) -> None:
-        factories = [self.store.sql.run_flusher, self._reload_persona_forever, self._prune_forever]
+        factories = [
+            self.store.sql.run_flusher,
+            self._flush_book_forever,
+            self._reload_persona_forever,
+            self._prune_forever,
+        ]
         if outbox:
             factories.append(self.outbox.run)
         self._background = [asyncio.create_task(f()) for f in factories]
@@ -433,4 +488,5 @@ class App:
                 await task
         with contextlib.suppress(Exception):
             await self.transport.stop()
+        self.book.flush()
         self.store.close()

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pond.actions import Action, ActionClass, ActionKind, Media
+from pond.commands import Command
 from pond.events import Contact, Event, Message, Room
 from pond.outbox import Outcome
 from pond.persona import PersonaError, Rendered
@@ -25,7 +26,7 @@ class Context:
         self,
         app: App,
         plugin: Plugin,
-        event: Event | None = None,
+        event: Event | Command | None = None,
         fire_time: datetime | None = None,
     ) -> None:
         self.app = app
@@ -66,7 +67,7 @@ class Context:
                 None,
                 f"renders {key!r} but does not declare it in Plugin(persona=...)",
             )
-        tags = self.app.tags_of(contact_id) if contact_id else ()
+        tags = self.app.book.tags(contact_id) if contact_id else frozenset[str]()
         return self.persona.render(
             key, chat_id=chat_id, contact_id=contact_id, room_id=room_id, tags=tags, **variables
         )
@@ -89,8 +90,16 @@ class Context:
         contact: Contact | None = getattr(event, "sender", None) or getattr(event, "contact", None)
         if mention is None:
             mention = [contact] if room is not None and contact is not None else []
+        if isinstance(event, Command) and event.origin == "cli":
+            # The operator is at the terminal: print, do not message anyone.
+            rendered = self.render(key, chat_id=event.chat_id, **variables)
+            self.app.cli_output(rendered.key, rendered.text)
+            done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+            done.set_result(Outcome("sent", "cli"))
+            return done
         if cls is None:
-            cls = ActionClass.REPLY if isinstance(event, Message) else ActionClass.SERVICE
+            answering = isinstance(event, Message | Command)
+            cls = ActionClass.REPLY if answering else ActionClass.SERVICE
         return await self.send(
             room or event.chat_id,
             key,

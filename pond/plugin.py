@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pond.commands import CommandHandler, CommandSpec
 from pond.events import FriendRequest, HumanTakeover, MemberJoined, MemberLeft, Message
 from pond.filters import Filter
 
@@ -18,6 +19,7 @@ EventHandler = Callable[[Any, "Context"], Awaitable[None]]
 JobHandler = Callable[["Context"], Awaitable[None]]
 H = TypeVar("H", bound=EventHandler)
 J = TypeVar("J", bound=JobHandler)
+C = TypeVar("C", bound=CommandHandler)
 
 _order = itertools.count()
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
@@ -73,6 +75,7 @@ class Plugin:
         self.routes: list[Route] = []
         self.jobs: list[Job] = []
         self.startup: list[JobHandler] = []
+        self.commands: list[CommandSpec] = []
 
     def _route(
         self,
@@ -141,6 +144,16 @@ class Plugin:
         def register(handler: J) -> J:
             job_id = f"{self.name}.{id or handler.__name__}"
             self.jobs.append(Job(id=job_id, plugin=self.name, cron=cron, handler=handler))
+            return handler
+
+        return register
+
+    def command(self, name: str) -> Callable[[C], C]:
+        """An operator command, `async (cmd: Command, ctx)`, admins only, private chat only.
+        Its Chinese names and help live in persona/_commands.toml under [name]."""
+
+        def register(handler: C) -> C:
+            self.commands.append(CommandSpec(name=name, plugin=self.name, handler=handler))
             return handler
 
         return register

@@ -25,3 +25,35 @@ async def test_opt_in_only_answers_someone_who_opted_out(sim: ChatSim) -> None:
 async def test_keywords_in_rooms_are_not_opt_outs(sim: ChatSim) -> None:
     assert (await sim.say("carol", "退订", room="r1", mention=True)).keys == []
     assert not sim.app.ledger.is_opted_out("carol")
+
+
+async def test_admin_asks_for_help_in_chinese_or_english(sim: ChatSim) -> None:
+    said = await sim.say("admin", "帮助")
+    assert said.keys == ["core/admin_help"]
+    assert "帮助（help" in said.texts[0]
+    assert (await sim.say("admin", "/help")).keys == ["core/admin_help"]
+
+
+async def test_commands_from_non_admins_are_just_messages(sim: ChatSim) -> None:
+    assert (await sim.say("mallory", "帮助")).keys == []
+    assert sim.app.store.sql.events(kind="admin.command") == []
+
+
+async def test_commands_are_private_only(sim: ChatSim) -> None:
+    assert (await sim.say("admin", "帮助", room="r1", mention=True)).keys == []
+
+
+async def test_binding_code_makes_an_admin_once(sim: ChatSim) -> None:
+    code = sim.app.admins.binding_code
+    assert (await sim.say("owner", code)).keys == ["core/admin_bound"]
+    assert (await sim.say("owner", "帮助")).keys == ["core/admin_help"]
+    assert (await sim.say("mallory", code)).keys == []  # used up: a new code was made
+    await sim.restart()
+    assert sim.app.admins.is_admin("owner")  # bindings persist
+
+
+async def test_every_command_is_audited(sim: ChatSim) -> None:
+    await sim.say("admin", "帮助 全部")
+    [audit] = sim.app.store.sql.events(kind="admin.command")
+    assert audit["contact_id"] == "admin"
+    assert audit["data"] == {"command": "help", "args": ["全部"], "origin": "chat"}

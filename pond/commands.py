@@ -1,0 +1,204 @@
+"""Operator commands: one parser for every plugin's commands, admin identity, audit.
+
+Plugins register commands by an English name (`@plugin.command("status")`). Their Chinese
+names, aliases and help text are copy, kept in persona/_commands.toml so operators can rename
+them without touching code. Commands are accepted only in private chat from an admin: a
+contact id listed in BOT_ADMIN_IDS, or one bound at run time with the one-time code printed
+at start-up (some puppets change ids at each login)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import tomllib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pond.events import Contact, Message, Room
+
+if TYPE_CHECKING:
+    from pond.context import Context
+
+CommandHandler = Callable[["Command", "Context"], Awaitable[None]]
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An operator's command, parsed from a private message or given on the command line."""
+
+    name: str  # canonical English name
+    args: tuple[str, ...]
+    rest: str  # everything after the command word, as typed
+    sender: Contact
+    timestamp: datetime
+    id: str = ""
+    origin: str = "chat"  # "chat" (WeChat or console) or "cli"
+    room: Room | None = None  # always None: commands are private
+
+    kind = "command"
+
+    @property
+    def chat_id(self) -> str:
+        return self.sender.id
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    name: str
+    plugin: str
+    handler: CommandHandler
+
+
+@dataclass(frozen=True, slots=True)
+class CommandInfo:
+    """What persona/_commands.toml says of one command."""
+
+    name: str
+    names: tuple[str, ...] = ()  # Chinese names and aliases, first is the display name
+    help: str = ""
+    usage: str = ""
+
+    @property
+    def display(self) -> str:
+        return self.names[0] if self.names else self.name
+
+
+class CommandError(ValueError):
+    pass
+
+
+@dataclass
+class CommandCatalog:
+    infos: dict[str, CommandInfo] = field(default_factory=dict)
+
+    @classmethod
+    def load_dir(cls, persona_dir: Path) -> CommandCatalog:
+        """persona/_commands.toml plus each plugin's persona/<plugin>/commands.toml."""
+        catalog = cls()
+        paths = [persona_dir / "_commands.toml", *sorted(persona_dir.glob("*/commands.toml"))]
+        for path in paths:
+            for name, info in cls.load(path).infos.items():
+                if name in catalog.infos:
+                    raise CommandError(f"{path}: [{name}] is already described elsewhere")
+                catalog.infos[name] = info
+        return catalog
+
+    @classmethod
+    def load(cls, path: Path) -> CommandCatalog:
+        if not path.exists():
+            return cls()
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+            raise CommandError(f"{path}: {error}") from error
+        infos = {}
+        for name, table in data.items():
+            where = f"{path}: [{name}]"
+            if not _NAME.match(name) or not isinstance(table, dict):
+                raise CommandError(f"{where}: a table named by the English command name")
+            names = table.get("names", [])
+            if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+                raise CommandError(f"{where}: names must be a list of words")
+            if any(len(n.split()) != 1 for n in names):
+                raise CommandError(f"{where}: each name must be one word without spaces")
+            unknown = set(table) - {"names", "help", "usage"}
+            if unknown:
+                raise CommandError(f"{where}: unknown keys {sorted(unknown)}")
+            infos[name] = CommandInfo(
+                name, tuple(names), str(table.get("help", "")), str(table.get("usage", ""))
+            )
+        return cls(infos)
+
+    def info(self, name: str) -> CommandInfo:
+        return self.infos.get(name) or CommandInfo(name)
+
+
+class Commands:
+    """The registry and parser; the App owns one."""
+
+    def __init__(self, catalog: CommandCatalog) -> None:
+        self.catalog = catalog
+        self.specs: dict[str, CommandSpec] = {}
+        self._words: dict[str, str] = {}
+
+    def register(self, spec: CommandSpec) -> None:
+        if spec.name in self.specs:
+            other = self.specs[spec.name].plugin
+            raise CommandError(f"command {spec.name} is registered by {other} and {spec.plugin}")
+        self.specs[spec.name] = spec
+        for word in (spec.name, *self.catalog.info(spec.name).names):
+            owner = self._words.get(word.lower())
+            if owner is not None and owner != spec.name:
+                raise CommandError(f"command word {word!r} is used by {owner} and {spec.name}")
+            self._words[word.lower()] = spec.name
+
+    def parse(self, message: Message) -> Command | None:
+        text = message.text.strip()
+        word, _, rest = text.removeprefix("/").partition(" ")
+        name = self._words.get(word.strip().lower())
+        if name is None:
+            return None
+        rest = rest.strip()
+        return Command(
+            name, tuple(rest.split()), rest, message.sender, message.timestamp, id=message.id
+        )
+
+    def listing(self) -> list[dict[str, str]]:
+        rows = []
+        for name in sorted(self.specs):
+            info = self.catalog.info(name)
+            rows.append(
+                {
+                    "name": info.display,
+                    "english": name,
+                    "aliases": " / ".join(n for n in info.names[1:]),
+                    "help": info.help,
+                    "usage": info.usage,
+                }
+            )
+        return rows
+
+
+class KeyValue(Protocol):
+    def get(self, key: str, default: object = None) -> object: ...
+
+    def set(self, key: str, value: object) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def items(self, prefix: str = "") -> list[tuple[str, object]]: ...
+
+
+class Admins:
+    """Admin identity by contact id: configured ids plus ids bound with the start-up code."""
+
+    def __init__(self, configured: tuple[str, ...], kv: KeyValue) -> None:
+        self.configured = frozenset(configured)
+        self.kv = kv
+        self.binding_code = f"pond-{secrets.randbelow(1_000_000):06d}"
+
+    def ids(self) -> list[str]:
+        bound = [k.removeprefix("admin:") for k, _ in self.kv.items("admin:")]
+        return sorted(self.configured | set(bound))
+
+    def is_admin(self, contact_id: str) -> bool:
+        return contact_id in self.configured or self.kv.get(f"admin:{contact_id}") is not None
+
+    def bind(self, contact_id: str, at: datetime, name: str = "") -> None:
+        self.kv.set(f"admin:{contact_id}", {"at": at.isoformat(), "name": name})
+        # One use: a code seen by someone else over the operator's shoulder is then worthless.
+        self.binding_code = f"pond-{secrets.randbelow(1_000_000):06d}"
+
+    def unbind(self, contact_id: str) -> bool:
+        if self.kv.get(f"admin:{contact_id}") is None:
+            return False
+        self.kv.delete(f"admin:{contact_id}")
+        return True
+
+
+def audit_data(command: Command) -> dict[str, Any]:
+    return {"command": command.name, "args": list(command.args), "origin": command.origin}
