@@ -99,6 +99,7 @@ async def run_console(args: argparse.Namespace, settings: Settings) -> int:
     transport = ConsoleTransport(clock.now)
     app = build_app(settings, transport, clock)
     await app.start()
+    print_binding_code(app)
     simulator = Simulator(app, clock, session=secrets.token_hex(3))
     try:
         if args.script:
@@ -110,6 +111,17 @@ async def run_console(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         await app.stop()
     return 0
+
+
+def print_binding_code(app: App) -> None:
+    # Some puppets change contact ids at each login, so ids in BOT_ADMIN_IDS can go stale:
+    # whoever sends this one-time code in a private chat becomes an admin.
+    print(
+        f"管理员绑定码 / admin binding code: {app.admins.binding_code}"
+        "（私聊发给机器人即可成为管理员）",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def build_app(settings: Settings, transport: object, clock: object | None = None) -> App:

@@ -7,6 +7,7 @@ Script grammar (one line each; also typed interactively):
     /join r1 carol dave         carol and dave join room r1;   /leave r1 carol
     /image alice[@r1]           alice sends an image;           /link alice[@r1] URL
     /takeover alice             the account's owner typed in alice's chat from the phone
+    /admin boss                 make boss an admin (simulator shortcut for the binding code)
     /tick JOB_ID                run a scheduled job now;        /jobs lists them
     /advance 2h                 move the simulated clock (due jobs fire on the way)
     # comment, blank lines      ignored;                        /help, /quit
@@ -219,6 +220,12 @@ class Simulator:
             return False
         if verb == "help":
             self._print(__doc__ or "")
+        elif verb == "admin":
+            if not args:
+                self._print("！用法: /admin 名字")
+            else:
+                self.app.admins.bind(args[0], self.clock.now(), args[0])
+                self._print(f"（{args[0]} 现在是管理员，私聊发「帮助」查看命令）")
         elif verb == "jobs":
             for job_id, job in sorted(self.app.jobs.items()):
                 self._print(f"  {job_id}  ({job.cron})")
