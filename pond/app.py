@@ -401,14 +401,30 @@ class App:
 
     # -- running -------------------------------------------------------------------------------
     async def settle(self, *, jump: bool = False) -> None:
-        """Wait until every queued event is handled and the outbox has nothing ready
-        (tests and the console simulator drive the outbox this way instead of run())."""
+        """Run handlers and the outbox until nothing can move (tests and the console drive
+        the outbox this way instead of run()). Handlers may await their send's outcome: the
+        outbox is stepped while they wait. A handler still waiting for deferred work (quiet
+        hours, say) is left waiting; with jump=True the clock jumps to that work instead."""
+        stalled = 0
         while True:
-            while self._tasks:
-                await asyncio.gather(*list(self._tasks))
-            await self.outbox.drain(jump=jump)
-            if not self._tasks:
+            await asyncio.sleep(0)
+            if await self.outbox.step():
+                stalled = 0
+                continue
+            if self._tasks:
+                done, _ = await asyncio.wait(
+                    list(self._tasks), timeout=0.005, return_when=asyncio.FIRST_COMPLETED
+                )
+                if done or self.outbox.next_due() is None:
+                    continue  # progress, or handlers doing real I/O: keep waiting
+                stalled += 1
+                if stalled < 40:
+                    continue
+            due = self.outbox.next_due()
+            if not jump or due is None:
                 break
+            stalled = 0
+            await self.clock.sleep(max(0.0, due - self.clock.now().timestamp()))
         if self.strict and self.errors:
             errors, self.errors = self.errors, []
             raise HandlerError(f"{len(errors)} handler error(s)") from errors[0]

@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from pond.events import Contact, Message, Room
+from pond.store import Namespace
 
 if TYPE_CHECKING:
     from pond.context import Context
@@ -163,20 +164,10 @@ class Commands:
         return rows
 
 
-class KeyValue(Protocol):
-    def get(self, key: str, default: object = None) -> object: ...
-
-    def set(self, key: str, value: object) -> None: ...
-
-    def delete(self, key: str) -> None: ...
-
-    def items(self, prefix: str = "") -> list[tuple[str, object]]: ...
-
-
 class Admins:
     """Admin identity by contact id: configured ids plus ids bound with the start-up code."""
 
-    def __init__(self, configured: tuple[str, ...], kv: KeyValue) -> None:
+    def __init__(self, configured: tuple[str, ...], kv: Namespace) -> None:
         self.configured = frozenset(configured)
         self.kv = kv
         self.binding_code = f"pond-{secrets.randbelow(1_000_000):06d}"

@@ -158,26 +158,48 @@ class Ledger:
 
     def reserve(self, day: str, limits: dict[str, int]) -> str | None:
         """Count one action against every (kind -> cap) in `limits`, committed before the
-        action is performed. Returns the first kind already at its cap (nothing counted)."""
+        action is performed. Returns the first kind already at its cap (nothing counted).
+
+        Each increment is one conditional UPDATE (n < cap), so even two processes sharing
+        a database cannot both take the last slot."""
+        for _attempt in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    for kind, cap in limits.items():
+                        if not self._increment(conn, day, kind, cap):
+                            conn.rollback()
+                            return kind
+                return None
+            except IntegrityError:
+                continue  # another writer inserted the day's first row: count again
+        raise RuntimeError(f"could not reserve {sorted(limits)} for {day}")
+
+    def _increment(self, conn: sa.Connection, day: str, kind: str, cap: int) -> bool:
+        c = self.counters.c
+        updated = conn.execute(
+            sa.update(self.counters)
+            .where(c.day == day, c.kind == kind, c.n < cap)
+            .values(n=c.n + 1)
+        ).rowcount
+        if updated:
+            return True
+        exists = conn.execute(sa.select(c.n).where(c.day == day, c.kind == kind)).first()
+        if exists is not None or cap <= 0:
+            return False  # at the cap
+        conn.execute(sa.insert(self.counters).values(day=day, kind=kind, n=1))
+        return True
+
+    def release(self, day: str, kinds: Iterable[str]) -> None:
+        """Give back a reservation for an action that certainly did not happen (refused as
+        throttled, or never attempted while offline), so retries cannot burn the day's cap."""
+        c = self.counters.c
         with self.engine.begin() as conn:
-            for kind, cap in limits.items():
-                n = conn.execute(
-                    sa.select(self.counters.c.n).where(
-                        self.counters.c.day == day, self.counters.c.kind == kind
-                    )
-                ).scalar()
-                if (n or 0) >= cap:
-                    conn.rollback()
-                    return kind
-            for kind in limits:
-                updated = conn.execute(
+            for kind in kinds:
+                conn.execute(
                     sa.update(self.counters)
-                    .where(self.counters.c.day == day, self.counters.c.kind == kind)
-                    .values(n=self.counters.c.n + 1)
-                ).rowcount
-                if not updated:
-                    conn.execute(sa.insert(self.counters).values(day=day, kind=kind, n=1))
-        return None
+                    .where(c.day == day, c.kind == kind, c.n > 0)
+                    .values(n=c.n - 1)
+                )
 
     # -- opt-out and marketing frequency ----------------------------------------------
     def set_opt_out(self, contact_id: str, at: float, source: str) -> bool:

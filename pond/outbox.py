@@ -16,12 +16,13 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from pond.actions import Action, ActionClass, ActionKind
 from pond.clock import Clock
 from pond.config import OutboxSettings
 from pond.ledger import BulkRow, JobStatus, Ledger, RowStatus
+from pond.store import Namespace
 from pond.transports.base import Transport, TransportError
 
 log = logging.getLogger("pond.outbox")
@@ -32,12 +33,6 @@ _PRIORITY = {
     ActionClass.MARKETING: 3,
 }
 ALERT_PRIORITY = 0
-
-
-class KeyValue(Protocol):
-    def get(self, key: str, default: object = None) -> object: ...
-
-    def set(self, key: str, value: object) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +73,7 @@ class Outbox:
         clock: Clock,
         settings: OutboxSettings,
         ledger: Ledger,
-        state: KeyValue,
+        state: Namespace,
         *,
         record: Callable[[str, dict[str, Any]], None] = lambda kind, data: None,
         rng: random.Random | None = None,
@@ -273,7 +268,8 @@ class Outbox:
         await self.clock.sleep(self._pacing_wait(item))
 
         limits = self._limits(action)
-        capped = self.ledger.reserve(self._day(), limits)
+        day = self._day()
+        capped = self.ledger.reserve(day, limits)
         if capped is not None:
             if item.row is not None:
                 return self._defer(item, self._next_day(), f"cap:{capped}")
@@ -286,13 +282,16 @@ class Outbox:
             self._ts(),
             expect=RowStatus.PENDING,
         ):
+            self.ledger.release(day, limits)
             return  # cancelled or taken meanwhile
         outcome = await self._perform(item)
         if outcome.status == "sent":
             return self._finish(item, outcome)
         if outcome.reason not in {"throttled", "offline"}:
             return self._finish(item, outcome)
-        # Refused by the platform, or never attempted: safe to try again later.
+        # Refused by the platform, or never attempted: the slot was not used, and it is
+        # safe to try again later.
+        self.ledger.release(day, limits)
         if outcome.reason == "offline" or held:
             until = self.breaker_until if outcome.reason == "throttled" else self._retry_at()
             if item.row is not None:

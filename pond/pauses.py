@@ -4,26 +4,15 @@ make the bot talk over a human."""
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from pond.clock import Clock
+from pond.store import Namespace
 
 ALL = "*"
 _PREFIX = "pause:"
 
 
-class KeyValue(Protocol):
-    def get(self, key: str, default: object = None) -> object: ...
-
-    def set(self, key: str, value: object) -> None: ...
-
-    def delete(self, key: str) -> None: ...
-
-    def items(self, prefix: str = "") -> list[tuple[str, object]]: ...
-
-
 class Pauses:
-    def __init__(self, kv: KeyValue, clock: Clock) -> None:
+    def __init__(self, kv: Namespace, clock: Clock) -> None:
         self.kv = kv
         self.clock = clock
         self._active: dict[str, tuple[float | None, str]] = {}

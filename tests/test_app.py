@@ -214,3 +214,20 @@ async def test_transport_news_is_recorded_and_told_to_admins(sim: ChatSim) -> No
     assert told.keys == ["core/reconnect_alert"] and told.sent[0].to == "admin"
     assert "2.0" in told.texts[0]
     assert sim.app.store.sql.events(kind="transport.reconnected")
+
+
+async def test_a_handler_may_wait_for_its_send_to_go_out(tmp_path: Path) -> None:
+    outcomes: list[str] = []
+    plugin = Plugin("waiter", persona=["greeter/hello"])
+
+    @plugin.on_message()
+    async def wait(event: Message, ctx: Context) -> None:
+        sent = await ctx.reply("greeter/hello", name="x")
+        outcomes.append((await sent).status)
+        await ctx.reply("greeter/hello", name="y")
+
+    sim = await ChatSim.create(tmp_path / "d", plugins=[plugin])
+    said = await sim.say("alice", "hi")
+    assert outcomes == ["sent"]
+    assert said.keys == ["greeter/hello", "greeter/hello"]
+    await sim.close()

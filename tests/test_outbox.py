@@ -145,15 +145,36 @@ async def test_throttle_trips_breaker_holds_non_replies_and_recovers(sim: ChatSi
     assert sim.app.outbox.breaker_until - sim.clock.now().timestamp() == pytest.approx(3600, abs=60)
 
 
-async def test_other_errors_retry_once_then_fail(sim: ChatSim) -> None:
-    sim.transport.failures = [TransportError("network"), None]
+async def test_errors_that_certainly_did_not_send_retry_once_then_fail(sim: ChatSim) -> None:
+    refused = TransportError("connection refused", retryable=True)
+    sim.transport.failures = [refused, None]
     ok = sim.app.outbox.submit(send("alice"))
     await sim.drain()
     assert ok.result().status == "sent"
-    sim.transport.failures = [TransportError("network"), TransportError("network")]
+    sim.transport.failures = [refused, refused]
     bad = sim.app.outbox.submit(send("bob"))
     await sim.drain()
     assert bad.result() == type(bad.result())("failed", "transport")
+
+
+async def test_an_ambiguous_error_is_never_retried(sim: ChatSim) -> None:
+    # A timeout after the request left may have delivered: a retry could send it twice.
+    sim.transport.failures = [TransportError("timeout"), None]
+    once = sim.app.outbox.submit(send("alice"))
+    await sim.drain()
+    assert once.result().reason == "transport"
+    assert sim.transport.failures == [None]  # the transport was called exactly once
+
+
+async def test_refused_actions_give_their_cap_slot_back(tmp_path: Path) -> None:
+    sim = await make(tmp_path, OUTBOX_CAP_SEND="2")
+    sim.transport.failures = [TransportError("stream closed", offline=True)] * 5
+    sim.app.outbox.submit(send("alice"))
+    sim.app.outbox.submit(send("bob"))
+    sent = await sim.advance(120)
+    assert sorted(s.to for s in sent) == ["alice", "bob"]  # five offline tries cost nothing
+    assert sim.app.ledger.count(sim.clock.now().date().isoformat(), "send") == 2
+    await sim.close()
 
 
 async def test_daily_cap_survives_restart_and_resets_next_day(tmp_path: Path) -> None:

@@ -22,16 +22,19 @@ ADD_FRIEND = "add_friend"
 
 
 class TransportError(Exception):
-    """A failed action. `throttled`: the platform signalled rate limiting. `offline`: the
-    action was not attempted because the connection is down, so holding it and trying
-    again later can never send it twice."""
+    """A failed action. The flags are a contract with the outbox, which relies on them to
+    never send twice:
+    - `throttled`: the platform refused the action as too frequent (it did not happen);
+    - `offline`: the action was not attempted because the connection is down;
+    - `retryable`: the action certainly did not take effect, so one retry is safe.
+    Anything ambiguous (a timeout after the request left) must leave all three False."""
 
     def __init__(
         self,
         message: str,
         *,
         throttled: bool = False,
-        retryable: bool = True,
+        retryable: bool = False,
         offline: bool = False,
     ) -> None:
         super().__init__(message)
