@@ -171,23 +171,26 @@ class Admins:
         self.configured = frozenset(configured)
         self.kv = kv
         self.binding_code = f"pond-{secrets.randbelow(1_000_000):06d}"
+        # Asked on every private message: keep the bound ids in memory (the kv is the truth).
+        self._bound = {k.removeprefix("admin:") for k, _ in kv.items("admin:")}
 
     def ids(self) -> list[str]:
-        bound = [k.removeprefix("admin:") for k, _ in self.kv.items("admin:")]
-        return sorted(self.configured | set(bound))
+        return sorted(self.configured | self._bound)
 
     def is_admin(self, contact_id: str) -> bool:
-        return contact_id in self.configured or self.kv.get(f"admin:{contact_id}") is not None
+        return contact_id in self.configured or contact_id in self._bound
 
     def bind(self, contact_id: str, at: datetime, name: str = "") -> None:
         self.kv.set(f"admin:{contact_id}", {"at": at.isoformat(), "name": name})
+        self._bound.add(contact_id)
         # One use: a code seen by someone else over the operator's shoulder is then worthless.
         self.binding_code = f"pond-{secrets.randbelow(1_000_000):06d}"
 
     def unbind(self, contact_id: str) -> bool:
-        if self.kv.get(f"admin:{contact_id}") is None:
+        if contact_id not in self._bound:
             return False
         self.kv.delete(f"admin:{contact_id}")
+        self._bound.discard(contact_id)
         return True
 
 

@@ -138,6 +138,15 @@ class Ledger:
         self.marketing = t["out_marketing"]
         self.jobs = t["out_jobs"]
         self.rows = t["out_rows"]
+        c = self.counters.c
+        at_day_kind = (c.day == sa.bindparam("b_day"), c.kind == sa.bindparam("b_kind"))
+        self._q_increment = (
+            sa.update(self.counters)
+            .where(*at_day_kind, c.n < sa.bindparam("cap"))
+            .values(n=c.n + 1)
+        )
+        self._q_count = sa.select(c.n).where(*at_day_kind)
+        self._active: list[str] | None = None  # cache: read on every outbox step
 
     # -- daily caps ------------------------------------------------------------------
     def count(self, day: str, kind: str) -> int:
@@ -175,15 +184,10 @@ class Ledger:
         raise RuntimeError(f"could not reserve {sorted(limits)} for {day}")
 
     def _increment(self, conn: sa.Connection, day: str, kind: str, cap: int) -> bool:
-        c = self.counters.c
-        updated = conn.execute(
-            sa.update(self.counters)
-            .where(c.day == day, c.kind == kind, c.n < cap)
-            .values(n=c.n + 1)
-        ).rowcount
-        if updated:
+        params = {"b_day": day, "b_kind": kind, "cap": cap}
+        if conn.execute(self._q_increment, params).rowcount:
             return True
-        exists = conn.execute(sa.select(c.n).where(c.day == day, c.kind == kind)).first()
+        exists = conn.execute(self._q_count, params).first()
         if exists is not None or cap <= 0:
             return False  # at the cap
         conn.execute(sa.insert(self.counters).values(day=day, kind=kind, n=1))
@@ -253,6 +257,7 @@ class Ledger:
     def create_job(self, job: str, actions: Sequence[Action], at: float, meta: Any = None) -> int:
         """Journal one row per recipient as pending. Re-creating a job adds only new
         recipients, so a replayed schedule never duplicates a row. Returns rows added."""
+        self._active = None
         with self.engine.begin() as conn:
             exists = conn.execute(sa.select(self.jobs.c.job).where(self.jobs.c.job == job)).first()
             if not exists:
@@ -295,19 +300,24 @@ class Ledger:
         return JobStatus(status) if status else None
 
     def set_job_status(self, job: str, status: JobStatus) -> None:
+        self._active = None
         with self.engine.begin() as conn:
             conn.execute(
                 sa.update(self.jobs).where(self.jobs.c.job == job).values(status=status.value)
             )
 
     def active_jobs(self) -> list[str]:
-        with self.engine.connect() as conn:
-            jobs = conn.execute(
-                sa.select(self.jobs.c.job)
-                .where(self.jobs.c.status == JobStatus.ACTIVE.value)
-                .order_by(self.jobs.c.created_at, self.jobs.c.job)
-            ).scalars()
-            return [str(j) for j in jobs]
+        """Active jobs, oldest first. Cached: only this ledger changes job statuses (one
+        writer per data dir), and every change goes through create_job/set_job_status."""
+        if self._active is None:
+            with self.engine.connect() as conn:
+                jobs = conn.execute(
+                    sa.select(self.jobs.c.job)
+                    .where(self.jobs.c.status == JobStatus.ACTIVE.value)
+                    .order_by(self.jobs.c.created_at, self.jobs.c.job)
+                ).scalars()
+                self._active = [str(j) for j in jobs]
+        return list(self._active)
 
     def pending(self, job: str, limit: int = 50) -> list[BulkRow]:
         with self.engine.connect() as conn:

@@ -188,6 +188,15 @@ class SqlStore:
             sa.Column("key", sa.String(MAX_KEY_LENGTH), primary_key=True),
             sa.Column("value", sa.JSON(), nullable=True),
         )
+        # Statements on the per-message path are built once: building a WHERE clause costs
+        # more than running it on SQLite.
+        kv, seen = self.kv_table.c, self.seen_messages_table.c
+        where_key = (kv.namespace == sa.bindparam("ns"), kv.key == sa.bindparam("k"))
+        self._q_kv_get = sa.select(kv.value).where(*where_key)
+        self._q_kv_update = sa.update(self.kv_table).where(*where_key)
+        self._q_seen_insert = sa.insert(self.seen_messages_table).values(
+            msg_id=sa.bindparam("msg_id"), ts=sa.bindparam("ts", type_=seen.ts.type)
+        )
 
     # -- schema --------------------------------------------------------------------------
 
@@ -352,7 +361,7 @@ class SqlStore:
         _require_aware(ts)
         try:
             with self.engine.begin() as conn:
-                conn.execute(sa.insert(self.seen_messages_table).values(msg_id=msg_id, ts=ts))
+                conn.execute(self._q_seen_insert, {"msg_id": msg_id, "ts": ts})
         except IntegrityError:
             return False
         return True
@@ -368,10 +377,8 @@ class SqlStore:
 
     def kv_get(self, namespace: str, key: str, default: object = None) -> object:
         _check_kv(namespace, key)
-        t = self.kv_table
-        query = sa.select(t.c.value).where(t.c.namespace == namespace, t.c.key == key)
         with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(self._q_kv_get, {"ns": namespace, "k": key}).first()
         return default if row is None else row[0]
 
     def kv_set(self, namespace: str, key: str, value: object) -> None:
@@ -379,14 +386,16 @@ class SqlStore:
         self._check_open()
         _check_kv(namespace, key)
         _json_dumps(value)  # TypeError/ValueError now rather than from the driver
-        t = self.kv_table
-        where = (t.c.namespace == namespace, t.c.key == key)
+        params = {"ns": namespace, "k": key, "value": value}
         for attempt in range(2):
             try:
                 with self.engine.begin() as conn:
-                    result = conn.execute(sa.update(t).where(*where).values(value=value))
+                    result = conn.execute(self._q_kv_update, params)
                     if result.rowcount == 0:
-                        conn.execute(sa.insert(t).values(namespace=namespace, key=key, value=value))
+                        conn.execute(
+                            sa.insert(self.kv_table),
+                            {"namespace": namespace, "key": key, "value": value},
+                        )
                 return
             except IntegrityError:
                 # Another writer inserted the key between our UPDATE and INSERT: update.

@@ -1,0 +1,422 @@
+"""Benchmarks: `python3 scripts/bench.py [--quick] [--out FILE]`.
+
+Every figure is measured in this run and, where it makes sense, printed as a ratio against a
+baseline measured in the same run (machines are noisy; ratios travel better than seconds):
+
+- pipeline: memory transport -> App.dispatch with all plugins -> routing -> persona render ->
+  governor (fake clock, so pacing costs no wall time) -> transport; private and room messages;
+  throughput and p50/p99 latency per message;
+- baselines: a minimal asyncio dict+regex responder, and the same plus a Jinja2 render;
+- scale: per-message cost with 1k / 10k / 100k contacts (and 50 / 500 rooms) in the store;
+- memory: RSS after start with 10k contacts and 500 rooms;
+- startup: process start to first handled message, with all plugins and the default persona.
+
+Targets are goals to report against, never test assertions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _env import ROOT, ensure_venv
+
+if __name__ == "__main__":
+    ensure_venv()
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+sys.path.insert(0, str(ROOT))
+
+import jinja2
+import sqlalchemy as sa
+
+import plugins
+from pond import App, Contact, FakeClock, Message, Room, Settings
+from pond.transports.memory import MemoryTransport
+
+TARGETS = {
+    "throughput_vs_jinja": 0.3,  # pond msgs/s >= 0.3 x the Jinja2 baseline
+    "p99_ms": 1.0,
+    "scale_ratio": 1.5,  # per-message cost 100k / 1k contacts
+    "rss_mb": 80.0,
+    "startup_s": 1.0,
+}
+
+BENCH_ENV = {
+    # Caps that a benchmark cannot reach, so every message takes the full path.
+    "OUTBOX_CAP_SEND": "1000000000",
+    "OUTBOX_CAP_BROADCAST": "1000000000",
+    "BOT_LOG_LEVEL": "WARNING",
+}
+
+
+@dataclass
+class Result:
+    name: str
+    value: float
+    unit: str
+    target: str = ""
+    met: bool | None = None
+
+    def row(self) -> str:
+        verdict = "" if self.met is None else ("met" if self.met else "MISSED")
+        return f"| {self.name} | {self.value:,.3f} {self.unit} | {self.target} | {verdict} |"
+
+
+def make_app(data_dir: Path, clock: FakeClock) -> tuple[App, MemoryTransport]:
+    env = {
+        "BOT_DATA_DIR": str(data_dir),
+        "BOT_PERSONA_DIR": str(ROOT / "persona"),
+        "BOT_PLUGINS": ",".join(plugins.available()),
+        **BENCH_ENV,
+    }
+    settings = Settings.from_mapping(env)
+    transport = MemoryTransport(clock.now)
+    app = App(settings, transport, clock=clock, rng=random.Random(1))
+    for plugin in plugins.load(settings.bot.plugins):
+        app.include(plugin)
+    return app, transport
+
+
+def messages(
+    clock: FakeClock, n: int, contacts: int, rooms: int, room_share: float
+) -> list[Message]:
+    rng = random.Random(42)
+    out = []
+    for i in range(n):
+        who = Contact(f"c{rng.randrange(contacts):06d}", name=f"客户{i % 97}")
+        if rooms and rng.random() < room_share:
+            room = Room(f"r{rng.randrange(rooms):03d}@chatroom")
+            out.append(
+                Message(f"b{i}", who, "@阿鱼 你好", clock.now(), room=room, mentions_self=True)
+            )
+        else:
+            out.append(Message(f"b{i}", who, "你好", clock.now()))
+    return out
+
+
+async def timed_pipeline(app: App, clock: FakeClock, batch: list[Message]) -> list[float]:
+    latencies = []
+    for message in batch:
+        # Keep each message fresh for the stale-backlog gate while the fake clock runs on.
+        message = Message(
+            message.id,
+            message.sender,
+            message.text,
+            clock.now(),
+            room=message.room,
+            mentions_self=message.mentions_self,
+        )
+        start = time.perf_counter()
+        await app.dispatch(message)
+        await app.settle()
+        latencies.append(time.perf_counter() - start)
+    return latencies
+
+
+def prefill(app: App, contacts: int, rooms: int) -> None:
+    """Contacts with tags and a little history, written in bulk straight into the tables."""
+    book = app.book
+    now = app.clock.now().timestamp()
+    rows = [
+        {
+            "id": f"c{i:06d}",
+            "name": f"客户{i}",
+            "alias": "",
+            "channel": f"A{i % 7}",
+            "stage": "new",
+            "first_seen": now - 86400 * (i % 90),
+            "last_inbound": now,
+            "last_outbound": None,
+            "is_friend": True,
+            "notes": "",
+            "consent": {},
+        }
+        for i in range(contacts)
+    ]
+    tags = [
+        {"contact_id": f"c{i:06d}", "tag": tag, "added_at": now, "source": "bench"}
+        for i in range(contacts)
+        for tag in (f"channel:A{i % 7}", "vip" if i % 10 == 0 else "regular")
+    ]
+    events = [
+        {
+            "ts": app.clock.now() - timedelta(hours=i % 700),
+            "kind": "in.message",
+            "plugin": "",
+            "chat_id": f"r{i % rooms:03d}@chatroom" if rooms else f"c{i % contacts:06d}",
+            "contact_id": f"c{i % contacts:06d}",
+            "room_id": f"r{i % rooms:03d}@chatroom" if rooms else "",
+            "data": {"type": "text", "length": 12},
+        }
+        for i in range(contacts * 2)
+    ]
+    with app.store.sql.engine.begin() as conn:
+        for table, data in (
+            (book.customers, rows),
+            (book.tags_table, tags),
+            (app.store.sql.events_table, events),
+        ):
+            for start in range(0, len(data), 5000):
+                conn.execute(sa.insert(table), data[start : start + 5000])
+    for r in range(rooms):
+        app.rooms.add(f"r{r:03d}@chatroom")
+
+
+async def pipeline_run(contacts: int, rooms: int, n: int, room_share: float) -> dict[str, Any]:
+    clock = FakeClock(datetime(2026, 11, 23, 10, 0))
+    with tempfile.TemporaryDirectory(prefix="pond-bench-") as tmp:
+        app, transport = make_app(Path(tmp), clock)
+        await app.start()
+        prefill(app, contacts, rooms)
+        batch = messages(clock, n, contacts, rooms, room_share)
+        warm = max(20, n // 10)
+        await timed_pipeline(app, clock, batch[:warm])
+        latencies = await timed_pipeline(app, clock, batch[warm:])
+        replies = len(transport.performed)
+        await app.stop()
+    total = sum(latencies)
+    return {
+        "n": len(latencies),
+        "throughput": len(latencies) / total,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": sorted(latencies)[int(len(latencies) * 0.99) - 1] * 1000,
+        "per_message_ms": total / len(latencies) * 1000,
+        "replies": replies,
+    }
+
+
+async def baseline_run(n: int, with_jinja: bool) -> dict[str, Any]:
+    """A minimal asyncio responder: a queue, a regex, a dict of replies (and a Jinja2 render)."""
+    replies = {"你好": "你好{{ name }}～欢迎光临，回复价格看茶单。"}
+    pattern = re.compile("|".join(map(re.escape, replies)))
+    env = jinja2.Environment(autoescape=False)
+    compiled = {k: env.from_string(v) for k, v in replies.items()}
+    inbox: asyncio.Queue[tuple[str, str, asyncio.Event]] = asyncio.Queue()
+    sent: list[tuple[str, str]] = []
+
+    async def responder() -> None:
+        while True:
+            chat, text, done = await inbox.get()
+            match = pattern.search(text)
+            if match:
+                key = match.group(0)
+                reply = compiled[key].render(name=chat) if with_jinja else replies[key]
+                sent.append((chat, reply))
+            done.set()
+
+    task = asyncio.create_task(responder())
+    latencies = []
+    for i in range(n):
+        done = asyncio.Event()
+        start = time.perf_counter()
+        await inbox.put((f"c{i % 1000}", "你好", done))
+        await done.wait()
+        latencies.append(time.perf_counter() - start)
+    task.cancel()
+    total = sum(latencies)
+    return {"throughput": n / total, "p99_ms": sorted(latencies)[int(n * 0.99) - 1] * 1000}
+
+
+MEMORY_PROBE = """
+import asyncio, sys, tempfile
+from datetime import datetime
+from pathlib import Path
+sys.path.insert(0, {scripts!r}); sys.path.insert(0, {root!r})
+import bench
+from pond import FakeClock
+async def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        clock = FakeClock(datetime(2026, 11, 23, 10, 0))
+        app, transport = bench.make_app(Path(tmp), clock)
+        await app.start()
+        bench.prefill(app, 10_000, 500)
+        await bench.timed_pipeline(app, clock, bench.messages(clock, 200, 10_000, 500, 0.3))
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                print(int(line.split()[1]) / 1024)
+        await app.stop()
+asyncio.run(main())
+"""
+
+STARTUP_PROBE = """
+import time
+t0 = time.perf_counter()
+import asyncio, sys, tempfile
+from datetime import datetime
+from pathlib import Path
+sys.path.insert(0, {scripts!r}); sys.path.insert(0, {root!r})
+import bench
+from pond import Contact, FakeClock, Message
+async def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        clock = FakeClock(datetime(2026, 11, 23, 10, 0))
+        app, transport = bench.make_app(Path(tmp), clock)
+        await app.start()
+        await app.dispatch(Message("m1", Contact("alice"), "你好", clock.now()))
+        await app.settle()
+        assert transport.performed, "no reply"
+        print(time.perf_counter() - t0)
+        await app.stop()
+asyncio.run(main())
+"""
+
+
+def probe(code: str) -> tuple[float, float]:
+    """Run a probe in a fresh interpreter; returns (its printed figure, whole-process wall s)."""
+    script = code.format(scripts=str(ROOT / "scripts"), root=str(ROOT))
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    wall = time.perf_counter() - start
+    return float(out.stdout.strip().splitlines()[-1]), wall
+
+
+def run(size: str) -> tuple[list[Result], dict[str, Any]]:
+    quick = size != "full"
+    n = {"smoke": 60, "quick": 300}.get(size, 2000)
+    raw: dict[str, Any] = {}
+    results: list[Result] = []
+
+    async def measure(name: str, job: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        raw[name] = await job()
+        print(f"  {name}: {json.dumps(raw[name], ensure_ascii=False)}", flush=True)
+        return raw[name]
+
+    async def everything() -> None:
+        base = await measure("baseline dict+regex", lambda: baseline_run(n, False))
+        jinja = await measure("baseline +jinja2", lambda: baseline_run(n, True))
+        private = await measure("pond private", lambda: pipeline_run(1000, 50, n, 0.0))
+        room = await measure("pond room", lambda: pipeline_run(1000, 50, n, 1.0))
+        results.extend(
+            [
+                Result("pond private msgs/s", private["throughput"], "msg/s"),
+                Result("pond room msgs/s", room["throughput"], "msg/s"),
+                Result("baseline dict+regex msgs/s", base["throughput"], "msg/s"),
+                Result("baseline +jinja2 msgs/s", jinja["throughput"], "msg/s"),
+                Result(
+                    "pond private / dict+regex", private["throughput"] / base["throughput"], "x"
+                ),
+                Result(
+                    "pond private / jinja2 baseline",
+                    private["throughput"] / jinja["throughput"],
+                    "x",
+                    f">= {TARGETS['throughput_vs_jinja']}",
+                    private["throughput"] / jinja["throughput"] >= TARGETS["throughput_vs_jinja"],
+                ),
+                Result("pond private p50", private["p50_ms"], "ms"),
+                Result(
+                    "pond private p99",
+                    private["p99_ms"],
+                    "ms",
+                    f"< {TARGETS['p99_ms']}",
+                    private["p99_ms"] < TARGETS["p99_ms"],
+                ),
+                Result(
+                    "pond room p99",
+                    room["p99_ms"],
+                    "ms",
+                    f"< {TARGETS['p99_ms']}",
+                    room["p99_ms"] < TARGETS["p99_ms"],
+                ),
+            ]
+        )
+        sizes = {
+            "smoke": [(1000, 50), (2000, 100)],
+            "quick": [(1000, 50), (10_000, 500)],
+        }.get(size, [(1000, 50), (10_000, 500), (100_000, 500)])
+        costs = {}
+        for contacts, rooms in sizes:
+            r = await measure(
+                f"scale {contacts} contacts {rooms} rooms",
+                lambda c=contacts, r=rooms: pipeline_run(c, r, n // 2, 0.3),
+            )
+            costs[contacts] = r["per_message_ms"]
+            results.append(
+                Result(
+                    f"per message, {contacts:,} contacts / {rooms} rooms", r["per_message_ms"], "ms"
+                )
+            )
+        largest = max(costs)
+        ratio = costs[largest] / costs[1000]
+        results.append(
+            Result(
+                f"scale ratio {largest:,}/1,000",
+                ratio,
+                "x",
+                f"<= {TARGETS['scale_ratio']}",
+                ratio <= TARGETS["scale_ratio"],
+            )
+        )
+
+    asyncio.run(everything())
+    rss, _ = probe(MEMORY_PROBE)
+    results.append(
+        Result(
+            "RSS, 10k contacts + 500 rooms",
+            rss,
+            "MB",
+            f"<= {TARGETS['rss_mb']}",
+            rss <= TARGETS["rss_mb"],
+        )
+    )
+    startup, wall = probe(STARTUP_PROBE)
+    results.append(
+        Result(
+            "startup to first reply (in process)",
+            startup,
+            "s",
+            f"< {TARGETS['startup_s']}",
+            startup < TARGETS["startup_s"],
+        )
+    )
+    results.append(Result("startup to first reply (whole process)", wall, "s"))
+    raw["rss_mb"], raw["startup_s"], raw["startup_wall_s"] = rss, startup, wall
+    return results, raw
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="up to 10k contacts")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks it runs")
+    parser.add_argument("--out", default=str(ROOT / "bench-results.md"))
+    args = parser.parse_args()
+    size = "smoke" if args.smoke else "quick" if args.quick else "full"
+    print(
+        f"pond benchmarks ({size}), python {sys.version.split()[0]}, {os.cpu_count()} cpu",
+        flush=True,
+    )
+    results, raw = run(size)
+    lines = [
+        f"pond benchmarks, {datetime.now():%Y-%m-%d %H:%M}, {size}",
+        "",
+        "| figure | value | target | |",
+        "|---|---|---|---|",
+        *(r.row() for r in results),
+    ]
+    table = "\n".join(lines)
+    print("\n" + table)
+    Path(args.out).write_text(
+        table + "\n\n```json\n" + json.dumps(raw, indent=2) + "\n```\n", encoding="utf-8"
+    )
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
