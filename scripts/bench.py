@@ -288,7 +288,6 @@ def probe(code: str) -> tuple[float, float]:
 
 
 def run(size: str) -> tuple[list[Result], dict[str, Any]]:
-    quick = size != "full"
     n = {"smoke": 60, "quick": 300}.get(size, 2000)
     raw: dict[str, Any] = {}
     results: list[Result] = []
