@@ -14,6 +14,7 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy.exc import SQLAlchemyError
 
 from pond.actions import Action, ActionClass, ActionKind
 from pond.clock import Clock, FakeClock, SystemClock
@@ -28,7 +29,7 @@ from pond.outbox import Outbox
 from pond.pauses import Pauses
 from pond.persona import Persona, PersonaError
 from pond.plugin import Job, Plugin, Route
-from pond.store import Store
+from pond.store import Store, StoreError
 from pond.transports.base import Transport
 
 log = logging.getLogger("pond.app")
@@ -133,6 +134,11 @@ class App:
             except PersonaError as error:
                 raise StartupError(str(error)) from error
         self._bind_configured_filters()
+        # Read every existing document file now: a corrupt one stops start-up naming it,
+        # rather than failing the first customer whose message touches it.
+        for path in sorted(self.store.docs.docs_dir.glob("*.json")):
+            with contextlib.suppress(ValueError):  # not a namespace of ours: not ours to read
+                self.store.docs.db(path.stem)
         self.started_at = self.clock.now()
         self.outbox.recover()
         for plugin in self.plugins.values():
@@ -164,7 +170,19 @@ class App:
         room = getattr(event, "room", None)
         if room is not None:
             self.rooms.add(room.id)
-        if not self._admit(event):
+        try:
+            admitted = self._admit(event)
+        except (SQLAlchemyError, StoreError, OSError) as error:
+            # Storage trouble (disk full...) must not silence the bot: answer without the
+            # dedup record; the worst case is a second answer if this very message is
+            # delivered again before the disk recovers.
+            log.error(
+                "cannot record inbound %s (%s); answering without dedup",
+                event.kind,
+                str(getattr(error, "orig", None) or error).splitlines()[0],
+            )
+            admitted = True
+        if not admitted:
             return
         task = asyncio.create_task(self._handle_in_order(event))
         self._tasks.add(task)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from pond.actions import Action, ActionClass, ActionKind
 from pond.clock import Clock
 from pond.config import OutboxSettings
@@ -269,7 +271,17 @@ class Outbox:
 
         limits = self._limits(action)
         day = self._day()
-        capped = self.ledger.reserve(day, limits)
+        try:
+            capped = self.ledger.reserve(day, limits)
+        except (SQLAlchemyError, OSError) as error:
+            # Disk full, database locked: without a durable count there is no send. Hold
+            # the action and try again; nothing is lost and no cap can be exceeded.
+            log.error(
+                "cannot count %s against the daily cap (%s): holding it",
+                action.describe(),
+                _storage_error(error),
+            )
+            return self._defer(item, self._retry_at(), "storage")
         if capped is not None:
             if item.row is not None:
                 return self._defer(item, self._next_day(), f"cap:{capped}")
@@ -467,6 +479,10 @@ class Outbox:
 
     def pending_count(self) -> int:
         return len(self._items)
+
+
+def _storage_error(error: Exception) -> str:
+    return str(getattr(error, "orig", None) or error).splitlines()[0]
 
 
 def _summary(action: Action) -> dict[str, Any]:

@@ -1,0 +1,323 @@
+"""Fault injection: `python3 scripts/chaos.py [--kills N]`.
+
+Breaks the bot on purpose and prints a table of scenario, expected, observed, pass:
+- kill -9 during a broadcast (repeatedly), then resume;
+- a corrupt data file (TinyDB document file and SQLite database) at start-up;
+- a template broken during hot reload;
+- the transport dropping mid-send;
+- the disk filling up while serving (a real write failure: RLIMIT_FSIZE in a child process).
+Exit status 0 when every scenario passes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _env import ROOT, ensure_venv
+
+if __name__ == "__main__":
+    ensure_venv()
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+sys.path.insert(0, str(ROOT))
+
+import fault_inject
+
+import plugins
+from pond import Action, ActionClass, ActionKind, App, Contact, FakeClock, Message, Settings
+from pond.transports.base import TransportError
+from pond.transports.memory import MemoryTransport
+
+
+@dataclass
+class Row:
+    scenario: str
+    expected: str
+    observed: str
+    passed: bool
+
+
+def build(
+    data_dir: Path, persona_dir: Path = ROOT / "persona", **env: str
+) -> tuple[App, MemoryTransport, FakeClock]:
+    clock = FakeClock(datetime(2026, 11, 23, 10, 0))
+    settings = Settings.from_mapping(
+        {
+            "BOT_DATA_DIR": str(data_dir),
+            "BOT_PERSONA_DIR": str(persona_dir),
+            "BOT_ADMIN_IDS": "admin",
+            "BOT_LOG_LEVEL": "CRITICAL",
+            **env,
+        }
+    )
+    transport = MemoryTransport(clock.now)
+    app = App(settings, transport, clock=clock, rng=random.Random(3))
+    for plugin in plugins.load(["greeter"]):
+        app.include(plugin)
+    return app, transport, clock
+
+
+def say(who: str, text: str, clock: FakeClock, n: int) -> Message:
+    return Message(f"chaos-{who}-{n}", Contact(who, who), text, clock.now())
+
+
+def kill_during_broadcast(tmp: Path, kills: int) -> Row:
+    report = fault_inject.kill_loop(tmp / "kill", recipients=120, kills=kills)
+    observed = (
+        f"{report.kills} kills: delivered {report.delivered}/{report.recipients}, "
+        f"duplicates {report.duplicates}, unknown {report.unknown}, "
+        f"cap violations {report.cap_violations}"
+    )
+    return Row(
+        "kill -9 during a broadcast",
+        "no duplicates, unknown <= kills, all accounted",
+        observed,
+        report.passed,
+    )
+
+
+def corrupt_data_files(tmp: Path) -> list[Row]:
+    rows = []
+    for what, relpath, garbage in [
+        ("a corrupt document file", "docs/greeter.json", b'{"_default": {"1": {"i": '),
+        ("a corrupt SQLite database", "pond.sqlite3", b"this is not a database" * 100),
+    ]:
+        data = tmp / f"corrupt-{relpath.replace('/', '-')}"
+        app, _, _ = build(data)
+        app.store.namespace("greeter").table("notes").insert({"i": 1})
+        app.store.close()
+        target = data / relpath
+        target.write_bytes(garbage)
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "bot.py"), "--check", "--data-dir", str(data)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+            env={**os.environ, "POND_NO_VENV": "1"},
+        )
+        kept = target.read_bytes() == garbage
+        names_file = str(target.name) in result.stderr
+        copies = list(target.parent.glob(target.name + ".corrupt-*"))
+        observed = (
+            f"exit {result.returncode}, names the file: {names_file}, "
+            f"original untouched: {kept}, copies kept: {len(copies)}"
+        )
+        rows.append(
+            Row(
+                what,
+                "start-up refused naming the file; nothing reset",
+                observed,
+                result.returncode == 2 and names_file and kept,
+            )
+        )
+    return rows
+
+
+async def broken_template(tmp: Path) -> Row:
+    persona = tmp / "persona"
+    shutil.copytree(ROOT / "persona", persona)
+    app, transport, clock = build(tmp / "template", persona)
+    await app.start()
+    await app.dispatch(say("alice", "你好", clock, 1))
+    await app.settle()
+    before = transport.performed[-1].action.text
+    hello = persona / "greeter" / "hello.j2"
+    hello.write_text(hello.read_text(encoding="utf-8") + "\n{% if %}\n", encoding="utf-8")
+    os.utime(hello, ns=(hello.stat().st_atime_ns, hello.stat().st_mtime_ns + 10**10))
+    errors = app.reload_persona()
+    await app.dispatch(say("bob", "你好", clock, 2))
+    await app.settle()
+    keys = [p.action.key for p in transport.performed[1:]]
+    await app.stop()
+    ok = bool(errors) and "greeter/hello" in keys and "core/template_alert" in keys
+    observed = (
+        f"reload refused: {bool(errors)} ({errors[0] if errors else '-'}); "
+        f"still answering: {'greeter/hello' in keys}; admin told: "
+        f"{'core/template_alert' in keys}; first reply length {len(before)}"
+    )
+    return Row(
+        "a template broken during hot reload",
+        "last good copy keeps serving, admin told",
+        observed,
+        ok,
+    )
+
+
+async def transport_drops(tmp: Path) -> Row:
+    app, transport, clock = build(tmp / "drop", OUTBOX_MARKETING_MIN_INTERVAL_H="0")
+    await app.start()
+    offline = TransportError("stream closed", offline=True)
+    # The connection drops three times mid-run, and once the flag itself says offline.
+    transport.failures = [None, offline, None, offline, offline, None]
+    for i in range(10):
+        await app.dispatch(say(f"c{i}", "你好", clock, i))
+    job = [
+        Action(
+            ActionKind.SEND,
+            to=f"b{i}",
+            cls=ActionClass.MARKETING,
+            text="新品",
+            key="greeter/hello",
+            job="chaos",
+            contact_id=f"b{i}",
+        )
+        for i in range(10)
+    ]
+    app.outbox.enqueue_bulk("chaos", job)
+    await app.settle()
+    transport.connected = False
+    await app.advance(clock, 60)
+    transport.connected = True
+    await app.advance(clock, 3600)
+    delivered = [p.action.to for p in transport.performed]
+    summary = app.ledger.summary("chaos")
+    await app.stop()
+    duplicates = len(delivered) - len(set(delivered))
+    ok = len(set(delivered)) == 20 and duplicates == 0 and summary == {"sent": 10}
+    observed = f"delivered {len(set(delivered))}/20, duplicates {duplicates}, bulk rows {summary}"
+    return Row(
+        "the transport drops mid-send",
+        "every reply and bulk row sent once, none lost",
+        observed,
+        ok,
+    )
+
+
+DISK_FULL_CHILD = "disk-full-child"
+
+
+async def disk_full_child(data_dir: Path) -> dict[str, object]:
+    """Runs in its own process: fills the 'disk' with RLIMIT_FSIZE, then frees it."""
+    app, transport, clock = build(data_dir)
+    await app.start()
+    n = 0
+    for who in ("a0", "a1"):
+        n += 1
+        await app.dispatch(say(who, "你好", clock, n))
+        await app.settle()
+    before = len(transport.performed)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write returns EFBIG instead
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))  # no file may grow: "disk full"
+    app.strict = False
+    errors = _ErrorCounter()
+    logging.getLogger("pond").addHandler(errors)
+    logging.getLogger("pond").setLevel(logging.ERROR)
+    failures = 0
+    for i in range(5):
+        n += 1
+        try:
+            await app.dispatch(say(f"f{i}", "你好", clock, n))
+            await app.settle()
+        except Exception:
+            failures += 1  # must not happen: the bot keeps serving
+    during = len(transport.performed) - before
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    await app.advance(clock, 120)
+    for i in range(3):
+        n += 1
+        await app.dispatch(say(f"g{i}", "你好", clock, n))
+        await app.settle()
+    after = len(transport.performed) - before - during
+    await app.stop()
+    return {
+        "crashed_calls": failures,
+        "errors_logged": errors.count,
+        "sent_while_full": during,
+        "sent_after": after,
+    }
+
+
+class _ErrorCounter(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+def disk_full(tmp: Path) -> Row:
+    result = subprocess.run(
+        [sys.executable, __file__, DISK_FULL_CHILD, str(tmp / "disk")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ, "POND_NO_VENV": "1"},
+    )
+    if result.returncode != 0:
+        return Row(
+            "disk full while serving",
+            "errors reported, no crash, recovers",
+            f"child failed: {result.stderr.strip()[-300:]}",
+            False,
+        )
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    after = int(figures["sent_after"])
+    ok = figures["crashed_calls"] == 0 and int(figures["errors_logged"]) > 0 and after >= 3
+    observed = (
+        f"crashes {figures['crashed_calls']}, errors logged {figures['errors_logged']}, "
+        f"replies while full "
+        f"{figures['sent_while_full']}, replies and held sends after space returned {after}"
+    )
+    return Row(
+        "disk full while serving", "errors reported, no crash, serves again after", observed, ok
+    )
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| scenario | expected | observed | pass |", "|---|---|---|---|"]
+    lines += [
+        f"| {r.scenario} | {r.expected} | {r.observed} | {'PASS' if r.passed else 'FAIL'} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == [DISK_FULL_CHILD]:
+        logging.basicConfig(level=logging.CRITICAL)
+        print(json.dumps(asyncio.run(disk_full_child(Path(argv[1])))))
+        return 0
+    logging.basicConfig(level=logging.CRITICAL)  # the table is the output
+    parser = argparse.ArgumentParser(description="pond fault injection")
+    parser.add_argument("--kills", type=int, default=10)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="pond-chaos-") as name:
+        tmp = Path(name)
+        steps: list[Callable[[], Row | list[Row]]] = [
+            lambda: kill_during_broadcast(tmp, args.kills),
+            lambda: corrupt_data_files(tmp),
+            lambda: asyncio.run(broken_template(tmp)),
+            lambda: asyncio.run(transport_drops(tmp)),
+            lambda: disk_full(tmp),
+        ]
+        rows: list[Row] = []
+        for step in steps:
+            got = step()
+            rows.extend(got if isinstance(got, list) else [got])
+            print(f"  {rows[-1].scenario}: {'PASS' if rows[-1].passed else 'FAIL'}", flush=True)
+    print()
+    print(table(rows))
+    return 0 if all(r.passed for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
