@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -274,3 +275,21 @@ async def test_an_offline_error_mid_bulk_puts_the_row_back_not_unknown(sim: Chat
     sent = await sim.advance(60)
     assert [s.to for s in sent] == ["c0"]
     assert sim.app.ledger.summary("j") == {"sent": 1}
+
+
+async def test_bulk_work_takes_a_longer_pause_every_n_recipients(tmp_path: Path) -> None:
+    sim = await make(
+        tmp_path,
+        OUTBOX_BULK_PAUSE_EVERY="3",
+        OUTBOX_BULK_PAUSE_S="60-90",
+        OUTBOX_SWITCH_GAP_S="3-8",
+        OUTBOX_MARKETING_MIN_INTERVAL_H="0",
+    )
+    actions = [send(f"c{i}", ActionClass.MARKETING, job="j") for i in range(7)]
+    sim.app.outbox.enqueue_bulk("j", actions)
+    sent = (await sim.drain()).sent
+    gaps = [(b.at - a.at).total_seconds() for a, b in itertools.pairwise(sent)]
+    long_gaps = [i for i, gap in enumerate(gaps) if gap >= 60]
+    assert long_gaps == [2, 5]  # after the 3rd and the 6th recipient
+    assert all(gap <= 8 for i, gap in enumerate(gaps) if i not in long_gaps)
+    await sim.close()
