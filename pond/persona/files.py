@@ -1,0 +1,248 @@
+"""The persona folder on disk: which files exist, what each one is, and persona.toml.
+
+`_scan` stats the files a persona reads, `_classify` sorts their paths into base templates,
+layer overrides and shared files, `_read` reads one as text, and `_parse_config` checks
+persona.toml into brand variables and layers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from jinja2.defaults import DEFAULT_NAMESPACE
+
+from pond.persona.errors import PersonaError
+
+BRAND = "brand"
+CONFIG_FILE = "persona.toml"
+VOICE_FILE = "_voice.j2"
+LAYERS_DIR = "_layers"
+VOICE_GLOBAL = "voice"
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
+_TOML_WHERE = re.compile(r"\s*\(at (?:line (\d+), column \d+|end of document)\)\s*\Z")
+_RESERVED = frozenset({VOICE_GLOBAL, *DEFAULT_NAMESPACE})
+
+_Snapshot = dict[str, tuple[int, int, int]]
+
+
+@dataclass(frozen=True)
+class _Layer:
+    name: str
+    kind: str  # "contact", "room" or "segment"
+    members: frozenset[str]  # contact ids, room ids or tags
+    vars: Mapping[str, Any]
+
+
+# --------------------------------------------------------------------------- file scanning
+
+
+def _scan(root: Path) -> _Snapshot:
+    """Stat every file the persona reads: *.j2 and persona.toml, skipping ignored folders.
+
+    Folders starting with "." are skipped, and so are folders starting with "_" other than
+    the top-level `_layers`. Folder symlinks are not followed.
+    """
+    found: _Snapshot = {}
+
+    def walk(directory: str, rel: tuple[str, ...]) -> None:
+        with os.scandir(directory) as items:
+            for item in items:
+                name = item.name
+                if name.startswith("."):
+                    continue
+                if item.is_dir(follow_symlinks=False):
+                    if name.startswith("_") and not (rel == () and name == LAYERS_DIR):
+                        continue
+                    walk(item.path, (*rel, name))
+                elif item.is_file() and (
+                    name.endswith(".j2") or (rel == () and name == CONFIG_FILE)
+                ):
+                    st = item.stat()
+                    found["/".join((*rel, name))] = (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    walk(str(root), ())
+    return found
+
+
+@dataclass
+class _Files:
+    config: bool = False
+    shared: list[str] = field(default_factory=list)
+    bases: list[tuple[str, str]] = field(default_factory=list)  # (key, rel)
+    overrides: list[tuple[str, str, str]] = field(default_factory=list)  # (layer, key, rel)
+    misplaced: list[tuple[str, str]] = field(default_factory=list)  # (rel, reason)
+
+
+def _bad_name(plugin: str, stem: str) -> str | None:
+    for part in (plugin, stem):
+        if not _NAME.match(part):
+            return (
+                f"{part!r} cannot be part of a key: use letters, digits, '_' and '-' "
+                "(no spaces), not starting with '_' or '-'"
+            )
+    return None
+
+
+def _classify(paths: Iterable[str]) -> _Files:
+    files = _Files()
+    for rel in sorted(paths):
+        parts = rel.split("/")
+        name = parts[-1]
+        stem = name.removesuffix(".j2")
+        if rel == CONFIG_FILE:
+            files.config = True
+        elif parts[0] == LAYERS_DIR:
+            if name.startswith("_"):
+                continue  # helpers inside layer folders are ignored
+            if len(parts) != 4:
+                files.misplaced.append(
+                    (rel, "a layer override must be _layers/<layer>/<plugin>/<name>.j2")
+                )
+                continue
+            problem = _bad_name(parts[2], stem)
+            if problem:
+                files.misplaced.append((rel, problem))
+            else:
+                files.overrides.append((parts[1], f"{parts[2]}/{stem}", rel))
+        elif len(parts) == 1:
+            if name.startswith("_"):
+                files.shared.append(rel)
+            else:
+                files.misplaced.append(
+                    (rel, "a template must live in a plugin folder: <plugin>/<name>.j2")
+                )
+        elif len(parts) == 2:
+            if name.startswith("_"):
+                files.shared.append(rel)
+                continue
+            problem = _bad_name(parts[0], stem)
+            if problem:
+                files.misplaced.append((rel, problem))
+            else:
+                files.bases.append((f"{parts[0]}/{stem}", rel))
+        else:
+            files.misplaced.append(
+                (rel, "too deep: templates are <plugin>/<name>.j2, one folder level")
+            )
+    return files
+
+
+def _read(root: Path, rel: str, label: str) -> str:
+    try:
+        data = (root / rel).read_bytes()
+    except OSError as exc:
+        raise PersonaError(f"{label}/{rel}", None, f"cannot read: {exc.strerror}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PersonaError(f"{label}/{rel}", None, "is not UTF-8 text") from exc
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
+# --------------------------------------------------------------------------- persona.toml
+
+
+def _toml_error(
+    exc: tomllib.TOMLDecodeError, path: str, first_line: int, what: str
+) -> PersonaError:
+    message = str(exc)
+    where = _TOML_WHERE.search(message)
+    line: int | None = None
+    if where:
+        message = message[: where.start()]
+        if where.group(1):
+            line = first_line + int(where.group(1)) - 1
+    return PersonaError(path, line, f"{what} is not valid TOML: {message}")
+
+
+def _toml_line(text: str, dotted: str) -> int | None:
+    """Best-effort line of a dotted key ("layers.vip.tags") in a TOML text."""
+    parts = dotted.split(".")
+    lines = text.split("\n")
+    for cut in range(len(parts), 0, -1):
+        table, rest = parts[:cut], parts[cut:]
+        header = re.compile(r"\s*\[\s*" + r"\s*\.\s*".join(map(re.escape, table)) + r"\s*\]")
+        for i, line in enumerate(lines):
+            if not header.match(line):
+                continue
+            if rest:
+                key = re.compile(r"\s*" + re.escape(rest[0]) + r"\s*=")
+                for j in range(i + 1, len(lines)):
+                    if lines[j].lstrip().startswith("["):
+                        break
+                    if key.match(lines[j]):
+                        return j + 1
+            return i + 1
+    key = re.compile(r"\s*" + re.escape(parts[-1]) + r"\s*=")
+    return next((i + 1 for i, line in enumerate(lines) if key.match(line)), None)
+
+
+def _parse_config(text: str, path: str) -> tuple[dict[str, Any], dict[str, _Layer]]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _toml_error(exc, path, 1, CONFIG_FILE) from exc
+
+    def fail(key: str, reason: str) -> NoReturn:
+        raise PersonaError(path, _toml_line(text, key), f"{key}: {reason}")
+
+    def check_vars(table: object, where: str) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            fail(where, "must be a table of variables")
+        for name in table:
+            if not name.isidentifier():
+                fail(f"{where}.{name}", "a variable name must be letters, digits and '_'")
+            if name in _RESERVED:
+                fail(f"{where}.{name}", f"{name!r} is reserved, choose another name")
+        return dict(table)
+
+    for name in data:
+        if name not in (BRAND, "layers"):
+            fail(name, "unknown entry; persona.toml has a [brand] table and [layers.<name>] tables")
+    brand = check_vars(data.get(BRAND, {}), BRAND)
+    raw_layers = data.get("layers", {})
+    if not isinstance(raw_layers, dict):
+        fail("layers", "must hold tables, e.g. [layers.vip]")
+    layers: dict[str, _Layer] = {}
+    for name, spec in raw_layers.items():
+        where = f"layers.{name}"
+        if not _NAME.match(name) or name == BRAND:
+            fail(where, "a layer name uses letters, digits, '_' and '-' ('brand' is reserved)")
+        if not isinstance(spec, dict):
+            fail(where, f"must be a table: [{where}]")
+        for key in spec:
+            if key not in ("tags", "rooms", "contacts", "vars"):
+                fail(f"{where}.{key}", "unknown key; a layer has tags, rooms, contacts and vars")
+        kinds: list[tuple[str, str, frozenset[str]]] = []
+        for key, kind in (("contacts", "contact"), ("rooms", "room"), ("tags", "segment")):
+            members = spec.get(key)
+            if members is None:
+                continue
+            if not isinstance(members, list) or not all(
+                isinstance(m, str) and m.strip() for m in members
+            ):
+                fail(f"{where}.{key}", 'must be a list of non-empty strings, e.g. ["vip"]')
+            if members:
+                kinds.append((key, kind, frozenset(members)))
+        if not kinds:
+            fail(where, "needs tags, rooms or contacts: whom does this layer apply to?")
+        if len(kinds) > 1:
+            fail(
+                where,
+                f"sets both {kinds[0][0]} and {kinds[1][0]}; a layer applies by exactly one "
+                "of tags, rooms or contacts (make two layers)",
+            )
+        layers[name] = _Layer(
+            name=name,
+            kind=kinds[0][1],
+            members=kinds[0][2],
+            vars=check_vars(spec.get("vars", {}), f"{where}.vars"),
+        )
+    return brand, layers
