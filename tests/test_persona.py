@@ -647,3 +647,14 @@ def test_preview_script_exits_2_on_a_broken_persona(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "persona/a/x.j2:1" in result.stderr
+
+
+def test_sandbox_refuses_numbers_that_would_exhaust_cpu() -> None:
+    import jinja2.exceptions
+
+    from pond.persona.sandbox import _Env
+
+    env = _Env()
+    assert env.from_string("{{ 2 ** 10 }}").render() == "1024"
+    with pytest.raises(jinja2.exceptions.SecurityError):
+        env.from_string("{{ ((10 ** 1000) ** 1000) ** 10 }}").render()

@@ -19,6 +19,7 @@ from pond.persona.files import VOICE_FILE
 
 _MAX_SEQUENCE = 100_000  # longest string/list a template may build with `*`
 _MAX_EXPONENT = 1_000  # largest exponent a template may use with `**`
+_MAX_BITS = 10_000  # largest integer a template may build with `*` or `**`
 
 
 class _Env(ImmutableSandboxedEnvironment):
@@ -38,6 +39,16 @@ class _Env(ImmutableSandboxedEnvironment):
                     raise SecurityError(f"`*` would build more than {_MAX_SEQUENCE} items")
         elif operator == "**" and isinstance(right, int | float) and abs(right) > _MAX_EXPONENT:
             raise SecurityError(f"`**` exponents are limited to {_MAX_EXPONENT}")
+        # Chained powers ((10**1000)**1000)**10 stay within the exponent limit but not
+        # within any CPU budget: bound the size of the integer being built.
+        if isinstance(left, int) and isinstance(right, int):
+            bits = (
+                left.bit_length() * abs(right)
+                if operator == "**"
+                else left.bit_length() + right.bit_length()
+            )
+            if bits > _MAX_BITS:
+                raise SecurityError(f"`{operator}` would build a number over {_MAX_BITS} bits")
         return super().call_binop(context, operator, left, right)
 
 
