@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -26,7 +27,7 @@ from pond.events import Event, FriendRequest, HumanTakeover, Message
 from pond.filters import Configured
 from pond.ledger import Ledger
 from pond.outbox import Outbox
-from pond.pauses import Pauses
+from pond.pauses import ALL, Pauses
 from pond.persona import Persona, PersonaError
 from pond.plugin import Job, Plugin, Route
 from pond.store import Store, StoreError
@@ -77,15 +78,18 @@ class App:
         )
         self.outbox.alert = self.alert
         self.pauses = Pauses(self.store.namespace("core"), self.clock)
+        # "Pause everything" also holds the outbox's own initiatives (bulk, service,
+        # marketing); replies, command answers and alerts still go out.
+        self.outbox.hold = lambda: self.pauses.reason(ALL) is not None
         self.admins = Admins(settings.bot.admin_ids, self.store.namespace("core"))
-        self.commands = Commands(CommandCatalog.load(settings.bot.persona_dir / "_commands.toml"))
+        self.commands = Commands(CommandCatalog.load_dir(settings.bot.persona_dir))
         transport.status_listener = self._transport_status
         self.outbox.on_error = lambda error: self._handler_failed("outbox", "action", error)
         self.plugins: dict[str, Plugin] = {}
         self.plugin_configs: dict[str, Any] = {}
         self.routes: list[Route] = []
         self.jobs: dict[str, Job] = {}
-        self.triggers: dict[str, CronTrigger] = {}
+        self.triggers: dict[str, BaseTrigger] = {}
         self.errors: list[BaseException] = []
         self.rooms: set[str] = set()
         self.started_at: datetime | None = None
@@ -125,6 +129,17 @@ class App:
                 ) from error
             self.jobs[job.id] = job
             self.triggers[job.id] = trigger
+
+    def set_trigger(self, job_id: str, trigger: BaseTrigger) -> None:
+        """Give a code-defined job a trigger computed from data (a content calendar fires at
+        its posts' times instead of a fixed cron). Call it from a startup hook; a running
+        scheduler picks the new trigger up at once. Replays stay no-ops: run_job still keys
+        each run by (job id, fire time)."""
+        if job_id not in self.jobs:
+            raise KeyError(f"unknown job {job_id!r}")
+        self.triggers[job_id] = trigger
+        if self._scheduler is not None:
+            self._scheduler.reschedule_job(job_id, trigger=trigger)
 
     async def start(self) -> None:
         """Check everything a customer could hit, recover the outbox, connect the transport."""
@@ -216,7 +231,9 @@ class App:
             **data,
         )
         if contact is not None and not isinstance(event, FriendRequest):
-            self.book.touch(contact.id, contact.name, event.timestamp)
+            # Only friends can write in a private chat; in rooms, trust the transport.
+            friend = contact.is_friend if room is not None else True
+            self.book.touch(contact.id, contact.name, event.timestamp, is_friend=friend)
         if stale:
             log.info("stale %s from %.0f s ago recorded, not answered", event.kind, age)
         return not stale
@@ -422,8 +439,11 @@ class App:
         """Run handlers and the outbox until nothing can move (tests and the console drive
         the outbox this way instead of run()). Handlers may await their send's outcome: the
         outbox is stepped while they wait. A handler still waiting for deferred work (quiet
-        hours, say) is left waiting; with jump=True the clock jumps to that work instead."""
+        hours, say) is left waiting; with jump=True the clock jumps to that work instead, up
+        to a week ahead (work held by a transport that never comes back would otherwise
+        make the jumps endless)."""
         stalled = 0
+        horizon = self.clock.now().timestamp() + 7 * 86400
         while True:
             await asyncio.sleep(0)
             if await self.outbox.step():
@@ -439,7 +459,7 @@ class App:
                 if stalled < 40:
                     continue
             due = self.outbox.next_due()
-            if not jump or due is None:
+            if not jump or due is None or due > horizon:
                 break
             stalled = 0
             await self.clock.sleep(max(0.0, due - self.clock.now().timestamp()))
@@ -454,6 +474,34 @@ class App:
             log.error("template change refused: %s", error)
             self.alert("core/template_alert", file=error.file, reason=error.reason)
         return errors
+
+    async def reload(self) -> dict[str, list[str]]:
+        """The operator's reload: persona files, command names (persona/**/commands.toml),
+        then every plugin's on_reload hooks. Returns the problems by part ("persona",
+        "commands" or a plugin name); a part with problems keeps its last good version."""
+        problems: dict[str, list[str]] = {}
+        refused = self.reload_persona()
+        if refused:
+            problems["persona"] = [str(error) for error in refused]
+        try:
+            commands = Commands(CommandCatalog.load_dir(self.settings.bot.persona_dir))
+            for spec in self.commands.specs.values():
+                commands.register(spec)
+        except CommandError as error:
+            problems["commands"] = [str(error)]
+        else:
+            self.commands = commands
+        for plugin in self.plugins.values():
+            for hook in plugin.reloaders:
+                try:
+                    found = list(await hook(Context(self, plugin)) or [])
+                except Exception as error:
+                    self._handler_failed(f"{plugin.name}.reload", "reload", error)
+                    found = [f"{type(error).__name__}: {error}"]
+                if found:
+                    problems.setdefault(plugin.name, []).extend(str(p) for p in found)
+        self.record("app.reloaded", problems=sum(len(p) for p in problems.values()))
+        return problems
 
     async def _reload_persona_forever(self) -> None:
         while True:

@@ -32,6 +32,12 @@ class Rendered:
     variant: int
 
 
+# Built states of unchanged folders (same files, sizes, mtimes): a process that builds
+# several Apps (tests, the CLI next to checks) trial-renders every template only once.
+# A state is never mutated after it is built, except for its lazily made voice modules.
+_BUILT: dict[tuple[str, object], _State] = {}
+
+
 class Persona:
     """All persona templates of one folder, ready to render.
 
@@ -60,9 +66,15 @@ class Persona:
         if not self._root.is_dir():
             raise PersonaError(str(root), None, "persona folder not found")
         self._snapshot = _scan(self._root)
-        state, errors = _build(self._root, self._label, self._snapshot, None)
-        if errors or state is None:
-            raise _combine(errors)
+        cache_key = (str(self._root.resolve()), tuple(sorted(self._snapshot.items())))
+        state = _BUILT.get(cache_key)
+        if state is None:
+            state, errors = _build(self._root, self._label, self._snapshot, None)
+            if errors or state is None:
+                raise _combine(errors)
+            while len(_BUILT) >= 4:
+                _BUILT.pop(next(iter(_BUILT)))
+            _BUILT[cache_key] = state
         self._state = state
         log.info("persona loaded: %d keys, %d layers", len(self.keys()), len(state.layers))
 
@@ -156,6 +168,31 @@ class Persona:
         context.update(entry.samples)
         return [
             self._render_variant(state, entry, index, chain, context)
+            for index in range(len(entry.variants))
+        ]
+
+    def render_variants(
+        self,
+        key: str,
+        /,
+        *,
+        contact_id: str | None = None,
+        room_id: str | None = None,
+        tags: Iterable[str] = (),
+        **variables: object,
+    ) -> list[Rendered]:
+        """Every variant of `key` rendered with the given variables, as `render` would serve
+        them, without touching the variant memory: checks and previews of copy whose variables
+        come from data (a content calendar's post and its `vars`)."""
+        state = self._state
+        base = self._base(key)
+        chain = self.layers_for(contact_id=contact_id, room_id=room_id, tags=tags)
+        served = (state.entries[lay, key] for lay in chain if (lay, key) in state.entries)
+        entry = next(served, base)
+        context = self._layer_vars(state, chain)
+        context.update(variables)
+        return [
+            self._render_variant(state, entry, index, tuple(chain), context)
             for index in range(len(entry.variants))
         ]
 
