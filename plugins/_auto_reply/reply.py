@@ -1,0 +1,251 @@
+"""How the auto_reply plugin answers: replies that record their source, product cards,
+the off-hours notice, the loop guard, the hand-off and the LLM call. Handlers in
+plugins/auto_reply.py decide *whether* to answer; these functions decide *how*."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from plugins._auto_reply import staff
+from plugins._auto_reply.data import Product
+from plugins._auto_reply.llm import blocked, plain
+from plugins._auto_reply.match import normalize
+from plugins._auto_reply.state import State, opening
+from pond import Action, ActionClass, ActionKind, Context, Media, MediaKind, Message, PersonaError
+
+LLM_FAILURES_TO_PAUSE = 3
+LLM_PAUSE_S = 300.0
+LLM_ALERT_EVERY_S = 3600.0
+LLM_QUESTION_CHARS = 500
+
+
+async def say(
+    ctx: Context,
+    st: State,
+    event: Message,
+    key: str,
+    *,
+    source: str,
+    rule: str = "",
+    media: Media | None = None,
+    **variables: Any,
+) -> bool:
+    """Reply with `key` and record what produced it. A template that cannot render (deleted
+    since load, or using a variable the bot does not pass) alerts the admins and falls back
+    to the fallback key, so the customer is not left without an answer."""
+    assert st.data is not None
+    rctx = st.context(ctx, event)
+    name = event.sender.display
+    try:
+        await rctx.reply(key, media=media, name=name, **variables)
+    except PersonaError as error:
+        ctx.log.error("auto-reply template %s failed: %s", key, error)
+        ctx.record("template_error", chat_id=event.chat_id, key=key)
+        st.alert(ctx, error)
+        if key == st.data.fallback_reply:
+            return False
+        key, source = st.data.fallback_reply, "fallback"
+        try:
+            await rctx.reply(key, name=name)
+        except PersonaError:
+            return False
+    ctx.record(
+        "reply",
+        chat_id=event.chat_id,
+        contact_id=event.sender.id,
+        room_id=event.room.id if event.room else "",
+        source=source,
+        rule=rule,
+        key=key,
+    )
+    cfg = ctx.config
+    keep = max(cfg.loop_max_replies, cfg.loop_repeats)
+    st.memory.answered(event.chat_id, normalize(event.text), ctx.now.timestamp(), keep)
+    return True
+
+
+async def card(ctx: Context, st: State, event: Message, product: Product) -> None:
+    """The product card: text (persona key) with the image, then the link card."""
+    assert st.data is not None
+    key = st.data.guide.reply
+    image = None
+    if product.image:
+        local = not product.image.startswith(("http://", "https://"))
+        image = Media(
+            MediaKind.IMAGE, path=product.image if local else "", url="" if local else product.image
+        )
+    link = (
+        Media(MediaKind.LINK, url=product.link, title=product.name, description=product.summary)
+        if product.link
+        else None
+    )
+    sent = await say(
+        ctx, st, event, key, source="product", rule="product:" + product.id,
+        media=image or link, product=product.card(),
+    )  # fmt: skip
+    ctx.record("product_card", contact_id=event.sender.id, product=product.id)
+    if sent and image is not None and link is not None:
+        ctx.act(
+            Action(
+                ActionKind.SEND,
+                to=event.chat_id,
+                cls=ActionClass.REPLY,
+                key=key,
+                media=link,
+                contact_id="" if event.room else event.sender.id,
+            )
+        )
+
+
+async def off_hours(ctx: Context, st: State, event: Message, *, source: str) -> None:
+    assert st.data is not None
+    first = staff.note_night(ctx, event, period(st, ctx))
+    if not first:
+        suppressed(ctx, event, "off_hours_told", source)
+        return
+    if looping(ctx, st, event):
+        return
+    await say(
+        ctx,
+        st,
+        event,
+        st.data.off_hours_reply,
+        source="off_hours",
+        rule=source,
+        **opening(st.data, ctx.now),
+    )
+
+
+def period(st: State, ctx: Context) -> str:
+    """Names the closed period we are in by the moment it ends."""
+    assert st.data is not None
+    moment = st.data.hours.next_open(ctx.now)
+    return moment.isoformat() if moment else "closed"
+
+
+def suppressed(ctx: Context, event: Message, why: str, rule: str) -> None:
+    ctx.record(
+        "suppressed", chat_id=event.chat_id, contact_id=event.sender.id, reason=why, rule=rule
+    )
+
+
+def looping(ctx: Context, st: State, event: Message) -> bool:
+    """Loop guard: another bot (not in BOT_KNOWN_BOT_IDS) answering our answers, or a chat
+    that takes too many answers too fast. The chat is paused and the admins told."""
+    cfg = ctx.config
+    why = st.memory.loop(
+        event.chat_id,
+        normalize(event.text),
+        ctx.now.timestamp(),
+        repeats=cfg.loop_repeats,
+        window_s=cfg.loop_window_min * 60,
+        most=cfg.loop_max_replies,
+    )
+    if why is None:
+        return False
+    ctx.app.pauses.pause(event.chat_id, minutes=cfg.loop_mute_min, reason="loop_guard")
+    ctx.record("loop_guard", chat_id=event.chat_id, contact_id=event.sender.id, reason=why)
+    ctx.log.warning(
+        "loop guard (%s): chat %s paused for %.0f min", why, event.chat_id, cfg.loop_mute_min
+    )
+    ctx.app.alert(
+        "auto_reply/loop_alert",
+        customer=event.sender.display,
+        chat=event.chat_id,
+        reason=why,
+        minutes=int(cfg.loop_mute_min),
+    )
+    return True
+
+
+async def hand_off(ctx: Context, st: State, event: Message, *, reason: str, reply: str) -> None:
+    assert st.data is not None
+    cfg = ctx.config
+    number, new = staff.open_ticket(ctx, event, reason)
+    minutes = cfg.handoff_pause_min
+    ctx.app.pauses.pause(event.chat_id, minutes=minutes or None, reason="handoff")
+    when = opening(st.data, ctx.now)
+    if not when["open"]:
+        staff.note_night(ctx, event, period(st, ctx), handoff=True)
+    await say(ctx, st, event, reply, source="handoff", rule=reason, minutes=int(minutes), **when)
+    notified = await staff.notify(
+        ctx,
+        "auto_reply/handoff_staff",
+        ticket=number,
+        customer=event.sender.display,
+        customer_id=event.sender.id,
+        reason=reason,
+        messages=st.memory.recent(event.chat_id),
+        minutes=int(minutes),
+        open=when["open"],
+    )
+    ctx.record(
+        "handoff",
+        chat_id=event.chat_id,
+        contact_id=event.sender.id,
+        ticket=number,
+        new=new,
+        reason=reason,
+        open=when["open"],
+        notified=notified,
+    )
+
+
+async def ask_llm(ctx: Context, st: State, event: Message) -> str | None:
+    """The LLM's answer, or None (off, over budget, failing, timed out, or filtered)."""
+    assert st.data is not None and st.llm is not None
+    cfg = ctx.config
+    now = ctx.now.timestamp()
+    day = ctx.now.date().isoformat()
+    who = event.sender.id
+
+    def note(status: str, **data: object) -> None:
+        ctx.record("llm", chat_id=event.chat_id, contact_id=who, status=status, **data)
+
+    if now < st.llm_off_until:
+        note("paused")
+        return None
+    used = int(ctx.store.get("llm_used:" + day, 0))  # type: ignore[call-overload]
+    if used >= cfg.llm_daily_budget:
+        note("budget")
+        if used == cfg.llm_daily_budget:
+            ctx.store.set("llm_used:" + day, used + 1)  # alert once a day
+            ctx.app.alert("auto_reply/llm_alert", problem="budget", budget=cfg.llm_daily_budget)
+        return None
+    if st.memory.llm_count(day, who) >= cfg.llm_contact_daily:
+        note("contact_budget")
+        return None
+    rctx = st.context(ctx, event)
+    system = rctx.render(
+        "auto_reply/llm_system",
+        chat_id=event.chat_id,
+        contact_id=who,
+        products=[p.card() for p in st.data.catalog.products],
+        max_chars=cfg.llm_max_chars,
+    ).text
+    ctx.store.set("llm_used:" + day, used + 1)  # counted before the call: it costs either way
+    st.memory.llm_asked(day, who)
+    started = time.monotonic()
+    answer = await st.llm.ask(system, event.text.strip()[:LLM_QUESTION_CHARS])
+    ms = int((time.monotonic() - started) * 1000)
+    if answer.status != "ok":
+        st.llm_failures += 1
+        note(answer.status, ms=ms)
+        ctx.log.warning("LLM call failed: %s after %d ms", answer.status, ms)
+        if st.llm_failures >= LLM_FAILURES_TO_PAUSE:
+            st.llm_failures = 0
+            st.llm_off_until = now + LLM_PAUSE_S
+            if now - st.llm_alerted_at >= LLM_ALERT_EVERY_S:  # an outage: tell once an hour
+                st.llm_alerted_at = now
+                ctx.app.alert(
+                    "auto_reply/llm_alert", problem=answer.status, budget=cfg.llm_daily_budget
+                )
+        return None
+    st.llm_failures = 0
+    text = plain(answer.text, cfg.llm_max_chars)
+    if not text or blocked(text, st.data.blocked_words, st.data.blocked_patterns):
+        note("blocked", ms=ms)
+        return None
+    note("ok", ms=ms, chars=len(text))
+    return text
