@@ -20,8 +20,6 @@ if __name__ == "__main__":
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import dataclasses  # noqa: E402
-import logging  # noqa: E402
-import logging.handlers  # noqa: E402
 import os  # noqa: E402
 import secrets  # noqa: E402
 import signal  # noqa: E402
@@ -32,7 +30,15 @@ sys.path.insert(0, str(ROOT))
 from dotenv import load_dotenv  # noqa: E402
 
 import plugins  # noqa: E402
-from pond import App, ConfigError, FakeClock, PersonaError, Settings, StartupError  # noqa: E402
+from pond import (  # noqa: E402
+    App,
+    ConfigError,
+    FakeClock,
+    PersonaError,
+    Settings,
+    StartupError,
+    health,
+)
 from pond.store import StoreError  # noqa: E402
 from pond.transports.console import ConsoleTransport, Simulator  # noqa: E402
 
@@ -48,18 +54,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def configure_logging(settings: Settings) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if settings.bot.log_file:
-        handlers.append(
-            logging.handlers.RotatingFileHandler(
-                settings.bot.log_file, maxBytes=10_000_000, backupCount=5, encoding="utf-8"
-            )
-        )
-    logging.basicConfig(
-        level=settings.bot.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=handlers,
-    )
+    # Readable lines on stderr; JSON lines in BOT_LOG_FILE (rotated), which log tools parse
+    # without guessing; secrets redacted on every handler. Message text is never logged at
+    # INFO by pond (only ids, keys and counts), and chatty libraries are kept at WARNING.
+    health.configure_logging(settings, sys.stderr)
 
 
 def build_settings(args: argparse.Namespace) -> Settings:
@@ -98,19 +96,31 @@ async def run_console(args: argparse.Namespace, settings: Settings) -> int:
     clock = FakeClock(datetime.now(settings.bot.timezone), tz=settings.bot.timezone)
     transport = ConsoleTransport(clock.now)
     app = build_app(settings, transport, clock)
+    beat = health.Heartbeat(app)
+    beat.check_single()
     await app.start()
     print_binding_code(app)
     simulator = Simulator(app, clock, session=secrets.token_hex(3))
     try:
-        if args.script:
-            stream = sys.stdin if args.script == "-" else open(args.script, encoding="utf-8")  # noqa: SIM115
-            with stream:
-                await simulator.play(stream.read().splitlines())
-        else:
-            await simulator.interactive()
+        async with health.heartbeat(app, beat):
+            if args.script:
+                stream = sys.stdin if args.script == "-" else open(args.script, encoding="utf-8")  # noqa: SIM115
+                with stream:
+                    await simulator.play(stream.read().splitlines())
+            else:
+                await simulator.interactive()
     finally:
         await app.stop()
     return 0
+
+
+async def serve(app: App) -> None:
+    """Production run: refuse a second bot on the same data, beat while running (the
+    command line and watchdogs read it), mark a clean stop. Use instead of app.run()."""
+    beat = health.Heartbeat(app)
+    beat.check_single()
+    async with health.heartbeat(app, beat):
+        await app.run()
 
 
 def print_binding_code(app: App) -> None:
@@ -132,17 +142,30 @@ def build_app(settings: Settings, transport: object, clock: object | None = None
 
 
 async def run_wechaty(settings: Settings) -> int:
-    raise StartupError(
-        "the WeChat transport is not built yet; unset WECHATY_PUPPET_SERVICE_TOKEN "
-        "or set BOT_TRANSPORT=console to use the console simulator"
+    from pond.transports.wechaty import WechatyTransport
+
+    transport = WechatyTransport(
+        settings.wechaty, data_dir=settings.bot.data_dir, timezone=settings.bot.timezone
     )
+    app = build_app(settings, transport)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, app.request_stop)
+    print_binding_code(app)
+    try:
+        await app.run()
+    finally:
+        await app.stop()
+    return 0
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    os.umask(0o077)  # data, logs, exports, QR codes: readable by the bot's own user only
     try:
         settings = build_settings(args)
         configure_logging(settings)
+        health.secure_data_dir(settings.bot.data_dir)
         if args.check:
             app = build_app(settings, ConsoleTransport(datetime.now))
             asyncio.run(_check(app))

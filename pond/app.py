@@ -565,10 +565,13 @@ class App:
             self._scheduler.shutdown(wait=False)
         for task in self._background:
             task.cancel()
-        for task in self._background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._background:
+            # Bounded: a task that ignores its cancel must not keep the process alive.
+            _, stuck = await asyncio.wait(self._background, timeout=10)
+            for task in stuck:
+                log.error("background task %s did not stop", task.get_coro())
         with contextlib.suppress(Exception):
-            await self.transport.stop()
+            async with asyncio.timeout(15):
+                await self.transport.stop()
         self.book.flush()
         self.store.close()

@@ -89,6 +89,9 @@ class Outbox:
         self.rng = rng or random.Random()
         self.alert: Callable[[str, dict[str, Any]], None] = lambda key, data: None
         self.on_error: Callable[[Exception], None] = lambda error: None
+        # True while the operator paused everything: bulk rows and non-reply, non-alert
+        # actions stay queued (not picked, not deferred) until it turns False again.
+        self.hold: Callable[[], bool] = lambda: False
         self._items: list[_Item] = []
         self._seq = itertools.count()
         self._pacer = _Pacer(refilled_at=self._ts())
@@ -200,8 +203,10 @@ class Outbox:
 
     def next_due(self) -> float | None:
         """Earliest moment a deferred item or job becomes ready (epoch seconds)."""
-        times = [i.not_before for i in self._items]
-        times += [t for job, t in self._job_not_before.items() if job in self._active_jobs()]
+        hold = self.hold()
+        times = [i.not_before for i in self._items if not (hold and _holdable(i))]
+        if not hold:
+            times += [t for job, t in self._job_not_before.items() if job in self._active_jobs()]
         return min(times) if times else None
 
     def _active_jobs(self) -> list[str]:
@@ -211,9 +216,12 @@ class Outbox:
         if self.paused:
             return None
         now = self._ts()
-        ready = [i for i in self._items if i.not_before <= now]
+        hold = self.hold()  # "pause everything": held work is parked, not deferred
+        ready = [i for i in self._items if i.not_before <= now and not (hold and _holdable(i))]
         if ready:
             return min(ready, key=lambda i: (i.priority, i.seq))
+        if hold:
+            return None
         for job in self._active_jobs():
             if self._job_not_before.get(job, 0.0) > now:
                 continue
@@ -329,6 +337,8 @@ class Outbox:
                 if self._is_throttle(error):
                     self._trip_breaker(type(error).__name__)
                     return Outcome("failed", "throttled")
+                if error.gone:  # they deleted the account: recorded for the customer book
+                    return Outcome("failed", "not_friend")
                 log.warning(
                     "action failed (%s), attempt %d: %s",
                     action.describe(),
@@ -474,11 +484,33 @@ class Outbox:
             self._wake.clear()
             due = self.next_due()
             timeout = 60.0 if due is None else min(60.0, max(0.05, due - self._ts()))
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+            # lands in the same step as a wake-up, and stop() would then wait forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     def pending_count(self) -> int:
         return len(self._items)
+
+    def forget(self, contact_id: str) -> int:
+        """Drop queued (not bulk) actions to or about a contact: data-rights deletion.
+        Their futures resolve as skipped "erased". Returns how many were dropped."""
+        gone = [
+            i
+            for i in self._items
+            if contact_id in (i.action.to, i.action.contact_id, i.action.member_id)
+        ]
+        for item in gone:
+            self._items.remove(item)
+            if item.future is not None and not item.future.done():
+                item.future.set_result(Outcome("skipped", "erased"))
+        self._pacer.per_chat.pop(contact_id, None)
+        return len(gone)
+
+
+def _holdable(item: _Item) -> bool:
+    return not item.alert and item.action.cls is not ActionClass.REPLY
 
 
 def _storage_error(error: Exception) -> str:

@@ -81,7 +81,7 @@ def test_example_env_documents_every_key_with_its_real_default() -> None:
 
 def test_only_the_wechaty_transport_module_imports_wechaty() -> None:
     for path in [*ROOT.glob("pond/**/*.py"), *ROOT.glob("plugins/*.py"), ROOT / "bot.py"]:
-        if path.name == "wechaty.py":
+        if path.parent.name == "transports" and path.name.startswith("wechaty"):
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):

@@ -19,6 +19,8 @@ TAGS = "tags"
 KICK = "kick"
 INVITE = "invite"
 ADD_FRIEND = "add_friend"
+MENTIONS = "mentions"  # @-mention people in rooms, and see who mentions the account
+MEDIA = "media"  # images, files, link cards
 
 
 class TransportError(Exception):
@@ -26,8 +28,10 @@ class TransportError(Exception):
     never send twice:
     - `throttled`: the platform refused the action as too frequent (it did not happen);
     - `offline`: the action was not attempted because the connection is down;
-    - `retryable`: the action certainly did not take effect, so one retry is safe.
-    Anything ambiguous (a timeout after the request left) must leave all three False."""
+    - `retryable`: the action certainly did not take effect, so one retry is safe;
+    - `gone`: the recipient is no longer a friend (they deleted or blocked the account), so
+      it cannot work later either.
+    Anything ambiguous (a timeout after the request left) must leave all four False."""
 
     def __init__(
         self,
@@ -36,11 +40,13 @@ class TransportError(Exception):
         throttled: bool = False,
         retryable: bool = False,
         offline: bool = False,
+        gone: bool = False,
     ) -> None:
         super().__init__(message)
         self.throttled = throttled
         self.retryable = retryable
         self.offline = offline
+        self.gone = gone
 
 
 StatusListener = Callable[[str, dict[str, Any]], None]

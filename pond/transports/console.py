@@ -42,6 +42,8 @@ from pond.transports.base import (
     FRIEND_REQUESTS,
     INVITE,
     KICK,
+    MEDIA,
+    MENTIONS,
     MOMENTS,
     ROOMS,
     TAGS,
@@ -68,7 +70,9 @@ class ConsoleError(ValueError):
 
 class ConsoleTransport:
     name = "console"
-    capabilities = frozenset({DM, ROOMS, FRIEND_REQUESTS, TAGS, KICK, INVITE, ADD_FRIEND, MOMENTS})
+    capabilities = frozenset(
+        {DM, ROOMS, MENTIONS, MEDIA, FRIEND_REQUESTS, TAGS, KICK, INVITE, ADD_FRIEND, MOMENTS}
+    )
 
     def __init__(self, now: Callable[[], datetime], out: TextIO | None = None) -> None:
         self._now = now

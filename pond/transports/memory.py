@@ -13,6 +13,8 @@ from pond.transports.base import (
     FRIEND_REQUESTS,
     INVITE,
     KICK,
+    MEDIA,
+    MENTIONS,
     ROOMS,
     TAGS,
     EventSink,
@@ -20,7 +22,9 @@ from pond.transports.base import (
     TransportError,
 )
 
-ALL_BUT_MOMENTS = frozenset({DM, ROOMS, FRIEND_REQUESTS, TAGS, KICK, INVITE, ADD_FRIEND})
+ALL_BUT_MOMENTS = frozenset(
+    {DM, ROOMS, MENTIONS, MEDIA, FRIEND_REQUESTS, TAGS, KICK, INVITE, ADD_FRIEND}
+)
 
 
 @dataclass(frozen=True, slots=True)
