@@ -153,7 +153,7 @@ async def run_wechaty(settings: Settings) -> int:
         loop.add_signal_handler(sig, app.request_stop)
     print_binding_code(app)
     try:
-        await app.run()
+        await serve(app)
     finally:
         await app.stop()
     return 0

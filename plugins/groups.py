@@ -1,0 +1,376 @@
+"""Group operations (社群运营): batched welcomes, rules, moderation with an audit log,
+keyword invites with overflow, and activity data for the analytics report.
+
+Only rooms listed in the rooms file (GROUPS_ROOMS_FILE, default persona/groups/rooms.toml,
+keyed by room id) are touched; every other room is left alone. The file is checked at
+start-up (a problem stops start-up, naming the room id and the key) and re-read every
+minute: a room whose new version is refused keeps its last good one, the others move on,
+and the admins are told.
+
+Events: MemberJoined / MemberLeft and every message in configured rooms (listen_in_rooms);
+the rules keyword in a room; an invite keyword in private chat.
+Job: groups.tick every minute: welcome batches, scheduled rules, config reload, hourly
+activity summaries.
+Commands: group_status, group_strikes, group_unstrike, group_dry_run_on, group_dry_run_off,
+group_reload (Chinese names in persona/groups/commands.toml).
+Persona: groups/* (see `plugin` below); a room's rules_key may name another groups/ key.
+Config: GROUPS_* (see GroupsConfig and config.example.env).
+Helpers live in plugins/_groups/.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from plugins._groups import activity
+from plugins._groups.db import GroupsDB, Strike
+from plugins._groups.enforce import moderate, undo
+from plugins._groups.invites import invite, normal, rooms_for
+from plugins._groups.rooms import Checks, Moderation, Problem, RoomConfig, RoomsFile
+from plugins._groups.state import GroupsState
+from plugins._groups.welcome import (
+    flush_welcomes,
+    member_joined,
+    member_left,
+    post_rules,
+    quiet,
+    scheduled_rules,
+)
+from pond import App, Command, Context, Event, MemberJoined, MemberLeft, Message, Plugin, filters
+
+log = logging.getLogger("pond.plugins.groups")
+
+
+@dataclass(frozen=True)
+class GroupsConfig:
+    rooms_file: Path = Path("groups/rooms.toml")  # relative to BOT_PERSONA_DIR
+    welcome_window_s: float = 30.0
+    welcome_cooldown_s: float = 300.0
+    welcome_max_mentions: int = 20
+    welcome_max_age_min: float = 60.0
+    member_limit: int = 480
+    invite_hold_h: float = 24.0
+    dry_run: bool = False
+    strike_ttl_h: float = 168.0
+    rules_cooldown_s: float = 120.0
+
+
+plugin = Plugin(
+    "groups",
+    persona=[
+        "groups/welcome",
+        "groups/rules",
+        "groups/warn",
+        "groups/warn_final",
+        "groups/removed",
+        "groups/admin_remove",
+        "groups/invite_sent",
+        "groups/invite_already",
+        "groups/invite_pending",
+        "groups/invite_full",
+        "groups/invite_manual",
+        "groups/invite_failed",
+        "groups/admin_invite",
+        "groups/admin_rooms_full",
+        "groups/config_alert",
+        "groups/cmd_status",
+        "groups/cmd_strikes",
+        "groups/cmd_unstrike",
+        "groups/cmd_unstrike_missing",
+        "groups/cmd_dry_run",
+        "groups/cmd_reload",
+        "groups/cmd_unknown_room",
+    ],
+    config=GroupsConfig,
+    description="group welcomes, rules, moderation, invites and activity",
+)
+
+# One state per App (tests run many Apps in one process); filters built before start-up
+# look it up when called.
+_STATES: weakref.WeakKeyDictionary[App, GroupsState] = weakref.WeakKeyDictionary()
+
+
+def state(ctx: Context) -> GroupsState:
+    st = _STATES.get(ctx.app)
+    if st is None:
+        raise RuntimeError("groups: used before its start-up hook ran")
+    return st
+
+
+# -- start-up and configuration -----------------------------------------------------------
+def rooms_path(ctx: Context) -> Path:
+    path: Path = ctx.config.rooms_file
+    return path if path.is_absolute() else ctx.settings.bot.persona_dir / path
+
+
+def _checks(ctx: Context) -> Checks:
+    persona = ctx.persona
+
+    def layer_problem(layer: str, room_id: str) -> str | None:
+        if layer not in persona.layer_names():
+            return f"unknown persona layer {layer!r}: add a [layers.{layer}] table to persona.toml"
+        if layer not in persona.layers_for(contact_id=None, room_id=room_id, tags=()):
+            return (
+                f"persona layer {layer!r} does not apply to this room: add the room id to "
+                f"rooms = [...] of [layers.{layer}] in persona.toml"
+            )
+        return None
+
+    return Checks(ctx.settings.bot.timezone, persona.has, layer_problem)
+
+
+def _base(config: GroupsConfig) -> RoomConfig:
+    """Settings-level defaults every room starts from (then [defaults], then the room)."""
+    return RoomConfig(
+        id="",
+        welcome_cooldown_s=config.welcome_cooldown_s,
+        member_limit=config.member_limit,
+        dry_run=config.dry_run,
+        rules_cooldown_s=config.rules_cooldown_s,
+        moderation=Moderation(strike_hours=config.strike_ttl_h),
+    )
+
+
+def _declare_rules_keys(rooms: dict[str, RoomConfig]) -> None:
+    # A room may use its own rules text (rules_key); the loader checked the template
+    # exists, so the plugin may render it.
+    extra = [r.rules_key for r in rooms.values() if r.rules_key not in plugin.persona_keys]
+    if extra:
+        plugin.persona_keys = (*plugin.persona_keys, *dict.fromkeys(extra))
+
+
+@plugin.on_startup()
+async def start(ctx: Context) -> None:
+    path = rooms_path(ctx)
+    if not path.exists() and ctx.config.rooms_file != GroupsConfig.rooms_file:
+        raise ValueError(f"GROUPS_ROOMS_FILE: {path} does not exist")
+    rooms = RoomsFile(path, _checks(ctx), _base(ctx.config))
+    problems = rooms.load()
+    if problems:
+        listed = "; ".join(str(p) for p in problems)
+        raise ValueError(f"{path}: {listed} (see the comments at the top of the file)")
+    _declare_rules_keys(rooms.rooms)
+    db = GroupsDB(ctx.app.store.sql.engine, ctx.app.store.sql.metadata)
+    _STATES[ctx.app] = GroupsState(rooms, db, ctx.store)
+    activity.start_rollup(ctx)
+    log.info("groups: %d room(s) configured in %s", len(rooms.rooms), path)
+
+
+def reload_rooms(ctx: Context, st: GroupsState, *, force: bool = False) -> list[Problem] | None:
+    problems = st.file.reload(force=force)
+    if problems is None:
+        return None
+    _declare_rules_keys(st.rooms)
+    ctx.record("config_reloaded", rooms=len(st.rooms), problems=len(problems))
+    for problem in problems:
+        log.error("rooms file change refused: %s", problem)
+    return problems
+
+
+# -- filters (the rooms file is live data, so they read the current state) ----------------
+def _in_configured_room(ctx: Context) -> filters.Filter:
+    app = ctx.app
+
+    def check(event: Event) -> bool:
+        st = _STATES.get(app)
+        room = getattr(event, "room", None)
+        return st is not None and room is not None and room.id in st.rooms
+
+    return check
+
+
+def _rules_keyword(ctx: Context) -> filters.Filter:
+    app = ctx.app
+
+    def check(event: Event) -> bool:
+        st = _STATES.get(app)
+        if st is None or not isinstance(event, Message) or event.room is None:
+            return False
+        room = st.room(event.room.id)
+        word = normal(event.text)
+        return room is not None and any(word == normal(k) for k in room.rules_keywords)
+
+    return check
+
+
+def _invite_keyword(ctx: Context) -> filters.Filter:
+    app = ctx.app
+
+    def check(event: Event) -> bool:
+        st = _STATES.get(app)
+        return st is not None and isinstance(event, Message) and bool(rooms_for(st, event.text))
+
+    return check
+
+
+# -- events --------------------------------------------------------------------------------
+@plugin.on_message(
+    filters.configured(_in_configured_room), listen_in_rooms=True, block=False, priority=10
+)
+async def watch(event: Message, ctx: Context) -> None:
+    """Every message in a configured room: activity, moderation, a due welcome."""
+    st = state(ctx)
+    room = st.room(event.chat_id)
+    if room is None:
+        return
+    activity.message(event, ctx, st, room)
+    await moderate(event, ctx, st, room)
+    await flush_welcomes(ctx, st, only=room.id)
+
+
+@plugin.on_message(
+    filters.in_room(), filters.configured(_rules_keyword), listen_in_rooms=True, when_paused=True
+)
+async def rules(event: Message, ctx: Context) -> None:
+    st = state(ctx)
+    room = st.room(event.chat_id)
+    if room is None or quiet(ctx, room.id):
+        return
+    await post_rules(ctx, st, room, "keyword", asker=event.sender.id)
+
+
+@plugin.on_message(filters.private(), filters.configured(_invite_keyword), priority=50)
+async def invite_keyword(event: Message, ctx: Context) -> None:
+    await invite(event, ctx, state(ctx))
+
+
+@plugin.on_member_joined(filters.configured(_in_configured_room), block=False)
+async def joined(event: MemberJoined, ctx: Context) -> None:
+    st = state(ctx)
+    room = st.room(event.room.id)
+    if room is not None:
+        await member_joined(event, ctx, st, room)
+
+
+@plugin.on_member_left(filters.configured(_in_configured_room), block=False)
+async def left(event: MemberLeft, ctx: Context) -> None:
+    st = state(ctx)
+    room = st.room(event.room.id)
+    if room is not None:
+        await member_left(event, ctx, st, room)
+
+
+@plugin.scheduled("* * * * *")
+async def tick(ctx: Context) -> None:
+    st = state(ctx)
+    problems = reload_rooms(ctx, st)
+    if problems:
+        for admin in ctx.app.admins.ids():
+            await ctx.send(
+                admin,
+                "groups/config_alert",
+                file=str(rooms_path(ctx)),
+                problems=[str(p) for p in problems],
+            )
+    await flush_welcomes(ctx, st)
+    await scheduled_rules(ctx, st)
+    activity.rollup(ctx, st)
+    st.flood.prune(ctx.now.timestamp())
+
+
+# -- operator commands -------------------------------------------------------------------------
+def _when(ctx: Context, at: float) -> str:
+    return datetime.fromtimestamp(at, ctx.clock.tz).strftime("%m-%d %H:%M")
+
+
+@plugin.command("group_status")
+async def group_status(cmd: Command, ctx: Context) -> None:
+    st = state(ctx)
+    rooms = [
+        {
+            "name": st.label(r.id),
+            "id": r.id,
+            "members": st.size(r.id),
+            "limit": r.member_limit,
+            "welcome": r.welcome,
+            "dry_run": st.dry_run(r),
+            "role": r.role,
+            "invite": bool(r.invite_keywords),
+            "waiting": len(st.pending[r.id].members) if r.id in st.pending else 0,
+        }
+        for r in st.rooms.values()
+    ]
+    await ctx.reply("groups/cmd_status", rooms=rooms, problems=[str(p) for p in st.file.problems])
+
+
+def _strike_row(ctx: Context, st: GroupsState, s: Strike) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "room_name": st.label(s.room_id),
+        "member_id": s.contact_id,
+        "member_name": st.db.name(s.contact_id),
+        "rule": s.rule,
+        "when": _when(ctx, s.at),
+        "dry_run": s.dry_run,
+    }
+
+
+@plugin.command("group_strikes")
+async def group_strikes(cmd: Command, ctx: Context) -> None:
+    """Recent strikes still in force, everywhere or for one room or one member."""
+    st = state(ctx)
+    since = ctx.now.timestamp() - ctx.config.strike_ttl_h * 3600
+    who = cmd.args[0] if cmd.args else None
+    room_id = who if who in st.rooms else None
+    contact_id = who if who and room_id is None else None
+    found = st.db.list_strikes(since=since, room_id=room_id, contact_id=contact_id)
+    await ctx.reply(
+        "groups/cmd_strikes",
+        strikes=[_strike_row(ctx, st, s) for s in found],
+        scope=st.label(room_id) if room_id else (contact_id or ""),
+    )
+
+
+@plugin.command("group_unstrike")
+async def group_unstrike(cmd: Command, ctx: Context) -> None:
+    """By strike number (from the strikes list), or a member's latest strike [in a room]."""
+    st = state(ctx)
+    target: Strike | None = None
+    if cmd.args and cmd.args[0].lstrip("#").isdigit():
+        target = st.db.strike(int(cmd.args[0].lstrip("#")))
+    elif cmd.args:
+        room_id = cmd.args[1] if len(cmd.args) > 1 else None
+        latest = st.db.list_strikes(since=0.0, contact_id=cmd.args[0], room_id=room_id, limit=1)
+        target = latest[0] if latest else None
+    if target is None or target.revoked_at is not None or not undo(ctx, st, target, cmd.sender.id):
+        await ctx.reply("groups/cmd_unstrike_missing", what=cmd.rest)
+        return
+    room = st.room(target.room_id)
+    hours = room.moderation.strike_hours if room else ctx.config.strike_ttl_h
+    left = st.db.count_strikes(
+        target.room_id, target.contact_id, ctx.now.timestamp() - hours * 3600, target.dry_run
+    )
+    await ctx.reply("groups/cmd_unstrike", **_strike_row(ctx, st, target), remaining=left)
+
+
+async def _dry_run(cmd: Command, ctx: Context, on: bool) -> None:
+    st = state(ctx)
+    room_id = cmd.args[0] if cmd.args else None
+    if room_id is not None and room_id not in st.rooms:
+        await ctx.reply("groups/cmd_unknown_room", group_id=room_id)
+        return
+    st.set_dry_run(on, room_id)
+    ctx.record("dry_run", room_id=room_id or "", on=on, admin=cmd.sender.id)
+    await ctx.reply("groups/cmd_dry_run", on=on, room_name=st.label(room_id) if room_id else "")
+
+
+@plugin.command("group_dry_run_on")
+async def group_dry_run_on(cmd: Command, ctx: Context) -> None:
+    await _dry_run(cmd, ctx, True)
+
+
+@plugin.command("group_dry_run_off")
+async def group_dry_run_off(cmd: Command, ctx: Context) -> None:
+    await _dry_run(cmd, ctx, False)
+
+
+@plugin.command("group_reload")
+async def group_reload(cmd: Command, ctx: Context) -> None:
+    st = state(ctx)
+    problems = reload_rooms(ctx, st, force=True) or []
+    await ctx.reply("groups/cmd_reload", rooms=len(st.rooms), problems=[str(p) for p in problems])
