@@ -14,7 +14,6 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
 from pond.actions import Action, ActionClass, ActionKind
@@ -22,6 +21,7 @@ from pond.clock import Clock, FakeClock, SystemClock
 from pond.commands import Admins, Command, CommandCatalog, CommandError, Commands, audit_data
 from pond.config import ConfigError, Settings
 from pond.context import Context
+from pond.cron import cron_trigger
 from pond.customers import CustomerBook
 from pond.events import Event, FriendRequest, HumanTakeover, Message
 from pond.filters import Configured
@@ -122,7 +122,7 @@ class App:
             if cron.lower() == "off":
                 continue
             try:
-                trigger = CronTrigger.from_crontab(cron, timezone=self.settings.bot.timezone)
+                trigger = cron_trigger(cron, self.settings.bot.timezone)
             except ValueError as error:
                 raise ConfigError(
                     key, "a five-field cron like '0 9 * * *', or off", cron

@@ -231,3 +231,14 @@ async def test_a_handler_may_wait_for_its_send_to_go_out(tmp_path: Path) -> None
     assert outcomes == ["sent"]
     assert said.keys == ["greeter/hello", "greeter/hello"]
     await sim.close()
+
+
+async def test_job_crons_count_weekdays_like_crontab(tmp_path: Path) -> None:
+    plugin, seen = recorder()
+    # 2026-11-23 is a Monday: "* * * * 1" must fire today, not tomorrow.
+    sim = await ChatSim.create(
+        tmp_path / "d", plugins=[plugin], env={"JOB_PROBE_MORNING_CRON": "30 10 * * 1"}
+    )
+    await sim.advance(3600)
+    assert seen == ["morning:10:30"]
+    await sim.close()

@@ -32,6 +32,8 @@ from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
 
+from pond.cron import cron_trigger
+
 RULES = ("link", "qr_image", "contact_card", "mini_program", "banned_keyword", "flood")
 ROLES = ("member", "admin", "owner")
 QR_MODES = ("off", "new_members", "all")
@@ -202,7 +204,7 @@ def _value(kind: str, raw: object, checks: Checks) -> Any:
                 raise _Bad(f"a persona key with a template file (persona/{text}.j2)", raw)
         if kind == "cron" and text:
             try:
-                return text, CronTrigger.from_crontab(text, timezone=checks.tz)
+                return text, cron_trigger(text, checks.tz)
             except ValueError:
                 raise _Bad('a five-field cron like "0 20 * * 5", or ""', raw) from None
         return text
