@@ -342,19 +342,15 @@ class App:
             self.alert("core/job_alert", job=job_id)
         return True
 
-    def due_jobs(self, after: datetime, until: datetime) -> list[tuple[datetime, str]]:
-        """Fire times in (after, until], for a clock that jumps (console, tests)."""
-        due: list[tuple[datetime, str]] = []
+    def next_job(self, after: datetime, until: datetime) -> tuple[datetime, str] | None:
+        """The first fire time in (after, until] of any job, for a clock that jumps (console,
+        tests). Asked afresh each time: a job may get a new trigger from data on the way."""
+        best: tuple[datetime, str] | None = None
         for job_id, trigger in self.triggers.items():
-            previous: datetime | None = None
-            moment = after
-            while True:
-                nxt = trigger.get_next_fire_time(previous, moment + timedelta(seconds=1))
-                if nxt is None or nxt > until:
-                    break
-                due.append((nxt, job_id))
-                previous, moment = nxt, nxt
-        return sorted(due)
+            nxt = trigger.get_next_fire_time(None, after + timedelta(seconds=1))
+            if nxt is not None and nxt <= until and (best is None or (nxt, job_id) < best):
+                best = (nxt, job_id)
+        return best
 
     async def advance(self, clock: FakeClock, seconds: float) -> None:
         """Simulated time (console, tests): move `clock` forward, firing due jobs and
@@ -363,15 +359,15 @@ class App:
         cursor = clock.now()
         end = cursor + timedelta(seconds=seconds)
         while True:
-            jobs = self.due_jobs(cursor, end)
-            job_at = jobs[0][0].timestamp() if jobs else None
+            job = self.next_job(cursor, end)
+            job_at = job[0].timestamp() if job else None
             out_at = self.outbox.next_due()
             if out_at is not None and out_at > end.timestamp():
                 out_at = None
             if job_at is None and out_at is None:
                 break
-            if job_at is not None and (out_at is None or job_at <= out_at):
-                fire_time, job_id = jobs[0]
+            if job is not None and job_at is not None and (out_at is None or job_at <= out_at):
+                fire_time, job_id = job
                 cursor = fire_time
                 clock.set(max(clock.now(), fire_time))
                 await self.run_job(job_id, fire_time)

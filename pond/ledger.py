@@ -25,6 +25,7 @@ class RowStatus(StrEnum):
     FAILED = "failed"
     UNKNOWN = "unknown"  # was "sending" when the process died: never re-sent silently
     SKIPPED = "skipped"
+    HELD = "held"  # paused by the operator: not sendable until moved back to pending
 
 
 class JobStatus(StrEnum):
@@ -126,6 +127,7 @@ class BulkRow:
     status: RowStatus
     reason: str
     action: Action
+    updated_at: float = 0.0  # epoch seconds of the last status change (the send, for "sent")
 
 
 class Ledger:
@@ -400,6 +402,7 @@ class Ledger:
             status=RowStatus(r.status),
             reason=r.reason,
             action=action_from_json(r.action),
+            updated_at=float(r.updated_at),
         )
 
 

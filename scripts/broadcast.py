@@ -1,0 +1,271 @@
+"""群发命令行工具 / broadcast campaigns from a terminal, on the bot's data dir.
+
+    python3 scripts/broadcast.py status [NAME] [--watch [SECONDS]]   进度（进度条、预计发完时间）
+    python3 scripts/broadcast.py create NAME_OR_FILE                 按活动文件创建（不发送）
+    python3 scripts/broadcast.py dry-run NAME                        预览：人数、排除原因、文案样例
+    python3 scripts/broadcast.py start NAME [--confirm N]            确认开始（N = 预览里的人数）
+    python3 scripts/broadcast.py pause|resume|cancel NAME            暂停 / 继续 / 取消
+    python3 scripts/broadcast.py report NAME                         报告（以发送记录为准）
+
+NAME is a campaign file persona/broadcasts/campaigns/NAME.toml; `create` also takes a path.
+
+This tool NEVER sends anything. It runs the same operator commands as the admin chat
+(群发创建, 群发预览, ...) against the same data dir (BOT_DATA_DIR, or data/console when the
+bot would run the console simulator; --data-dir to choose), and:
+- start / resume are requests that the running bot applies within a minute (its
+  broadcasts.tick job); with no bot running the campaign simply waits, and the tool says so;
+- pause / cancel take hold in the delivery journal at once (the bot cannot send a held or
+  cancelled row), and the bot updates the campaign's status when it next checks.
+Exit codes: 0 done, 1 refused or not confirmed, 2 configuration or start-up error.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+if __name__ == "__main__":
+    from _env import ensure_venv
+
+    ensure_venv()
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import dataclasses  # noqa: E402
+import getpass  # noqa: E402
+import os  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any, TextIO  # noqa: E402
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import bot  # noqa: E402
+import plugins  # noqa: E402
+from pond import (  # noqa: E402
+    Action,
+    App,
+    Clock,
+    Command,
+    ConfigError,
+    Contact,
+    PersonaError,
+    Settings,
+    StartupError,
+    SystemClock,
+)
+from pond.store import StoreError  # noqa: E402
+
+COMMANDS = {
+    "status": "broadcast_status",
+    "list": "broadcast_status",
+    "create": "broadcast_create",
+    "dry-run": "broadcast_dry_run",
+    "start": "broadcast_start",
+    "pause": "broadcast_pause",
+    "resume": "broadcast_resume",
+    "cancel": "broadcast_cancel",
+    "report": "broadcast_report",
+}
+REFUSED = {"broadcasts/refused"}
+
+
+class NoSendTransport:
+    """The tool's App has a transport only because an App needs one: it is never started
+    and refuses every action, so nothing this tool does can reach WeChat."""
+
+    name = "cli"
+    capabilities: frozenset[str] = frozenset()
+    self_id = ""
+    connected = False
+
+    def __init__(self) -> None:
+        self.status_listener: Callable[[str, dict[str, Any]], None] = lambda s, d: None
+
+    async def start(self, sink: object) -> None:
+        raise RuntimeError("the broadcast tool never connects")
+
+    async def perform(self, action: Action) -> None:
+        raise RuntimeError(f"the broadcast tool never sends ({action.describe()})")
+
+    async def stop(self) -> None:
+        return None
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="broadcast.py",
+        description="群发：创建、预览、开始、进度、暂停/继续/取消、报告。本工具从不发送消息。",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    parser.add_argument("action", choices=sorted(COMMANDS), help="what to do")
+    parser.add_argument("name", nargs="?", default="", help="campaign name (or file for create)")
+    parser.add_argument("--confirm", type=int, metavar="N", help="start: the recipient count")
+    parser.add_argument(
+        "--watch", nargs="?", const=5.0, type=float, metavar="S", help="status: refresh every S s"
+    )
+    parser.add_argument("--data-dir", metavar="DIR", help="override BOT_DATA_DIR")
+    parser.add_argument("--env-file", metavar="FILE", default=str(ROOT / ".env"))
+    parser.add_argument(
+        "--console", action="store_true", help="the console simulator's data (data/console)"
+    )
+    return parser.parse_args(argv)
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    """The data dir the bot itself would use with the same .env (bot.py's rules)."""
+    settings = bot.build_settings(
+        argparse.Namespace(data_dir=args.data_dir, env_file=args.env_file)
+    )
+    if args.data_dir:
+        return settings
+    as_bot = argparse.Namespace(console=args.console, script=None)
+    if bot.use_console(as_bot, settings):
+        data_dir = settings.bot.data_dir / "console"
+        settings = dataclasses.replace(
+            settings, bot=dataclasses.replace(settings.bot, data_dir=data_dir)
+        )
+    return settings
+
+
+def build_app(settings: Settings, clock: Clock | None = None) -> App:
+    app = App(settings, NoSendTransport(), clock=clock or SystemClock(settings.bot.timezone))  # type: ignore[arg-type]
+    for plugin in plugins.load(["broadcasts"]):
+        app.include(plugin)
+    app.strict = True  # a failing command is an error exit, not a log line
+    return app
+
+
+async def run_command(
+    settings: Settings,
+    name: str,
+    words: list[str],
+    *,
+    clock: Clock | None = None,
+    out: TextIO | None = None,
+) -> list[str]:
+    """Run one operator command like an admin in chat would; returns the keys printed."""
+    stream = out or sys.stdout
+    app = build_app(settings, clock)
+    keys: list[str] = []
+
+    def show(key: str, text: str) -> None:
+        keys.append(key)
+        print(text, file=stream, flush=True)
+
+    app.cli_output = show
+    command = Command(
+        name=name,
+        args=tuple(words),
+        rest=" ".join(words),
+        sender=Contact(id="cli", name=_user()),
+        timestamp=app.clock.now(),
+        origin="cli",
+    )
+    try:
+        await app.run_command(command)
+    finally:
+        await app.stop()
+    if app.errors:
+        raise app.errors[0]
+    return keys
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid()) if hasattr(os, "getuid") else "cli"
+
+
+async def run(
+    argv: list[str],
+    *,
+    clock: Clock | None = None,
+    out: TextIO | None = None,
+    ask: Callable[[str], str] | None = None,
+) -> int:
+    args = parse_args(argv)
+    stream = out or sys.stdout
+    settings = settings_for(args)
+    if "broadcasts" not in settings.bot.plugins:
+        print(
+            "注意：BOT_PLUGINS 里没有 broadcasts，机器人不会执行群发请求 "
+            "(broadcasts is not in BOT_PLUGINS: the bot will not act on these campaigns)",
+            file=sys.stderr,
+        )
+    print(f"数据目录 / data dir: {settings.bot.data_dir}", file=sys.stderr)
+    if args.action not in {"status", "list"} and not args.name:
+        print(f"{args.action}: 需要活动名 / a campaign name is needed", file=sys.stderr)
+        return 1
+    words = [args.name] if args.name else []
+    name = COMMANDS[args.action]
+    if args.action == "start" and args.confirm is not None:
+        words.append(str(args.confirm))
+    if args.action == "status" and args.watch:
+        return await _watch(settings, words, args.watch, clock, stream)
+    keys = await run_command(settings, name, words, clock=clock, out=stream)
+    if args.action == "start" and args.confirm is None and keys == ["broadcasts/dry_run"]:
+        return await _confirm_interactively(settings, args.name, clock, stream, ask)
+    return 1 if set(keys) & REFUSED else 0
+
+
+async def _confirm_interactively(
+    settings: Settings,
+    name: str,
+    clock: Clock | None,
+    out: TextIO,
+    ask: Callable[[str], str] | None,
+) -> int:
+    if ask is None:
+        if not sys.stdin.isatty():
+            return 1  # not confirmed: the dry run above says how to confirm
+        ask = input
+    try:
+        answer = ask("输入上面的人数确认开始，直接回车放弃 / type the count to start: ").strip()
+    except EOFError:
+        answer = ""
+    if not answer.isdigit():
+        print("没有开始 / not started", file=out)
+        return 1
+    keys = await run_command(settings, "broadcast_start", [name, answer], clock=clock, out=out)
+    return 1 if set(keys) & REFUSED else 0
+
+
+async def _watch(
+    settings: Settings, words: list[str], every: float, clock: Clock | None, out: TextIO
+) -> int:
+    tty = out.isatty()
+    try:
+        while True:
+            if tty:
+                out.write("\x1b[2J\x1b[H")  # clear the screen: the bar redraws in place
+            keys = await run_command(settings, "broadcast_status", words, clock=clock, out=out)
+            if set(keys) & REFUSED:
+                return 1
+            await asyncio.sleep(max(1.0, every))
+    except KeyboardInterrupt:
+        return 0
+
+
+def main(argv: list[str]) -> int:
+    try:
+        return asyncio.run(run(argv))
+    except KeyboardInterrupt:
+        return 0
+    except ConfigError as error:
+        print(f"配置错误 / config error: {error}", file=sys.stderr)
+    except PersonaError as error:
+        print(f"人设模板错误 / template error: {error}", file=sys.stderr)
+    except StoreError as error:
+        print(f"数据文件错误 / data error: {error}", file=sys.stderr)
+    except StartupError as error:
+        print(f"启动失败 / cannot start: {error}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
