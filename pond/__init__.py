@@ -21,13 +21,14 @@ from pond.events import (
 from pond.ledger import JobStatus, RowStatus
 from pond.outbox import Outbox, Outcome
 from pond.persona import Persona, PersonaError, Rendered
-from pond.plugin import Plugin
+from pond.plugin import AgendaItem, Plugin, ReviewItem
 from pond.transports import base as capabilities
 
 __all__ = [
     "Action",
     "ActionClass",
     "ActionKind",
+    "AgendaItem",
     "App",
     "Clock",
     "Command",
@@ -54,6 +55,7 @@ __all__ = [
     "Plugin",
     "Range",
     "Rendered",
+    "ReviewItem",
     "Room",
     "RowStatus",
     "Settings",

@@ -6,6 +6,7 @@ import itertools
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pond.commands import CommandHandler, CommandSpec
@@ -17,9 +18,17 @@ if TYPE_CHECKING:
 
 EventHandler = Callable[[Any, "Context"], Awaitable[None]]
 JobHandler = Callable[["Context"], Awaitable[None]]
+# Operator reload: returns problems (operator-readable, file:line style) or None; raising
+# is reported as a problem too. The plugin keeps its last good data on any problem.
+ReloadHandler = Callable[["Context"], Awaitable[Iterable[str] | None]]
+ReviewSource = Callable[["Context"], Awaitable[list["ReviewItem"]]]
+AgendaSource = Callable[["Context"], Awaitable[list["AgendaItem"]]]
 H = TypeVar("H", bound=EventHandler)
 J = TypeVar("J", bound=JobHandler)
 C = TypeVar("C", bound=CommandHandler)
+RL = TypeVar("RL", bound=ReloadHandler)
+RV = TypeVar("RV", bound=ReviewSource)
+AG = TypeVar("AG", bound=AgendaSource)
 
 _order = itertools.count()
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
@@ -51,6 +60,38 @@ class Job:
     handler: JobHandler
 
 
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    """Something waiting for a human decision, listed by the operator's review command and
+    counted in the daily summary (a friend request to approve, a delivery nobody can vouch
+    for, a post staff must publish by hand...). Never message text: ids, keys, counts.
+
+    `kind` is a short English word; its Chinese label is copy (persona/admin/_labels.j2,
+    falling back to the word itself). `command`/`args` tell the operator what to type to
+    settle it (an English command name; its Chinese display name is shown)."""
+
+    kind: str
+    ref: str  # stable id of the item inside its plugin
+    at: float | None = None  # epoch seconds it started waiting
+    contact_id: str = ""
+    room_id: str = ""
+    detail: str = ""  # short and id-like (a job id, a key), shown as is
+    command: str = ""
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AgendaItem:
+    """Work scheduled for the rest of today (a post, a broadcast, a follow-up batch), shown
+    in the operator's morning summary. `kind` is labelled like ReviewItem.kind."""
+
+    at: datetime
+    kind: str
+    ref: str
+    detail: str = ""
+    count: int = 0  # recipients or items, when known
+
+
 class Plugin:
     """`plugin = Plugin("greeter", persona=["greeter/hello"], config=GreeterConfig)`.
 
@@ -76,6 +117,9 @@ class Plugin:
         self.jobs: list[Job] = []
         self.startup: list[JobHandler] = []
         self.commands: list[CommandSpec] = []
+        self.reloaders: list[ReloadHandler] = []
+        self.review_sources: list[ReviewSource] = []
+        self.agenda_sources: list[AgendaSource] = []
 
     def _route(
         self,
@@ -163,6 +207,38 @@ class Plugin:
 
         def register(handler: J) -> J:
             self.startup.append(handler)
+            return handler
+
+        return register
+
+    def on_reload(self) -> Callable[[RL], RL]:
+        """`async (ctx) -> list[str] | None`, run by the operator's reload command (App.reload)
+        after the persona: re-read the plugin's data files and return the problems found
+        (keeping the last good version), or None."""
+
+        def register(handler: RL) -> RL:
+            self.reloaders.append(handler)
+            return handler
+
+        return register
+
+    def review_source(self) -> Callable[[RV], RV]:
+        """`async (ctx) -> list[ReviewItem]`: what of this plugin waits for a human. Also called
+        from the command line (scripts/admin.py) where on_startup hooks have not run, so read
+        from the store rather than from start-up state."""
+
+        def register(handler: RV) -> RV:
+            self.review_sources.append(handler)
+            return handler
+
+        return register
+
+    def agenda_source(self) -> Callable[[AG], AG]:
+        """`async (ctx) -> list[AgendaItem]`: what this plugin will do from ctx.now to the end
+        of today (bot timezone), for the morning summary. Same CLI caveat as review_source."""
+
+        def register(handler: AG) -> AG:
+            self.agenda_sources.append(handler)
             return handler
 
         return register

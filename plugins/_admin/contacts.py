@@ -1,0 +1,39 @@
+"""Finding a contact's id from a name, remark or part of the id (operators on a phone know
+names; every command takes ids). Export and erase are the friends plugin's (pond/rights.py)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from pond import App
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.@-]+")
+
+
+def find(app: App, text: str, limit: int = 10) -> tuple[list[dict[str, Any]], int]:
+    """Contacts whose id, name or remark contains `text` (exact id first); and how many
+    matched in all. Names are only for finding: every command then takes the id."""
+    wanted = text.strip().lower()
+    exact: list[dict[str, Any]] = []
+    found: list[dict[str, Any]] = []
+    total = 0
+    for customer in app.book.iter_all():
+        fields = (customer.id.lower(), customer.name.lower(), customer.alias.lower())
+        if not any(wanted in f for f in fields):
+            continue
+        total += 1
+        view = {
+            "id": customer.id,
+            "name": customer.name,
+            "alias": customer.alias,
+            "tags": sorted(customer.tags)[:6],
+            "last": _day(app, customer.last_inbound),
+        }
+        (exact if customer.id.lower() == wanted else found).append(view)
+    return (exact + found)[:limit], total
+
+
+def _day(app: App, ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, app.settings.bot.timezone).strftime("%m-%d") if ts else ""

@@ -1,0 +1,111 @@
+"""The daily numbers, computed from the event store (what happened, never message text):
+the same function serves the morning summary and the "report now" command."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from pond import App
+from pond.health import CAP_KINDS, collect_agenda, collect_reviews
+
+TOP = 5  # reasons / places listed per section; the rest are summed up
+
+
+def window(app: App, day: date) -> tuple[datetime, datetime]:
+    tz = app.settings.bot.timezone
+    start = datetime.combine(day, time(0), tz)
+    return start, datetime.combine(day + timedelta(days=1), time(0), tz)
+
+
+def _data(event: dict[str, object]) -> dict[str, Any]:
+    data = event.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+def _top(counter: Counter[str]) -> list[dict[str, Any]]:
+    return [{"reason": k, "n": n} for k, n in counter.most_common(TOP)]
+
+
+def day_numbers(app: App, day: date, operators: set[str]) -> dict[str, Any]:
+    """One day's numbers. Operators' own chats (commands, alerts) are left out."""
+    since, until = window(app, day)
+
+    def events(kind: str) -> list[dict[str, object]]:
+        return app.store.sql.events(kind=kind, since=since, until=until)
+
+    inbound = [e for e in events("in.message") if e["contact_id"] not in operators]
+    out = [e for e in events("out.sent") if _data(e).get("to") not in operators]
+    sends = [e for e in out if _data(e).get("kind") == "send"]
+    by_cls = Counter(str(_data(e).get("cls", "")) for e in sends)
+    errors = events("handler.error")
+    places = Counter(str(_data(e).get("where", "?")) for e in errors)
+    skipped = Counter(
+        str(_data(e).get("reason", ""))
+        for e in events("out.skipped")
+        if _data(e).get("to") not in operators
+    )
+    deferred = Counter(
+        str(_data(e).get("reason", "")).split(":")[0]
+        for e in events("out.deferred")
+        if _data(e).get("to") not in operators
+    )
+    failed = Counter(
+        str(_data(e).get("reason", ""))
+        for e in events("out.failed")
+        if _data(e).get("to") not in operators
+    )
+    counts = app.ledger.counts(day.isoformat())
+    return {
+        "day": day.strftime("%m-%d"),
+        "inbound": len(inbound),
+        "inbound_rooms": sum(1 for e in inbound if e["room_id"]),
+        "contacts": len({e["contact_id"] for e in inbound if e["contact_id"]}),
+        "replies": by_cls.get("reply", 0),
+        "sent_service": by_cls.get("service", 0),
+        "sent_marketing": by_cls.get("marketing", 0),
+        "sent_bulk": sum(1 for e in sends if _data(e).get("job")),
+        "friend_requests": len(events("in.friend_request")),
+        "friends_accepted": sum(1 for e in out if _data(e).get("kind") == "accept_friend"),
+        "optouts": sum(1 for e in events("contact.opt_out") if _data(e).get("new")),
+        "optins": sum(1 for e in events("contact.opt_in") if _data(e).get("cleared")),
+        "takeovers": len(events("chat.takeover")),
+        "breaker_trips": len(events("breaker.trip")),
+        "errors": len(errors),
+        "error_places": [{"where": k, "n": n} for k, n in places.most_common(3)],
+        "skipped": _top(skipped),
+        "deferred": _top(deferred),
+        "failed": _top(failed),
+        "counters": [
+            {"kind": k, "n": counts[k], "cap": int(getattr(app.settings.outbox, f"cap_{k}"))}
+            for k in CAP_KINDS
+            if counts.get(k)
+        ],
+    }
+
+
+async def report(app: App, day: date, period: str, operators: set[str]) -> dict[str, Any]:
+    """Everything admin/report renders: the day's numbers, what waits for a human now, and
+    what is scheduled for the rest of today."""
+    numbers = day_numbers(app, day, operators)
+    reviews, review_errors = await collect_reviews(app)
+    kinds = Counter(item.kind for _, item in reviews)
+    agenda, agenda_errors = await collect_agenda(app)
+    return {
+        **numbers,
+        "period": period,
+        "reviews": len(reviews),
+        "review_kinds": [{"kind": k, "n": n} for k, n in kinds.most_common()],
+        "agenda": [
+            {
+                "at": item.at.astimezone(app.settings.bot.timezone).strftime("%H:%M"),
+                "kind": item.kind,
+                "detail": item.detail,
+                "count": item.count,
+            }
+            for _, item in agenda[:10]
+        ],
+        "agenda_more": max(0, len(agenda) - 10),
+        "source_errors": sorted({*review_errors, *agenda_errors}),
+    }

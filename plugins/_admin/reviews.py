@@ -1,0 +1,88 @@
+"""The review queue's numbering and the one kind of item the operator plugin owns: bulk
+deliveries left "unknown" by a crash (the journal cannot tell whether they went out, so
+they are never re-sent silently). The operator checks the phone and answers per item:
+sent (it did arrive), resend (it did not: send it again), or skip."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+
+from pond import App, JobStatus, ReviewItem, RowStatus
+
+UNKNOWN = "unknown_delivery"
+OUTCOMES = {"sent": RowStatus.SENT, "resend": RowStatus.PENDING, "skip": RowStatus.SKIPPED}
+_LISTED = "reviews:"  # + the operator's id: the numbering of the last listing they saw
+
+
+def unknown_items(app: App, limit: int = 500) -> list[ReviewItem]:
+    rows = app.ledger.rows
+    with app.ledger.engine.connect() as conn:
+        jobs = conn.execute(
+            sa.select(rows.c.job).where(rows.c.status == RowStatus.UNKNOWN.value).distinct()
+        ).scalars()
+        job_ids = sorted(str(j) for j in jobs)
+    items: list[ReviewItem] = []
+    for job in job_ids:
+        for row in app.ledger.rows_of(job, RowStatus.UNKNOWN):
+            room = not row.action.contact_id and app.is_room(row.recipient)
+            items.append(
+                ReviewItem(
+                    kind=UNKNOWN,
+                    ref=json.dumps([row.job, row.recipient]),
+                    at=row.updated_at or None,
+                    contact_id="" if room else row.recipient,
+                    room_id=row.recipient if room else "",
+                    detail=f"{row.job} {row.action.key}".strip(),
+                    command="resolve",
+                )
+            )
+            if len(items) >= limit:
+                return items
+    return items
+
+
+def remember_listing(app: App, operator: str, listed: list[tuple[str, ReviewItem]]) -> None:
+    """What number N meant in the listing this operator just saw ("处理 N ..." uses it)."""
+    entries = [[plugin, item.kind, item.ref] for plugin, item in listed]
+    app.store.namespace("admin").set(_LISTED + operator, entries)
+
+
+def listed(app: App, operator: str) -> list[list[str]]:
+    value = app.store.namespace("admin").get(_LISTED + operator, [])
+    return [list(map(str, v)) for v in value] if isinstance(value, list) else []
+
+
+def resolve_unknown(app: App, ref: str, outcome: str) -> bool:
+    """Settle one unknown delivery; False if it is no longer unknown (settled meanwhile)."""
+    try:
+        job, recipient = json.loads(ref)
+    except (ValueError, TypeError):
+        return False
+    now = app.clock.now().timestamp()
+    changed = app.ledger.mark(
+        job, recipient, OUTCOMES[outcome], now, reason="operator", expect=RowStatus.UNKNOWN
+    )
+    if changed and outcome == "resend" and app.ledger.job_status(job) is JobStatus.DONE:
+        # The job finished around the unknown row; reopen it so the worker sends the row
+        # (at-most-once as ever: it is marked "sending" before the call).
+        app.outbox.set_job_status(job, JobStatus.ACTIVE)
+    app.outbox.wake()
+    return changed
+
+
+def row_view(app: App, n: int, plugin: str, item: ReviewItem, at: str) -> dict[str, Any]:
+    spec = app.commands.specs.get(item.command)
+    hint = app.commands.catalog.info(item.command).display if spec else ""
+    return {
+        "n": n,
+        "plugin": plugin,
+        "kind": item.kind,
+        "who": item.contact_id or item.room_id,
+        "detail": item.detail,
+        "at": at,
+        "hint": hint,
+        "args": " ".join(item.args),
+    }

@@ -1,0 +1,59 @@
+"""Is the bot alive, and how is it doing: the heartbeat, the status snapshot shared by the
+operator's chat command and the command line, the review/agenda collection behind the
+kernel's `review_source`/`agenda_source` conventions, the command-line mailbox, and the
+logging set-up (structured, rotated, redacted).
+
+The heartbeat is a row in the `health` key/value namespace (and the same JSON in
+<data_dir>/heartbeat.json for external watchdogs), rewritten every HEALTH_HEARTBEAT_S by the
+running bot. The command line (scripts/admin.py) reads it to learn whether a bot is running
+on the same data: if so it hands its command to that bot through the mailbox (so in-memory
+state such as pauses and caches stays the bot's alone); if not, it runs the command itself
+on an offline transport that never sends anything."""
+
+from pond.health.common import (
+    HEARTBEAT_FILE,
+    HEARTBEAT_KEY,
+    NAMESPACE,
+    HealthConfig,
+    OfflineTransport,
+    health_config,
+    is_live,
+    pid_alive,
+    read_heartbeat,
+)
+from pond.health.heartbeat import Heartbeat, heartbeat
+from pond.health.logs import (
+    JsonFormatter,
+    RedactFilter,
+    configure_logging,
+    secrets_of,
+    secure_data_dir,
+)
+from pond.health.mailbox import answer_request, ask, run_captured
+from pond.health.status import CAP_KINDS, collect_agenda, collect_reviews, snapshot
+
+__all__ = [
+    "CAP_KINDS",
+    "HEARTBEAT_FILE",
+    "HEARTBEAT_KEY",
+    "NAMESPACE",
+    "HealthConfig",
+    "Heartbeat",
+    "JsonFormatter",
+    "OfflineTransport",
+    "RedactFilter",
+    "answer_request",
+    "ask",
+    "collect_agenda",
+    "collect_reviews",
+    "configure_logging",
+    "health_config",
+    "heartbeat",
+    "is_live",
+    "pid_alive",
+    "read_heartbeat",
+    "run_captured",
+    "secrets_of",
+    "secure_data_dir",
+    "snapshot",
+]

@@ -1,0 +1,110 @@
+"""Shared by the health modules: settings, the heartbeat row and how to read it, the
+command line's offline transport, and small formatting helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pond.actions import Action
+from pond.config import Settings, parse_section
+from pond.events import Event
+from pond.store import Store
+from pond.transports.base import StatusListener, TransportError
+
+if TYPE_CHECKING:
+    from pond.app import App
+
+NAMESPACE = "health"
+HEARTBEAT_KEY = "heartbeat"
+HEARTBEAT_FILE = "heartbeat.json"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    heartbeat_s: float = 30.0
+    stale_after_s: float = 120.0  # a heartbeat older than this means the bot is not running
+    mailbox_poll_s: float = 1.0  # how often the running bot looks for command-line requests
+    disk_min_mb: int = 500  # alert when the data dir's disk has less free space (once a day)
+    error_alert_min: float = 60.0  # at most one "handler errors" alert per this many minutes
+    queue_alert: int = 200  # alert when this many actions wait in the outbox (0 = off)
+
+
+def health_config(settings: Settings) -> HealthConfig:
+    return parse_section(HealthConfig, "HEALTH", settings.raw)
+
+
+# -- the command line's transport --------------------------------------------------------------
+class OfflineTransport:
+    """What scripts/admin.py runs the App on: never connected, performs nothing."""
+
+    name = "offline"
+    capabilities: frozenset[str] = frozenset()
+
+    def __init__(self) -> None:
+        self.self_id = ""
+        self.connected = False
+        self.status_listener: StatusListener = lambda status, data: None
+
+    async def start(self, sink: Callable[[Event], Awaitable[None]]) -> None:
+        return None
+
+    async def perform(self, action: Action) -> None:
+        raise TransportError("the command line never sends", offline=True)
+
+    async def stop(self) -> None:
+        return None
+
+
+# -- the heartbeat row --------------------------------------------------------------------------
+def read_heartbeat(store: Store) -> dict[str, Any] | None:
+    beat = store.namespace(NAMESPACE).get(HEARTBEAT_KEY)
+    return beat if isinstance(beat, dict) else None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def is_live(beat: dict[str, Any] | None, now: datetime, config: HealthConfig) -> bool:
+    """Whether the heartbeat says a bot is running on this data right now."""
+    if not beat or beat.get("stopped"):
+        return False
+    age = now.timestamp() - float(beat.get("beat_at", 0.0))
+    # The console simulator's clock runs ahead of real time: a beat "from the future" is fresh.
+    if age > config.stale_after_s:
+        return False
+    if beat.get("host") == socket.gethostname():
+        return pid_alive(int(beat.get("pid", 0)))
+    return True
+
+
+def at(app: App, ts: float) -> str:
+    return datetime.fromtimestamp(ts, app.settings.bot.timezone).strftime("%m-%d %H:%M")
+
+
+def data_of(event: dict[str, object]) -> dict[str, Any]:
+    data = event.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
