@@ -24,6 +24,7 @@ plugin = Plugin(
         "core/reconnect_alert",
         "core/admin_bound",
         "core/admin_help",
+        "core/admin_help_one",
     ],
     description="opt-out/opt-in and operator alerts",
 )
@@ -54,4 +55,11 @@ async def opt_in(event: Message, ctx: Context) -> None:
 
 @plugin.command("help")
 async def help_(command: Command, ctx: Context) -> None:
-    await ctx.reply("core/admin_help", commands=ctx.app.commands.listing())
+    # Dozens of commands do not fit one message with their usage: the list is compact,
+    # and "帮助 <command>" shows one command in full.
+    commands = ctx.app.commands
+    name = commands.resolve(command.args[0]) if command.args else None
+    if name is not None:
+        await ctx.reply("core/admin_help_one", command=commands.describe(name))
+    else:
+        await ctx.reply("core/admin_help", commands=commands.listing())

@@ -140,7 +140,7 @@ class Commands:
     def parse(self, message: Message) -> Command | None:
         text = message.text.strip()
         word, _, rest = text.removeprefix("/").partition(" ")
-        name = self._words.get(word.strip().lower())
+        name = self.resolve(word)
         if name is None:
             return None
         rest = rest.strip()
@@ -149,19 +149,24 @@ class Commands:
         )
 
     def listing(self) -> list[dict[str, str]]:
-        rows = []
-        for name in sorted(self.specs):
-            info = self.catalog.info(name)
-            rows.append(
-                {
-                    "name": info.display,
-                    "english": name,
-                    "aliases": " / ".join(n for n in info.names[1:]),
-                    "help": info.help,
-                    "usage": info.usage,
-                }
-            )
-        return rows
+        """Every command, grouped by plugin (then by name), for the help reply."""
+        specs = sorted(self.specs.values(), key=lambda spec: (spec.plugin, spec.name))
+        return [self.describe(spec.name) for spec in specs]
+
+    def resolve(self, word: str) -> str | None:
+        """The English name of the command called `word` (any of its names), or None."""
+        return self._words.get(word.removeprefix("/").strip().lower())
+
+    def describe(self, name: str) -> dict[str, str]:
+        info = self.catalog.info(name)
+        return {
+            "name": info.display,
+            "english": name,
+            "plugin": self.specs[name].plugin,
+            "aliases": " / ".join(n for n in info.names[1:]),
+            "help": info.help,
+            "usage": info.usage,
+        }
 
 
 class Admins:

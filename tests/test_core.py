@@ -30,8 +30,14 @@ async def test_keywords_in_rooms_are_not_opt_outs(sim: ChatSim) -> None:
 async def test_admin_asks_for_help_in_chinese_or_english(sim: ChatSim) -> None:
     said = await sim.say("admin", "帮助")
     assert said.keys == ["core/admin_help"]
-    assert "帮助（help" in said.texts[0]
+    assert "帮助" in said.texts[0]
     assert (await sim.say("admin", "/help")).keys == ["core/admin_help"]
+
+
+async def test_help_for_one_command_shows_its_usage(sim: ChatSim) -> None:
+    said = await sim.say("admin", "帮助 菜单")
+    assert said.keys == ["core/admin_help_one"]
+    assert "help" in said.texts[0] and "用法" in said.texts[0]
 
 
 async def test_commands_from_non_admins_are_just_messages(sim: ChatSim) -> None:
