@@ -190,7 +190,7 @@ async def test_binding_code_comes_from_the_running_bot(sim: ChatSim) -> None:
 # -- bad input ------------------------------------------------------------------------------------
 async def test_unknown_command_prints_the_command_list(sim: ChatSim) -> None:
     code, printed = await tool(sim, "frobnicate")
-    assert code == 2 and "管理员命令" in printed and "状态（status" in printed
+    assert code == 2 and "管理员命令" in printed and "【运营管理】" in printed
 
 
 async def test_wrong_arguments_print_the_usage(sim: ChatSim) -> None:
