@@ -42,6 +42,21 @@ from pond import (  # noqa: E402
 from pond.store import StoreError  # noqa: E402
 from pond.transports.console import ConsoleTransport, Simulator  # noqa: E402
 
+# What stops start-up (or a CLI command) with a message for the operator, never a traceback.
+STARTUP_ERRORS = (ConfigError, PersonaError, StoreError, StartupError)
+
+
+def explain(error: Exception) -> str:
+    labels = (
+        (ConfigError, "配置错误 / config error"),
+        (PersonaError, "人设模板错误 / template error"),
+        (StoreError, "数据文件错误 / data error"),
+    )
+    label = next(
+        (text for kind, text in labels if isinstance(error, kind)), "启动失败 / cannot start"
+    )
+    return f"{label}: {error}"
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="pond 私域流量助手")
@@ -174,14 +189,8 @@ def main(argv: list[str]) -> int:
         if use_console(args, settings):
             return asyncio.run(run_console(args, settings))
         return asyncio.run(run_wechaty(settings))
-    except ConfigError as error:
-        print(f"配置错误 / config error: {error}", file=sys.stderr)
-    except PersonaError as error:
-        print(f"人设模板错误 / template error: {error}", file=sys.stderr)
-    except StoreError as error:
-        print(f"数据文件错误 / data error: {error}", file=sys.stderr)
-    except StartupError as error:
-        print(f"启动失败 / cannot start: {error}", file=sys.stderr)
+    except STARTUP_ERRORS as error:
+        print(explain(error), file=sys.stderr)
     return 2
 
 

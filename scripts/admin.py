@@ -53,16 +53,12 @@ from pond import (  # noqa: E402
     App,
     Clock,
     Command,
-    ConfigError,
     Contact,
     Message,
-    PersonaError,
     Settings,
-    StartupError,
     SystemClock,
     health,
 )
-from pond.store import StoreError  # noqa: E402
 
 USAGE_KEYS = {"admin/usage", "admin/unknown_command"}
 # Short English words for other plugins' commands (their own names are longer).
@@ -259,14 +255,8 @@ def main(argv: list[str]) -> int:
         return asyncio.run(run(argv, configure_logging=True))
     except KeyboardInterrupt:
         return 1
-    except ConfigError as error:
-        print(f"配置错误 / config error: {error}", file=sys.stderr)
-    except PersonaError as error:
-        print(f"人设模板错误 / template error: {error}", file=sys.stderr)
-    except StoreError as error:
-        print(f"数据文件错误 / data error: {error}", file=sys.stderr)
-    except StartupError as error:
-        print(f"无法执行 / cannot run: {error}", file=sys.stderr)
+    except bot.STARTUP_ERRORS as error:
+        print(bot.explain(error), file=sys.stderr)
     return 2
 
 

@@ -49,14 +49,10 @@ from pond import (  # noqa: E402
     App,
     Clock,
     Command,
-    ConfigError,
     Contact,
-    PersonaError,
     Settings,
-    StartupError,
     SystemClock,
 )
-from pond.store import StoreError  # noqa: E402
 
 COMMANDS = {
     "status": "broadcast_status",
@@ -256,14 +252,8 @@ def main(argv: list[str]) -> int:
         return asyncio.run(run(argv))
     except KeyboardInterrupt:
         return 0
-    except ConfigError as error:
-        print(f"配置错误 / config error: {error}", file=sys.stderr)
-    except PersonaError as error:
-        print(f"人设模板错误 / template error: {error}", file=sys.stderr)
-    except StoreError as error:
-        print(f"数据文件错误 / data error: {error}", file=sys.stderr)
-    except StartupError as error:
-        print(f"启动失败 / cannot start: {error}", file=sys.stderr)
+    except bot.STARTUP_ERRORS as error:
+        print(bot.explain(error), file=sys.stderr)
     return 2
 
 
