@@ -1,12 +1,20 @@
-"""The customer book: who each contact is, where they came from, their tags and consent.
+"""The customer book: who each contact is, where they came from, their tags, consent,
+lifecycle stage and notes.
 
 Keyed by contact id, never by display name. Lives in SQL next to the events (it grows with
 the audience). Per-message touches (name seen, last inbound) are buffered and written in
-batches; everything else is written at once."""
+batches; everything else is written at once.
+
+Opt-out is NOT stored here: the governor's ledger (`out_optout`) is the single source of
+truth, read (never copied) when a segment or an export needs it.
+
+Plugins may `subscribe()` to changes (tags added or removed, stage changes, deletions), e.g.
+to start a follow-up sequence when a tag is added by anyone."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,7 +23,28 @@ import sqlalchemy as sa
 
 from pond.segments import Segment
 
+log = logging.getLogger("pond.customers")
+
 STAGES = ("new", "engaged", "customer", "repeat", "churned")
+# Words every contact gets besides its tags, usable in segments (derived, never stored).
+DERIVED = ("opted_out", "friend", "churned", "stage:<stage>", "channel:<channel>")
+NOTES_MAX = 4000
+FIELDS = frozenset(
+    {
+        "name",
+        "alias",
+        "channel",
+        "stage",
+        "stage_at",
+        "notes",
+        "is_friend",
+        "consent",
+        "first_seen",
+        "last_inbound",
+        "last_outbound",
+        "purged_at",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +61,42 @@ class Customer:
     notes: str = ""
     consent: dict[str, Any] = field(default_factory=dict)
     tags: frozenset[str] = frozenset()
+    stage_at: float | None = None
+    purged_at: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "alias": self.alias,
+            "channel": self.channel,
+            "stage": self.stage,
+            "stage_at": self.stage_at,
+            "first_seen": self.first_seen,
+            "last_inbound": self.last_inbound,
+            "last_outbound": self.last_outbound,
+            "is_friend": self.is_friend,
+            "notes": self.notes,
+            "consent": dict(self.consent),
+            "tags": sorted(self.tags),
+            "purged_at": self.purged_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BookChange:
+    """What subscribers hear: kind is created | tagged | untagged | stage | deleted."""
+
+    kind: str
+    contact_id: str
+    at: float
+    tags: tuple[str, ...] = ()
+    stage: str = ""
+    previous: str = ""
+    source: str = ""
+
+
+Listener = Callable[[BookChange], None]
 
 
 def define_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
@@ -51,7 +116,11 @@ def define_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("is_friend", sa.Boolean, nullable=False, default=True),
         sa.Column("notes", sa.Text, nullable=False, default=""),
         sa.Column("consent", sa.JSON, nullable=False, default=dict),
+        # Added later: nullable, so older databases get them with ALTER TABLE ADD COLUMN.
+        sa.Column("stage_at", sa.Float),
+        sa.Column("purged_at", sa.Float),  # retention: message-derived data purged then
         sa.Index("ix_customers_channel", "channel"),
+        sa.Index("ix_customers_last_inbound", "last_inbound"),
     )
     tags = sa.Table(
         "customer_tags",
@@ -65,38 +134,95 @@ def define_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     return customers, tags
 
 
+def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
+    """A tiny forward migration: nullable columns added to the model after a database was
+    created are added to the table (portable ALTER TABLE ... ADD COLUMN)."""
+    have = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
+    missing = [c for c in table.columns if c.name not in have]
+    if not missing:
+        return
+    with engine.begin() as conn:
+        for column in missing:
+            if not column.nullable:
+                raise RuntimeError(f"{table.name}.{column.name}: cannot add a NOT NULL column")
+            kind = column.type.compile(dialect=engine.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+            log.info("customer book: added column %s.%s", table.name, column.name)
+
+
 class CustomerBook:
     def __init__(self, engine: sa.Engine, metadata: sa.MetaData) -> None:
         self.engine = engine
+        self.metadata = metadata
         self.customers, self.tags_table = define_tables(metadata)
         metadata.create_all(engine, tables=[self.customers, self.tags_table])
-        self._touched: dict[str, tuple[str, float]] = {}
+        _add_missing_columns(engine, self.customers)
+        self._touched: dict[str, tuple[str, float, bool | None]] = {}
         self._tag_cache: dict[str, frozenset[str]] = {}
+        self._listeners: list[Listener] = []
+        t = self.tags_table
+        self._q_tags = sa.select(t.c.tag).where(t.c.contact_id == sa.bindparam("cid"))
+
+    # -- subscribers ----------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> None:
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def _tell(self, change: BookChange) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception:  # a subscriber's bug must not break the book's writer
+                log.exception("customer book subscriber failed on %s", change.kind)
 
     # -- per-message (buffered) ---------------------------------------------------------
-    def touch(self, contact_id: str, name: str, at: datetime) -> None:
-        """A contact spoke: remember their name and last inbound time (write-behind)."""
-        self._touched[contact_id] = (name, at.timestamp())
+    def touch(
+        self, contact_id: str, name: str, at: datetime, is_friend: bool | None = None
+    ) -> None:
+        """A contact spoke: remember their name and last inbound time (write-behind).
+        `is_friend`: True when the message proves friendship (a private chat)."""
+        self._touched[contact_id] = (name, at.timestamp(), is_friend)
 
     def flush(self) -> None:
         if not self._touched:
             return
         touched, self._touched = self._touched, {}
         c = self.customers
+        engaged: list[tuple[str, float]] = []
         with self.engine.begin() as conn:
-            known = set(conn.execute(sa.select(c.c.id).where(c.c.id.in_(list(touched)))).scalars())
-            for contact_id, (name, ts) in touched.items():
+            known = dict(
+                conn.execute(sa.select(c.c.id, c.c.stage).where(c.c.id.in_(list(touched)))).all()
+            )
+            for contact_id, (name, ts, friend) in touched.items():
                 if contact_id in known:
                     values: dict[str, Any] = {"last_inbound": ts}
                     if name:
                         values["name"] = name
+                    if friend:
+                        values["is_friend"] = True
+                    if known[contact_id] == "new":
+                        # Someone who talks to us is engaged (lifecycle: new -> engaged).
+                        values.update(stage="engaged", stage_at=ts)
+                        engaged.append((contact_id, ts))
                     conn.execute(sa.update(c).where(c.c.id == contact_id).values(**values))
                 else:
                     conn.execute(
                         sa.insert(c).values(
-                            id=contact_id, name=name, first_seen=ts, last_inbound=ts, consent={}
+                            id=contact_id,
+                            name=name,
+                            first_seen=ts,
+                            last_inbound=ts,
+                            stage="engaged",
+                            stage_at=ts,
+                            is_friend=friend is not False,
+                            consent={},
                         )
                     )
+        for contact_id, (_, ts, _) in touched.items():
+            if contact_id not in known:
+                self._tell(BookChange("created", contact_id, ts, stage="engaged"))
+        for contact_id, ts in engaged:
+            self._tell(BookChange("stage", contact_id, ts, stage="engaged", previous="new"))
 
     # -- reads --------------------------------------------------------------------------
     def get(self, contact_id: str) -> Customer | None:
@@ -109,19 +235,61 @@ class CustomerBook:
             return None
         return _customer(row, self.tags(contact_id))
 
+    def exists(self, contact_id: str) -> bool:
+        if contact_id in self._touched:
+            return True
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(self.customers.c.id).where(self.customers.c.id == contact_id)
+            ).first()
+        return found is not None
+
     def tags(self, contact_id: str) -> frozenset[str]:
         cached = self._tag_cache.get(contact_id)
         if cached is not None:
             return cached
-        t = self.tags_table
         with self.engine.connect() as conn:
-            tags = frozenset(
-                conn.execute(sa.select(t.c.tag).where(t.c.contact_id == contact_id)).scalars()
-            )
+            tags = frozenset(conn.execute(self._q_tags, {"cid": contact_id}).scalars())
         if len(self._tag_cache) > 50_000:
             self._tag_cache.clear()
         self._tag_cache[contact_id] = tags
         return tags
+
+    def tag_details(self, contact_id: str) -> list[dict[str, Any]]:
+        """Each tag with when and by what it was added (for exports and the contact card)."""
+        t = self.tags_table
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.c.tag, t.c.added_at, t.c.source)
+                .where(t.c.contact_id == contact_id)
+                .order_by(t.c.added_at, t.c.tag)
+            ).all()
+        return [{"tag": tag, "added_at": at, "source": source} for tag, at, source in rows]
+
+    def opted_out_ids(self) -> set[str]:
+        """Read from the governor's ledger table (the single source of truth)."""
+        table = self.metadata.tables.get("out_optout")
+        if table is None:
+            return set()
+        with self.engine.connect() as conn:
+            return {str(cid) for cid in conn.execute(sa.select(table.c.contact_id)).scalars()}
+
+    def is_opted_out(self, contact_id: str) -> bool:
+        table = self.metadata.tables.get("out_optout")
+        if table is None:
+            return False
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(table.c.contact_id).where(table.c.contact_id == contact_id)
+            ).first()
+        return found is not None
+
+    def facts(self, contact_id: str) -> frozenset[str]:
+        """Tags plus the derived words (DERIVED) of one contact, for segment tests."""
+        customer = self.get(contact_id)
+        if customer is None:
+            return frozenset()
+        return facts_of(customer.tags, customer, self.is_opted_out(contact_id))
 
     def all_tags(self) -> dict[str, set[str]]:
         """contact id -> tags, for every contact in the book (one query)."""
@@ -135,10 +303,33 @@ class CustomerBook:
                 result.setdefault(cid, set()).add(tag)
         return result
 
+    def all_facts(self) -> dict[str, frozenset[str]]:
+        """contact id -> tags plus derived words, for every contact (three queries)."""
+        tags = self.all_tags()
+        optout = self.opted_out_ids()
+        c = self.customers
+        result: dict[str, frozenset[str]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(c.c.id, c.c.stage, c.c.is_friend, c.c.channel))
+            for cid, stage, friend, channel in rows:
+                words = set(tags.get(cid, ()))
+                words.add(f"stage:{stage}")
+                if channel:
+                    words.add(f"channel:{channel}")
+                if friend:
+                    words.add("friend")
+                if stage == "churned":
+                    words.add("churned")
+                if cid in optout:
+                    words.add("opted_out")
+                result[cid] = frozenset(words)
+        return result
+
     def select(self, segment: Segment | str) -> list[str]:
-        """Contact ids in the segment, sorted (stable order for bulk jobs)."""
+        """Contact ids in the segment, sorted (stable order for bulk jobs). Segments see
+        tags and the derived words (opted_out, friend, churned, stage:X, channel:X)."""
         seg = Segment.parse(segment) if isinstance(segment, str) else segment
-        return sorted(cid for cid, tags in self.all_tags().items() if seg.matches(tags))
+        return sorted(cid for cid, words in self.all_facts().items() if seg.matches(words))
 
     def count(self) -> int:
         self.flush()
@@ -147,24 +338,54 @@ class CustomerBook:
                 conn.execute(sa.select(sa.func.count()).select_from(self.customers)).scalar_one()
             )
 
+    def iter_all(self, chunk: int = 2000) -> Iterator[Customer]:
+        """Every customer with tags, by id, in chunks (CSV export of a big book)."""
+        self.flush()
+        c, t = self.customers, self.tags_table
+        after = ""
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    sa.select(c).where(c.c.id > after).order_by(c.c.id).limit(chunk)
+                ).all()
+                if not rows:
+                    return
+                ids = [r.id for r in rows]
+                tags: dict[str, set[str]] = {}
+                for cid, tag in conn.execute(
+                    sa.select(t.c.contact_id, t.c.tag).where(t.c.contact_id.in_(ids))
+                ):
+                    tags.setdefault(cid, set()).add(tag)
+            for row in rows:
+                yield _customer(row, frozenset(tags.get(row.id, ())))
+            after = ids[-1]
+
+    def inactive(self, before: float, limit: int = 500) -> list[str]:
+        """Contacts silent since `before` whose message-derived data was not purged since
+        they last spoke (retention)."""
+        self.flush()
+        c = self.customers
+        last = sa.func.coalesce(c.c.last_inbound, c.c.first_seen, 0.0)
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.select(c.c.id)
+                    .where(last < before, sa.or_(c.c.purged_at.is_(None), c.c.purged_at < last))
+                    .order_by(c.c.id)
+                    .limit(limit)
+                ).scalars()
+            )
+
     # -- writes -------------------------------------------------------------------------
-    def upsert(self, contact_id: str, at: datetime, **values: Any) -> None:
-        """Create or update one customer's fields (name, alias, channel, stage, notes,
-        is_friend, consent, last_outbound)."""
-        unknown = set(values) - {
-            "name",
-            "alias",
-            "channel",
-            "stage",
-            "notes",
-            "is_friend",
-            "consent",
-            "last_outbound",
-        }
+    def upsert(self, contact_id: str, at: datetime, **values: Any) -> bool:
+        """Create or update one customer's fields (see FIELDS). True when created."""
+        unknown = set(values) - FIELDS
         if unknown:
             raise ValueError(f"unknown customer fields: {sorted(unknown)}")
         if "stage" in values and values["stage"] not in STAGES:
             raise ValueError(f"stage must be one of {', '.join(STAGES)}")
+        if not contact_id or len(contact_id) > 128:
+            raise ValueError("a contact id has 1-128 characters")
         self.flush()
         c = self.customers
         with self.engine.begin() as conn:
@@ -181,38 +402,116 @@ class CustomerBook:
                 conn.execute(
                     sa.insert(c).values(
                         id=contact_id,
-                        first_seen=at.timestamp(),
-                        **{"consent": {}, **values},
+                        **{
+                            "first_seen": at.timestamp(),
+                            "stage_at": at.timestamp(),
+                            "consent": {},
+                            **values,
+                        },
                     )
                 )
+        if not updated:
+            self._tell(BookChange("created", contact_id, at.timestamp(), source="upsert"))
+        return not updated
+
+    def set_stage(self, contact_id: str, stage: str, at: datetime, source: str = "") -> str:
+        """Move a contact to a lifecycle stage; returns the previous stage ("" if new)."""
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(STAGES)}")
+        before = self.get(contact_id)
+        previous = before.stage if before else ""
+        if previous == stage:
+            return previous
+        self.upsert(contact_id, at, stage=stage, stage_at=at.timestamp())
+        self._tell(
+            BookChange(
+                "stage", contact_id, at.timestamp(), stage=stage, previous=previous, source=source
+            )
+        )
+        return previous
+
+    def record_consent(
+        self,
+        contact_id: str,
+        purpose: str,
+        at: datetime,
+        *,
+        how: str,
+        source: str = "",
+        granted: bool = True,
+    ) -> dict[str, Any]:
+        """What the contact agreed to (purpose), when, and how we know (how/source).
+        The latest record per purpose is kept on the customer; plugins record the history
+        as events."""
+        if not purpose or len(purpose) > 32:
+            raise ValueError("a consent purpose is a short word like contact or marketing")
+        customer = self.get(contact_id)
+        consent = dict(customer.consent) if customer else {}
+        entry = {"granted": granted, "at": at.timestamp(), "how": how, "source": source}
+        consent[purpose] = entry
+        self.upsert(contact_id, at, consent=consent)
+        return entry
+
+    def add_note(self, contact_id: str, text: str, at: datetime) -> str:
+        """Append a dated line to the operator notes (the oldest lines give way past
+        NOTES_MAX characters). Returns the notes."""
+        text = " ".join(text.split())
+        if not text:
+            raise ValueError("an empty note")
+        customer = self.get(contact_id)
+        lines = [line for line in (customer.notes if customer else "").split("\n") if line]
+        lines.append(f"{at:%Y-%m-%d %H:%M} {text}")
+        while len(lines) > 1 and len("\n".join(lines)) > NOTES_MAX:
+            lines.pop(0)
+        notes = "\n".join(lines)[-NOTES_MAX:]
+        self.upsert(contact_id, at, notes=notes)
+        return notes
+
+    def mark_outbound(self, last: Mapping[str, float]) -> int:
+        """Set last_outbound for contacts we reached (batch); unknown ids are ignored."""
+        c = self.customers
+        changed = 0
+        with self.engine.begin() as conn:
+            for contact_id, ts in last.items():
+                changed += conn.execute(
+                    sa.update(c)
+                    .where(
+                        c.c.id == contact_id,
+                        sa.or_(c.c.last_outbound.is_(None), c.c.last_outbound < ts),
+                    )
+                    .values(last_outbound=ts)
+                ).rowcount
+        return changed
 
     def tag(
         self, contact_id: str, tags: Iterable[str], at: datetime, source: str = ""
     ) -> list[str]:
         """Add tags; returns the ones that were new."""
-        self.upsert(contact_id, at)
         have = self.tags(contact_id)
         new = [t for t in dict.fromkeys(tags) if t and t not in have]
         for t in new:
-            _check_tag(t)
-        if new:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    sa.insert(self.tags_table),
-                    [
-                        {
-                            "contact_id": contact_id,
-                            "tag": t,
-                            "added_at": at.timestamp(),
-                            "source": source,
-                        }
-                        for t in new
-                    ],
-                )
-            self._tag_cache.pop(contact_id, None)
+            check_tag(t)
+        if not new:
+            return []
+        self.upsert(contact_id, at)
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.insert(self.tags_table),
+                [
+                    {
+                        "contact_id": contact_id,
+                        "tag": t,
+                        "added_at": at.timestamp(),
+                        "source": source[:64],
+                    }
+                    for t in new
+                ],
+            )
+        self._tag_cache.pop(contact_id, None)
+        self._tell(BookChange("tagged", contact_id, at.timestamp(), tuple(new), source=source))
         return new
 
-    def untag(self, contact_id: str, tags: Iterable[str]) -> list[str]:
+    def untag(self, contact_id: str, tags: Iterable[str], source: str = "") -> list[str]:
         have = self.tags(contact_id)
         gone = [t for t in dict.fromkeys(tags) if t in have]
         if gone:
@@ -220,6 +519,25 @@ class CustomerBook:
             with self.engine.begin() as conn:
                 conn.execute(sa.delete(t).where(t.c.contact_id == contact_id, t.c.tag.in_(gone)))
             self._tag_cache.pop(contact_id, None)
+            self._tell(BookChange("untagged", contact_id, 0.0, tuple(gone), source=source))
+        return gone
+
+    def untag_by_source(self, contact_id: str, source_prefix: str) -> list[str]:
+        """Remove the tags a given kind of source added (e.g. "keyword" for tags derived
+        from messages): retention purges."""
+        t = self.tags_table
+        with self.engine.begin() as conn:
+            gone = list(
+                conn.execute(
+                    sa.select(t.c.tag).where(
+                        t.c.contact_id == contact_id,
+                        t.c.source.startswith(source_prefix, autoescape=True),
+                    )
+                ).scalars()
+            )
+            if gone:
+                conn.execute(sa.delete(t).where(t.c.contact_id == contact_id, t.c.tag.in_(gone)))
+        self._tag_cache.pop(contact_id, None)
         return gone
 
     def delete(self, contact_id: str) -> bool:
@@ -233,12 +551,33 @@ class CustomerBook:
                 sa.delete(self.customers).where(self.customers.c.id == contact_id)
             ).rowcount
         self._tag_cache.pop(contact_id, None)
+        self._touched.pop(contact_id, None)
+        self._tell(BookChange("deleted", contact_id, 0.0))
         return bool(gone)
 
+    def forget_cached(self, contact_id: str) -> None:
+        """Drop in-memory traces of a contact (after its rows were rewritten elsewhere)."""
+        self._tag_cache.pop(contact_id, None)
+        self._touched.pop(contact_id, None)
 
-def _check_tag(tag: str) -> None:
-    if len(tag) > 64 or any(ch.isspace() or ch in "()" for ch in tag):
-        raise ValueError(f"tag {tag!r}: at most 64 characters, no spaces or parentheses")
+
+def check_tag(tag: str) -> None:
+    if not tag or len(tag) > 64 or any(ch.isspace() or ch in "()" for ch in tag):
+        raise ValueError(f"tag {tag!r}: 1-64 characters, no spaces or parentheses")
+
+
+def facts_of(tags: frozenset[str], customer: Customer, opted_out: bool) -> frozenset[str]:
+    words = set(tags)
+    words.add(f"stage:{customer.stage}")
+    if customer.channel:
+        words.add(f"channel:{customer.channel}")
+    if customer.is_friend:
+        words.add("friend")
+    if customer.stage == "churned":
+        words.add("churned")
+    if opted_out:
+        words.add("opted_out")
+    return frozenset(words)
 
 
 def _customer(row: sa.Row[Any], tags: frozenset[str]) -> Customer:
@@ -255,4 +594,6 @@ def _customer(row: sa.Row[Any], tags: frozenset[str]) -> Customer:
         notes=row.notes,
         consent=dict(row.consent or {}),
         tags=tags,
+        stage_at=row.stage_at,
+        purged_at=row.purged_at,
     )

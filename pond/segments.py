@@ -1,6 +1,10 @@
 """Segments as tag expressions: `vip and not churned`, `channel:A1 or channel:A2`,
 `(vip or interest:tea) and not opted_out`. Tags are words without spaces or parentheses;
-`and`, `or`, `not` (also 且 / 或 / 非) combine them."""
+`and`, `or`, `not` (also 且 / 或 / 非) combine them.
+
+Besides real tags, the customer book derives a few words for every contact (see
+pond.customers.DERIVED): `opted_out`, `friend`, `churned`, `stage:<stage>`,
+`channel:<code>`. A segment matches against tags plus those words."""
 
 from __future__ import annotations
 
@@ -15,7 +19,12 @@ Predicate = Callable[[Set[str]], bool]
 
 
 class SegmentError(ValueError):
-    pass
+    """A segment that cannot be parsed. `pos` is the 1-based character position of the
+    problem in the expression (0 when the whole expression is at fault)."""
+
+    def __init__(self, message: str, pos: int = 0) -> None:
+        super().__init__(message)
+        self.pos = pos
 
 
 @dataclass(frozen=True)
@@ -26,11 +35,17 @@ class Segment:
 
     @classmethod
     def parse(cls, text: str) -> Segment:
-        tokens = [m.group(1) for m in _TOKEN.finditer(text) if m.group(1).strip()]
+        found = [(m.group(1), m.start(1) + 1) for m in _TOKEN.finditer(text)]
+        tokens = [t for t, _ in found if t.strip()]
+        where = [p for t, p in found if t.strip()]
         if not tokens:
             raise SegmentError("empty segment: write tags joined by and / or / not")
         mentioned: set[str] = set()
         pos = 0
+
+        def fail(reason: str, index: int) -> SegmentError:
+            at = where[index] if index < len(where) else len(text.rstrip()) + 1
+            return SegmentError(f"segment {text!r}: {reason} at position {at}", at)
 
         def peek() -> str | None:
             return tokens[pos] if pos < len(tokens) else None
@@ -38,7 +53,7 @@ class Segment:
         def take() -> str:
             nonlocal pos
             if pos >= len(tokens):
-                raise SegmentError(f"segment {text!r} ends too early")
+                raise fail("ends too early (a tag is missing)", pos)
             pos += 1
             return tokens[pos - 1]
 
@@ -67,18 +82,20 @@ class Segment:
                 inner = factor()
                 return lambda tags: not inner(tags)
             if token == "(":
+                opened = pos - 1
                 inner = expr()
-                if take() != ")":
-                    raise SegmentError(f"segment {text!r}: missing )")
+                if peek() != ")":
+                    raise fail("missing ) for the ( at position " + str(where[opened]), pos)
+                take()
                 return inner
             if token == ")" or op(token):
-                raise SegmentError(f"segment {text!r}: unexpected {token!r}")
+                raise fail(f"unexpected {token!r}", pos - 1)
             mentioned.add(token)
             return lambda tags: token in tags
 
         test = expr()
         if pos != len(tokens):
-            raise SegmentError(f"segment {text!r}: unexpected {tokens[pos]!r}")
+            raise fail(f"unexpected {tokens[pos]!r} (join tags with and / or)", pos)
         return cls(text, test, frozenset(mentioned))
 
     def matches(self, tags: Set[str]) -> bool:

@@ -1,0 +1,236 @@
+"""客户资料命令行 / the customer book from a terminal, on the bot's data dir.
+
+    python3 scripts/contacts.py export ID [--format json|csv] [--out FILE]
+                                                  导出一位客户的全部数据（个人信息查阅/复制请求）
+    python3 scripts/contacts.py delete ID --yes   删除一位客户的全部数据（个人信息删除请求）
+    python3 scripts/contacts.py import FILE.csv   导入/更新客户表（坏行报告行号，其余照常导入）
+    python3 scripts/contacts.py export-book FILE.csv
+                                                  导出整个客户表（UTF-8 带 BOM，Excel 直接打开）
+    python3 scripts/contacts.py add-friends FILE.csv
+                                                  加入批量加好友队列（需要「同意来源」列）
+    python3 scripts/contacts.py purge-inactive [--days N]
+                                                  立即清理长期不活跃客户的消息衍生数据
+
+CSV headers may be the English names (id, name, alias, channel, stage, tags, notes,
+consent_source, consent_at, first_seen, is_friend, opted_out) or the Chinese ones in
+persona/friends/csv.toml. Files saved by Excel as GBK or UTF-8 are both read.
+
+Nothing here sends a WeChat message (paced adding is done by the running bot). The bot and
+this tool share the data dir: prefer running imports and deletions while the bot is stopped,
+or use the admin chat commands (导入客户, 删除客户, ...) while it runs, so its caches stay
+right. Every export and deletion is audited (without personal data), origin "cli".
+Exit codes: 0 done, 1 refused or some rows failed, 2 nothing found or configuration error.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from _env import ensure_venv
+
+    ensure_venv()
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import dataclasses  # noqa: E402
+import getpass  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import bot  # noqa: E402
+from plugins import friends  # noqa: E402
+from plugins._friends import adds, csvio  # noqa: E402
+from plugins._friends.data import DataError  # noqa: E402
+from pond import Action, App, ConfigError, PersonaError, Settings, StartupError, rights  # noqa: E402
+from pond.store import StoreError  # noqa: E402
+
+
+class NoSendTransport:
+    """An App needs a transport; this one is never started and refuses every action."""
+
+    name = "cli"
+    capabilities: frozenset[str] = frozenset()
+    self_id = ""
+    connected = False
+
+    def __init__(self) -> None:
+        self.status_listener: Callable[[str, dict[str, Any]], None] = lambda s, d: None
+
+    async def start(self, sink: object) -> None:
+        raise RuntimeError("the contacts tool never connects")
+
+    async def perform(self, action: Action) -> None:
+        raise RuntimeError(f"the contacts tool never sends ({action.describe()})")
+
+    async def stop(self) -> None:
+        return None
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="contacts.py",
+        description="客户资料：导出、删除、CSV 导入导出、批量加好友队列。本工具从不发送消息。",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    parser.add_argument(
+        "action",
+        choices=["export", "delete", "import", "export-book", "add-friends", "purge-inactive"],
+    )
+    parser.add_argument("target", nargs="?", default="", help="contact id or CSV file")
+    parser.add_argument("--format", choices=["json", "csv"], default="json")
+    parser.add_argument("--out", metavar="FILE", help="export: where to write")
+    parser.add_argument("--yes", action="store_true", help="delete: really delete")
+    parser.add_argument("--days", type=float, help="purge-inactive: override the retention")
+    parser.add_argument("--data-dir", metavar="DIR", help="override BOT_DATA_DIR")
+    parser.add_argument("--env-file", metavar="FILE", default=str(ROOT / ".env"))
+    parser.add_argument("--console", action="store_true", help="the console simulator's data")
+    return parser.parse_args(argv)
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    """The data dir the bot itself would use with the same .env (bot.py's rules)."""
+    settings = bot.build_settings(
+        argparse.Namespace(data_dir=args.data_dir, env_file=args.env_file)
+    )
+    if args.data_dir:
+        return settings
+    if bot.use_console(argparse.Namespace(console=args.console, script=None), settings):
+        data_dir = settings.bot.data_dir / "console"
+        settings = dataclasses.replace(
+            settings, bot=dataclasses.replace(settings.bot, data_dir=data_dir)
+        )
+    return settings
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _report(report: csvio.Report, label: str) -> int:
+    for line, reason in report.warnings:
+        print(f"{label}:{line}: 提示 / warning: {reason}")
+    for line, reason in report.errors:
+        print(f"{label}:{line}: 未导入 / refused: {reason}")
+    print(
+        f"{report.rows} 行 / rows, {report.imported} 导入 / imported "
+        f"({report.created} 新 / new), {len(report.errors)} 出错 / failed"
+    )
+    return 1 if report.errors else 0
+
+
+async def act(app: App, args: argparse.Namespace) -> int:
+    st = friends.state_for(app)
+    who = f"cli:{_user()}"
+    if args.action in ("export", "delete") and not args.target:
+        print("需要联系人 id / a contact id is needed", file=sys.stderr)
+        return 2
+    if args.action == "export":
+        data = rights.export_contact(app, args.target, by=who, origin="cli")
+        if rights.is_empty(data):
+            print(
+                f"没有找到 {args.target} 的任何数据 / nothing is stored about it", file=sys.stderr
+            )
+            return 2
+        if args.out:
+            path = Path(args.out)
+            text = (
+                rights.to_csv(data)
+                if args.format == "csv"
+                else json.dumps(data, ensure_ascii=False, indent=2)
+            )
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8-sig" if args.format == "csv" else "utf-8") as f:
+                f.write(text)
+        else:
+            path = rights.write_export(app, data, st.config.exports_dir, args.format)
+        print(f"已导出 / exported: {path}  {json.dumps(rights.summary(data))}")
+        print("文件含个人信息，请妥善保管 / the file holds personal data", file=sys.stderr)
+        return 0
+    if args.action == "delete":
+        data = rights.export_contact(app, args.target, by=who, origin="cli")
+        if rights.is_empty(data):
+            print(
+                f"没有找到 {args.target} 的任何数据 / nothing is stored about it", file=sys.stderr
+            )
+            return 2
+        if not args.yes:
+            print(
+                f"将删除 {args.target} 的全部数据（{json.dumps(rights.summary(data))}），无法恢复。"
+                f"确认请加 --yes / add --yes to delete for good",
+                file=sys.stderr,
+            )
+            return 1
+        erased = rights.erase_contact(app, args.target, by=who, origin="cli")
+        print(f"已删除 / erased: {json.dumps(erased.counts)}")
+        for name in erased.left:
+            print(
+                f"仍提到该联系人的文件（请手动处理）/ still mentions them: {name}", file=sys.stderr
+            )
+        return 0
+    if args.action == "purge-inactive":
+        days = args.days if args.days is not None else st.config.retention_days
+        if days <= 0:
+            print("保留期为 0：不清理 / retention is off", file=sys.stderr)
+            return 1
+        print(json.dumps(rights.purge_message_data(app, days)))
+        return 0
+    if not args.target:
+        print("需要 CSV 文件路径 / a CSV file is needed", file=sys.stderr)
+        return 2
+    path = Path(args.target)
+    if args.action == "export-book":
+        rows = csvio.export_book(st, path)
+        print(f"已导出 {rows} 位客户 / customers exported: {path}")
+        return 0
+    try:
+        if args.action == "import":
+            return _report(csvio.import_book(st, path), str(path))
+        rows_to_add, report = csvio.read_adds(st, path)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    result = adds.queue(st, rows_to_add, f"csv:{path.name}", app.clock.now().timestamp())
+    _report(report, str(path))
+    print(f"加入队列 / queued: {result['queued']}, 跳过 / skipped: {result['skipped']}")
+    return 1 if report.errors else 0
+
+
+async def run(argv: list[str]) -> int:
+    args = parse_args(argv)
+    try:
+        settings = settings_for(args)
+        app = App(settings, NoSendTransport())  # type: ignore[arg-type]
+        app.include(friends.plugin)
+    except (ConfigError, PersonaError, StartupError, StoreError) as error:
+        print(f"无法启动 / cannot start: {error}", file=sys.stderr)
+        return 2
+    print(f"数据目录 / data dir: {settings.bot.data_dir}", file=sys.stderr)
+    try:
+        return await act(app, args)
+    except DataError as error:
+        print(f"配置文件有误 / a data file is wrong: {error}", file=sys.stderr)
+        return 2
+    finally:
+        await app.stop()
+
+
+def main() -> int:
+    return asyncio.run(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
