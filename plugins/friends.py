@@ -14,7 +14,7 @@ Commands: see persona/friends/commands.toml. CLI: scripts/contacts.py.
 Config: FRIENDS_* (FriendsConfig, config.example.env).
 Review queue (pending friend requests, paused adding) and today's agenda (follow-ups due,
 friend requests to send) for the operators' commands; pending_requests(app) for others.
-Data rights (export, erasure, retention) live in pond.rights, used by the admin plugin's
+Data rights (export, erasure, retention) live in pond.rights; the tag and data-rights
 commands, scripts/contacts.py and the retention job here.
 Helpers live in plugins/_friends/.
 """
@@ -28,7 +28,7 @@ from datetime import time
 from pathlib import Path
 from typing import Any
 
-from plugins._friends import adds, admin, followups, requests, sync
+from plugins._friends import adds, admin, followups, requests, rights_commands, sync
 from plugins._friends.data import DataError
 from plugins._friends.state import FriendsState
 from pond import (
@@ -67,6 +67,10 @@ class FriendsConfig:
 plugin = Plugin(
     "friends",
     persona=[
+        "friends/cmd_tags_changed",
+        "friends/cmd_contact_exported",
+        "friends/cmd_erase_confirm",
+        "friends/cmd_erased",
         "friends/welcome",
         "friends/review_alert",
         "friends/add_hello",
@@ -308,5 +312,5 @@ def _command(name: str, handler: admin.Handler) -> None:
     plugin.command(name)(run)
 
 
-for _name, _handler in admin.COMMANDS.items():
+for _name, _handler in {**admin.COMMANDS, **rights_commands.COMMANDS}.items():
     _command(_name, _handler)

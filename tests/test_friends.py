@@ -674,3 +674,18 @@ def test_contacts_cli_exports_erases_and_imports(tmp_path: Path) -> None:
     )
     result = cli("import", str(book))
     assert result.returncode == 1 and "b.csv:3" in result.stdout + result.stderr
+
+
+async def test_admin_tags_exports_and_erases_a_contact_from_chat(sim: ChatSim) -> None:
+    await sim.say("alice", "你好")
+    said = await sim.say("admin", "打标签 alice vip 老客")
+    assert said.keys == ["friends/cmd_tags_changed"]
+    assert sim.app.book.tags("alice") >= {"vip", "老客"}
+    assert (await sim.say("admin", "去标签 alice 老客")).keys == ["friends/cmd_tags_changed"]
+    assert "老客" not in sim.app.book.tags("alice")
+    assert (await sim.say("admin", "导出客户 alice")).keys == ["friends/cmd_contact_exported"]
+    assert (await sim.say("admin", "删除客户 alice")).keys == ["friends/cmd_erase_confirm"]
+    assert sim.app.book.get("alice") is not None  # not yet: the id must be given twice
+    assert (await sim.say("admin", "删除客户 alice alice")).keys == ["friends/cmd_erased"]
+    assert sim.app.book.get("alice") is None
+    assert (await sim.say("admin", "打标签 nobody vip")).keys == ["friends/cmd_unknown_contact"]
