@@ -37,7 +37,7 @@ import dataclasses  # noqa: E402
 import getpass  # noqa: E402
 import os  # noqa: E402
 from collections.abc import Callable  # noqa: E402
-from typing import Any, TextIO  # noqa: E402
+from typing import TextIO  # noqa: E402
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -45,7 +45,6 @@ if str(ROOT) not in sys.path:
 import bot  # noqa: E402
 import plugins  # noqa: E402
 from pond import (  # noqa: E402
-    Action,
     App,
     Clock,
     Command,
@@ -53,6 +52,7 @@ from pond import (  # noqa: E402
     Settings,
     SystemClock,
 )
+from pond.transports.offline import OfflineTransport  # noqa: E402
 
 COMMANDS = {
     "status": "broadcast_status",
@@ -66,28 +66,6 @@ COMMANDS = {
     "report": "broadcast_report",
 }
 REFUSED = {"broadcasts/refused"}
-
-
-class NoSendTransport:
-    """The tool's App has a transport only because an App needs one: it is never started
-    and refuses every action, so nothing this tool does can reach WeChat."""
-
-    name = "cli"
-    capabilities: frozenset[str] = frozenset()
-    self_id = ""
-    connected = False
-
-    def __init__(self) -> None:
-        self.status_listener: Callable[[str, dict[str, Any]], None] = lambda s, d: None
-
-    async def start(self, sink: object) -> None:
-        raise RuntimeError("the broadcast tool never connects")
-
-    async def perform(self, action: Action) -> None:
-        raise RuntimeError(f"the broadcast tool never sends ({action.describe()})")
-
-    async def stop(self) -> None:
-        return None
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -128,7 +106,11 @@ def settings_for(args: argparse.Namespace) -> Settings:
 
 
 def build_app(settings: Settings, clock: Clock | None = None) -> App:
-    app = App(settings, NoSendTransport(), clock=clock or SystemClock(settings.bot.timezone))  # type: ignore[arg-type]
+    app = App(
+        settings,
+        OfflineTransport("the broadcast tool"),
+        clock=clock or SystemClock(settings.bot.timezone),
+    )  # type: ignore[arg-type]
     for plugin in plugins.load(["broadcasts"]):
         app.include(plugin)
     app.strict = True  # a failing command is an error exit, not a log line

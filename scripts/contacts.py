@@ -41,8 +41,6 @@ import dataclasses  # noqa: E402
 import getpass  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -51,29 +49,9 @@ import bot  # noqa: E402
 from plugins import friends  # noqa: E402
 from plugins._friends import adds, csvio  # noqa: E402
 from plugins._friends.data import DataError  # noqa: E402
-from pond import Action, App, ConfigError, PersonaError, Settings, StartupError, rights  # noqa: E402
+from pond import App, ConfigError, PersonaError, Settings, StartupError, rights  # noqa: E402
 from pond.store import StoreError  # noqa: E402
-
-
-class NoSendTransport:
-    """An App needs a transport; this one is never started and refuses every action."""
-
-    name = "cli"
-    capabilities: frozenset[str] = frozenset()
-    self_id = ""
-    connected = False
-
-    def __init__(self) -> None:
-        self.status_listener: Callable[[str, dict[str, Any]], None] = lambda s, d: None
-
-    async def start(self, sink: object) -> None:
-        raise RuntimeError("the contacts tool never connects")
-
-    async def perform(self, action: Action) -> None:
-        raise RuntimeError(f"the contacts tool never sends ({action.describe()})")
-
-    async def stop(self) -> None:
-        return None
+from pond.transports.offline import OfflineTransport  # noqa: E402
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -213,7 +191,7 @@ async def run(argv: list[str]) -> int:
     args = parse_args(argv)
     try:
         settings = settings_for(args)
-        app = App(settings, NoSendTransport())  # type: ignore[arg-type]
+        app = App(settings, OfflineTransport("the contacts tool"))  # type: ignore[arg-type]
         app.include(friends.plugin)
     except (ConfigError, PersonaError, StartupError, StoreError) as error:
         print(f"无法启动 / cannot start: {error}", file=sys.stderr)

@@ -15,7 +15,6 @@ from pond.health.common import (
     HEARTBEAT_KEY,
     NAMESPACE,
     HealthConfig,
-    OfflineTransport,
     health_config,
     is_live,
     pid_alive,
@@ -31,6 +30,7 @@ from pond.health.logs import (
 )
 from pond.health.mailbox import answer_request, ask, run_captured
 from pond.health.status import CAP_KINDS, collect_agenda, collect_reviews, snapshot
+from pond.transports.offline import OfflineTransport
 
 __all__ = [
     "CAP_KINDS",

@@ -6,17 +6,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pond.actions import Action
 from pond.config import Settings, parse_section
-from pond.events import Event
 from pond.store import Store
-from pond.transports.base import StatusListener, TransportError
 
 if TYPE_CHECKING:
     from pond.app import App
@@ -41,27 +37,6 @@ def health_config(settings: Settings) -> HealthConfig:
 
 
 # -- the command line's transport --------------------------------------------------------------
-class OfflineTransport:
-    """What scripts/admin.py runs the App on: never connected, performs nothing."""
-
-    name = "offline"
-    capabilities: frozenset[str] = frozenset()
-
-    def __init__(self) -> None:
-        self.self_id = ""
-        self.connected = False
-        self.status_listener: StatusListener = lambda status, data: None
-
-    async def start(self, sink: Callable[[Event], Awaitable[None]]) -> None:
-        return None
-
-    async def perform(self, action: Action) -> None:
-        raise TransportError("the command line never sends", offline=True)
-
-    async def stop(self) -> None:
-        return None
-
-
 # -- the heartbeat row --------------------------------------------------------------------------
 def read_heartbeat(store: Store) -> dict[str, Any] | None:
     beat = store.namespace(NAMESPACE).get(HEARTBEAT_KEY)

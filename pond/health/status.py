@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pond.context import Context
-from pond.health.common import OfflineTransport, at, data_of, health_config, is_live, read_heartbeat
+from pond.health.common import at, data_of, health_config, is_live, read_heartbeat
 from pond.pauses import ALL
 from pond.plugin import AgendaItem, ReviewItem
+from pond.transports.offline import OfflineTransport
 
 if TYPE_CHECKING:
     from pond.app import App
