@@ -89,6 +89,20 @@ def build_settings(args: argparse.Namespace) -> Settings:
     return dataclasses.replace(settings, bot=bot)
 
 
+def tool_settings(data_dir: str | None, env_file: str, console: bool = False) -> Settings:
+    """For the command-line tools: the data dir the bot itself would use with the same .env
+    (data/console when it would start the console simulator), unless one is given."""
+    settings = build_settings(argparse.Namespace(data_dir=data_dir, env_file=env_file))
+    if data_dir:
+        return settings
+    if use_console(argparse.Namespace(console=console, script=None), settings):
+        folder = settings.bot.data_dir / "console"
+        settings = dataclasses.replace(
+            settings, bot=dataclasses.replace(settings.bot, data_dir=folder)
+        )
+    return settings
+
+
 def use_console(args: argparse.Namespace, settings: Settings) -> bool:
     if args.console or args.script:
         return True

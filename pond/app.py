@@ -559,6 +559,13 @@ class App:
     async def stop(self) -> None:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+        for plugin in self.plugins.values():
+            for hook in plugin.shutdown:
+                try:
+                    async with asyncio.timeout(10):
+                        await hook(Context(self, plugin))
+                except Exception as error:  # a plugin must not block the stop
+                    self._handler_failed(plugin.name, "shutdown", error)
         for task in self._background:
             task.cancel()
         if self._background:

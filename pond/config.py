@@ -139,7 +139,7 @@ def parse_section(cls: type[T], prefix: str, env: Mapping[str, str]) -> T:
 
 @dataclass(frozen=True, slots=True)
 class BotSettings:
-    plugins: tuple[str, ...] = ("greeter", "auto_reply", "friends", "groups", "admin")
+    plugins: tuple[str, ...] = ("greeter", "auto_reply", "friends", "groups", "admin", "analytics")
     transport: str = "auto"  # auto | console | wechaty
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
     data_dir: Path = Path("data")

@@ -116,6 +116,7 @@ class Plugin:
         self.routes: list[Route] = []
         self.jobs: list[Job] = []
         self.startup: list[JobHandler] = []
+        self.shutdown: list[JobHandler] = []
         self.commands: list[CommandSpec] = []
         self.reloaders: list[ReloadHandler] = []
         self.review_sources: list[ReviewSource] = []
@@ -207,6 +208,16 @@ class Plugin:
 
         def register(handler: J) -> J:
             self.startup.append(handler)
+            return handler
+
+        return register
+
+    def on_shutdown(self) -> Callable[[J], J]:
+        """Runs once when the bot stops, before the store closes (flush what is held in
+        memory); errors are logged, never stop the shutdown. Bounded by App.stop."""
+
+        def register(handler: J) -> J:
+            self.shutdown.append(handler)
             return handler
 
         return register

@@ -87,18 +87,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def settings_for(args: argparse.Namespace) -> Settings:
-    """The data dir the bot itself would use with the same .env (bot.py's rules)."""
-    settings = bot.build_settings(
-        argparse.Namespace(data_dir=args.data_dir, env_file=args.env_file)
-    )
-    if args.data_dir:
-        return settings
-    if bot.use_console(argparse.Namespace(console=args.console, script=None), settings):
-        data_dir = settings.bot.data_dir / "console"
-        settings = dataclasses.replace(
-            settings, bot=dataclasses.replace(settings.bot, data_dir=data_dir)
-        )
-    return settings
+    return bot.tool_settings(args.data_dir, args.env_file, args.console)
 
 
 def build_app(settings: Settings, clock: Clock | None = None) -> App:

@@ -33,7 +33,6 @@ if __name__ == "__main__":
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
-import dataclasses  # noqa: E402
 import getpass  # noqa: E402
 import os  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -90,19 +89,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def settings_for(args: argparse.Namespace) -> Settings:
-    """The data dir the bot itself would use with the same .env (bot.py's rules)."""
-    settings = bot.build_settings(
-        argparse.Namespace(data_dir=args.data_dir, env_file=args.env_file)
-    )
-    if args.data_dir:
-        return settings
-    as_bot = argparse.Namespace(console=args.console, script=None)
-    if bot.use_console(as_bot, settings):
-        data_dir = settings.bot.data_dir / "console"
-        settings = dataclasses.replace(
-            settings, bot=dataclasses.replace(settings.bot, data_dir=data_dir)
-        )
-    return settings
+    return bot.tool_settings(args.data_dir, args.env_file, args.console)
 
 
 def build_app(settings: Settings, clock: Clock | None = None) -> App:

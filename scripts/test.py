@@ -5,10 +5,14 @@ go to pytest (e.g. `python3 scripts/test.py -k outbox`).
 
 The WeChat end-to-end tests run the reference puppet server (Node.js, tests/puppet_server):
 its npm packages are installed from the lock file when missing or changed, and Node.js
-itself with apt-get when it is missing and we run as root (CI containers)."""
+itself with apt-get when it is missing and we run as root (CI containers).
+
+The browser tests (tests/browser.py) drive Debian's Chromium, installed the same way with a
+Chinese font for legible screenshots; its path reaches them as POND_CHROMIUM."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -25,6 +29,27 @@ ensure_venv(dev=True)
 def run(*cmd: str) -> int:
     print("$", " ".join(cmd), flush=True)
     return subprocess.run([sys.executable, "-m", *cmd], cwd=ROOT).returncode
+
+
+def can_apt() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def apt_get(*args: str) -> None:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    # dpkg's per-package chatter would bury the test output; apt's errors go to stderr.
+    subprocess.run(["apt-get", *args], env=env, stdout=subprocess.DEVNULL, check=False)
+
+
+@functools.cache
+def apt_update() -> None:
+    """Once per run, however many steps install something."""
+    apt_get("update", "-qq")
+
+
+def apt_install(*packages: str) -> None:
+    apt_update()
+    apt_get("install", "-y", "-qq", *packages)
 
 
 PUPPET_SERVER = ROOT / "tests" / "puppet_server"
@@ -44,15 +69,9 @@ def node_major() -> int:
 
 def ensure_node() -> bool:
     """Node.js and npm for the puppet server; apt-get them as root when missing."""
-    if node_major() == 0 or shutil.which("npm") is None:
-        is_root = hasattr(os, "geteuid") and os.geteuid() == 0
-        if is_root and shutil.which("apt-get"):
-            print("正在安装 Node.js（apt-get install nodejs npm）…", flush=True)
-            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
-            subprocess.run(
-                ["apt-get", "install", "-y", "-qq", "nodejs", "npm"], env=env, check=False
-            )
+    if (node_major() == 0 or shutil.which("npm") is None) and can_apt():
+        print("正在安装 Node.js（apt-get install nodejs npm）…", flush=True)
+        apt_install("nodejs", "npm")
     major = node_major()
     if major == 0 or shutil.which("npm") is None:
         print("Node.js/npm not found: the WeChat end-to-end tests will be skipped", flush=True)
@@ -80,8 +99,44 @@ def ensure_puppet_server() -> None:
         print("npm ci failed: the WeChat end-to-end tests will fail", flush=True)
 
 
+def find_chromium() -> str | None:
+    """The same search as tests/browser.py's chromium_path(), less POND_CHROMIUM."""
+    if os.access("/usr/bin/chromium", os.X_OK):
+        return "/usr/bin/chromium"
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def has_chinese_font() -> bool:
+    fc_list = shutil.which("fc-list")
+    if fc_list is None:
+        return False
+    result = subprocess.run([fc_list, ":lang=zh", "family"], capture_output=True, text=True)
+    return bool(result.stdout.strip())
+
+
+def ensure_chromium() -> None:
+    """Debian's Chromium for the browser tests; apt-get it as root when missing.
+
+    Without a Chinese font the report's screenshots show boxes instead of labels, so a small
+    one (1.6 MB) comes along."""
+    chosen = os.environ.get("POND_CHROMIUM")
+    chromium = chosen if chosen and os.access(chosen, os.X_OK) else find_chromium()
+    missing = [] if chromium else ["chromium"]
+    if not has_chinese_font():
+        missing.append("fonts-wqy-microhei")
+    if missing and can_apt():
+        print(f"正在安装浏览器测试所需的 {' '.join(missing)}（apt-get）…", flush=True)
+        apt_install(*missing)
+        chromium = chromium or find_chromium()
+    if chromium is None:
+        print("Chromium not found: the browser tests will be skipped", flush=True)
+        return
+    os.environ["POND_CHROMIUM"] = chromium
+
+
 def main() -> int:
     ensure_puppet_server()
+    ensure_chromium()
     steps = [
         ("ruff", "check", "pond", "plugins", "scripts", "tests", "bot.py"),
         ("mypy", "pond", "plugins"),

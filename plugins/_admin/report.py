@@ -3,12 +3,18 @@ the same function serves the morning summary and the "report now" command."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from pond import App
+from pond.analytics.build import report_for
+from pond.analytics.data import Source
+from pond.analytics.metrics import CONVERSION_SOURCES
 from pond.health import CAP_KINDS, collect_agenda, collect_reviews
+
+log = logging.getLogger("pond.admin")
 
 TOP = 5  # reasons / places listed per section; the rest are summed up
 
@@ -85,6 +91,30 @@ def day_numbers(app: App, day: date, operators: set[str]) -> dict[str, Any]:
     }
 
 
+def growth(app: App, day: date) -> dict[str, Any] | None:
+    """The operations report's headline numbers for one day (pond.analytics), so the
+    morning summary and the HTML report never disagree. None when they cannot be computed
+    (the rest of the summary still goes out)."""
+    config = app.plugin_configs.get("analytics")
+    sources = getattr(config, "conversion", CONVERSION_SOURCES)
+    try:
+        app.store.sql.flush()
+        numbers = report_for(
+            app.settings, Source(app.store.sql), since=day, until=day, conversion_sources=sources
+        )
+    except Exception:
+        log.exception("the day's headline numbers failed")
+        return None
+    new = numbers.tables["new_friends"].rows
+    channels: Counter[str] = Counter()
+    for row in new:
+        channels[row["channel_name"]] += row["n"]
+    return {
+        **numbers.headline,
+        "channels": [{"name": k, "n": n} for k, n in channels.most_common(TOP)],
+    }
+
+
 async def report(app: App, day: date, period: str, operators: set[str]) -> dict[str, Any]:
     """Everything admin/report renders: the day's numbers, what waits for a human now, and
     what is scheduled for the rest of today."""
@@ -94,6 +124,7 @@ async def report(app: App, day: date, period: str, operators: set[str]) -> dict[
     agenda, agenda_errors = await collect_agenda(app)
     return {
         **numbers,
+        "growth": growth(app, day),
         "period": period,
         "reviews": len(reviews),
         "review_kinds": [{"kind": k, "n": n} for k, n in kinds.most_common()],

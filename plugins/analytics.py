@@ -1,0 +1,211 @@
+"""Operations analytics: keeps what the report needs that no other event carries, and lets
+operators ask for the report in chat.
+
+- Keywords: the words of customers' text messages (private and rooms), counted per day,
+  room and channel with jieba (pond/analytics/keywords.py). Texts wait in memory for at most
+  a minute and are never written anywhere; only the counts are. Operators are not counted.
+  Word lists: persona/analytics/stopwords.txt and words.txt (read at start).
+- Order keywords: a customer's private message saying they ordered or paid (words in
+  persona/analytics/orders.toml, none of the `exclude` words such as a question or a "not")
+  records `analytics.order_keyword`, one of the conversion sources; at most once per
+  contact per day.
+- Room topics seen in messages (for room names in the report).
+- Command 报表 [天数 | 开始日期 结束日期]: writes the report (HTML + CSV) under the data dir
+  and answers with the headline numbers and the HTML file.
+
+Config: ANALYTICS_KEYWORDS (count keywords; default on; off saves the ~80 MB dictionary),
+ANALYTICS_CONVERSION (which sources count as a conversion: purchase = the 成交 command,
+keyword = order keywords, orders = imported order CSV), ANALYTICS_KEYWORD_DAYS (how long
+daily keyword counts are kept)."""
+
+from __future__ import annotations
+
+import asyncio
+import tomllib
+import weakref
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pond import App, Command, Context, Message, MessageType, Plugin
+from pond.actions import Media, MediaKind
+from pond.analytics import keywords
+from pond.analytics.build import ReportError, build_report
+from pond.analytics.data import Source
+from pond.analytics.metrics import CONVERSION_SOURCES
+from pond.analytics.names import TOPIC_PREFIX, TOPICS_NAMESPACE
+from pond.analytics.render import write_report
+
+
+@dataclass(frozen=True)
+class AnalyticsConfig:
+    keywords: bool = True
+    conversion: tuple[str, ...] = CONVERSION_SOURCES
+    keyword_days: int = 400
+
+
+plugin = Plugin(
+    "analytics",
+    persona=["analytics/report_ready", "analytics/report_error"],
+    config=AnalyticsConfig,
+    description="operations report: keywords, order keywords, report command",
+)
+
+
+@dataclass
+class OrderWords:
+    words: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def match(self, text: str) -> bool:
+        return any(w in text for w in self.words) and not any(x in text for x in self.exclude)
+
+
+@dataclass
+class AnalyticsState:
+    counter: keywords.KeywordCounter | None
+    orders: OrderWords
+    topics: dict[str, str] = field(default_factory=dict)
+    ordered: dict[str, str] = field(default_factory=dict)  # contact -> day of last order keyword
+    loading: asyncio.Task[None] | None = None
+
+
+_STATES: weakref.WeakKeyDictionary[App, AnalyticsState] = weakref.WeakKeyDictionary()
+
+
+def _order_words(path: Path) -> OrderWords:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return OrderWords()
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ValueError(f"{path}: {error}") from error
+    lists = {}
+    for key in ("words", "exclude"):
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ValueError(f"{path}: `{key}` must be a list of non-empty strings")
+        lists[key] = tuple(value)
+    return OrderWords(**lists)
+
+
+def state(ctx: Context) -> AnalyticsState:
+    st = _STATES.get(ctx.app)
+    if st is None:
+        folder = ctx.settings.bot.persona_dir / "analytics"
+        counter = None
+        if ctx.config.keywords:
+            segmenter = keywords.Segmenter(
+                keywords.load_words(folder / "stopwords.txt"),
+                keywords.load_words(folder / "words.txt"),
+            )
+            sql = ctx.app.store.sql
+            counter = keywords.KeywordCounter(sql.engine, sql.metadata, segmenter)
+        st = AnalyticsState(counter, _order_words(folder / "orders.toml"))
+        _STATES[ctx.app] = st
+    return st
+
+
+@plugin.on_startup()
+async def start(ctx: Context) -> None:
+    unknown = set(ctx.config.conversion) - set(CONVERSION_SOURCES)
+    if unknown:
+        raise ValueError(
+            f"ANALYTICS_CONVERSION: unknown {sorted(unknown)}; use {', '.join(CONVERSION_SOURCES)}"
+        )
+    st = state(ctx)
+    if st.counter is not None:
+        # The dictionary takes ~0.7 s to load: off the event loop, while the bot serves.
+        st.loading = asyncio.create_task(asyncio.to_thread(st.counter.segmenter.load))
+
+
+@plugin.on_message(priority=-200, block=False, listen_in_rooms=True)
+async def observe(event: Message, ctx: Context) -> None:
+    sender = event.sender
+    if event.type is not MessageType.TEXT or ctx.app.admins.is_admin(sender.id):
+        return
+    st = state(ctx)
+    room = event.room
+    if room is not None and room.topic and st.topics.get(room.id) != room.topic:
+        st.topics[room.id] = room.topic
+        ctx.app.store.sql.kv_set(TOPICS_NAMESPACE, TOPIC_PREFIX + room.id, room.topic)
+    day = event.timestamp.astimezone(ctx.settings.bot.timezone).date().isoformat()
+    if st.counter is not None:
+        customer = ctx.app.book.get(sender.id)
+        channel = customer.channel if customer is not None else ""
+        st.counter.add(day, room.id if room else "", channel, event.text)
+    if room is None and st.orders.match(event.text) and st.ordered.get(sender.id) != day:
+        st.ordered[sender.id] = day
+        ctx.record("order_keyword", contact_id=sender.id, chat_id=event.chat_id)
+
+
+@plugin.scheduled("* * * * *")
+async def flush_keywords(ctx: Context) -> None:
+    st = state(ctx)
+    if st.counter is not None and st.counter.pending:
+        await st.counter.flush()
+
+
+@plugin.on_shutdown()
+async def stop(ctx: Context) -> None:
+    await flush_keywords(ctx)
+
+
+@plugin.scheduled("30 4 * * *")
+async def purge_keywords(ctx: Context) -> None:
+    st = state(ctx)
+    if st.counter is not None:
+        before = ctx.now.date() - timedelta(days=ctx.config.keyword_days)
+        removed = st.counter.purge(before.isoformat())
+        ctx.record("keywords_purged", before=before.isoformat(), rows=removed)
+
+
+@plugin.command("analytics_report")
+async def report_command(cmd: Command, ctx: Context) -> None:
+    args = cmd.args
+    since = until = None
+    if len(args) == 1 and args[0].isdigit():
+        days = max(1, min(int(args[0]), 400))
+        until = ctx.now.date().isoformat()
+        since = (ctx.now.date() - timedelta(days=days - 1)).isoformat()
+    elif len(args) in (1, 2):
+        since, until = args[0], args[-1]
+    elif args:
+        await ctx.reply("analytics/report_error", error="usage")
+        return
+    st = state(ctx)
+    if st.counter is not None and st.counter.pending:
+        await st.counter.flush()
+    ctx.app.store.sql.flush()
+    app = ctx.app
+    source = Source(app.store.sql)
+
+    def build() -> tuple[Path, dict[str, Any]]:
+        # Reads only, on its own connection: a month of a large account takes seconds, and
+        # the bot keeps answering meanwhile.
+        report = build_report(
+            app.settings,
+            source,
+            since=since,
+            until=until,
+            conversion_sources=ctx.config.conversion,
+            now=ctx.now,
+        )
+        folder = (
+            app.settings.bot.data_dir / "reports" / f"{report.scope.since}_{report.scope.until}"
+        )
+        return write_report(report, folder).html, report.headline
+
+    try:
+        html, headline = await asyncio.to_thread(build)
+    except ReportError as error:
+        await ctx.reply("analytics/report_error", error=str(error))
+        return
+    ctx.record("report", by=cmd.sender.id)
+    await ctx.reply(
+        "analytics/report_ready",
+        media=Media(MediaKind.FILE, path=str(html), title=html.name),
+        path=str(html),
+        **headline,
+    )

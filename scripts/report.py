@@ -1,0 +1,108 @@
+"""运营报表 / operations report: one offline HTML file with charts, plus a CSV per table.
+
+    python3 scripts/report.py                                  最近 30 天
+    python3 scripts/report.py --from 2026-11-01 --to 2026-11-30
+    python3 scripts/report.py --room 小鱼塘茶友演示群 --channel LIVE
+    python3 scripts/report.py --data-dir data/demo   演示数据（先运行 scripts/demo_data.py）
+
+Writes <data dir>/reports/<from>_<to>[_filters]/report.html and csv/*.csv (or --out DIR) and
+prints the path. Reads the bot's data only (safe while the bot runs). Rooms and channels can
+be given by id or by name, several times or comma-separated. Exit codes: 0 written,
+2 bad request (dates, filters, config)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from _env import ensure_venv
+
+    ensure_venv()
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import time  # noqa: E402
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import bot  # noqa: E402
+from plugins.analytics import AnalyticsConfig  # noqa: E402
+from pond import ConfigError, Settings  # noqa: E402
+from pond.analytics.build import ReportError, build_report, open_store  # noqa: E402
+from pond.analytics.data import Source  # noqa: E402
+from pond.analytics.render import write_report  # noqa: E402
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="report.py",
+        description="pond 运营报表：HTML（含图表，可离线打开）+ 每张表一个 CSV",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    parser.add_argument("--from", dest="since", metavar="YYYY-MM-DD", help="开始日期（含）")
+    parser.add_argument("--to", dest="until", metavar="YYYY-MM-DD", help="结束日期（含）")
+    parser.add_argument("--room", action="append", default=[], help="只看这些群（id 或群名）")
+    parser.add_argument("--channel", action="append", default=[], help="只看这些渠道（代码或名称）")
+    parser.add_argument("--out", metavar="DIR", help="输出目录")
+    parser.add_argument("--data-dir", metavar="DIR", help="override BOT_DATA_DIR")
+    parser.add_argument("--env-file", metavar="FILE", default=str(ROOT / ".env"))
+    parser.add_argument(
+        "--console", action="store_true", help="the console simulator's data (data/console)"
+    )
+    return parser.parse_args(argv)
+
+
+def out_dir(settings: Settings, args: argparse.Namespace, since: str, until: str) -> Path:
+    if args.out:
+        return Path(args.out)
+    name = f"{since}_{until}"
+    if args.room or args.channel:
+        # Filters in the folder name would be long and may hold Chinese: a short digest.
+        digest = hashlib.sha1("|".join([*args.room, "#", *args.channel]).encode()).hexdigest()
+        name += f"_f{digest[:6]}"
+    return Path(settings.bot.data_dir) / "reports" / name
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    try:
+        settings = bot.tool_settings(args.data_dir, args.env_file, args.console)
+        config = settings.plugin_config("analytics", AnalyticsConfig)
+    except ConfigError as error:
+        print(bot.explain(error), file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    sql = open_store(settings)
+    try:
+        report = build_report(
+            settings,
+            Source(sql),
+            since=args.since,
+            until=args.until,
+            rooms=args.room,
+            channels=args.channel,
+            conversion_sources=config.conversion,
+        )
+    except ReportError as error:
+        print(f"报表参数有误：{error}", file=sys.stderr)
+        return 2
+    finally:
+        sql.close()
+    folder = out_dir(settings, args, str(report.scope.since), str(report.scope.until))
+    written = write_report(report, folder)
+    took = time.perf_counter() - started
+    if not report.has_data:
+        print("这个数据目录还没有数据：报表里只有一条说明。", file=sys.stderr)
+    print(f"报表已生成（{took:.1f} 秒）：{written.html}")
+    print(f"CSV（{len(written.csv)} 个文件）：{written.html.parent / 'csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
