@@ -218,6 +218,43 @@ def test_script_on_a_new_data_dir_says_there_is_no_data(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
 
 
+def test_orders_import_counts_as_conversions(tmp_path: Path) -> None:
+    folder = tmp_path / "shop"
+    with Store(folder) as store:
+        demo.generate(store, end=END, tz=TZ, days=5, contacts=30, seed=2)
+    csv_file = tmp_path / "订单.csv"
+    csv_file.write_text(
+        "订单号,客户,下单时间,实付金额\n"
+        "T1,wxid_demo_000001,2026-11-21 10:00,128\n"
+        "T2,wxid_demo_000001,2026-11-22 11:00,￥98.50\n"
+        "T3,nobody,2026-11-22 11:00,10\n"
+        "T4,wxid_demo_000002,yesterday,10\n",
+        encoding="utf-8-sig",
+    )
+    before = report_of(folder)
+    result = run_script(
+        "--data-dir",
+        str(folder),
+        "--import-orders",
+        str(csv_file),
+        "--from",
+        FIRST.isoformat(),
+        "--to",
+        END.isoformat(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "新增 2 笔" in result.stdout and "有问题 2 行" in result.stdout
+    assert "第 4 行" in result.stderr and "第 5 行" in result.stderr
+    again = run_script("--data-dir", str(folder), "--import-orders", str(csv_file))
+    assert "新增 0 笔，已有 2 笔" in again.stdout  # idempotent by order id
+    after = report_of(folder)
+    assert after.headline["revenue"] == pytest.approx(before.headline["revenue"] + 226.5)
+    days = {r["day"]: r["orders"] for r in after.tables["conversions"].rows}
+    was = {r["day"]: r["orders"] for r in before.tables["conversions"].rows}
+    assert days["2026-11-21"] == was["2026-11-21"] + 1
+    assert days["2026-11-22"] == was["2026-11-22"] + 1
+
+
 @requires_chromium
 def test_report_renders_every_chart_in_a_browser(demo_dir: Path, tmp_path: Path) -> None:
     written = write_report(report_of(demo_dir), tmp_path / "report")
