@@ -31,6 +31,8 @@ from .names import TOPIC_PREFIX, TOPICS_NAMESPACE
 CHANNELS = (("A1", 0.25), ("A2", 0.2), ("LIVE", 0.3), ("POSTER", 0.15), ("", 0.1))
 ROOMS = (("r1", None, 180), ("r-tea-2", "小鱼塘茶友2群", 320), ("r-vip", "小鱼塘VIP群", 90))
 OPERATOR = "wxid_demo_boss"
+ACCEPTS_PER_DAY = 24  # under the default accept cap (25)
+BULK_PER_DAY = 120  # under the default broadcast cap (300), leaving room for follow-ups
 PRODUCTS = ("桂花乌龙", "明前龙井", "正山小种", "老白茶", "茶具", "试喝装", "礼盒")
 ASKS = (
     "请问{p}多少钱",
@@ -265,7 +267,10 @@ def generate(
 
 def _people(rng: random.Random, contacts: int, month: list[date], tz: ZoneInfo) -> list[_Contact]:
     people: list[_Contact] = []
-    new = contacts // 3
+    # The governor accepts at most OUTBOX_CAP_ACCEPT_FRIEND (25) requests a day, so a real
+    # month has at most that many new friends a day, whatever the size of the book.
+    new = min(contacts // 3, len(month) * 20)
+    per_day: Counter[date] = Counter()
     weights = []
     for day in month:
         weight = 1.5 if day.weekday() >= 5 else 1.0
@@ -279,6 +284,9 @@ def _people(rng: random.Random, contacts: int, month: list[date], tz: ZoneInfo) 
         zeal = rng.betavariate(1.2, 3.0)
         if i < new:
             day = rng.choices(month, weights)[0]
+            while per_day[day] >= ACCEPTS_PER_DAY:  # full: WeChat keeps the request a while
+                day = month[(month.index(day) + 1) % len(month)]
+            per_day[day] += 1
             if weights[month.index(day)] > 3:
                 channel = "LIVE"
             people.append(_Contact(cid, name, channel, _at(rng, day, tz), zeal))
@@ -520,7 +528,8 @@ def _campaigns(
         w.event("job.created", created, plugin="outbox", job=job, rows=len(recipients))
         for seq, c in enumerate(recipients):
             status = rng.choices(("sent", "failed", "skipped"), (95, 2, 3))[0]
-            ts = created + 30 + seq * rng.uniform(20, 40)
+            # Paced by the governor: at most BULK_PER_DAY bulk messages a day.
+            ts = created + 30 + (seq // BULK_PER_DAY) * 86400 + (seq % BULK_PER_DAY) * 30
             if ts >= end_ts:
                 status = "pending"
             w.add(
