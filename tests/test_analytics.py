@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -148,13 +148,23 @@ def test_report_numbers_match_the_events(demo_dir: Path) -> None:
     assert sum(r["keyword"] for r in conv) == sum(
         1 for e in events if e["kind"] == "analytics.order_keyword"
     )
-    assert sum(r["orders"] for r in conv) == sum(
-        1
-        for _, at in orders
-        if FIRST
-        <= datetime.fromisoformat(str(at)).replace(tzinfo=ZoneInfo("UTC")).astimezone(TZ).date()
-        <= END
-    )
+    order_days = [
+        (str(cid), datetime.fromisoformat(str(at)).replace(tzinfo=UTC).astimezone(TZ).date())
+        for cid, at in orders
+    ]
+    assert sum(r["orders"] for r in conv) == sum(1 for _, d in order_days if FIRST <= d <= END)
+
+    # Repurchase: converted in the range, and on two or more days up to its end.
+    bought: dict[str, set[date]] = {}
+    for e in raw_events(demo_dir):
+        if e["kind"] in ("friends.purchase", "analytics.order_keyword"):
+            bought.setdefault(str(e["contact_id"]), set()).add(date.fromisoformat(day_of(e)))
+    for cid, d in order_days:
+        bought.setdefault(cid, set()).add(d)
+    converted = [cid for cid, days in bought.items() if any(FIRST <= d <= END for d in days)]
+    assert report.headline["converted"] == len(converted) > 10
+    repeat = sum(1 for cid in converted if len({d for d in bought[cid] if d <= END}) >= 2)
+    assert report.headline["repurchase_rate"] == pytest.approx(repeat / len(converted))
 
     # Outbound sends per day: the governor's own counter.
     sends = {r["day"]: r["n"] for r in report.tables["outbound"].rows if r["kind"] == "send"}
@@ -178,6 +188,9 @@ def test_channel_and_room_filters_narrow_the_numbers(demo_dir: Path) -> None:
     vip = report_of(demo_dir, rooms=["r-vip"])
     assert [r["room_id"] for r in vip.tables["group_heatmap"].rows] == ["r-vip"]
     assert {r["room_id"] for r in vip.tables["room_activity"].rows} == {"r-vip"}
+    assert vip.headline["inbound_rooms"] == vip.tables["group_heatmap"].rows[0]["total"]
+    assert live.headline["active_contacts"] < everything.headline["active_contacts"]
+    assert live.headline["inbound_private"] < everything.headline["inbound_private"]
 
 
 def test_bad_requests_say_what_is_wrong(demo_dir: Path) -> None:

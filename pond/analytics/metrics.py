@@ -12,7 +12,8 @@ Definitions (also shown in the report, so operators and tests agree on them):
 - Retention: contacts added in week W (Monday first) who sent a message in week k after
   their own add day (days 7k..7k+6); only contacts whose week k has begun are counted.
 - Conversion: one of the configured sources (operator's 成交, an order keyword in a
-  customer's message, an imported order). Repurchase: converted on two or more days.
+  customer's message, an imported order). Repurchase rate: of the contacts who converted in
+  the range, those who have converted on two or more days (earlier days count too).
 - Campaign reactions: a private reply within 24 h after the contact's own message went
   out, an opt-out within 24 h, a conversion within 7 days.
 Operators' own chats are left out everywhere."""
@@ -83,9 +84,11 @@ def _true(value: str) -> bool:
 
 
 class _Activity:
-    """Inbound messages of the range, grouped the ways the metrics read them."""
+    """Inbound messages of the range, grouped the ways the metrics read them. With a channel
+    filter only that channel's contacts count, in rooms too; with a room filter only those
+    rooms' messages count as room messages."""
 
-    def __init__(self, source: Source, scope: Scope) -> None:
+    def __init__(self, source: Source, scope: Scope, channels: Mapping[str, str]) -> None:
         self.times: dict[str, list[float]] = defaultdict(list)  # contact -> message times
         self.private_times: dict[str, list[float]] = defaultdict(list)
         self.per_day: dict[date, set[str]] = defaultdict(set)
@@ -99,13 +102,15 @@ class _Activity:
             cid = e.contact_id
             if not cid or cid in scope.operators:
                 continue
+            if scope.channels and not scope.channel_ok(channels.get(cid) or UNKNOWN_CHANNEL):
+                continue
             ts = e.ts.timestamp()
             local = e.ts.astimezone(tz)
             self.times[cid].append(ts)
             self.per_day[local.date()].add(cid)
             if e.room_id:
-                self.room_total += 1
                 if scope.room_ok(e.room_id):
+                    self.room_total += 1
                     self.heat[e.room_id, local.hour] += 1
                     self.room_messages[e.room_id] += 1
                     self.room_speakers[e.room_id].add(cid)
@@ -163,6 +168,10 @@ def _new_friends(
     return added
 
 
+def _distinct_days(scope: Scope, items: Iterable[Conversion]) -> int:
+    return len({scope.local_day(datetime.fromtimestamp(c.ts, UTC)) for c in items})
+
+
 def _day_label(day: date) -> str:
     return day.isoformat()
 
@@ -178,7 +187,7 @@ def compute(
 ) -> Report:
     sources = tuple(s for s in conversion_sources if s in CONVERSION_SOURCES)
     channels = source.channels()
-    activity = _Activity(source, scope)
+    activity = _Activity(source, scope, channels)
     conversions = _conversions(source, scope, sources)
     added = _new_friends(source, scope, channels)
     start, end = scope.start.timestamp(), scope.end.timestamp()
@@ -221,6 +230,10 @@ def compute(
         "inbound_private": activity.private_messages,
         "inbound_rooms": activity.room_total,
         "converted": len(in_range),
+        "repurchase_rate": rate(
+            sum(1 for cid in in_range if _distinct_days(scope, conversions[cid]) >= 2),
+            len(in_range),
+        ),
         "conversion_rate": funnel_total.get("converted_rate"),
         "revenue": sum(
             c.amount for cid in in_range for c in conversions[cid] if start <= c.ts < end

@@ -279,6 +279,7 @@ HEADLINE = (
     ("inbound_rooms", "群消息", "int"),
     ("converted", "成交客户", "int"),
     ("conversion_rate", "新好友成交率", "pct"),
+    ("repurchase_rate", "复购率", "pct"),
     ("revenue", "订单金额", "money"),
     ("sent", "发出消息", "int"),
 )
