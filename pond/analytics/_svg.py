@@ -104,8 +104,16 @@ def truncate(text: str, max_width: float, size: float = FS) -> str:
     return out + "…"
 
 
-def label(x: float, y: float, text: str, max_width: float, *, anchor: str = "start",
-          cls: str = "", extra: str = "") -> str:
+def label(
+    x: float,
+    y: float,
+    text: str,
+    max_width: float,
+    *,
+    anchor: str = "start",
+    cls: str = "",
+    extra: str = "",
+) -> str:
     """A text element, truncated to `max_width` with the full text in a <title>."""
     short = truncate(text, max_width)
     tip = f"<title>{esc(text)}</title>" if short != text else ""
@@ -153,12 +161,15 @@ def legend(items: Sequence[LegendItem], y: float) -> tuple[str, float]:
             x, row = 10.0, row + 1
         cy = y + row * 18 + 6
         if kind == "box":
-            parts.append(f'<rect x="{num(x)}" y="{num(cy - 5)}" width="10" height="10" '
-                         f'rx="2" fill="{col}"/>')
+            parts.append(
+                f'<rect x="{num(x)}" y="{num(cy - 5)}" width="10" height="10" rx="2" fill="{col}"/>'
+            )
         else:
             dash = "" if kind == "line" else f' stroke-dasharray="{kind}"'
-            parts.append(f'<line x1="{num(x - 2)}" y1="{num(cy)}" x2="{num(x + 12)}" '
-                         f'y2="{num(cy)}" stroke="{col}" stroke-width="2"{dash}/>')
+            parts.append(
+                f'<line x1="{num(x - 2)}" y1="{num(cy)}" x2="{num(x + 12)}" '
+                f'y2="{num(cy)}" stroke="{col}" stroke-width="2"{dash}/>'
+            )
         parts.append(label(x + 16, cy + 4, text, 160))
         x += w + 14
     return "".join(parts), (row + 1) * 18 if items else 0.0
@@ -182,8 +193,17 @@ def category_labels(cats: Sequence[str], x0: float, slot: float, y: float) -> tu
         if rotate:
             # the first labels run left towards the viewBox edge: shorten them to stay inside
             room = min(90.0, (cx - 2) / 0.71)
-            parts.append(label(cx + 3, y + 8, cats[i], room, anchor="end", cls="ax",
-                               extra=f' transform="rotate(-45 {num(cx + 3)} {num(y + 8)})"'))
+            parts.append(
+                label(
+                    cx + 3,
+                    y + 8,
+                    cats[i],
+                    room,
+                    anchor="end",
+                    cls="ax",
+                    extra=f' transform="rotate(-45 {num(cx + 3)} {num(y + 8)})"',
+                )
+            )
         else:
             parts.append(label(cx, y + 12, cats[i], slot * step - 4, anchor="middle", cls="ax"))
     height = widest * 0.71 + 16 if rotate else 18.0

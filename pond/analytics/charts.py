@@ -77,10 +77,10 @@ def _y_axis(ticks: Sequence[float], x0: float, x1: float, y0: float, percent: bo
     for t in ticks:
         y = y0 - t / ticks[-1] * PLOT_H
         cls = "axis" if t == 0 else "grid"
-        parts.append(f'<line class="{cls}" x1="{num(x0)}" y1="{num(y)}" x2="{num(x1)}" '
-                     f'y2="{num(y)}"/>')
-        parts.append(label(x0 - 6, y + 4, fmt_tick(t, percent), x0 - 8, anchor="end",
-                           cls="ax"))
+        parts.append(
+            f'<line class="{cls}" x1="{num(x0)}" y1="{num(y)}" x2="{num(x1)}" y2="{num(y)}"/>'
+        )
+        parts.append(label(x0 - 6, y + 4, fmt_tick(t, percent), x0 - 8, anchor="end", cls="ax"))
     return "".join(parts)
 
 
@@ -88,9 +88,16 @@ def _tick_room(ticks: Sequence[float], percent: bool = False) -> float:
     return max(text_width(fmt_tick(t, percent)) for t in ticks) + 18
 
 
-def bars(categories: Sequence[str], series: Sequence[Series], *, title: str,
-         stacked: bool = False, horizontal: bool = False, unit: str = "",
-         empty: str = "暂无数据") -> str:
+def bars(
+    categories: Sequence[str],
+    series: Sequence[Series],
+    *,
+    title: str,
+    stacked: bool = False,
+    horizontal: bool = False,
+    unit: str = "",
+    empty: str = "暂无数据",
+) -> str:
     """Bar chart; several series are grouped side by side, or stacked."""
     cats = [str(c) for c in categories]
     data = _prepare(series, len(cats))
@@ -115,8 +122,10 @@ def bars(categories: Sequence[str], series: Sequence[Series], *, title: str,
         y1 = y0 + slot * len(cats)
         for t in ticks:
             x = x0 + t / vmax * plot_w
-            body.append(f'<line class="{"axis" if t == 0 else "grid"}" x1="{num(x)}" '
-                        f'y1="{num(y0)}" x2="{num(x)}" y2="{num(y1)}"/>')
+            body.append(
+                f'<line class="{"axis" if t == 0 else "grid"}" x1="{num(x)}" '
+                f'y1="{num(y0)}" x2="{num(x)}" y2="{num(y1)}"/>'
+            )
             body.append(label(x, y1 + 14, fmt_tick(t), 60, anchor="middle", cls="ax"))
         for i, c in enumerate(cats):
             body.append(label(x0 - 6, y0 + (i + 0.5) * slot + 4, c, x0 - 14, anchor="end"))
@@ -148,14 +157,23 @@ def bars(categories: Sequence[str], series: Sequence[Series], *, title: str,
             else:
                 x, w = x0 + i * slot + off, band
                 y, h = y0 - hi / vmax * PLOT_H, (hi - lo) / vmax * PLOT_H
-            body.append(f'<rect class="{_mark(v)}" x="{num(x)}" y="{num(y)}" width="{num(w)}" '
-                        f'height="{num(h)}" fill="{colour(j)}">{tip}</rect>')
+            body.append(
+                f'<rect class="{_mark(v)}" x="{num(x)}" y="{num(y)}" width="{num(w)}" '
+                f'height="{num(h)}" fill="{colour(j)}">{tip}</rect>'
+            )
     return root(title, height, body)
 
 
-def lines(categories: Sequence[str], series: Sequence[Series], *, title: str, unit: str = "",
-          percent: bool = False, empty: str = "暂无数据",
-          limits: Sequence[Series] = ()) -> str:
+def lines(
+    categories: Sequence[str],
+    series: Sequence[Series],
+    *,
+    title: str,
+    unit: str = "",
+    percent: bool = False,
+    empty: str = "暂无数据",
+    limits: Sequence[Series] = (),
+) -> str:
     """Line chart with points; `limits` are grey dashed reference lines (e.g. daily caps);
     percent=True reads values as fractions 0..1."""
     cats = [str(c) for c in categories]
@@ -168,8 +186,10 @@ def lines(categories: Sequence[str], series: Sequence[Series], *, title: str, un
     items: list[LegendItem] = []
     if len(data) > 1 or refs:
         items = [(name, colour(j), "line") for j, (name, _) in enumerate(data)]
-        items += [(name, LIMIT_COLOUR, LIMIT_DASHES[k % len(LIMIT_DASHES)])
-                  for k, (name, _) in enumerate(refs)]
+        items += [
+            (name, LIMIT_COLOUR, LIMIT_DASHES[k % len(LIMIT_DASHES)])
+            for k, (name, _) in enumerate(refs)
+        ]
     head, top_y = _header(items, unit, percent)
     x0 = _tick_room(ticks, percent)
     slot = (WIDTH - x0 - 12) / len(cats)
@@ -193,22 +213,28 @@ def lines(categories: Sequence[str], series: Sequence[Series], *, title: str, un
     for k, (name, vals) in enumerate(refs):
         present = {v for v in vals if v is not None}
         tip = f"{name}：{fmt(present.pop(), unit, percent)}" if len(present) == 1 else name
-        body.append(f'<path class="limit" d="{path(vals)}" fill="none" stroke="{LIMIT_COLOUR}" '
-                    f'stroke-width="1.5" stroke-dasharray="{LIMIT_DASHES[k % len(LIMIT_DASHES)]}">'
-                    f"<title>{esc(tip)}</title></path>")
+        body.append(
+            f'<path class="limit" d="{path(vals)}" fill="none" stroke="{LIMIT_COLOUR}" '
+            f'stroke-width="1.5" stroke-dasharray="{LIMIT_DASHES[k % len(LIMIT_DASHES)]}">'
+            f"<title>{esc(tip)}</title></path>"
+        )
     for j, (name, vals) in enumerate(data):
         d = path(vals)
         if "L" in d:  # isolated points have no line; their circles show them
-            body.append(f'<path class="mark line" d="{d}" fill="none" stroke="{colour(j)}" '
-                        f'stroke-width="2" stroke-linejoin="round"><title>{esc(name)}</title>'
-                        "</path>")
+            body.append(
+                f'<path class="mark line" d="{d}" fill="none" stroke="{colour(j)}" '
+                f'stroke-width="2" stroke-linejoin="round"><title>{esc(name)}</title>'
+                "</path>"
+            )
         for i, v in enumerate(vals):
             if v is None:
                 continue
             cx, cy = xy(i, v).split()
             tip = f"{cats[i]} · {name}：{fmt(v, unit, percent)}"
-            body.append(f'<circle class="mark" cx="{cx}" cy="{cy}" r="3" fill="{colour(j)}" '
-                        f'stroke="#fff" stroke-width="1"><title>{esc(tip)}</title></circle>')
+            body.append(
+                f'<circle class="mark" cx="{cx}" cy="{cy}" r="3" fill="{colour(j)}" '
+                f'stroke="#fff" stroke-width="1"><title>{esc(tip)}</title></circle>'
+            )
     return root(title, y0 + lh + 8, body)
 
 
@@ -217,13 +243,21 @@ def _heat(t: float) -> str:
     return "#" + "".join(f"{c:02x}" for c in rgb)
 
 
-def heatmap(rows: Sequence[str], columns: Sequence[str],
-            values: Sequence[Sequence[float | None]], *, title: str, unit: str = "",
-            percent: bool = False, empty: str = "暂无数据") -> str:
+def heatmap(
+    rows: Sequence[str],
+    columns: Sequence[str],
+    values: Sequence[Sequence[float | None]],
+    *,
+    title: str,
+    unit: str = "",
+    percent: bool = False,
+    empty: str = "暂无数据",
+) -> str:
     """rows x columns grid shaded white -> cyan by value; missing cells light grey."""
     rnames, cnames = [str(r) for r in rows], [str(c) for c in columns]
-    grid = _prepare([("", list(values[r]) if r < len(values) else []) for r in
-                     range(len(rnames))], len(cnames))
+    grid = _prepare(
+        [("", list(values[r]) if r < len(values) else []) for r in range(len(rnames))], len(cnames)
+    )
     peak = _peak(grid)
     if not rnames or not cnames or not peak:
         return empty_box(title, empty)
@@ -236,35 +270,47 @@ def heatmap(rows: Sequence[str], columns: Sequence[str],
     body = []
     step = max(1, math.ceil((max(text_width(c) for c in cnames) + 4) / cw))
     for k in range(0, len(cnames), step):
-        body.append(label(x0 + (k + 0.5) * cw, y0 - 8, cnames[k], cw * step - 2,
-                          anchor="middle", cls="ax"))
+        body.append(
+            label(x0 + (k + 0.5) * cw, y0 - 8, cnames[k], cw * step - 2, anchor="middle", cls="ax")
+        )
     for r, (rname, (_, vals)) in enumerate(zip(rnames, grid, strict=True)):
         y = y0 + r * ch
         body.append(label(x0 - 6, y + ch / 2 + 4, rname, x0 - 14, anchor="end"))
         for k, v in enumerate(vals):
             x = x0 + k * cw
-            geo = (f'x="{num(x + 0.5)}" y="{num(y + 0.5)}" width="{num(cw - 1)}" '
-                   f'height="{num(ch - 1)}"')
+            geo = (
+                f'x="{num(x + 0.5)}" y="{num(y + 0.5)}" width="{num(cw - 1)}" '
+                f'height="{num(ch - 1)}"'
+            )
             where = f"{rname} · {cnames[k]}"
             if v is None:
-                body.append(f'<rect class="mark na" {geo} fill="{HEAT_MISSING}">'
-                            f"<title>{esc(where)}：无数据</title></rect>")
+                body.append(
+                    f'<rect class="mark na" {geo} fill="{HEAT_MISSING}">'
+                    f"<title>{esc(where)}：无数据</title></rect>"
+                )
                 continue
             t = v / peak
             shown = fmt(v, unit, percent)
-            body.append(f'<rect class="mark" {geo} fill="{_heat(t)}" stroke="#e5e7eb" '
-                        f'stroke-width=".5"><title>{esc(where)}：{esc(shown)}</title></rect>')
+            body.append(
+                f'<rect class="mark" {geo} fill="{_heat(t)}" stroke="#e5e7eb" '
+                f'stroke-width=".5"><title>{esc(where)}：{esc(shown)}</title></rect>'
+            )
             if show:
                 inv = ' class="inv"' if t > 0.55 else ""
-                body.append(f'<text x="{num(x + cw / 2)}" y="{num(y + ch / 2 + 4)}"{inv} '
-                            f'text-anchor="middle" font-size="{FS - 1}">{esc(shown)}</text>')
+                body.append(
+                    f'<text x="{num(x + cw / 2)}" y="{num(y + ch / 2 + 4)}"{inv} '
+                    f'text-anchor="middle" font-size="{FS - 1}">{esc(shown)}</text>'
+                )
     # scale: five swatches from 0 to the peak, since gradients would need document ids
     ys = y0 + len(rnames) * ch + 12
-    body.append(label(x0, ys + 9, fmt(0, unit, percent), 60, anchor="end", cls="ax",
-                      extra=' dx="-4"'))
+    body.append(
+        label(x0, ys + 9, fmt(0, unit, percent), 60, anchor="end", cls="ax", extra=' dx="-4"')
+    )
     for s in range(5):
-        body.append(f'<rect x="{num(x0 + s * 16)}" y="{num(ys)}" width="16" height="12" '
-                    f'fill="{_heat(s / 4)}" stroke="#e5e7eb" stroke-width=".5"/>')
+        body.append(
+            f'<rect x="{num(x0 + s * 16)}" y="{num(ys)}" width="16" height="12" '
+            f'fill="{_heat(s / 4)}" stroke="#e5e7eb" stroke-width=".5"/>'
+        )
     body.append(label(x0 + 84, ys + 10, fmt(peak, unit, percent), 120, cls="ax"))
     return root(title, ys + 22, body)
 
@@ -293,9 +339,11 @@ def funnel(steps: Sequence[tuple[str, float]], *, title: str, empty: str = "暂�
         if i:
             note += f" · 较上步 {pct(v, counts[i - 1])}"
         body.append(label(x0 - 6, y + row / 2 + 4, name, x0 - 14, anchor="end"))
-        body.append(f'<rect class="{_mark(v)}" x="{num(x0)}" y="{num(y + 5)}" width="{num(w)}" '
-                    f'height="{num(row - 10)}" rx="3" fill="{colour(0)}">'
-                    f"<title>{esc(name)}：{esc(note)}</title></rect>")
+        body.append(
+            f'<rect class="{_mark(v)}" x="{num(x0)}" y="{num(y + 5)}" width="{num(w)}" '
+            f'height="{num(row - 10)}" rx="3" fill="{colour(0)}">'
+            f"<title>{esc(name)}：{esc(note)}</title></rect>"
+        )
         body.append(label(x0 + w + 8, y + row / 2 + 4, note, WIDTH - x0 - w - 16))
     return root(title, y0 + len(names) * row + 10, body)
 
@@ -317,10 +365,12 @@ def donut(parts: Sequence[tuple[str, float]], *, title: str, empty: str = "暂�
         tip = f"<title>{esc(name)}：{esc(fmt(v))}（{fmt(frac, percent=True)}）</title>"
         if frac > 0.9999:
             # one arc cannot close a full circle: two halves per ring, hole by even-odd
-            d = (f"M{num(cx)} {num(cy - ro)}A{num(ro)} {num(ro)} 0 1 1 {num(cx)} {num(cy + ro)}"
-                 f"A{num(ro)} {num(ro)} 0 1 1 {num(cx)} {num(cy - ro)}Z"
-                 f"M{num(cx)} {num(cy - ri)}A{num(ri)} {num(ri)} 0 1 0 {num(cx)} {num(cy + ri)}"
-                 f"A{num(ri)} {num(ri)} 0 1 0 {num(cx)} {num(cy - ri)}Z")
+            d = (
+                f"M{num(cx)} {num(cy - ro)}A{num(ro)} {num(ro)} 0 1 1 {num(cx)} {num(cy + ro)}"
+                f"A{num(ro)} {num(ro)} 0 1 1 {num(cx)} {num(cy - ro)}Z"
+                f"M{num(cx)} {num(cy - ri)}A{num(ri)} {num(ri)} 0 1 0 {num(cx)} {num(cy + ri)}"
+                f"A{num(ri)} {num(ri)} 0 1 0 {num(cx)} {num(cy - ri)}Z"
+            )
         else:
             a0, a1 = start * 2 * math.pi, (start + frac) * 2 * math.pi
             big = 1 if frac > 0.5 else 0
@@ -328,20 +378,28 @@ def donut(parts: Sequence[tuple[str, float]], *, title: str, empty: str = "暂�
             def pt(r: float, a: float) -> str:
                 return f"{num(cx + r * math.sin(a))} {num(cy - r * math.cos(a))}"
 
-            d = (f"M{pt(ro, a0)}A{num(ro)} {num(ro)} 0 {big} 1 {pt(ro, a1)}L{pt(ri, a1)}"
-                 f"A{num(ri)} {num(ri)} 0 {big} 0 {pt(ri, a0)}Z")
+            d = (
+                f"M{pt(ro, a0)}A{num(ro)} {num(ro)} 0 {big} 1 {pt(ro, a1)}L{pt(ri, a1)}"
+                f"A{num(ri)} {num(ri)} 0 {big} 0 {pt(ri, a0)}Z"
+            )
         start += frac
-        body.append(f'<path class="mark" d="{d}" fill="{colour(j)}" fill-rule="evenodd" '
-                    f'stroke="#fff" stroke-width="1">{tip}</path>')
-    body.append(f'<text x="{num(cx)}" y="{num(cy + 2)}" text-anchor="middle" font-size="20" '
-                f'font-weight="600">{esc(fmt(total))}</text>')
+        body.append(
+            f'<path class="mark" d="{d}" fill="{colour(j)}" fill-rule="evenodd" '
+            f'stroke="#fff" stroke-width="1">{tip}</path>'
+        )
+    body.append(
+        f'<text x="{num(cx)}" y="{num(cy + 2)}" text-anchor="middle" font-size="20" '
+        f'font-weight="600">{esc(fmt(total))}</text>'
+    )
     body.append(label(cx, cy + 20, "合计", 80, anchor="middle", cls="ax"))
     ly = 44.0
     for j, (name, v) in enumerate(zip(names, counts, strict=True)):
         y = ly + j * 22
-        body.append(f'<rect x="300" y="{num(y - 9)}" width="10" height="10" rx="2" '
-                    f'fill="{colour(j)}"/>')
+        body.append(
+            f'<rect x="300" y="{num(y - 9)}" width="10" height="10" rx="2" fill="{colour(j)}"/>'
+        )
         body.append(label(316, y, name, 170))
-        body.append(label(WIDTH - 10, y, f"{fmt(v)} · {fmt(v / total, percent=True)}", 130,
-                          anchor="end"))
+        body.append(
+            label(WIDTH - 10, y, f"{fmt(v)} · {fmt(v / total, percent=True)}", 130, anchor="end")
+        )
     return root(title, max(cy + ro + 16, ly + len(names) * 22), body)

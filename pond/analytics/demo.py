@@ -9,154 +9,32 @@ arguments give the same data. Channel codes and room ids are the shipped sample 
 
 from __future__ import annotations
 
-import math
 import random
-from collections import Counter, defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from collections import Counter
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
-
-from pond.actions import Action, ActionClass, ActionKind
 from pond.customers import CustomerBook
-from pond.ledger import Ledger, action_to_json
+from pond.ledger import Ledger
 from pond.store import Store
 
 from . import keywords, orders
+from .demo_month import (
+    ACCEPTS_PER_DAY,
+    CHANNELS,
+    GIVEN,
+    OPERATOR,
+    ROOMS,
+    SURNAMES,
+    Contact,
+    DemoResult,
+    Month,
+    WordCounts,
+    Writer,
+)
 from .names import TOPIC_PREFIX, TOPICS_NAMESPACE
 
-CHANNELS = (("A1", 0.25), ("A2", 0.2), ("LIVE", 0.3), ("POSTER", 0.15), ("", 0.1))
-ROOMS = (("r1", None, 180), ("r-tea-2", "小鱼塘茶友2群", 320), ("r-vip", "小鱼塘VIP群", 90))
-OPERATOR = "wxid_demo_boss"
-ACCEPTS_PER_DAY = 24  # under the default accept cap (25)
-BULK_PER_DAY = 120  # under the default broadcast cap (300), leaving room for follow-ups
-PRODUCTS = ("桂花乌龙", "明前龙井", "正山小种", "老白茶", "茶具", "试喝装", "礼盒")
-ASKS = (
-    "请问{p}多少钱",
-    "{p}还有货吗",
-    "{p}什么时候发货",
-    "想买{p}送人，有礼盒包装吗",
-    "{p}和龙井哪个好喝",
-    "双十一{p}有优惠吗",
-    "快递到哪了，{p}还没收到",
-    "{p}怎么泡比较好",
-    "昨天买的{p}很好喝",
-    "{p}可以开发票吗",
-    "有没有{p}的优惠券",
-    "我想退货，{p}包装破了",
-)
-CHAT = (
-    "今天的茶会几点开始",
-    "群里的活动怎么参加",
-    "直播间的优惠还有吗",
-    "门店地址在哪里",
-    "周末门店营业吗",
-)
-# Hour-of-day weights: lunch and evening peaks, quiet nights.
-HOUR_WEIGHTS = (1, 0, 0, 0, 0, 0, 1, 2, 4, 5, 5, 6, 8, 7, 5, 5, 5, 6, 7, 9, 11, 12, 9, 4)
-SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
-GIVEN = (
-    "小茶",
-    "阿花",
-    "晓雨",
-    "大海",
-    "静静",
-    "思远",
-    "一鸣",
-    "佳怡",
-    "子轩",
-    "梓涵",
-    "欣怡",
-    "浩然",
-)
-
-
-@dataclass
-class DemoResult:
-    contacts: int = 0
-    events: int = 0
-    orders: int = 0
-    kinds: Counter[str] = field(default_factory=Counter)
-
-
-class _Writer:
-    """Buffers rows per table and writes them in large batches (one writer, one engine)."""
-
-    def __init__(self, store: Store, batch: int = 20000) -> None:
-        self.engine = store.sql.engine
-        self.events = store.sql.events_table
-        self.batch = batch
-        self.rows: dict[sa.Table, list[dict[str, Any]]] = defaultdict(list)
-        self.result = DemoResult()
-
-    def event(
-        self,
-        name: str,
-        ts: float,
-        /,
-        *,
-        contact_id: str = "",
-        room_id: str = "",
-        chat_id: str = "",
-        plugin: str = "",
-        **data: Any,
-    ) -> None:
-        self.add(
-            self.events,
-            {
-                "ts": datetime.fromtimestamp(ts, UTC),
-                "kind": name,
-                "plugin": plugin or name.split(".")[0],
-                "chat_id": chat_id or room_id or contact_id,
-                "contact_id": contact_id,
-                "room_id": room_id,
-                "data": data,
-            },
-        )
-        self.result.events += 1
-        self.result.kinds[name] += 1
-
-    def add(self, table: sa.Table, row: dict[str, Any]) -> None:
-        rows = self.rows[table]
-        rows.append(row)
-        if len(rows) >= self.batch:
-            self.flush(table)
-
-    def flush(self, table: sa.Table | None = None) -> None:
-        for t in [table] if table is not None else list(self.rows):
-            rows, self.rows[t] = self.rows[t], []
-            if rows:
-                with self.engine.begin() as conn:
-                    conn.execute(sa.insert(t), rows)
-
-
-@dataclass
-class _Contact:
-    id: str
-    name: str
-    channel: str
-    added: float | None  # None: a friend from before the month
-    zeal: float  # how chatty, 0..1
-    tags: set[str] = field(default_factory=set)
-    stage: str = "new"
-    is_friend: bool = True
-    last_inbound: float | None = None
-    rooms: list[str] = field(default_factory=list)
-
-
-def _pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
-    return rng.choices([k for k, _ in weighted], [w for _, w in weighted])[0]
-
-
-def _at(
-    rng: random.Random, day: date, tz: ZoneInfo, hours: tuple[int, ...] = HOUR_WEIGHTS
-) -> float:
-    hour = rng.choices(range(24), hours)[0]
-    moment = datetime.combine(day, time(hour, rng.randrange(60), rng.randrange(60)), tz)
-    return moment.timestamp()
+__all__ = ["OPERATOR", "DemoResult", "generate"]
 
 
 def generate(
@@ -169,95 +47,44 @@ def generate(
     seed: int = 7,
     segmenter: keywords.Segmenter | None = None,
 ) -> DemoResult:
-    """Fill `store` with `days` days ending on `end` (inclusive) for about `contacts`
-    contacts (a third of them added during the month)."""
+    """Fill `store` with `days` days ending on `end` (inclusive) for `contacts` contacts
+    (most of them friends from before; new ones within the governor's daily accept cap)."""
     rng = random.Random(seed)
     book = CustomerBook(store.sql.engine, store.sql.metadata)
     ledger = Ledger(store.sql.engine, store.sql.metadata)
     kw_table = keywords.define_table(store.sql.metadata)
     order_table = orders.define_table(store.sql.metadata)
     store.sql.metadata.create_all(store.sql.engine)
-    w = _Writer(store)
+    w = Writer(store)
     first = end - timedelta(days=days - 1)
-    month = [first + timedelta(days=i) for i in range(days)]
-    start_ts = datetime.combine(first, time(0), tz).timestamp()
-    end_ts = datetime.combine(end + timedelta(days=1), time(0), tz).timestamp()
-    words = _WordCounts(segmenter)
-
-    people = _people(rng, contacts, month, tz)
+    month = Month(
+        rng,
+        w,
+        tz,
+        [first + timedelta(days=i) for i in range(days)],
+        order_table,
+        WordCounts(segmenter),
+    )
+    people = _people(month, contacts)
     for room_id, topic, _ in ROOMS:
         if topic:
             store.sql.kv_set(TOPICS_NAMESPACE, TOPIC_PREFIX + room_id, topic)
-    store.sql.kv_set("core", f"admin:{OPERATOR}", {"at": month[0].isoformat(), "name": "店长"})
-
-    sends: Counter[tuple[str, str]] = Counter()  # (day, kind) -> n, the governor's counters
-
-    def sent(
-        ts: float, to: str, kind: str = "send", cls: str = "reply", key: str = "", job: str = ""
-    ) -> None:
-        w.event(
-            "out.sent", ts, plugin="outbox", kind=kind, cls=cls, to=to, key=key, job=job, reason=""
-        )
-        day = datetime.fromtimestamp(ts, tz).date().isoformat()
-        sends[day, kind] += 1
-        if job:
-            sends[day, "broadcast"] += 1
-
-    sizes = {room_id: size for room_id, _, size in ROOMS}
-    room_messages: dict[tuple[str, int], list[str]] = defaultdict(
-        list
-    )  # (room, hour ts) -> speakers
-
+    store.sql.kv_set("core", f"admin:{OPERATOR}", {"at": first.isoformat(), "name": "店长"})
     for c in people:
         if c.added is not None:
-            _friend_added(rng, w, c, sent, tz)
-            if rng.random() < 0.4:
-                tag_at = c.added + rng.uniform(600, 5 * 86400)
-                c.tags.add(rng.choice(("oolong", "green", "gift", "black")))
-                w.event("auto_reply.tagged", min(tag_at, end_ts - 1), contact_id=c.id, count=1)
-            if rng.random() < 0.35:
-                room_id = rng.choice([r for r, _, _ in ROOMS])
-                joined = c.added + rng.uniform(300, 7 * 86400)
-                if joined < end_ts:
-                    sizes[room_id] += 1
-                    c.rooms.append(room_id)
-                    w.event(
-                        "groups.join",
-                        joined,
-                        contact_id=c.id,
-                        room_id=room_id,
-                        members=sizes[room_id],
-                        invited=True,
-                        inviter="",
-                    )
-                    w.event(
-                        "in.member_joined", joined, contact_id=c.id, room_id=room_id, stale=False
-                    )
+            month.friend_added(c)
+            month.joins_and_tags(c)
         elif rng.random() < 0.3:
             c.rooms.append(rng.choice([r for r, _, _ in ROOMS]))
-        _messages(rng, w, c, month, tz, start_ts, end_ts, sent, words, room_messages)
-        _outcomes(rng, w, c, month, tz, start_ts, end_ts, order_table)
-
-    # Members who leave, and each room's hourly summary (as groups/activity.py writes it).
-    for room_id, _, _ in ROOMS:
-        for _ in range(max(1, sizes[room_id] // 40)):
-            ts = _at(rng, rng.choice(month), tz)
-            sizes[room_id] -= 1
-            w.event(
-                "groups.leave",
-                ts,
-                contact_id=f"wxid_demo_left_{rng.randrange(10**6)}",
-                room_id=room_id,
-                members=sizes[room_id],
-                removed=False,
-                by_us=False,
-            )
-    _hourly(w, room_messages, sizes, start_ts, end_ts, tz)
-    _operator(rng, w, month, tz)
-    _campaigns(rng, w, ledger, people, month, tz, sent, end_ts)
-    for (day, kind), n in sends.items():
+        month.messages(c)
+        month.outcomes(c)
+    month.leaves()
+    month.hourly()
+    month.operator()
+    month.campaigns(ledger, people)
+    for (day, kind), n in month.sends.items():
         w.add(ledger.counters, {"day": day, "kind": kind, "n": n})
-    words.write(w, kw_table)
+    month.words.write(w, kw_table)
     _book(w, book, people, tz)
     w.flush()
     w.result.contacts = len(people)
@@ -265,8 +92,9 @@ def generate(
     return w.result
 
 
-def _people(rng: random.Random, contacts: int, month: list[date], tz: ZoneInfo) -> list[_Contact]:
-    people: list[_Contact] = []
+def _people(m: Month, contacts: int) -> list[Contact]:
+    rng, month = m.rng, m.days
+    people: list[Contact] = []
     # The governor accepts at most OUTBOX_CAP_ACCEPT_FRIEND (25) requests a day, so a real
     # month has at most that many new friends a day, whatever the size of the book.
     new = min(contacts // 3, len(month) * 20)
@@ -289,323 +117,17 @@ def _people(rng: random.Random, contacts: int, month: list[date], tz: ZoneInfo) 
             per_day[day] += 1
             if weights[month.index(day)] > 3:
                 channel = "LIVE"
-            people.append(_Contact(cid, name, channel, _at(rng, day, tz), zeal))
+            people.append(Contact(cid, name, channel, m.at(day), zeal))
         else:
-            people.append(_Contact(cid, name, channel, None, zeal * 0.6))
+            people.append(Contact(cid, name, channel, None, zeal * 0.6))
     return people
 
 
-def _friend_added(rng: random.Random, w: _Writer, c: _Contact, sent: Any, tz: ZoneInfo) -> None:
-    assert c.added is not None
-    at = c.added
-    if rng.random() < 0.1:  # our own add request, from a consented list
-        w.event("friends.add_requesting", at - 3600, contact_id=c.id, job=f"friends.add.{c.id}")
-        sent(at - 3600, c.id, kind="add_friend", cls="service", job=f"friends.add.{c.id}")
-        w.event("friends.add_accepted", at, contact_id=c.id)
-        c.tags.add(f"channel:{c.channel}" if c.channel else "list")
-        return
-    w.event("in.friend_request", at - 60, contact_id=c.id, chat_id=c.id, stale=False)
-    rule = "channel" if c.channel else "keyword"
-    w.event(
-        "friends.request", at - 59, contact_id=c.id, verdict="accept", rule=rule, channel=c.channel
-    )
-    sent(at, c.id, kind="accept_friend", cls="service")
-    w.event("friends.accepted", at, contact_id=c.id, rule=rule, channel=c.channel, tags=[])
-    sent(at + 40, c.id, cls="service", key="friends/welcome")
+def _pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
+    return rng.choices([k for k, _ in weighted], [w for _, w in weighted])[0]
 
 
-def _active_on(rng: random.Random, c: _Contact, day_ts: float) -> bool:
-    if c.added is not None:
-        if day_ts + 86400 <= c.added:
-            return False
-        age = max(0.0, (day_ts - c.added) / 86400)
-        chance = c.zeal * (0.25 + 0.75 * math.exp(-age / 6))  # retention decays from the add
-        return rng.random() < (0.45 if age < 1 else chance)
-    return rng.random() < c.zeal * 0.25
-
-
-def _messages(
-    rng: random.Random,
-    w: _Writer,
-    c: _Contact,
-    month: list[date],
-    tz: ZoneInfo,
-    start_ts: float,
-    end_ts: float,
-    sent: Any,
-    words: _WordCounts,
-    room_messages: dict[tuple[str, int], list[str]],
-) -> None:
-    for day in month:
-        day_ts = datetime.combine(day, time(0), tz).timestamp()
-        if not c.is_friend or not _active_on(rng, c, day_ts):
-            continue
-        for _ in range(rng.choice((1, 1, 1, 2, 2, 3))):
-            ts = _at(rng, day, tz)
-            if c.added is not None and ts < c.added:
-                ts = c.added + rng.uniform(60, 3600)
-            if not start_ts <= ts < end_ts:
-                continue
-            in_room = bool(c.rooms) and rng.random() < 0.45
-            text = (
-                rng.choice(ASKS).format(p=rng.choice(PRODUCTS))
-                if rng.random() < 0.75
-                else rng.choice(CHAT)
-            )
-            length = len(text)
-            if in_room:
-                room_id = rng.choice(c.rooms)
-                w.event(
-                    "in.message",
-                    ts,
-                    contact_id=c.id,
-                    room_id=room_id,
-                    stale=False,
-                    type="text",
-                    length=length,
-                    mentions_self=False,
-                )
-                w.event("groups.message", ts, contact_id=c.id, room_id=room_id, type="text")
-                room_messages[room_id, int(ts // 3600) * 3600].append(c.id)
-                words.add(ts, tz, room_id, c.channel, text)
-            else:
-                w.event(
-                    "in.message",
-                    ts,
-                    contact_id=c.id,
-                    stale=False,
-                    type="text",
-                    length=length,
-                    mentions_self=False,
-                )
-                words.add(ts, tz, "", c.channel, text)
-                if rng.random() < 0.7:
-                    sent(ts + rng.uniform(2, 20), c.id, key="auto_reply/price")
-            c.last_inbound = max(c.last_inbound or 0, ts)
-
-
-def _outcomes(
-    rng: random.Random,
-    w: _Writer,
-    c: _Contact,
-    month: list[date],
-    tz: ZoneInfo,
-    start_ts: float,
-    end_ts: float,
-    order_table: sa.Table,
-) -> None:
-    base = c.added if c.added is not None else start_ts
-    if rng.random() < 0.08 + c.zeal * 0.12:
-        buys = 1 + (rng.random() < 0.25) + (rng.random() < 0.1)
-        for n in range(buys):
-            ts = base + rng.uniform(3600, 20 * 86400) * (n + 1)
-            if ts >= end_ts:
-                break
-            source = rng.choices(("purchase", "keyword", "orders"), (3, 2, 5))[0]
-            if source == "purchase":
-                stage = "repeat" if c.stage in ("customer", "repeat") else "customer"
-                w.event("friends.purchase", ts, contact_id=c.id, stage=stage)
-            elif source == "keyword":
-                w.event("analytics.order_keyword", ts, contact_id=c.id, chat_id=c.id)
-            else:
-                w.add(
-                    order_table,
-                    {
-                        "order_id": f"TB{int(ts)}{rng.randrange(1000):03d}",
-                        "contact_id": c.id,
-                        "at": datetime.fromtimestamp(ts, UTC),
-                        "amount": float(rng.choice((68, 98, 128, 168, 268, 398, 588))),
-                        "source": "csv",
-                    },
-                )
-                w.result.kinds["orders"] += 1
-            c.stage = "repeat" if c.stage in ("customer", "repeat") else "customer"
-            c.tags.add("purchased")
-    if rng.random() < 0.012:
-        ts = rng.uniform(max(base, start_ts), end_ts - 1)
-        w.event("contact.opt_out", ts, plugin="outbox", contact_id=c.id, source="keyword", new=True)
-        if rng.random() < 0.1:
-            w.event("contact.opt_in", ts + 86400, plugin="outbox", contact_id=c.id, cleared=True)
-    if rng.random() < 0.02:
-        ts = rng.uniform(max(base, start_ts), end_ts - 1)
-        c.is_friend, c.stage = False, "churned"
-        w.event("friends.churned", ts, contact_id=c.id, reason="deleted_us")
-
-
-def _hourly(
-    w: _Writer,
-    room_messages: dict[tuple[str, int], list[str]],
-    sizes: dict[str, int],
-    start_ts: float,
-    end_ts: float,
-    tz: ZoneInfo,
-) -> None:
-    hour = start_ts
-    while hour < end_ts:
-        for room_id, _, _ in ROOMS:
-            speakers = room_messages.get((room_id, int(hour)), [])
-            w.event(
-                "groups.hourly",
-                hour + 3600,
-                room_id=room_id,
-                hour=datetime.fromtimestamp(hour, tz).isoformat(),
-                messages=len(speakers),
-                active_members=len(set(speakers)),
-                joins=0,
-                leaves=0,
-                moderation=0,
-                moderation_dry_run=0,
-                members=sizes[room_id],
-            )
-        hour += 3600
-
-
-def _operator(rng: random.Random, w: _Writer, month: list[date], tz: ZoneInfo) -> None:
-    """The shop owner talks to the bot daily: commands, never counted as customers."""
-    for day in month:
-        ts = _at(rng, day, tz)
-        w.event(
-            "in.message",
-            ts,
-            contact_id=OPERATOR,
-            stale=False,
-            type="text",
-            length=2,
-            mentions_self=False,
-        )
-        w.event(
-            "admin.command", ts, plugin="core", contact_id=OPERATOR, command="status", origin="chat"
-        )
-
-
-def _campaigns(
-    rng: random.Random,
-    w: _Writer,
-    ledger: Ledger,
-    people: list[_Contact],
-    month: list[date],
-    tz: ZoneInfo,
-    sent: Any,
-    end_ts: float,
-) -> None:
-    friends = [c for c in people if c.is_friend]
-    plans: list[tuple[str, dict[str, Any], date, list[_Contact]]] = []
-    if len(month) >= 12:
-        pick = rng.sample(friends, min(len(friends), max(10, len(friends) // 3)))
-        plans.append(
-            (
-                "broadcasts.double11",
-                {"campaign": "double11", "copy": "broadcasts/copy_new_tea", "title": "双11 囤茶节"},
-                month[-20],
-                pick,
-            )
-        )
-        pick = rng.sample(friends, min(len(friends), max(5, len(friends) // 8)))
-        plans.append(
-            (
-                "broadcasts.tea_room",
-                {
-                    "campaign": "tea_room",
-                    "copy": "broadcasts/copy_tea_room",
-                    "title": "周末茶会邀请",
-                },
-                month[-6],
-                pick,
-            )
-        )
-    for day in month[::7]:
-        new = [
-            c
-            for c in friends
-            if c.added is not None and c.added < datetime.combine(day, time(0), tz).timestamp()
-        ]
-        if new:
-            job = f"friends.fu.welcome.r1.s2.{day.strftime('%Y%m%d')}"
-            plans.append((job, {"plugin": "friends", "kind": "followup"}, day, new[-40:]))
-    for job, meta, day, recipients in plans:
-        created = _at(rng, day, tz, tuple(int(9 <= h <= 20) for h in range(24)))
-        w.add(ledger.jobs, {"job": job, "status": "done", "created_at": created, "meta": meta})
-        w.event("job.created", created, plugin="outbox", job=job, rows=len(recipients))
-        for seq, c in enumerate(recipients):
-            status = rng.choices(("sent", "failed", "skipped"), (95, 2, 3))[0]
-            # Paced by the governor: at most BULK_PER_DAY bulk messages a day.
-            ts = created + 30 + (seq // BULK_PER_DAY) * 86400 + (seq % BULK_PER_DAY) * 30
-            if ts >= end_ts:
-                status = "pending"
-            w.add(
-                ledger.rows,
-                {
-                    "job": job,
-                    "recipient": c.id,
-                    "seq": seq,
-                    "status": status,
-                    "reason": "" if status != "skipped" else "opted_out",
-                    "updated_at": ts,
-                    "action": action_to_json(
-                        Action(
-                            ActionKind.SEND,
-                            to=c.id,
-                            cls=ActionClass.MARKETING,
-                            text="(demo)",
-                            job=job,
-                            key=str(meta.get("copy", "friends/fu_value")),
-                            contact_id=c.id,
-                        )
-                    ),
-                },
-            )
-            if status != "sent":
-                continue
-            sent(ts, c.id, cls="marketing", key=str(meta.get("copy", "friends/fu_value")), job=job)
-            if rng.random() < 0.12 and ts + 3600 < end_ts:
-                reply = ts + rng.uniform(60, 20 * 3600)
-                w.event(
-                    "in.message",
-                    min(reply, end_ts - 1),
-                    contact_id=c.id,
-                    stale=False,
-                    type="text",
-                    length=6,
-                    mentions_self=False,
-                )
-            if rng.random() < 0.006:
-                w.event(
-                    "contact.opt_out",
-                    min(ts + rng.uniform(60, 7200), end_ts - 1),
-                    plugin="outbox",
-                    contact_id=c.id,
-                    source="keyword",
-                    new=True,
-                )
-
-
-class _WordCounts:
-    """Keyword counts as the analytics plugin keeps them: per day, room and channel; each
-    distinct demo text is segmented once (the same few hundred texts repeat)."""
-
-    def __init__(self, segmenter: keywords.Segmenter | None) -> None:
-        self.segmenter = segmenter
-        self.cache: dict[str, list[str]] = {}
-        self.counts: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
-
-    def add(self, ts: float, tz: ZoneInfo, room_id: str, channel: str, text: str) -> None:
-        if self.segmenter is None:
-            return
-        if text not in self.cache:
-            self.cache[text] = self.segmenter.words(text)
-        day = datetime.fromtimestamp(ts, tz).date().isoformat()
-        self.counts[day, room_id, channel].update(set(self.cache[text]))
-
-    def write(self, w: _Writer, table: sa.Table) -> None:
-        for (day, room_id, channel), counts in self.counts.items():
-            for word, n in counts.items():
-                w.add(
-                    table,
-                    {"day": day, "room_id": room_id, "channel": channel, "word": word, "n": n},
-                )
-
-
-def _book(w: _Writer, book: CustomerBook, people: list[_Contact], tz: ZoneInfo) -> None:
+def _book(w: Writer, book: CustomerBook, people: list[Contact], tz: ZoneInfo) -> None:
     first_seen_default = datetime(2026, 1, 1, tzinfo=tz).timestamp()
     for c in people:
         w.add(
@@ -643,10 +165,3 @@ def _book(w: _Writer, book: CustomerBook, people: list[_Contact], tz: ZoneInfo) 
                     "source": source,
                 },
             )
-
-
-def iter_days(first: date, last: date) -> Iterator[date]:
-    day = first
-    while day <= last:
-        yield day
-        day += timedelta(days=1)

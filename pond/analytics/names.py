@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import Source
-from .metrics import Names
+from .facts import Names
 
 log = logging.getLogger("pond.analytics")
 
