@@ -36,6 +36,7 @@ from pond.analytics.data import Source
 from pond.analytics.metrics import CONVERSION_SOURCES
 from pond.analytics.names import TOPIC_PREFIX, TOPICS_NAMESPACE
 from pond.analytics.render import write_report
+from pond.customers import BookChange
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,11 @@ class AnalyticsState:
     orders: OrderWords
     topics: dict[str, str] = field(default_factory=dict)
     ordered: dict[str, str] = field(default_factory=dict)  # contact -> day of last order keyword
+    channels: dict[str, str] = field(default_factory=dict)  # contact -> channel (a cache)
     loading: asyncio.Task[None] | None = None
 
 
+CHANNEL_CACHE = 50_000
 _STATES: weakref.WeakKeyDictionary[App, AnalyticsState] = weakref.WeakKeyDictionary()
 
 
@@ -103,6 +106,7 @@ def state(ctx: Context) -> AnalyticsState:
             sql = ctx.app.store.sql
             counter = keywords.KeywordCounter(sql.engine, sql.metadata, segmenter)
         st = AnalyticsState(counter, _order_words(folder / "orders.toml"))
+        ctx.app.book.subscribe(lambda change: _forget(st, change))
         _STATES[ctx.app] = st
     return st
 
@@ -132,12 +136,29 @@ async def observe(event: Message, ctx: Context) -> None:
         ctx.app.store.sql.kv_set(TOPICS_NAMESPACE, TOPIC_PREFIX + room.id, room.topic)
     day = event.timestamp.astimezone(ctx.settings.bot.timezone).date().isoformat()
     if st.counter is not None:
-        customer = ctx.app.book.get(sender.id)
-        channel = customer.channel if customer is not None else ""
-        st.counter.add(day, room.id if room else "", channel, event.text)
+        st.counter.add(day, room.id if room else "", channel_of(ctx, st, sender.id), event.text)
     if room is None and st.orders.match(event.text) and st.ordered.get(sender.id) != day:
         st.ordered[sender.id] = day
         ctx.record("order_keyword", contact_id=sender.id, chat_id=event.chat_id)
+
+
+def channel_of(ctx: Context, st: AnalyticsState, contact_id: str) -> str:
+    """First-touch attribution never changes once set, so a known channel is cached; an
+    unknown one is asked again (the contact may become a friend from a channel later)."""
+    channel = st.channels.get(contact_id)
+    if channel is None:
+        channel = ctx.app.book.channel(contact_id)
+        if channel:
+            if len(st.channels) >= CHANNEL_CACHE:
+                st.channels.clear()
+            st.channels[contact_id] = channel
+    return channel
+
+
+def _forget(st: AnalyticsState, change: BookChange) -> None:
+    if change.kind == "deleted":
+        st.channels.pop(change.contact_id, None)
+        st.ordered.pop(change.contact_id, None)
 
 
 @plugin.scheduled("* * * * *")

@@ -162,6 +162,8 @@ class CustomerBook:
         self._listeners: list[Listener] = []
         t = self.tags_table
         self._q_tags = sa.select(t.c.tag).where(t.c.contact_id == sa.bindparam("cid"))
+        c = self.customers.c
+        self._q_channel = sa.select(c.channel).where(c.id == sa.bindparam("cid"))
 
     # -- subscribers ----------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:
@@ -234,6 +236,13 @@ class CustomerBook:
         if row is None:
             return None
         return _customer(row, self.tags(contact_id))
+
+    def channel(self, contact_id: str) -> str:
+        """First-touch channel code ('' unknown). Cheap: one indexed read, no flush (the
+        per-message buffer never changes a channel)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(self._q_channel, {"cid": contact_id}).scalar()
+        return str(value or "")
 
     def exists(self, contact_id: str) -> bool:
         if contact_id in self._touched:

@@ -315,6 +315,19 @@ async def test_keywords_are_counted_without_keeping_the_text(sim: ChatSim) -> No
     assert "还有货吗".encode() not in dump
 
 
+async def test_keywords_count_under_the_contacts_channel(sim: ChatSim) -> None:
+    await sim.friend_request("fay", "直播间")
+    await sim.advance(60)
+    await sim.say("fay", "正山小种怎么泡")
+    await sim.say("gus", "正山小种好喝")  # no channel: not a friend from a channel
+    await sim.advance(60)  # the minute job flushes
+    table = keywords.define_table(sim.app.store.sql.metadata)
+    live = keywords.top_words(
+        sim.app.store.sql.engine, table, "2000-01-01", "2100-01-01", channels=["LIVE"]
+    )
+    assert dict(live) == {"正山小种": 1}
+
+
 async def test_order_keyword_is_a_conversion_once_a_day(sim: ChatSim) -> None:
     await sim.say("alice", "我已付款了")
     await sim.say("alice", "付款了，麻烦尽快发货")
