@@ -128,6 +128,8 @@ def test_report_numbers_match_the_events(demo_dir: Path) -> None:
     assert heat == dict(rooms)
     for r in report.tables["group_heatmap"].rows:
         assert sum(r[f"h{h:02d}"] for h in range(24)) == r["total"]
+    for r in report.tables["room_activity"].rows:  # sizes come from the join/leave events
+        assert 0 < r["active_ratio"] <= 1, r
 
     # Opt-outs and churn.
     care = report.tables["optouts_churn"].rows

@@ -67,10 +67,21 @@ class Source:
         end: datetime | None = None,
         *,
         fields: tuple[str, ...] = (),
-        room_only: bool = False,
     ) -> list[Event]:
+        return list(self.iter_events(kinds, start, end, fields=fields))
+
+    def iter_events(
+        self,
+        kinds: Collection[str],
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        fields: tuple[str, ...] = (),
+    ) -> Iterator[Event]:
+        """Events of the given kinds with start <= ts < end, streamed (a month of a large
+        account is a million rows: never all in memory at once)."""
         if not self.has(self.events):
-            return []
+            return
         t = self.events.c
         values = [t.data[name].as_string() for name in fields]
         query = sa.select(t.ts, t.kind, t.contact_id, t.room_id, *values).where(
@@ -80,14 +91,10 @@ class Source:
             query = query.where(t.ts >= start)
         if end is not None:
             query = query.where(t.ts < end)
-        if room_only:
-            query = query.where(t.room_id != "")
-        return [
-            Event(
+        for row in self._run(query):
+            yield Event(
                 row[0], row[1], row[2], row[3], tuple("" if v is None else str(v) for v in row[4:])
             )
-            for row in self._run(query)
-        ]
 
     def room_sizes(self, end: datetime) -> dict[str, int]:
         """Each room's newest known member count before `end`: the groups plugin writes it on

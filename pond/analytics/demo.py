@@ -71,11 +71,14 @@ def generate(
             store.sql.kv_set(TOPICS_NAMESPACE, TOPIC_PREFIX + room_id, topic)
     store.sql.kv_set("core", f"admin:{OPERATOR}", {"at": first.isoformat(), "name": "店长"})
     for c in people:
+        if c.added is None and rng.random() < 0.3:  # members since before the month
+            room_id = rng.choice([r for r, _, _ in ROOMS])
+            c.rooms.append(room_id)
+            month.sizes[room_id] += 1
+    for c in people:
         if c.added is not None:
             month.friend_added(c)
             month.joins_and_tags(c)
-        elif rng.random() < 0.3:
-            c.rooms.append(rng.choice([r for r, _, _ in ROOMS]))
         month.messages(c)
         month.outcomes(c)
     month.leaves()

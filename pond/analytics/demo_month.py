@@ -20,6 +20,7 @@ from pond.store import Store
 from . import keywords
 
 CHANNELS = (("A1", 0.25), ("A2", 0.2), ("LIVE", 0.3), ("POSTER", 0.15), ("", 0.1))
+# (room id, topic or None for the sample persona's configured room, members who never speak)
 ROOMS = (("r1", None, 180), ("r-tea-2", "小鱼塘茶友2群", 320), ("r-vip", "小鱼塘VIP群", 90))
 OPERATOR = "wxid_demo_boss"
 ACCEPTS_PER_DAY = 24  # under the default accept cap (25)

@@ -65,7 +65,7 @@ class Activity:
         self.private_messages = 0
         self.room_total = 0
         tz = scope.tz
-        for e in source.events_of(("in.message",), scope.start, scope.end):
+        for e in source.iter_events(("in.message",), scope.start, scope.end):
             cid = e.contact_id
             if not cid or cid in scope.operators:
                 continue

@@ -249,6 +249,9 @@ def render_html(report: Report) -> str:
 def _atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file owner-only; a report is meant to be shared like the CSVs.
+        # (Not os.umask: the bot builds reports in a thread, and umask is process-wide.)
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
