@@ -10,6 +10,8 @@ operators ask for the report in chat.
   records `analytics.order_keyword`, one of the conversion sources; at most once per
   contact per day.
 - Room topics seen in messages (for room names in the report).
+- The operator's 重新加载 re-reads orders.toml (a broken file keeps the last good words);
+  the word lists are read at start.
 - Command 报表 [天数 | 开始日期 结束日期]: writes the report (HTML + CSV) under the data dir
   and answers with the headline numbers and the HTML file.
 
@@ -21,6 +23,7 @@ daily keyword counts are kept)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import tomllib
 import weakref
 from dataclasses import dataclass, field
@@ -73,6 +76,7 @@ class AnalyticsState:
     loading: asyncio.Task[None] | None = None
 
 
+log = logging.getLogger("pond.analytics")
 CHANNEL_CACHE = 50_000
 _STATES: weakref.WeakKeyDictionary[App, AnalyticsState] = weakref.WeakKeyDictionary()
 
@@ -122,6 +126,23 @@ async def start(ctx: Context) -> None:
     if st.counter is not None:
         # The dictionary takes ~0.7 s to load: off the event loop, while the bot serves.
         st.loading = asyncio.create_task(asyncio.to_thread(st.counter.segmenter.load))
+        st.loading.add_done_callback(_loaded)
+
+
+def _loaded(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        # Not fatal: the first flush loads it again, and says why if it fails there too.
+        log.error("keyword dictionary did not load: %s", task.exception())
+
+
+@plugin.on_reload()
+async def reload_order_words(ctx: Context) -> list[str]:
+    st = state(ctx)
+    try:
+        st.orders = _order_words(ctx.settings.bot.persona_dir / "analytics" / "orders.toml")
+    except ValueError as error:
+        return [str(error)]  # the last good words stay
+    return []
 
 
 @plugin.on_message(priority=-200, block=False, listen_in_rooms=True)
@@ -137,9 +158,19 @@ async def observe(event: Message, ctx: Context) -> None:
     day = event.timestamp.astimezone(ctx.settings.bot.timezone).date().isoformat()
     if st.counter is not None:
         st.counter.add(day, room.id if room else "", channel_of(ctx, st, sender.id), event.text)
-    if room is None and st.orders.match(event.text) and st.ordered.get(sender.id) != day:
-        st.ordered[sender.id] = day
+    if room is None and st.orders.match(event.text) and _first_order_today(ctx, st, sender.id, day):
         ctx.record("order_keyword", contact_id=sender.id, chat_id=event.chat_id)
+
+
+def _first_order_today(ctx: Context, st: AnalyticsState, contact_id: str, day: str) -> bool:
+    """Once per contact per day, across restarts (the day is kept in the plugin's store,
+    which an erasure of the contact removes with the rest)."""
+    key = f"ordered:{contact_id}"
+    if st.ordered.get(contact_id, ctx.store.get(key)) == day:
+        return False
+    st.ordered[contact_id] = day
+    ctx.store.set(key, day)
+    return True
 
 
 def channel_of(ctx: Context, st: AnalyticsState, contact_id: str) -> str:

@@ -5,6 +5,7 @@ from the raw events, the HTML in headless Chromium, and bad requests."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from browser import check_page, requires_chromium
 from harness import ROOT, ChatSim
 
-from pond import Settings
+from pond import Settings, StartupError
 from pond.analytics import demo, keywords
 from pond.analytics.build import ReportError, build_report, open_store
 from pond.analytics.data import NEW_FRIEND_KINDS, Source
@@ -334,8 +335,33 @@ async def test_order_keyword_is_a_conversion_once_a_day(sim: ChatSim) -> None:
     await sim.say("alice", "我已付款了")
     await sim.say("alice", "付款了，麻烦尽快发货")
     await sim.say("bob", "怎么付款？")  # a question is not an order
+    await sim.restart()
+    await sim.say("alice", "已下单")  # the same day, after a restart: still once
     events = sim.app.store.sql.events(kind="analytics.order_keyword")
     assert [e["contact_id"] for e in events] == ["alice"]
+
+
+async def test_broken_order_words_stop_start_up_and_a_reload_keeps_the_last_good(
+    tmp_path: Path,
+) -> None:
+    persona = tmp_path / "persona"
+    shutil.copytree(ROOT / "persona", persona)
+    orders_file = persona / "analytics" / "orders.toml"
+    good = orders_file.read_text(encoding="utf-8")
+    orders_file.write_text('words = ["已付款"', encoding="utf-8")
+    env = {**QUIET, "BOT_PERSONA_DIR": str(persona)}
+    with pytest.raises(StartupError, match=r"orders\.toml"):
+        await ChatSim.create(tmp_path / "a", plugins=["analytics"], env=env)
+    orders_file.write_text(good, encoding="utf-8")
+    sim = await ChatSim.create(tmp_path / "b", plugins=["analytics", "admin"], env=env)
+    try:
+        orders_file.write_text("words = 3", encoding="utf-8")
+        said = await sim.say("admin", "重新加载")
+        assert "orders.toml" in said.texts[0]
+        await sim.say("alice", "已付款")  # the last good words still apply
+        assert sim.app.store.sql.events(kind="analytics.order_keyword")
+    finally:
+        await sim.close()
 
 
 async def test_report_command_answers_with_numbers_and_the_file(sim: ChatSim) -> None:
