@@ -23,7 +23,6 @@ daily keyword counts are kept)."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import tomllib
 import weakref
 from dataclasses import dataclass, field
@@ -73,10 +72,8 @@ class AnalyticsState:
     topics: dict[str, str] = field(default_factory=dict)
     ordered: dict[str, str] = field(default_factory=dict)  # contact -> day of last order keyword
     channels: dict[str, str] = field(default_factory=dict)  # contact -> channel (a cache)
-    loading: asyncio.Task[None] | None = None
 
 
-log = logging.getLogger("pond.analytics")
 CHANNEL_CACHE = 50_000
 _STATES: weakref.WeakKeyDictionary[App, AnalyticsState] = weakref.WeakKeyDictionary()
 
@@ -122,17 +119,7 @@ async def start(ctx: Context) -> None:
         raise ValueError(
             f"ANALYTICS_CONVERSION: unknown {sorted(unknown)}; use {', '.join(CONVERSION_SOURCES)}"
         )
-    st = state(ctx)
-    if st.counter is not None:
-        # The dictionary takes ~0.7 s to load: off the event loop, while the bot serves.
-        st.loading = asyncio.create_task(asyncio.to_thread(st.counter.segmenter.load))
-        st.loading.add_done_callback(_loaded)
-
-
-def _loaded(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        # Not fatal: the first flush loads it again, and says why if it fails there too.
-        log.error("keyword dictionary did not load: %s", task.exception())
+    state(ctx)  # a broken orders.toml stops start-up here, naming the file
 
 
 @plugin.on_reload()
@@ -194,6 +181,8 @@ def _forget(st: AnalyticsState, change: BookChange) -> None:
 
 @plugin.scheduled("* * * * *")
 async def flush_keywords(ctx: Context) -> None:
+    """The first flush also loads jieba's dictionary (~0.7 s, in a worker thread): not at
+    start-up, so the first replies after a restart are not slowed by it."""
     st = state(ctx)
     if st.counter is not None and st.counter.pending:
         await st.counter.flush()
