@@ -4,18 +4,18 @@ operators ask for the report in chat.
 - Keywords: the words of customers' text messages (private and rooms), counted per day,
   room and channel with jieba (pond/analytics/keywords.py). Texts wait in memory for at most
   a minute and are never written anywhere; only the counts are. Operators are not counted.
-  Word lists: persona/analytics/stopwords.txt and words.txt (read at start).
+  Word lists: persona/analytics/stopwords.txt and words.txt (read at start). jieba's
+  dictionary (~70 MB) is loaded at the first flush, not at start-up.
 - Order keywords: a customer's private message saying they ordered or paid (words in
   persona/analytics/orders.toml, none of the `exclude` words such as a question or a "not")
   records `analytics.order_keyword`, one of the conversion sources; at most once per
   contact per day.
 - Room topics seen in messages (for room names in the report).
-- The operator's 重新加载 re-reads orders.toml (a broken file keeps the last good words);
-  the word lists are read at start.
+- The operator's 重新加载 re-reads orders.toml (a broken file keeps the last good words).
 - Command 报表 [天数 | 开始日期 结束日期]: writes the report (HTML + CSV) under the data dir
   and answers with the headline numbers and the HTML file.
 
-Config: ANALYTICS_KEYWORDS (count keywords; default on; off saves the ~80 MB dictionary),
+Config: ANALYTICS_KEYWORDS (count keywords; default on; off saves the dictionary's memory),
 ANALYTICS_CONVERSION (which sources count as a conversion: purchase = the 成交 command,
 keyword = order keywords, orders = imported order CSV), ANALYTICS_KEYWORD_DAYS (how long
 daily keyword counts are kept)."""
