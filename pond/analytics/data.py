@@ -60,17 +60,7 @@ class Source:
             yield from conn.execute(query)
 
     # -- events ---------------------------------------------------------------------------
-    def events_of(
-        self,
-        kinds: Collection[str],
-        start: datetime | None = None,
-        end: datetime | None = None,
-        *,
-        fields: tuple[str, ...] = (),
-    ) -> list[Event]:
-        return list(self.iter_events(kinds, start, end, fields=fields))
-
-    def iter_events(
+    def scan(
         self,
         kinds: Collection[str],
         start: datetime | None = None,
@@ -101,7 +91,7 @@ class Source:
         every join, leave and hourly summary."""
         newest: dict[str, tuple[datetime, int]] = {}
         kinds = ("groups.hourly", "groups.join", "groups.leave")
-        for e in self.events_of(kinds, None, end, fields=("members",)):
+        for e in self.scan(kinds, None, end, fields=("members",)):
             if not e.values[0]:
                 continue
             known = newest.get(e.room_id)

@@ -65,7 +65,7 @@ class Activity:
         self.private_messages = 0
         self.room_total = 0
         tz = scope.tz
-        for e in source.iter_events(("in.message",), scope.start, scope.end):
+        for e in source.scan(("in.message",), scope.start, scope.end):
             cid = e.contact_id
             if not cid or cid in scope.operators:
                 continue
@@ -105,7 +105,7 @@ def load_conversions(
     wanted = [s for s in sources if s in CONVERSION_KINDS]
     kinds = {CONVERSION_KINDS[s]: s for s in wanted}
     if kinds:
-        for e in source.events_of(tuple(kinds), None, scope.end, fields=("amount",)):
+        for e in source.scan(tuple(kinds), None, scope.end, fields=("amount",)):
             if e.contact_id and e.contact_id not in scope.operators:
                 amount = float(e.values[0]) if e.values[0] else 0.0
                 found[e.contact_id].append(
@@ -124,7 +124,7 @@ def load_new_friends(
 ) -> dict[str, tuple[float, str]]:
     """contact -> (first add time in range, channel), filtered by channel."""
     added: dict[str, tuple[float, str]] = {}
-    events = source.events_of(NEW_FRIEND_KINDS, scope.start, scope.end, fields=("channel",))
+    events = source.scan(NEW_FRIEND_KINDS, scope.start, scope.end, fields=("channel",))
     for e in sorted(events, key=lambda e: e.ts):
         cid = e.contact_id
         if not cid or cid in added or cid in scope.operators:

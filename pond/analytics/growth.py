@@ -46,7 +46,7 @@ def funnel(facts: Facts) -> Table:
     tagged = source.tagged_contacts(AUTO_TAG_PREFIX) if added else set()
     joins: dict[str, list[float]] = defaultdict(list)
     if added:
-        for e in source.events_of(("groups.join",), scope.start, scope.end):
+        for e in source.scan(("groups.join",), scope.start, scope.end):
             if e.contact_id in added and scope.room_ok(e.room_id):
                 joins[e.contact_id].append(e.ts.timestamp())
     end = scope.end.timestamp()
@@ -205,7 +205,7 @@ def optouts_churn(facts: Facts) -> Table:
     scope = facts.scope
     kinds = ("contact.opt_out", "contact.opt_in", "friends.churned")
     counts: dict[date, Counter[str]] = defaultdict(Counter)
-    events = facts.source.events_of(kinds, scope.start, scope.end, fields=("new", "cleared"))
+    events = facts.source.scan(kinds, scope.start, scope.end, fields=("new", "cleared"))
     for e in events:
         if not facts.contact_ok(e.contact_id):
             continue

@@ -343,28 +343,9 @@ class KeywordCounter:
             if inserts:
                 conn.execute(sa.insert(t), inserts)
 
-    def top(
-        self,
-        since_day: str,
-        until_day: str,
-        *,
-        room_ids: Collection[str] | None = None,
-        channels: Collection[str] | None = None,
-        scope: str = "all",
-        limit: int = 50,
-        min_count: int = 1,
-    ) -> list[tuple[str, int]]:
-        return top_words(
-            self.engine,
-            self.table,
-            since_day,
-            until_day,
-            room_ids=room_ids,
-            channels=channels,
-            scope=scope,
-            limit=limit,
-            min_count=min_count,
-        )
+    def top(self, since_day: str, until_day: str, **filters: Any) -> list[tuple[str, int]]:
+        """`top_words` on this counter's table."""
+        return top_words(self.engine, self.table, since_day, until_day, **filters)
 
     def purge(self, before_day: str) -> int:
         """Delete counts of days before ``before_day``. Returns the number of rows deleted."""

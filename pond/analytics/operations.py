@@ -38,7 +38,7 @@ def room_activity(facts: Facts) -> Table:
     source, scope, names, activity = facts.source, facts.scope, facts.names, facts.activity
     joins: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
-    for e in source.events_of(("groups.join", "groups.leave"), scope.start, scope.end):
+    for e in source.scan(("groups.join", "groups.leave"), scope.start, scope.end):
         if scope.room_ok(e.room_id):
             (joins if e.kind == "groups.join" else leaves)[e.room_id] += 1
     room_ids = sorted(
@@ -156,7 +156,7 @@ def campaigns(facts: Facts) -> Table:
         if meta.get("kind") != "add_friend"
     }
     optouts: dict[str, list[float]] = defaultdict(list)
-    for e in source.events_of(("contact.opt_out",), scope.start, scope.end, fields=("new",)):
+    for e in source.scan(("contact.opt_out",), scope.start, scope.end, fields=("new",)):
         if is_true(e.values[0]):
             optouts[e.contact_id].append(e.ts.timestamp())
     groups: dict[tuple[str, str], dict[str, Any]] = {}
