@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from pond import customers, ledger
-from pond.store.sql import SqlStore, UTCDateTime
+from pond.store.sql import SqlStore
 
 from . import keywords, orders
 
 NEW_FRIEND_KINDS = ("friends.accepted", "friends.add_accepted")
+SIZE_LOOKBACK = timedelta(days=31)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +89,11 @@ class Source:
 
     def room_sizes(self, end: datetime) -> dict[str, int]:
         """Each room's newest known member count before `end`: the groups plugin writes it on
-        every join, leave and hourly summary."""
+        every join, leave and hourly summary, so the last SIZE_LOOKBACK suffices (and a
+        year of hourly rows is not read for a one-day morning summary)."""
         newest: dict[str, tuple[datetime, int]] = {}
         kinds = ("groups.hourly", "groups.join", "groups.leave")
-        for e in self.scan(kinds, None, end, fields=("members",)):
+        for e in self.scan(kinds, end - SIZE_LOOKBACK, end, fields=("members",)):
             if not e.values[0]:
                 continue
             known = newest.get(e.room_id)
@@ -99,14 +101,11 @@ class Source:
                 newest[e.room_id] = (e.ts, int(float(e.values[0])))
         return {room: size for room, (_, size) in newest.items()}
 
-    def first_event(self) -> datetime | None:
+    def has_events(self) -> bool:
         if not self.has(self.events):
-            return None
+            return False
         with self.engine.connect() as conn:
-            value = conn.execute(sa.select(sa.func.min(self.events.c.ts))).scalar()
-        if isinstance(value, str):  # aggregate results bypass the column type on SQLite
-            value = datetime.fromisoformat(value)
-        return UTCDateTime().process_result_value(value, self.engine.dialect)
+            return conn.execute(sa.select(self.events.c.id).limit(1)).first() is not None
 
     def room_ids(self) -> set[str]:
         if not self.has(self.events):

@@ -81,7 +81,7 @@ def compute(
         headline=_headline(facts, tables),
         tables=tables,
         conversion_sources=sources,
-        has_data=source.first_event() is not None,
+        has_data=source.has_events(),
     )
 
 
