@@ -26,7 +26,11 @@ if __name__ == "__main__":
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
+import json  # noqa: E402
+import sqlite3  # noqa: E402
 import time  # noqa: E402
+
+from sqlalchemy.exc import SQLAlchemyError  # noqa: E402
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -39,7 +43,7 @@ from pond.analytics.build import ReportError, build_report, open_store  # noqa: 
 from pond.analytics.data import Source  # noqa: E402
 from pond.analytics.render import write_report  # noqa: E402
 from pond.customers import CustomerBook  # noqa: E402
-from pond.store import Store  # noqa: E402
+from pond.store import Store, StoreError  # noqa: E402
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -62,6 +66,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--console", action="store_true", help="the console simulator's data (data/console)"
     )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON line: html, csv, headline (for the bot)"
+    )
     return parser.parse_args(argv)
 
 
@@ -79,7 +86,12 @@ def out_dir(settings: Settings, args: argparse.Namespace, since: str, until: str
 def import_orders(settings: Settings, path: Path) -> int:
     """Orders go into the bot's database (a short write; SQLite waits for a running bot's
     transaction). Unmatched rows are listed by line and skipped, never guessed."""
-    with Store(settings.bot.data_dir, settings.bot.database_url or None) as store:
+    try:
+        store = Store(settings.bot.data_dir, settings.bot.database_url or None)
+    except StoreError as error:
+        print(bot.explain(error), file=sys.stderr)
+        return 2
+    with store:
         table = orders.define_table(store.sql.metadata)
         book = CustomerBook(store.sql.engine, store.sql.metadata)
         store.sql.create_all()
@@ -126,11 +138,19 @@ def main(argv: list[str]) -> int:
     except ReportError as error:
         print(f"报表参数有误：{error}", file=sys.stderr)
         return 2
+    except (SQLAlchemyError, sqlite3.DatabaseError) as error:
+        where = sql.sqlite_path or settings.bot.database_url
+        print(f"数据文件读不了（{where}）：{error}", file=sys.stderr)
+        return 2
     finally:
         sql.close()
     folder = out_dir(settings, args, str(report.scope.since), str(report.scope.until))
     written = write_report(report, folder)
     took = time.perf_counter() - started
+    if args.json:
+        folder_csv = written.html.parent / "csv"
+        print(json.dumps({"html": str(written.html), "csv": str(folder_csv), **report.headline}))
+        return 0
     if not report.has_data:
         print("这个数据目录还没有数据：报表里只有一条说明。", file=sys.stderr)
     print(f"报表已生成（{took:.1f} 秒）：{written.html}")

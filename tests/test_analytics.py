@@ -234,6 +234,18 @@ def test_script_on_a_new_data_dir_says_there_is_no_data(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
 
 
+def test_script_on_a_corrupt_database_says_which_file(tmp_path: Path) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "pond.sqlite3").write_bytes(b"not a database, just bytes" * 100)
+    result = run_script("--data-dir", str(folder))
+    assert result.returncode == 2
+    assert "pond.sqlite3" in result.stderr and "Traceback" not in result.stderr
+    orders = run_script("--data-dir", str(folder), "--import-orders", str(folder / "x.csv"))
+    assert orders.returncode == 2 and "pond.sqlite3" in orders.stderr
+    assert (folder / "pond.sqlite3").read_bytes().startswith(b"not a database")  # untouched
+
+
 def test_orders_import_counts_as_conversions(tmp_path: Path) -> None:
     folder = tmp_path / "shop"
     with Store(folder) as store:
