@@ -224,7 +224,7 @@ async def report_command(cmd: Command, ctx: Context) -> None:
     dates = [f"--from={since}", f"--to={until}"] if since and until else []
     result, error = await run_report(ctx, dates)
     if result is None:
-        await ctx.reply("analytics/report_error", error=error)
+        await ctx.reply("analytics/report_error", error=error, seconds=REPORT_TIMEOUT_S)
         return
     ctx.record("report", by=cmd.sender.id)
     html = Path(result.pop("html"))
@@ -258,7 +258,7 @@ async def run_report(ctx: Context, args: list[str]) -> tuple[dict[str, Any] | No
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        return None, f"超过 {REPORT_TIMEOUT_S} 秒没有生成完，请在服务器上运行 scripts/report.py"
+        return None, "timeout"
     if proc.returncode != 0:
         lines = err.decode("utf-8", "replace").strip().splitlines()
         return None, lines[-1] if lines else f"exit {proc.returncode}"

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from browser import check_page, requires_chromium
 from harness import ROOT, ChatSim
 
+import plugins.analytics as analytics_plugin
 from pond import Settings, StartupError
 from pond.analytics import demo, keywords
 from pond.analytics.build import ReportError, build_report, open_store
@@ -388,6 +389,15 @@ async def test_report_command_answers_with_numbers_and_the_file(sim: ChatSim) ->
     assert media is not None and Path(media.path).exists()
     bad = await sim.say("admin", "报表 2026-13-01 2026-11-30")
     assert bad.keys == ["analytics/report_error"] and "YYYY-MM-DD" in bad.texts[0]
+
+
+async def test_report_command_that_takes_too_long_is_stopped(
+    sim: ChatSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(analytics_plugin, "REPORT_TIMEOUT_S", 0.01)
+    said = await sim.say("admin", "报表")
+    assert said.keys == ["analytics/report_error"] and "scripts/report.py" in said.texts[0]
+    assert not list((sim.data_dir / "reports").glob("*/report.html"))
 
 
 async def test_morning_report_has_yesterdays_growth(sim: ChatSim) -> None:
