@@ -57,3 +57,12 @@ def ensure_venv(dev: bool = False) -> None:
         stamp.write_text(wanted)
     if not inside:
         os.execv(str(PYTHON), [str(PYTHON), *sys.argv])
+
+
+def bootstrap(venv: bool = True) -> None:
+    """What a tool does first when run as a program (scripts/ is then sys.path[0]): re-run
+    inside .venv with the pinned requirements, and make the project's packages importable."""
+    if venv:
+        ensure_venv()
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))

@@ -30,10 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from _env import ensure_venv
+    import _env  # scripts/ is sys.path[0] when run as a program
 
-    ensure_venv()
+    _env.bootstrap()
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
@@ -43,9 +42,6 @@ import json  # noqa: E402
 import os  # noqa: E402
 from collections.abc import Awaitable, Callable  # noqa: E402
 from typing import TextIO  # noqa: E402
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 import bot  # noqa: E402
 import plugins  # noqa: E402

@@ -24,12 +24,11 @@ from datetime import date, datetime, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-if __name__ == "__main__" and Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
-    from _env import ensure_venv
 
-    ensure_venv()
-sys.path.insert(0, str(ROOT))
+if __name__ == "__main__":
+    import _env  # scripts/ is sys.path[0] when run as a program
+
+    _env.bootstrap()
 
 from dotenv import dotenv_values  # noqa: E402
 

@@ -15,17 +15,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from _env import ensure_venv
+    import _env  # scripts/ is sys.path[0] when run as a program
 
-    ensure_venv()
+    _env.bootstrap()
 
 import argparse  # noqa: E402
 import time  # noqa: E402
 from datetime import date, datetime  # noqa: E402
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 import bot  # noqa: E402
 from pond import ConfigError  # noqa: E402

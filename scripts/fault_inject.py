@@ -30,11 +30,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-if __name__ == "__main__" and "--child" not in sys.argv:
-    # Run as a script, scripts/ is sys.path[0]. Children are started with the venv python.
-    from _env import ensure_venv
+if __name__ == "__main__":
+    import _env  # scripts/ is sys.path[0] when run as a program
 
-    ensure_venv()
+    # Children are started with the venv python already.
+    _env.bootstrap(venv="--child" not in sys.argv)
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
@@ -54,9 +54,6 @@ from collections import Counter  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import IO  # noqa: E402
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 import plugins  # noqa: E402
 from pond import App, Settings, SystemClock  # noqa: E402

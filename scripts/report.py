@@ -19,10 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from _env import ensure_venv
+    import _env  # scripts/ is sys.path[0] when run as a program
 
-    ensure_venv()
+    _env.bootstrap()
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
@@ -31,9 +30,6 @@ import sqlite3  # noqa: E402
 import time  # noqa: E402
 
 from sqlalchemy.exc import SQLAlchemyError  # noqa: E402
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 import bot  # noqa: E402
 from plugins.analytics import AnalyticsConfig  # noqa: E402
