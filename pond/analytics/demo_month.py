@@ -75,11 +75,11 @@ class DemoResult:
 
 
 class Writer:
-    """Buffers rows per table and writes them in large batches (one writer, one engine)."""
+    """Events through the event store's own `record_event` (the bot's path, so the rows are
+    the bot's rows); other tables' rows buffered and written in large batches."""
 
     def __init__(self, store: Store, batch: int = 20000) -> None:
-        self.engine = store.sql.engine
-        self.events = store.sql.events_table
+        self.sql = store.sql
         self.batch = batch
         self.rows: dict[sa.Table, list[dict[str, Any]]] = defaultdict(list)
         self.result = DemoResult()
@@ -96,17 +96,14 @@ class Writer:
         plugin: str = "",
         **data: Any,
     ) -> None:
-        self.add(
-            self.events,
-            {
-                "ts": datetime.fromtimestamp(ts, UTC),
-                "kind": name,
-                "plugin": plugin or name.split(".")[0],
-                "chat_id": chat_id or room_id or contact_id,
-                "contact_id": contact_id,
-                "room_id": room_id,
-                "data": data,
-            },
+        self.sql.record_event(
+            name,
+            ts=datetime.fromtimestamp(ts, UTC),
+            plugin=plugin or name.split(".")[0],
+            chat_id=chat_id or room_id or contact_id,
+            contact_id=contact_id,
+            room_id=room_id,
+            data=data,
         )
         self.result.events += 1
         self.result.kinds[name] += 1
@@ -118,10 +115,12 @@ class Writer:
             self.flush(table)
 
     def flush(self, table: sa.Table | None = None) -> None:
+        if table is None:
+            self.sql.flush()
         for t in [table] if table is not None else list(self.rows):
             rows, self.rows[t] = self.rows[t], []
             if rows:
-                with self.engine.begin() as conn:
+                with self.sql.engine.begin() as conn:
                     conn.execute(sa.insert(t), rows)
 
 
