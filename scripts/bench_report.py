@@ -175,8 +175,9 @@ def compute(settings: Settings, since: date, until: date, now: datetime) -> Repo
 # report.py run as __main__ in a fresh interpreter that then prints its own peak RSS: VmHWM
 # (getrusage's maxrss would keep the high-water mark of the forked copy of this process).
 PROCESS = """
-import runpy, sys
+import os, runpy, sys
 sys.argv = {argv!r}
+sys.path[0] = os.path.dirname(sys.argv[0])  # as when the script is run as a program
 try:
     runpy.run_path(sys.argv[0], run_name="__main__")
 except SystemExit as done:
