@@ -334,6 +334,17 @@ class Bot:
         assert self.app.errors == [], self.app.errors
 
 
+@contextlib.asynccontextmanager
+async def running(settings: Settings, **options: Any) -> AsyncIterator[Bot]:
+    """A started and logged-in bot, stopped (and checked for handler errors) afterwards."""
+    bot = await Bot.start(settings, **options)
+    try:
+        await bot.logged_in()
+        yield bot
+    finally:
+        await bot.stop()
+
+
 def probe_plugin() -> tuple[Plugin, list[Event]]:
     """A test-only plugin: answers @-mentions in rooms, accepts friend requests, notes joins."""
     seen: list[Event] = []
@@ -419,9 +430,7 @@ def endpoint_of(service: PuppetServer) -> str:
 async def test_private_message_gets_its_reply_and_own_messages_are_not_dispatched(
     tmp_path: Path, server: PuppetServer, token: str
 ) -> None:
-    bot = await Bot.start(make_settings(tmp_path, endpoint_of(server), token))
-    try:
-        await bot.logged_in()
+    async with running(make_settings(tmp_path, endpoint_of(server), token)) as bot:
         assert bot.transport.self_id == BOT_ID
         assert ("login", {"name": BOT_NAME}) in bot.statuses
         await server.wait_sent(lambda s: s["to"] == ADMIN, "the login alert to the admin")
@@ -446,8 +455,6 @@ async def test_private_message_gets_its_reply_and_own_messages_are_not_dispatche
         assert len(server.sent_to(ALICE)) == 2
         # python-wechaty's upper layers (web server, job store, ./.wechaty) never load.
         assert not {"wechaty", "wechaty_puppet", "wechaty_puppet_service"} & set(sys.modules)
-    finally:
-        await bot.stop()
 
 
 @needs_node
@@ -455,9 +462,7 @@ async def test_room_mention_reaches_the_app_and_the_reply_mentions_the_sender(
     tmp_path: Path, server: PuppetServer, token: str
 ) -> None:
     probe, seen = probe_plugin()
-    bot = await Bot.start(make_settings(tmp_path, endpoint_of(server), token), extra=[probe])
-    try:
-        await bot.logged_in()
+    async with running(make_settings(tmp_path, endpoint_of(server), token), extra=[probe]) as bot:
         await server.say(BOB, "大家好", room=ROOM)
         await server.say(BOB, f"@{BOT_NAME}\u2005群规是什么", room=ROOM, mentions=[BOT_ID])
         reply = await server.wait_sent(lambda s: s["to"] == ROOM, "the answer in the room")
@@ -477,8 +482,6 @@ async def test_room_mention_reaches_the_app_and_the_reply_mentions_the_sender(
         assert bot.of_type(Message)[-1].mentions_self
         # Our own room messages came back with their mention prefix; still recognised.
         assert bot.of_type(HumanTakeover) == []
-    finally:
-        await bot.stop()
 
 
 @needs_node
@@ -488,16 +491,12 @@ async def test_the_rules_keyword_in_a_room_with_the_groups_plugin(
     rooms = tmp_path / "rooms.toml"
     rooms.write_text(f'[rooms."{ROOM}"]\nname = "测试群"\nrules_keywords = ["群规"]\n')
     settings = make_settings(tmp_path / "data", endpoint_of(server), token, GROUPS_ROOMS_FILE=rooms)
-    bot = await Bot.start(settings, plugins=["greeter", "groups"])
-    try:
-        await bot.logged_in()
+    async with running(settings, plugins=["greeter", "groups"]) as bot:
         await server.say(BOB, "群规", room=ROOM)  # no @: the groups plugin listens in its rooms
         reply = await server.wait_sent(lambda s: s["to"] == ROOM, "the rules in the room")
         assert reply["text"]
         (asked,) = bot.of_type(Message)
         assert asked.room is not None and not asked.mentions_self
-    finally:
-        await bot.stop()
 
 
 @needs_node
@@ -505,9 +504,7 @@ async def test_friend_requests_joins_and_the_other_actions(
     tmp_path: Path, server: PuppetServer, token: str
 ) -> None:
     probe, seen = probe_plugin()
-    bot = await Bot.start(make_settings(tmp_path, endpoint_of(server), token), extra=[probe])
-    try:
-        await bot.logged_in()
+    async with running(make_settings(tmp_path, endpoint_of(server), token), extra=[probe]) as bot:
         await server.command("friendRequest", **{"from": DAVE}, name="Dave", hello="我想了解一下")
         accepted = await server.wait_sent(
             lambda s: s["kind"] == "friendship_accept", "the accepted friend request"
@@ -569,17 +566,13 @@ async def test_friend_requests_joins_and_the_other_actions(
         # The image came back as the account's own message: not a takeover.
         await until(lambda: len(bot.of_type(MemberLeft)) == 2, what="the kick")
         assert bot.of_type(HumanTakeover) == []
-    finally:
-        await bot.stop()
 
 
 @needs_node
 async def test_a_message_typed_on_the_phone_is_a_human_takeover(
     tmp_path: Path, server: PuppetServer, token: str
 ) -> None:
-    bot = await Bot.start(make_settings(tmp_path, endpoint_of(server), token))
-    try:
-        await bot.logged_in()
+    async with running(make_settings(tmp_path, endpoint_of(server), token)) as bot:
         await server.command("selfSay", to=ALICE, text="您好，我是店长，我来为您服务")
         await until(lambda: bot.of_type(HumanTakeover), what="the takeover")
         (takeover,) = bot.of_type(HumanTakeover)
@@ -593,17 +586,13 @@ async def test_a_message_typed_on_the_phone_is_a_human_takeover(
         await until(lambda: server.sent_to(ALICE), what="the opt-out confirmation")
         await asyncio.sleep(0.3)
         assert len(server.sent_to(ALICE)) == 1
-    finally:
-        await bot.stop()
 
 
 @needs_node
 async def test_server_killed_and_restarted_the_bot_reconnects_without_duplicates(
     tmp_path: Path, server: PuppetServer, token: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    bot = await Bot.start(make_settings(tmp_path, endpoint_of(server), token))
-    try:
-        await bot.logged_in()
+    async with running(make_settings(tmp_path, endpoint_of(server), token)) as bot:
         first_id = await server.say(ALICE, "你好")
         await server.wait_sent(lambda s: s["to"] == ALICE, "the first greeting")
 
@@ -639,30 +628,22 @@ async def test_server_killed_and_restarted_the_bot_reconnects_without_duplicates
         await until(lambda: len(server.sent_to(ALICE)) == 2, what="the answer after the restart")
         await asyncio.sleep(0.3)
         assert len(server.sent_to(ALICE)) == 2
-    finally:
-        await bot.stop()
 
     # A new bot process on the same data: the seen ids persisted, a replay stays unanswered.
-    bot = await Bot.start(make_settings(tmp_path, endpoint_of(server), token))
-    try:
-        await bot.logged_in()
+    async with running(make_settings(tmp_path, endpoint_of(server), token)) as bot:
         await server.say(ALICE, "你好", message_id=first_id)
         await server.say(ALICE, "hello")
         await until(lambda: len(server.sent_to(ALICE)) == 3, what="the answer after the redeploy")
         await asyncio.sleep(0.3)
         assert len(server.sent_to(ALICE)) == 3
         assert bot.of_type(Message)[0].id == first_id  # delivered, deduped by the App
-    finally:
-        await bot.stop()
 
 
 @needs_node
 async def test_another_client_with_the_same_token(
     tmp_path: Path, server: PuppetServer, token: str
 ) -> None:
-    bot = await Bot.start(make_settings(tmp_path, endpoint_of(server), token))
-    try:
-        await bot.logged_in()
+    async with running(make_settings(tmp_path, endpoint_of(server), token)) as bot:
         # A second pond on the same token cannot take the stream (and does not fight).
         second = make_transport(
             make_settings(tmp_path / "second", endpoint_of(server), token), startup_timeout_s=1.0
@@ -689,8 +670,6 @@ async def test_another_client_with_the_same_token(
         await until(lambda: "reconnected" in bot.status_names(), what="the way back")
         await server.say(ALICE, "你好")
         await server.wait_sent(lambda s: s["to"] == ALICE, "a greeting after the takeover")
-    finally:
-        await bot.stop()
 
 
 @needs_node
@@ -700,9 +679,8 @@ async def test_an_older_service_that_does_not_repeat_the_login(
     service = PuppetServer(free_port(), token, hide_login=True)
     leak_check.servers.append(service)
     await service.start()
-    bot = await Bot.start(make_settings(tmp_path, endpoint_of(service), token), login_grace_s=1.0)
-    try:
-        await bot.logged_in()
+    settings = make_settings(tmp_path, endpoint_of(service), token)
+    async with running(settings, login_grace_s=1.0) as bot:
         # A network blip: the connection drops, the service and its session stay up. On the
         # new stream such a service says nothing about the login: the bot restarts the
         # service's session once to hear it, instead of waiting offline forever.
@@ -710,8 +688,6 @@ async def test_an_older_service_that_does_not_repeat_the_login(
         await until(lambda: "reconnected" in bot.status_names(), what="the way back")
         await service.say(ALICE, "你好")
         await service.wait_sent(lambda s: s["to"] == ALICE, "a greeting after the blip")
-    finally:
-        await bot.stop()
         await service.close()
 
 
@@ -719,9 +695,7 @@ async def test_an_older_service_that_does_not_repeat_the_login(
 async def test_logout_holds_actions_and_a_new_login_sends_them(
     tmp_path: Path, server: PuppetServer, token: str
 ) -> None:
-    bot = await Bot.start(make_settings(tmp_path, endpoint_of(server), token))
-    try:
-        await bot.logged_in()
+    async with running(make_settings(tmp_path, endpoint_of(server), token)) as bot:
         await server.command("logout")
         await until(lambda: "logout" in bot.status_names(), what="the logout")
         assert not bot.transport.connected
@@ -732,8 +706,6 @@ async def test_logout_holds_actions_and_a_new_login_sends_them(
         assert (await asyncio.wait_for(held, DEADLINE_S)).status == "sent"
         assert bot.status_names().count("login") == 2
         assert "reconnected" not in bot.status_names()
-    finally:
-        await bot.stop()
 
 
 @needs_node
@@ -785,13 +757,9 @@ async def test_tls_endpoint(
         with pytest.raises(StartupError, match="certificate is for insecure, not puppet_other"):
             await other.start(_ignore)
 
-        bot = await Bot.start(make_settings(tmp_path, endpoint_of(service), token))
-        try:
-            await bot.logged_in()
+        async with running(make_settings(tmp_path, endpoint_of(service), token)):
             await service.say(ALICE, "你好")
             await service.wait_sent(lambda s: s["to"] == ALICE, "the greeting over TLS")
-        finally:
-            await bot.stop()
     finally:
         await service.close()
 
