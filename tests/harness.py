@@ -9,12 +9,15 @@ No real sleeps, no network, no threads; a handler error fails the test."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import random
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import plugins as plugin_modules
 from pond import (
@@ -35,6 +38,17 @@ from pond.actions import ActionKind
 from pond.transports.memory import MemoryTransport, Performed
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script(name: str, as_module: str) -> Any:
+    """scripts/<name>.py as a module (the tools are programs, not a package). Registered in
+    sys.modules: dataclasses look their module up by name."""
+    spec = importlib.util.spec_from_file_location(as_module, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 START = datetime(2026, 11, 23, 10, 0, 0)
 
 

@@ -6,7 +6,6 @@ bot's in-memory state stays right. Either way the output is what the chat comman
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -18,22 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT, ChatSim
+from harness import ROOT, ChatSim, load_script
 
 from pond import Action, ActionClass, ActionKind, RowStatus, health
 from pond.pauses import ALL
 
-
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-cli: Any = _load("admin_cli", ROOT / "scripts" / "admin.py")
+cli: Any = load_script("admin", "admin_cli")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ unknowns reported."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import io
 import json
 import random
@@ -22,23 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT, ChatSim
+from harness import ROOT, ChatSim, load_script
 from test_broadcasts import customers, make, people, record_of, start, write_campaign
 
 from plugins._broadcasts import report, state
 from pond import RowStatus
 
-
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-cli: Any = _load("broadcast_cli", ROOT / "scripts" / "broadcast.py")
+cli: Any = load_script("broadcast", "broadcast_cli")
 
 
 async def tool(sim: ChatSim, *words: str, ask: str = "") -> tuple[int, str]:
@@ -141,7 +130,7 @@ RECIPIENTS = 40
 def child_main(data_dir: str, log: str, seed: int) -> None:
     """One life of the bot: the real App on the real clock, the broadcasts plugin, a
     transport logging each delivery with one unbuffered write (scripts/fault_inject.py)."""
-    fault = _load("fault_inject", ROOT / "scripts" / "fault_inject.py")
+    fault = load_script("fault_inject", "fault_inject")
     import plugins
     from pond import App, Settings, SystemClock
 

@@ -8,26 +8,14 @@ every recipient accounted for. Two sabotaged governors prove the checks can fail
 
 from __future__ import annotations
 
-import importlib.util
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import load_script
 
-
-def _load_script() -> object:
-    path = Path(__file__).resolve().parent.parent / "scripts" / "fault_inject.py"
-    spec = importlib.util.spec_from_file_location("fault_inject", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-fault_inject: Any = _load_script()
+fault_inject: Any = load_script("fault_inject", "fault_inject")
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 
 SEED = 20261123
