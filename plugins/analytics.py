@@ -72,6 +72,7 @@ class AnalyticsState:
     topics: dict[str, str] = field(default_factory=dict)
     ordered: dict[str, str] = field(default_factory=dict)  # contact -> day of last order keyword
     channels: dict[str, str] = field(default_factory=dict)  # contact -> channel (a cache)
+    no_channel: set[str] = field(default_factory=set)  # asked since the last flush: none
 
 
 CHANNEL_CACHE = 50_000
@@ -163,12 +164,17 @@ def _first_order_today(ctx: Context, st: AnalyticsState, contact_id: str, day: s
 
 
 def channel_of(ctx: Context, st: AnalyticsState, contact_id: str) -> str:
-    """First-touch attribution never changes once set, so a known channel is cached; an
-    unknown one is asked again (the contact may become a friend from a channel later)."""
+    """First-touch attribution never changes once set, so a known channel is cached. Room
+    members without one (most of a group) are asked again only after the next flush: they
+    may become a friend from a channel meanwhile, and a read per message is not needed."""
     channel = st.channels.get(contact_id)
     if channel is None:
+        if contact_id in st.no_channel:
+            return ""
         channel = ctx.app.book.channel(contact_id)
-        if channel:
+        if not channel:
+            st.no_channel.add(contact_id)
+        else:
             if len(st.channels) >= CHANNEL_CACHE:
                 st.channels.clear()
             st.channels[contact_id] = channel
@@ -176,6 +182,8 @@ def channel_of(ctx: Context, st: AnalyticsState, contact_id: str) -> str:
 
 
 def _forget(st: AnalyticsState, change: BookChange) -> None:
+    # Any change (a new friend is tagged with their channel on acceptance) may bring a channel.
+    st.no_channel.discard(change.contact_id)
     if change.kind == "deleted":
         st.channels.pop(change.contact_id, None)
         st.ordered.pop(change.contact_id, None)
@@ -186,6 +194,7 @@ async def flush_keywords(ctx: Context) -> None:
     """The first flush also loads jieba's dictionary (~0.7 s, in a worker thread): not at
     start-up, so the first replies after a restart are not slowed by it."""
     st = state(ctx)
+    st.no_channel.clear()
     if st.counter is not None and st.counter.pending:
         await st.counter.flush()
 

@@ -336,12 +336,18 @@ async def test_keywords_count_under_the_contacts_channel(sim: ChatSim) -> None:
     await sim.advance(60)
     await sim.say("fay", "正山小种怎么泡")
     await sim.say("gus", "正山小种好喝")  # no channel: not a friend from a channel
+    await sim.friend_request("gus", "静安店")  # a friend from a store, the same minute
+    await sim.say("gus", "正山小种还有吗")
     await sim.advance(60)  # the minute job flushes
     table = keywords.define_table(sim.app.store.sql.metadata)
     live = keywords.top_words(
         sim.app.store.sql.engine, table, "2000-01-01", "2100-01-01", channels=["LIVE"]
     )
     assert dict(live) == {"正山小种": 1}
+    a1 = keywords.top_words(
+        sim.app.store.sql.engine, table, "2000-01-01", "2100-01-01", channels=["A1"]
+    )
+    assert dict(a1) == {"正山小种": 1}  # his words from before he was a friend stay unattributed
 
 
 async def test_order_keyword_is_a_conversion_once_a_day(sim: ChatSim) -> None:
