@@ -12,6 +12,7 @@ from pond.health import CAP_KINDS
 from pond.store.sql import SqlStore
 
 from .data import Source
+from .facts import Names
 from .metrics import CONVERSION_SOURCES, Report, compute
 from .names import load_names
 from .scope import ReportError, Scope, date_range, resolve
@@ -48,6 +49,7 @@ def report_for(
     channels: frozenset[str] = frozenset(),
     conversion_sources: Iterable[str] = CONVERSION_SOURCES,
     now: datetime | None = None,
+    names: Names | None = None,
 ) -> Report:
     scope = Scope(
         since=since,
@@ -57,11 +59,10 @@ def report_for(
         channels=channels,
         operators=_operators(settings, source),
     )
-    names = load_names(settings.bot.persona_dir, source)
     return compute(
         source,
         scope,
-        names,
+        names or load_names(settings.bot.persona_dir, source),
         conversion_sources=conversion_sources,
         caps=caps_of(settings),
         now=now,
@@ -84,13 +85,12 @@ def build_report(
     moment = now or datetime.now(settings.bot.timezone)
     first, last = date_range(since, until, moment.astimezone(settings.bot.timezone).date())
     names = load_names(settings.bot.persona_dir, source)
-    known_rooms = dict(names.rooms)
-    for room_id in source.room_ids():
-        known_rooms.setdefault(room_id, room_id)
-    known_channels = dict(names.channels)
-    for code in set(source.channels().values()):
-        if code:
-            known_channels.setdefault(code, code)
+    # What the operator may name: configured or seen. Read only when a filter is given.
+    known_rooms = {**dict.fromkeys(source.room_ids() if rooms else (), ""), **names.rooms}
+    known_channels = {
+        **dict.fromkeys(source.channel_codes() if channels else (), ""),
+        **names.channels,
+    }
     return report_for(
         settings,
         source,
@@ -100,4 +100,5 @@ def build_report(
         channels=resolve(channels, known_channels, "渠道"),
         conversion_sources=conversion_sources,
         now=now,
+        names=names,
     )

@@ -122,6 +122,14 @@ class Source:
         c = self.customers.c
         return {cid: channel or "" for cid, channel in self._run(sa.select(c.id, c.channel))}
 
+    def channel_codes(self) -> set[str]:
+        """Every first-touch channel code in the book."""
+        if not self.has(self.customers):
+            return set()
+        c = self.customers.c
+        query = sa.select(c.channel).where(c.channel != "").distinct()
+        return {code for (code,) in self._run(query)}
+
     def friends_count(self, channels: Collection[str] = ()) -> int:
         if not self.has(self.customers):
             return 0

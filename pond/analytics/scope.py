@@ -76,9 +76,7 @@ def date_range(since: str | None, until: str | None, today: date) -> tuple[date,
     return start, end
 
 
-def resolve(
-    wanted: Iterable[str], known: Mapping[str, str], what: str, *, allow_unknown_ids: bool = False
-) -> frozenset[str]:
+def resolve(wanted: Iterable[str], known: Mapping[str, str], what: str) -> frozenset[str]:
     """Ids for the given ids or names. `known` maps id -> display name."""
     by_name = {name: key for key, name in known.items() if name}
     found: set[str] = set()
@@ -90,8 +88,6 @@ def resolve(
                 found.add(item)
             elif item in by_name:
                 found.add(by_name[item])
-            elif allow_unknown_ids:
-                found.add(item)
             else:
                 listing = "、".join(
                     f"{name}（{key}）" if name and name != key else key
