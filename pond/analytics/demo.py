@@ -52,7 +52,6 @@ def generate(
     rng = random.Random(seed)
     book = CustomerBook(store.sql.engine, store.sql.metadata)
     ledger = Ledger(store.sql.engine, store.sql.metadata)
-    kw_table = keywords.define_table(store.sql.metadata)
     order_table = orders.define_table(store.sql.metadata)
     store.sql.metadata.create_all(store.sql.engine)
     w = Writer(store)
@@ -87,7 +86,7 @@ def generate(
     month.campaigns(ledger, people)
     for (day, kind), n in month.sends.items():
         w.add(ledger.counters, {"day": day, "kind": kind, "n": n})
-    month.words.write(w, kw_table)
+    month.words.write(store)
     _book(w, book, people, tz)
     w.flush()
     w.result.contacts = len(people)

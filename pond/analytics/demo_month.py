@@ -518,14 +518,14 @@ class WordCounts:
         if self.segmenter is None:
             return
         if text not in self.cache:
-            self.cache[text] = self.segmenter.words(text)
+            self.cache[text] = self.segmenter.words(text)  # distinct words of one message
         day = datetime.fromtimestamp(ts, tz).date().isoformat()
-        self.counts[day, room_id, channel].update(set(self.cache[text]))
+        self.counts[day, room_id, channel].update(self.cache[text])
 
-    def write(self, w: Writer, table: sa.Table) -> None:
+    def write(self, store: Store) -> None:
+        """Through the plugin's own writer (KeywordCounter.add_counts)."""
+        if self.segmenter is None:
+            return
+        counter = keywords.KeywordCounter(store.sql.engine, store.sql.metadata, self.segmenter)
         for (day, room_id, channel), counts in self.counts.items():
-            for word, n in counts.items():
-                w.add(
-                    table,
-                    {"day": day, "room_id": room_id, "channel": channel, "word": word, "n": n},
-                )
+            counter.add_counts(day, room_id, channel, counts)
