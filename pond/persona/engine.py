@@ -145,18 +145,29 @@ class Persona:
         **variables: object,
     ) -> Rendered:
         """Render `key` for one chat. Call variables win over layer vars over brand vars."""
-        state = self._state
-        base = self._base(key)
-        chain = self.layers_for(contact_id=contact_id, room_id=room_id, tags=tags)
-        served = (state.entries[lay, key] for lay in chain if (lay, key) in state.entries)
-        entry = next(served, base)
-        context = self._layer_vars(state, chain)
-        context.update(variables)
+        state, entry, chain, context = self._resolve(key, contact_id, room_id, tags, variables)
         index = self._pick(chat_id, key, len(entry.variants))
-        rendered = self._render_variant(state, entry, index, tuple(chain), context)
+        rendered = self._render_variant(state, entry, index, chain, context)
         if len(entry.variants) > 1:
             self._remember(chat_id, key, index)
         return rendered
+
+    def _resolve(
+        self,
+        key: str,
+        contact_id: str | None,
+        room_id: str | None,
+        tags: Iterable[str],
+        variables: dict[str, object],
+    ) -> tuple[_State, _Entry, tuple[str, ...], dict[str, Any]]:
+        """The entry the most specific layer serves for `key`, and its render context."""
+        state = self._state
+        chain = tuple(self.layers_for(contact_id=contact_id, room_id=room_id, tags=tags))
+        served = (state.entries[lay, key] for lay in chain if (lay, key) in state.entries)
+        entry = next(served, self._base(key))
+        context = self._layer_vars(state, chain)
+        context.update(variables)
+        return state, entry, chain, context
 
     def render_sample(self, key: str, layer: str = BRAND) -> list[Rendered]:
         """Every variant of `key` as `layer` serves it, rendered with its sample values."""
@@ -184,15 +195,9 @@ class Persona:
         """Every variant of `key` rendered with the given variables, as `render` would serve
         them, without touching the variant memory: checks and previews of copy whose variables
         come from data (a content calendar's post and its `vars`)."""
-        state = self._state
-        base = self._base(key)
-        chain = self.layers_for(contact_id=contact_id, room_id=room_id, tags=tags)
-        served = (state.entries[lay, key] for lay in chain if (lay, key) in state.entries)
-        entry = next(served, base)
-        context = self._layer_vars(state, chain)
-        context.update(variables)
+        state, entry, chain, context = self._resolve(key, contact_id, room_id, tags, variables)
         return [
-            self._render_variant(state, entry, index, tuple(chain), context)
+            self._render_variant(state, entry, index, chain, context)
             for index in range(len(entry.variants))
         ]
 
