@@ -97,16 +97,17 @@ def _report(report: csvio.Report, label: str) -> int:
 async def act(app: App, args: argparse.Namespace) -> int:
     st = friends.state_for(app)
     who = f"cli:{_user()}"
-    if args.action in ("export", "delete") and not args.target:
-        print("需要联系人 id / a contact id is needed", file=sys.stderr)
-        return 2
-    if args.action == "export":
+    if args.action in ("export", "delete"):
+        if not args.target:
+            print("需要联系人 id / a contact id is needed", file=sys.stderr)
+            return 2
         data = rights.export_contact(app, args.target, by=who, origin="cli")
         if rights.is_empty(data):
             print(
                 f"没有找到 {args.target} 的任何数据 / nothing is stored about it", file=sys.stderr
             )
             return 2
+    if args.action == "export":
         if args.out:
             path = Path(args.out)
             text = (
@@ -123,12 +124,6 @@ async def act(app: App, args: argparse.Namespace) -> int:
         print("文件含个人信息，请妥善保管 / the file holds personal data", file=sys.stderr)
         return 0
     if args.action == "delete":
-        data = rights.export_contact(app, args.target, by=who, origin="cli")
-        if rights.is_empty(data):
-            print(
-                f"没有找到 {args.target} 的任何数据 / nothing is stored about it", file=sys.stderr
-            )
-            return 2
         if not args.yes:
             print(
                 f"将删除 {args.target} 的全部数据（{json.dumps(rights.summary(data))}），无法恢复。"
