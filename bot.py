@@ -155,11 +155,16 @@ async def serve(app: App) -> None:
 def print_binding_code(app: App) -> None:
     # Some puppets change contact ids at each login, so ids in BOT_ADMIN_IDS can go stale:
     # whoever sends this one-time code in a private chat becomes an admin.
-    print(
-        f"管理员绑定码 / admin binding code: {app.admins.binding_code}"
-        "（私聊发给机器人即可成为管理员）",
-        file=sys.stderr,
-        flush=True,
+    code = app.admins.code()
+    print(binding_code_line(code.value, code.expires_at), file=sys.stderr, flush=True)
+
+
+def binding_code_line(code: str, expires_at: datetime, *, new: bool = False) -> str:
+    """The terminal's line for the binding code (here at start, and scripts/admin.py code)."""
+    return (
+        f"{'新的' if new else ''}管理员绑定码：{code}"
+        f"（{expires_at:%m-%d %H:%M} 前有效，只能用一次；私聊发给机器人即可成为管理员。"
+        "过期后运行 python3 scripts/admin.py code 取新的）"
     )
 
 

@@ -140,12 +140,12 @@ async def unknown_command(event: Message, ctx: Context) -> None:
 
 
 # -- status, pause, resume, reload --------------------------------------------------------------
-@plugin.command("status")
+@plugin.command("status", keep_args=True)
 async def status(command: Command, ctx: Context) -> None:
     await ctx.reply("admin/status", **await health.snapshot(ctx.app))
 
 
-@plugin.command("pause")
+@plugin.command("pause", keep_args=True)
 async def pause(command: Command, ctx: Context) -> None:
     """`pause` (everything), `pause all|CHAT_ID [duration]`, `pause 30m`."""
     w = words(ctx)
@@ -178,7 +178,7 @@ async def pause(command: Command, ctx: Context) -> None:
     )
 
 
-@plugin.command("resume")
+@plugin.command("resume", keep_args=True)
 async def resume(command: Command, ctx: Context) -> None:
     """`resume` lifts "pause everything"; `resume all` also every chat an operator paused;
     `resume CHAT_ID` one chat, whatever paused it."""
@@ -209,7 +209,7 @@ async def resume(command: Command, ctx: Context) -> None:
     )
 
 
-@plugin.command("reload")
+@plugin.command("reload", keep_args=True)
 async def reload(command: Command, ctx: Context) -> None:
     problems = await ctx.app.reload()
     await ctx.reply(
@@ -228,7 +228,7 @@ async def unknown_deliveries(ctx: Context) -> list[ReviewItem]:
     return reviews.unknown_items(ctx.app)
 
 
-@plugin.command("reviews")
+@plugin.command("reviews", keep_args=True)
 async def list_reviews(command: Command, ctx: Context) -> None:
     found, failed = await health.collect_reviews(ctx.app)
     shown = found[: ctx.config.review_limit]
@@ -240,7 +240,7 @@ async def list_reviews(command: Command, ctx: Context) -> None:
     await ctx.reply("admin/reviews", items=rows, total=len(found), failed=failed)
 
 
-@plugin.command("resolve")
+@plugin.command("resolve", keep_args=True)
 async def resolve(command: Command, ctx: Context) -> None:
     """`resolve N[,M...]|all sent|resend|skip`, numbers from the operator's last listing."""
     w = words(ctx)
@@ -294,7 +294,7 @@ def _operators(ctx: Context) -> set[str]:
     return set(ctx.app.admins.ids())
 
 
-@plugin.command("report")
+@plugin.command("report", keep_args=True)
 async def report_now(command: Command, ctx: Context) -> None:
     """`report` (yesterday), `report today`, `report 2026-11-20`."""
     w = words(ctx)
@@ -330,7 +330,7 @@ async def morning_report(ctx: Context) -> None:
 
 
 # -- admins ----------------------------------------------------------------------------------------
-@plugin.command("admins")
+@plugin.command("admins", keep_args=True)
 async def admins(command: Command, ctx: Context) -> None:
     registry = ctx.app.admins
     bound = dict(registry.kv.items("admin:"))
@@ -350,7 +350,7 @@ async def admins(command: Command, ctx: Context) -> None:
     await ctx.reply("admin/admins", admins=rows)
 
 
-@plugin.command("unbind")
+@plugin.command("unbind", keep_args=True)
 async def unbind(command: Command, ctx: Context) -> None:
     if len(command.args) != 1:
         return await usage(command, ctx)

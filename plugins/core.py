@@ -23,6 +23,11 @@ plugin = Plugin(
         "core/logout_alert",
         "core/reconnect_alert",
         "core/admin_bound",
+        "core/admin_bound_alert",
+        "core/admin_code_wrong",
+        "core/admin_code_expired",
+        "core/admin_code_locked",
+        "core/admin_code_alert",
         "core/admin_help",
         "core/admin_help_one",
     ],
@@ -53,7 +58,7 @@ async def opt_in(event: Message, ctx: Context) -> None:
         await ctx.reply("core/optin_confirm")
 
 
-@plugin.command("help")
+@plugin.command("help", keep_args=True)
 async def help_(command: Command, ctx: Context) -> None:
     # Dozens of commands do not fit one message with their usage: the list is compact,
     # and "帮助 <command>" shows one command in full.

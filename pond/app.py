@@ -16,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
+from pond import binding
 from pond.actions import Action, ActionClass, ActionKind
 from pond.clock import Clock, FakeClock, SystemClock
 from pond.commands import Admins, Command, CommandCatalog, CommandError, Commands, audit_data
@@ -81,7 +82,12 @@ class App:
         # "Pause everything" also holds the outbox's own initiatives (bulk, service,
         # marketing); replies, command answers and alerts still go out.
         self.outbox.hold = lambda: self.pauses.reason(ALL) is not None
-        self.admins = Admins(settings.bot.admin_ids, self.store.namespace("core"))
+        self.admins = Admins(
+            settings.bot.admin_ids,
+            self.store.namespace("core"),
+            binding.Limits.of(settings),
+            self.clock.now,
+        )
         self.commands = Commands(CommandCatalog.load_dir(settings.bot.persona_dir))
         transport.status_listener = self._transport_status
         self.outbox.on_error = lambda error: self._handler_failed("outbox", "action", error)
@@ -282,17 +288,14 @@ class App:
                 return
 
     async def _operator(self, message: Message) -> bool:
-        """Admin commands and the binding code; True when the message was one."""
-        sender = message.sender
-        if message.text.strip() == self.admins.binding_code:
-            self.admins.bind(sender.id, self.clock.now(), sender.display)
-            self.record("admin.bound", contact_id=sender.id)
-            log.warning("admin bound: %s", sender.id)
-            core = self.plugins.get("core")
-            if core is not None:
-                await Context(self, core, message).reply("core/admin_bound")
+        """Admin commands and binding attempts; True when the message was one."""
+        try:
+            if await binding.attempt(self, message):
+                return True
+        except Exception as error:  # storage trouble: the message is then no binding
+            self._handler_failed("core.binding", "message", error)
             return True
-        if not self.admins.is_admin(sender.id):
+        if not self.admins.is_admin(message.sender.id):
             return False
         command = self.commands.parse(message)
         if command is None:
@@ -303,11 +306,16 @@ class App:
     async def run_command(self, command: Command) -> None:
         """Run an operator command (from chat or the CLI), audit-logged either way."""
         spec = self.commands.specs[command.name]
-        self.record("admin.command", contact_id=command.sender.id, **audit_data(command))
+        audit = audit_data(command, spec.keep_args, self.is_known_id)
+        self.record("admin.command", contact_id=command.sender.id, **audit)
         try:
             await spec.handler(command, Context(self, self.plugins[spec.plugin], command))
         except Exception as error:
             self._handler_failed(f"{spec.plugin}.{command.name}", "command", error)
+
+    def is_known_id(self, value: str) -> bool:
+        """A contact, room or admin id this bot knows (kept verbatim in the audit log)."""
+        return self.admins.is_admin(value) or self.is_room(value) or self.book.exists(value)
 
     def _handler_failed(self, where: str, kind: str, error: Exception) -> None:
         log.error(

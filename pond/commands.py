@@ -8,8 +8,8 @@ at start-up (some puppets change ids at each login)."""
 
 from __future__ import annotations
 
+import hmac
 import re
-import secrets
 import tomllib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pond.binding import BindingCode, Guard, Limits, new_code
 from pond.events import Contact, Message, Room
 from pond.store import Namespace
 
@@ -52,6 +53,7 @@ class CommandSpec:
     name: str
     plugin: str
     handler: CommandHandler
+    keep_args: bool = False  # its arguments are plain words, safe to audit verbatim
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,14 +172,45 @@ class Commands:
 
 
 class Admins:
-    """Admin identity by contact id: configured ids plus ids bound with the start-up code."""
+    """Admin identity by contact id: configured ids plus ids bound with the binding code
+    (pond/binding.py: the code, its expiry and the guard against guessing)."""
 
-    def __init__(self, configured: tuple[str, ...], kv: Namespace) -> None:
+    def __init__(
+        self,
+        configured: tuple[str, ...],
+        kv: Namespace,
+        limits: Limits,
+        now: Callable[[], datetime],
+    ) -> None:
         self.configured = frozenset(configured)
         self.kv = kv
-        self.binding_code = f"pond-{secrets.randbelow(1_000_000):06d}"
+        self.limits = limits
+        self.guard = Guard(kv, limits)
+        self._now = now
+        self._code: BindingCode | None = new_code(now(), limits.ttl)
         # Asked on every private message: keep the bound ids in memory (the kv is the truth).
         self._bound = {k.removeprefix("admin:") for k, _ in kv.items("admin:")}
+
+    @property
+    def binding_code(self) -> str:
+        """The current code as shown, or "" once it is used up."""
+        return self._code.value if self._code else ""
+
+    def code(self, *, new: bool = False) -> BindingCode:
+        """The code to show an operator at the server: the current one while it is valid,
+        else (or when asked) a new one. A new code lifts a lock on everyone's attempts."""
+        now = self._now()
+        if new or self._code is None or now >= self._code.expires_at:
+            self._code = new_code(now, self.limits.ttl)
+            self.guard.lift_total()
+        return self._code
+
+    def check_code(self, chars: str, now: datetime) -> str:
+        """One of ok, expired (the right code, too late) or wrong."""
+        code = self._code
+        if code is None or not hmac.compare_digest(chars.encode(), code.chars.encode()):
+            return "wrong"
+        return "ok" if now < code.expires_at else "expired"
 
     def ids(self) -> list[str]:
         return sorted(self.configured | self._bound)
@@ -188,8 +221,9 @@ class Admins:
     def bind(self, contact_id: str, at: datetime, name: str = "") -> None:
         self.kv.set(f"admin:{contact_id}", {"at": at.isoformat(), "name": name})
         self._bound.add(contact_id)
-        # One use: a code seen by someone else over the operator's shoulder is then worthless.
-        self.binding_code = f"pond-{secrets.randbelow(1_000_000):06d}"
+        # One use: a code seen by someone else over the operator's shoulder is then worthless;
+        # the next one is made when an operator asks for it.
+        self._code = None
 
     def unbind(self, contact_id: str) -> bool:
         if contact_id not in self._bound:
@@ -199,5 +233,14 @@ class Admins:
         return True
 
 
-def audit_data(command: Command) -> dict[str, Any]:
-    return {"command": command.name, "args": list(command.args), "origin": command.origin}
+REDACTED = "…"
+
+
+def audit_data(command: Command, keep_args: bool, is_id: Callable[[str], bool]) -> dict[str, Any]:
+    """What the audit log keeps of a command: its name, where it came from and, of its
+    arguments, only the ids the bot knows (contacts, rooms, admins), unless the command
+    declared its arguments plain words (durations, "all", dates, numbers of a listing).
+    Everything else (a note, a name searched for, a phone number) becomes "…": the log
+    must not turn into a second customer file that erasure cannot read."""
+    args = [a if keep_args or is_id(a) else REDACTED for a in command.args]
+    return {"command": command.name, "args": args, "origin": command.origin}

@@ -147,6 +147,10 @@ class BotSettings:
     persona_max_chars: int = 1500
     persona_reload_s: float = 2.0
     admin_ids: tuple[str, ...] = ()
+    admin_code_ttl_min: float = 15.0  # the binding code expires (pond/binding.py)
+    admin_code_tries: int = 5  # wrong binding attempts of one sender before a lock
+    admin_code_tries_total: int = 20  # ... of everyone together
+    admin_code_lock_min: float = 60.0  # the window they count in, and the lock's length
     takeover_pause_min: float = 30.0
     known_bot_ids: tuple[str, ...] = ()
     log_level: str = "INFO"

@@ -193,12 +193,16 @@ class Plugin:
 
         return register
 
-    def command(self, name: str) -> Callable[[C], C]:
+    def command(self, name: str, *, keep_args: bool = False) -> Callable[[C], C]:
         """An operator command, `async (cmd: Command, ctx)`, admins only, private chat only.
-        Its Chinese names and help live in persona/_commands.toml under [name]."""
+        Its Chinese names and help live in persona/_commands.toml under [name]. The audit
+        log keeps its arguments only where they are known ids; `keep_args=True` says they
+        are plain words (durations, "all", dates), never free text about a customer."""
 
         def register(handler: C) -> C:
-            self.commands.append(CommandSpec(name=name, plugin=self.name, handler=handler))
+            self.commands.append(
+                CommandSpec(name=name, plugin=self.name, handler=handler, keep_args=keep_args)
+            )
             return handler
 
         return register

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from tinydb.table import Document
 
+from pond.commands import REDACTED
 from pond.ledger import RowStatus, action_from_json, action_to_json
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ KERNEL_TABLES = frozenset(
         "out_rows",
     }
 )
+AUDIT_KIND = "admin.command"
 _SQLITE_FILES = re.compile(r".*\.(sqlite3?|db)(-wal|-shm|-journal)?$")
 
 
@@ -549,8 +551,21 @@ def _erase_events(app: App, s: Scrubber) -> int:
                 for col in ("contact_id", "chat_id", "room_id")
             }
             values["data"] = s.scrub(r["data"])
+            if r["kind"] == AUDIT_KIND and isinstance(r["data"], dict):
+                values["data"]["args"] = _audit_args(app, s, r["data"].get("args"))
             conn.execute(sa.update(ev).where(ev.c.id == r["id"]).values(**values))
     return len(found)
+
+
+def _audit_args(app: App, s: Scrubber, args: Any) -> list[str]:
+    """A command that named the person may have carried free text about them next to their
+    id (a note with a phone number and an address): audit rows written before arguments
+    were minimised, or by a command that keeps its words. Only other known ids stay."""
+    if not isinstance(args, list):
+        return []
+    return [
+        s.token if a == s.contact_id else a if app.is_known_id(str(a)) else REDACTED for a in args
+    ]
 
 
 def _erase_kv(app: App, s: Scrubber) -> int:

@@ -11,7 +11,8 @@
     python3 scripts/admin.py export CONTACT_ID         导出客户资料（friends 插件）
     python3 scripts/admin.py delete CONTACT_ID [CODE]  删除客户资料：先拿确认码，再带上确认码
     python3 scripts/admin.py report [today|DATE]       日报
-    python3 scripts/admin.py code                      当前的管理员绑定码（问正在运行的机器人）
+    python3 scripts/admin.py code [--new]              管理员绑定码（问正在运行的机器人；过期了
+                                                       会换新的；--new 马上换，旧的作废，解除锁定）
     python3 scripts/admin.py help                      所有命令（中文名也可以用：状态、暂停…）
 
 Any operator command works, by its English or Chinese name. Nothing here ever sends a
@@ -41,6 +42,7 @@ import getpass  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 from collections.abc import Awaitable, Callable  # noqa: E402
+from datetime import datetime  # noqa: E402
 from typing import TextIO  # noqa: E402
 
 import bot  # noqa: E402
@@ -59,6 +61,7 @@ from pond import (  # noqa: E402
 USAGE_KEYS = {"admin/usage", "admin/unknown_command"}
 # Short English words for other plugins' commands (their own names are longer).
 SHORTCUTS = {"export": "export_contact", "delete": "delete_contact", "erase": "delete_contact"}
+CODE_WORDS = {"code", "绑定码"}
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -71,6 +74,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("words", nargs="*", help="command and its arguments, e.g. pause all 2h")
     parser.add_argument("--json", action="store_true", help="status: the raw snapshot as JSON")
+    parser.add_argument("--new", action="store_true", help="code: a new binding code")
     parser.add_argument("--data-dir", metavar="DIR", help="override BOT_DATA_DIR")
     parser.add_argument("--env-file", metavar="FILE", default=str(ROOT / ".env"))
     parser.add_argument(
@@ -145,8 +149,9 @@ async def run(
     try:
         beat = health.read_heartbeat(app.store)
         live = health.is_live(beat, app.clock.now(), health.health_config(settings))
-        if words == ["code"]:
-            return await _code(app, live, args.timeout, sleep, stream)
+        if words[0] in CODE_WORDS and words[1:] in ([], ["new"], ["新"]):
+            new = args.new or bool(words[1:])
+            return await _code(app, live, new, args.timeout, sleep, stream)
         command = parse_command(app, words)
         if command is None:
             print(f"没有「{words[0]}」这个命令 / unknown command", file=sys.stderr)
@@ -208,19 +213,19 @@ async def _snapshot(app: App, live: bool, timeout: float, sleep: Sleep) -> dict[
     return snap if isinstance(snap, dict) else None
 
 
-async def _code(app: App, live: bool, timeout: float, sleep: Sleep, out: TextIO) -> int:
+async def _code(app: App, live: bool, new: bool, timeout: float, sleep: Sleep, out: TextIO) -> int:
     if not live:
-        print(
-            "机器人没有在运行；启动时会在终端打印绑定码 / the bot is not running", file=sys.stderr
-        )
+        print("机器人没有在运行；启动时会在终端打印绑定码", file=sys.stderr)
         return 1
-    answer = await health.ask(app.store, {"op": "code"}, timeout=timeout, sleep=sleep)
+    request = {"op": "code", "new": new, "user": _user()}
+    answer = await health.ask(app.store, request, timeout=timeout, sleep=sleep)
     if not answer or "code" not in answer:
         return _no_answer(health.read_heartbeat(app.store))
-    print(
-        f"管理员绑定码 / admin binding code: {answer['code']}（私聊发给机器人即可成为管理员）",
-        file=out,
-    )
+    try:
+        expires = datetime.fromisoformat(str(answer.get("expires_at"))).astimezone(app.clock.tz)
+    except ValueError:
+        return _no_answer(health.read_heartbeat(app.store))
+    print(bot.binding_code_line(str(answer["code"]), expires, new=new), file=out)
     return 0
 
 

@@ -122,7 +122,7 @@ async def test_commands_only_in_private_chat(sim: ChatSim) -> None:
 async def test_binding_code_then_unbinding(sim: ChatSim) -> None:
     code = sim.app.admins.binding_code
     assert (await sim.say("owner", "状态")).keys == ["core/fallback"]  # a customer, for now
-    assert (await sim.say("owner", code)).keys == ["core/admin_bound"]
+    assert (await sim.say("owner", code)).keys == ["core/admin_bound_alert", "core/admin_bound"]
     assert (await sim.say("owner", "状态")).keys == ["admin/status"]
     said = await sim.say("owner", "管理员")
     assert said.keys == ["admin/admins"] and "owner" in said.texts[0]

@@ -51,9 +51,14 @@ async def test_commands_are_private_only(sim: ChatSim) -> None:
 
 async def test_binding_code_makes_an_admin_once(sim: ChatSim) -> None:
     code = sim.app.admins.binding_code
-    assert (await sim.say("owner", code)).keys == ["core/admin_bound"]
+    said = await sim.say("owner", code)
+    assert [(s.to, s.key) for s in said] == [
+        ("admin", "core/admin_bound_alert"),  # the admins there were hear of it
+        ("owner", "core/admin_bound"),
+    ]
     assert (await sim.say("owner", "帮助")).keys == ["core/admin_help"]
-    assert (await sim.say("mallory", code)).keys == []  # used up: a new code was made
+    assert (await sim.say("mallory", code)).keys == ["core/admin_code_wrong"]  # used up
+    assert not sim.app.admins.is_admin("mallory")
     await sim.restart()
     assert sim.app.admins.is_admin("owner")  # bindings persist
 

@@ -25,7 +25,11 @@ async def answer_request(app: App, request: dict[str, Any]) -> dict[str, Any]:
     """Run one command-line request in this App; its printed output is the answer."""
     op = request.get("op", "command")
     if op == "code":
-        return {"code": app.admins.binding_code}
+        before = app.admins.binding_code
+        code = app.admins.code(new=bool(request.get("new")))
+        user = str(request.get("user", "cli"))[:40]
+        app.record("admin.code_shown", contact_id=f"cli:{user}", new=code.value != before)
+        return {"code": code.value, "expires_at": code.expires_at.isoformat()}
     if op == "snapshot":
         return {"snapshot": await snapshot(app)}
     name = str(request.get("command", ""))
