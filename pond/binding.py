@@ -7,15 +7,15 @@ Typed back, case, spaces and dashes do not matter and o/i/l count as 0/1/1. It i
 start-up and on request (scripts/admin.py code [--new]), expires after
 BOT_ADMIN_CODE_TTL_MIN, and is used up by the binding it makes.
 
-A private message from a non-admin is a binding attempt when it is "pond" followed by a few
-letters or digits; anything else is an ordinary customer message and can never bind. Wrong
-attempts are counted per sender and for everyone together, in the kv (so a restart does not
-reset them): past BOT_ADMIN_CODE_TRIES wrong attempts of one sender, or
-BOT_ADMIN_CODE_TRIES_TOTAL of everyone, within BOT_ADMIN_CODE_LOCK_MIN, attempts are refused
-unchecked for that long and the admins are alerted once. A new code from the terminal lifts
-the lock for everyone (the operator is at the server). Every attempt is an event with the
-sender's id and the outcome, never the text typed; every binding is alerted to the admins
-there were before it."""
+A private message from a non-admin is a binding attempt when it is "pond", a dash or space,
+and a few letters or digits (or the 16 characters right after "pond"); anything else is an
+ordinary customer message and can never bind. Wrong attempts are counted per sender and for
+everyone together, in the kv (so a restart does not reset them): past BOT_ADMIN_CODE_TRIES
+wrong attempts of one sender, or BOT_ADMIN_CODE_TRIES_TOTAL of everyone, within
+BOT_ADMIN_CODE_LOCK_MIN, attempts are refused unchecked for that long and the admins are
+alerted once. A new code from the terminal lifts the lock for everyone (the operator is at
+the server). Every attempt is an event with the sender's id and the outcome, never the text
+typed; every binding is alerted to the admins there were before it."""
 
 from __future__ import annotations
 
@@ -93,10 +93,16 @@ def attempt_chars(text: str) -> str | None:
     """The code characters of a binding attempt, or None when `text` is no attempt."""
     if len(text) > 80:
         return None
-    squeezed = _SEPARATORS.sub("", text.strip().lower())
+    lowered = text.strip().lower()
+    squeezed = _SEPARATORS.sub("", lowered)
     if not _ATTEMPT.match(squeezed):
         return None
-    return squeezed.removeprefix(PREFIX).translate(_READ_AS)
+    chars = squeezed.removeprefix(PREFIX)
+    # "pond-..." or "pond ..." is an attempt; so is the code typed without separators, but
+    # not an English word that happens to start with "pond" ("ponder").
+    if not _SEPARATORS.match(lowered, len(PREFIX)) and len(chars) != LENGTH:
+        return None
+    return chars.translate(_READ_AS)
 
 
 @dataclass(frozen=True, slots=True)

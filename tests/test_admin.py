@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 from collections.abc import AsyncIterator
@@ -22,6 +23,8 @@ from pond import (
     ActionClass,
     ActionKind,
     AgendaItem,
+    ConfigError,
+    Contact,
     Context,
     HandlerError,
     Message,
@@ -134,6 +137,163 @@ async def test_binding_code_then_unbinding(sim: ChatSim) -> None:
     assert sim.app.admins.is_admin("admin")
     unbinds = [e["contact_id"] for e in sim.app.store.sql.events(kind="admin.admin_unbound")]
     assert unbinds == ["owner"]
+
+
+# -- the binding code -----------------------------------------------------------------------------
+CODE = re.compile(r"^pond(-[0-9abcdefghjkmnpqrstvwxyz]{4}){4}$")  # 16 x base32 = 80 bits
+
+
+def binding_events(sim: ChatSim) -> list[tuple[str, str, object]]:
+    kinds = ("admin.bind", "admin.bound")
+    rows = [e for e in sim.app.store.sql.events() if str(e["kind"]).startswith(kinds)]
+    return [(str(e["kind"]), str(e["contact_id"]), e["data"]) for e in rows]
+
+
+def raw_events(sim: ChatSim) -> str:
+    sim.app.store.sql.flush()
+    with sim.app.store.sql.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT * FROM events").all()
+    return json.dumps([list(r) for r in rows], ensure_ascii=False, default=str)
+
+
+async def test_the_binding_code_is_long_and_typeable_on_a_phone(sim: ChatSim) -> None:
+    code = sim.app.admins.binding_code
+    assert CODE.match(code)
+    assert sim.app.admins.code().value == code  # asked again while valid: the same code
+    typed = code.upper().replace("-", " ")  # the phone capitalises; spaces for dashes
+    said = await sim.say(Contact("owner", name="老板"), typed)
+    assert [(s.to, s.key) for s in said] == [
+        ("admin", "core/admin_bound_alert"),
+        ("owner", "core/admin_bound"),
+    ]
+    assert "老板（owner）" in said.texts[0] and "解绑管理员 owner" in said.texts[0]
+    assert sim.app.admins.is_admin("owner")
+    assert sim.app.admins.binding_code == ""  # used up; the next one when someone asks
+
+
+async def test_every_binding_is_told_to_the_admins_there_were(sim: ChatSim) -> None:
+    await sim.say("owner", sim.app.admins.binding_code)
+    said = await sim.say("carol", sim.app.admins.code().value)
+    assert sorted((s.to, s.key) for s in said) == [
+        ("admin", "core/admin_bound_alert"),
+        ("carol", "core/admin_bound"),
+        ("owner", "core/admin_bound_alert"),
+    ]
+    assert [(kind, who) for kind, who, _ in binding_events(sim)] == [
+        ("admin.bound", "owner"),
+        ("admin.bound", "carol"),
+    ]
+
+
+async def test_an_expired_code_binds_nobody_and_the_terminal_gives_a_new_one(
+    tmp_path: Path,
+) -> None:
+    sim = await ChatSim.create(
+        tmp_path / "data", plugins=["admin", probe], env={"BOT_ADMIN_CODE_TTL_MIN": "10"}
+    )
+    code = sim.app.admins.binding_code
+    await sim.advance(11 * 60)
+    assert (await sim.say("owner", code)).keys == ["core/admin_code_expired"]
+    assert not sim.app.admins.is_admin("owner")
+    fresh = sim.app.admins.code()  # what `scripts/admin.py code` asks the running bot for
+    assert fresh.value != code and CODE.match(fresh.value)
+    assert (await sim.say("owner", fresh.value)).keys[-1] == "core/admin_bound"
+    assert [(kind, who) for kind, who, _ in binding_events(sim)] == [
+        ("admin.bind_failed", "owner"),
+        ("admin.bound", "owner"),
+    ]
+    assert binding_events(sim)[0][2] == {"reason": "expired"}
+    await sim.close()
+
+
+async def test_guessing_is_limited_audited_and_alerted_and_a_restart_does_not_reset_it(
+    sim: ChatSim,
+) -> None:
+    code = sim.app.admins.binding_code
+    guesses = [f"pond-{n:04d}-0000-0000-0000" for n in range(5)]
+    for guess in guesses[:4]:
+        # Answered as a wrong code, not as a customer message.
+        assert (await sim.say("mallory", guess)).keys == ["core/admin_code_wrong"]
+    said = await sim.say(Contact("mallory", name="路人甲"), guesses[4])
+    assert [(s.to, s.key) for s in said] == [
+        ("admin", "core/admin_code_alert"),
+        ("mallory", "core/admin_code_locked"),
+    ]
+    assert "路人甲（mallory）连续 5 次" in said.texts[0] and "60 分钟" in said.texts[0]
+    # Locked: the right code is not even checked, and a flood gets no answers.
+    assert (await sim.say("mallory", code)).keys == []
+    assert (await sim.say("mallory", "pond-1111-1111-1111-1111")).keys == []
+    assert not sim.app.admins.is_admin("mallory")
+    await sim.restart()  # the counts are in the database
+    assert (await sim.say("mallory", sim.app.admins.code().value)).keys == []
+    assert not sim.app.admins.is_admin("mallory")
+    # Every attempt is audited with the sender's id, never the text typed.
+    assert [(kind, who) for kind, who, _ in binding_events(sim)] == [
+        *[("admin.bind_failed", "mallory")] * 5,
+        ("admin.bind_locked", "mallory"),
+        *[("admin.bind_refused", "mallory")] * 3,
+    ]
+    assert binding_events(sim)[4][2] == {"reason": "wrong", "tries": 5}
+    raw = raw_events(sim)
+    assert "pond" not in raw and code.removeprefix("pond-")[:4] not in raw
+    # An hour later they may try again (and the owner, meanwhile, was never held up).
+    await sim.advance(61 * 60)
+    said = await sim.say("mallory", sim.app.admins.code().value)
+    assert said.keys == ["core/admin_bound_alert", "core/admin_bound"]
+
+
+async def test_many_senders_guessing_lock_everyone_out_until_a_new_code(tmp_path: Path) -> None:
+    sim = await ChatSim.create(
+        tmp_path / "data", plugins=["admin", probe], env={"BOT_ADMIN_CODE_TRIES_TOTAL": "3"}
+    )
+    code = sim.app.admins.binding_code
+    for who in ("m1", "m2"):
+        assert (await sim.say(who, "pond-aaaa")).keys == ["core/admin_code_wrong"]
+    said = await sim.say("m3", "Pond aaaa")
+    assert [(s.to, s.key) for s in said] == [
+        ("admin", "core/admin_code_alert"),
+        ("m3", "core/admin_code_locked"),
+    ]
+    assert "共 3 次" in said.texts[0] and "code --new" in said.texts[0]
+    # The owner has the right code but nobody binds while the lock holds...
+    assert (await sim.say("owner", code)).keys == ["core/admin_code_locked"]
+    assert not sim.app.admins.is_admin("owner")
+    # ...until the operator at the server asks for a new code.
+    fresh = sim.app.admins.code(new=True).value
+    assert (await sim.say("owner", fresh)).keys == ["core/admin_bound_alert", "core/admin_bound"]
+    await sim.close()
+
+
+async def test_messages_that_only_look_a_bit_like_a_code_are_customer_messages(
+    sim: ChatSim,
+) -> None:
+    for text in ("pond是什么", "池塘 pond", "ponder this"):
+        assert (await sim.say("alice", text)).keys == ["core/fallback"]
+    assert binding_events(sim) == []
+    # An admin's "pond..." is no attempt either (nothing to bind, nothing to count).
+    assert "core/admin_code_wrong" not in (await sim.say("admin", "pond-0000")).keys
+
+
+@pytest.mark.parametrize(
+    "key", ["BOT_ADMIN_CODE_TTL_MIN", "BOT_ADMIN_CODE_TRIES", "BOT_ADMIN_CODE_LOCK_MIN"]
+)
+async def test_binding_limits_must_be_positive(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        await ChatSim.create(tmp_path / "data", plugins=["admin"], env={key: "0"})
+
+
+# -- the audit log -------------------------------------------------------------------------------
+async def test_the_audit_log_keeps_command_names_and_ids_not_free_text(sim: ChatSim) -> None:
+    await sim.say("alice", "你好")  # alice is a contact the bot knows
+    await sim.say("admin", "找客户 张三 13800138000")
+    await sim.say("admin", "暂停 alice 2h")
+    await sim.say("admin", "解绑管理员 alice")
+    assert audits(sim) == [
+        {"command": "find", "args": ["…", "…"], "origin": "chat"},
+        {"command": "pause", "args": ["alice", "2h"], "origin": "chat"},  # plain words
+        {"command": "unbind", "args": ["alice"], "origin": "chat"},
+    ]
+    assert "13800138000" not in raw_events(sim) and "张三" not in raw_events(sim)
 
 
 # -- bad input ------------------------------------------------------------------------------------

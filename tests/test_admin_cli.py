@@ -172,8 +172,28 @@ async def test_binding_code_comes_from_the_running_bot(sim: ChatSim) -> None:
     code, _ = await tool(sim, "code")
     assert code == 1  # no bot: it prints the code itself at start-up
     bot = await running(sim)
+    first = sim.app.admins.binding_code
     code, printed = await tool(sim, "code", bot=bot)
-    assert code == 0 and sim.app.admins.binding_code in printed
+    assert code == 0 and first in printed
+    assert "11-23 10:15 前有效" in printed  # 15 minutes from the start, in the bot's timezone
+    assert printed.startswith("管理员绑定码：") and "binding" not in printed
+
+
+async def test_a_new_binding_code_from_the_terminal(sim: ChatSim) -> None:
+    bot = await running(sim)
+    first = sim.app.admins.binding_code
+    code, printed = await tool(sim, "code", "--new", bot=bot)
+    second = sim.app.admins.binding_code
+    assert code == 0 and second != first and second in printed and "新的" in printed
+    assert (await sim.say("owner", first)).keys == ["core/admin_code_wrong"]  # void now
+    await sim.advance(20 * 60)  # expired: asking again makes a new one
+    bot.beat()
+    code, printed = await tool(sim, "绑定码", bot=bot)
+    third = sim.app.admins.binding_code
+    assert code == 0 and third not in (first, second) and third in printed
+    assert (await sim.say("owner", third)).keys[-1] == "core/admin_bound"
+    shown = [e["data"] for e in sim.app.store.sql.events(kind="admin.code_shown")]
+    assert shown == [{"new": True}, {"new": True}]
 
 
 # -- bad input ------------------------------------------------------------------------------------
