@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from harness import ChatSim, load_script
 
-from pond import Contact, rights
+from pond import Contact, health, rights
 
 WHO = "wxid_li4si"
 NAME = "李四测试"
@@ -134,3 +134,18 @@ async def test_other_customers_keep_their_audit_ids_when_one_is_erased(sim: Chat
     pauses = [a["args"] for a in audits(sim) if a["command"] == "pause"]  # type: ignore[index]
     assert pauses[1] == ["bob", "2h"]
     assert pauses[0][0].startswith("erased-") and pauses[0][1:] == ["…"]
+
+
+async def test_a_command_line_answer_nobody_collected_goes_with_the_erasure(
+    sim: ChatSim,
+) -> None:
+    await customer_with_a_note(sim)
+    beat = health.Heartbeat(sim.app)
+    await beat.start()
+    request = {"command": "contact", "args": [WHO], "rest": WHO, "user": "ops"}
+    sim.app.store.namespace("health").set("cli:req:t1", request)
+    await beat.serve_mailbox()  # the bot answered 客户资料; the command line had given up
+    assert tables_with(sim, PHONE) == [f"customers: {PHONE}", f"kv: {PHONE}"]
+    await sim.say("admin", f"删除客户 {WHO} {WHO}")
+    assert tables_with(sim, WHO, NAME, PHONE, STREET) == []
+    beat.close()
