@@ -104,6 +104,7 @@ async def test_deleting_a_customer_leaves_nothing_about_them_in_any_table(sim: C
     assert (await sim.say("admin", f"删除客户 {WHO}")).keys == ["friends/cmd_erase_confirm"]
     said = await sim.say("admin", f"删除客户 {WHO} {WHO}")
     assert said.keys == ["friends/cmd_erased"]
+    assert "客户档案 1 条" in said.texts[0] and "customer" not in said.texts[0]
 
     assert tables_with(sim, WHO, NAME, PHONE, STREET, "静安", "送货") == []
     commands = [a["command"] for a in audits(sim)]  # type: ignore[index]
