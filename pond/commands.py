@@ -3,8 +3,9 @@
 Plugins register commands by an English name (`@plugin.command("status")`). Their Chinese
 names, aliases and help text are copy, kept in persona/_commands.toml so operators can rename
 them without touching code. Commands are accepted only in private chat from an admin: a
-contact id listed in BOT_ADMIN_IDS, or one bound at run time with the one-time code printed
-at start-up (some puppets change ids at each login)."""
+contact id listed in BOT_ADMIN_IDS, or one bound at run time with the binding code (printed
+at start-up, expiring, guarded against guessing: pond/binding.py). The audit log keeps each
+command's name and origin, and of its arguments only known ids (audit_data)."""
 
 from __future__ import annotations
 
