@@ -213,7 +213,7 @@ async def purge_keywords(ctx: Context) -> None:
         ctx.record("keywords_purged", before=before.isoformat(), rows=removed)
 
 
-@plugin.command("analytics_report")
+@plugin.command("analytics_report", keep_args=True)
 async def report_command(cmd: Command, ctx: Context) -> None:
     args = cmd.args
     since = until = None

@@ -320,7 +320,7 @@ async def sweep(ctx: Context) -> None:
 # -- operator commands -------------------------------------------------------------------------
 
 
-@plugin.command("handback")
+@plugin.command("handback", keep_args=True)
 async def handback(command: Command, ctx: Context) -> None:
     """End a hand-off (or any pause of one chat): by ticket number, contact id, or, with
     no argument, the only open hand-off."""
@@ -349,13 +349,13 @@ async def handback(command: Command, ctx: Context) -> None:
     )
 
 
-@plugin.command("handoffs")
+@plugin.command("handoffs", keep_args=True)
 async def handoffs(command: Command, ctx: Context) -> None:
     await staff.expire_tickets(ctx)
     await ctx.reply("auto_reply/handoff_list", tickets=staff.listing(ctx, staff.tickets(ctx)))
 
 
-@plugin.command("autoreply_status")
+@plugin.command("autoreply_status", keep_args=True)
 async def status(command: Command, ctx: Context) -> None:
     st = state(ctx)
     assert st.data is not None

@@ -143,7 +143,7 @@ def _pending_requests(ctx: Context, cid: str) -> list[dict[str, Any]]:
 
 
 # -- commands --------------------------------------------------------------------------------
-@plugin.command("broadcast_create")
+@plugin.command("broadcast_create", keep_args=True)
 async def create(cmd: Command, ctx: Context) -> None:
     if not cmd.args:
         await _refuse(ctx, cmd, {"code": "usage"})
@@ -208,14 +208,14 @@ async def _dry_run(ctx: Context, cmd: Command, record: state.Record, confirm: bo
     )
 
 
-@plugin.command("broadcast_dry_run")
+@plugin.command("broadcast_dry_run", keep_args=True)
 async def dry_run(cmd: Command, ctx: Context) -> None:
     record = await _campaign(ctx, cmd)
     if record is not None:
         await _dry_run(ctx, cmd, record, confirm=False)
 
 
-@plugin.command("broadcast_start")
+@plugin.command("broadcast_start", keep_args=True)
 async def start(cmd: Command, ctx: Context) -> None:
     """`start <id>` shows the dry run and the number to confirm; `start <id> <count>` starts
     (or schedules) it when the count is exactly the number of recipients right now."""
@@ -310,22 +310,22 @@ async def _request(
     await _changed(ctx, cmd, record, action, applied=False, moved=moved)
 
 
-@plugin.command("broadcast_pause")
+@plugin.command("broadcast_pause", keep_args=True)
 async def pause(cmd: Command, ctx: Context) -> None:
     await _transition(cmd, ctx, "pause")
 
 
-@plugin.command("broadcast_resume")
+@plugin.command("broadcast_resume", keep_args=True)
 async def resume(cmd: Command, ctx: Context) -> None:
     await _transition(cmd, ctx, "resume")
 
 
-@plugin.command("broadcast_cancel")
+@plugin.command("broadcast_cancel", keep_args=True)
 async def cancel(cmd: Command, ctx: Context) -> None:
     await _transition(cmd, ctx, "cancel")
 
 
-@plugin.command("broadcast_status")
+@plugin.command("broadcast_status", keep_args=True)
 async def status(cmd: Command, ctx: Context) -> None:
     bot = bot_status(ctx)
     campaigns = state.Campaigns(ctx.store)
@@ -346,7 +346,7 @@ async def status(cmd: Command, ctx: Context) -> None:
     await _reply(ctx, cmd, "status", campaigns=rows, one=bool(cmd.args), bot=bot)
 
 
-@plugin.command("broadcast_report")
+@plugin.command("broadcast_report", keep_args=True)
 async def report_(cmd: Command, ctx: Context) -> None:
     record = await _campaign(ctx, cmd)
     if record is None:

@@ -140,7 +140,7 @@ async def tick(ctx: Context) -> None:
 # -- operator commands ---------------------------------------------------------------------------
 
 
-@plugin.command("upcoming_posts")
+@plugin.command("upcoming_posts", keep_args=True)
 async def upcoming_posts(cmd: Command, ctx: Context) -> None:
     """The next 7 days (or N days), or one post in full: `<command> [days | post id]`."""
     rt = runtime(ctx.app)
@@ -200,13 +200,13 @@ def _preview(rt: Runtime, occ: Any) -> str:
         return ""
 
 
-@plugin.command("post_done")
+@plugin.command("post_done", keep_args=True)
 async def post_done(cmd: Command, ctx: Context) -> None:
     """An admin posted a handed-over post by hand: `<command> <post id>`."""
     await _close(cmd, ctx, "confirmed", "calendar/confirmed")
 
 
-@plugin.command("post_skip")
+@plugin.command("post_skip", keep_args=True)
 async def post_skip(cmd: Command, ctx: Context) -> None:
     """An admin decided not to post a handed-over post: `<command> <post id>`."""
     await _close(cmd, ctx, "skipped", "calendar/skipped")

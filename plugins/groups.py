@@ -278,7 +278,7 @@ def _when(ctx: Context, at: float) -> str:
     return datetime.fromtimestamp(at, ctx.clock.tz).strftime("%m-%d %H:%M")
 
 
-@plugin.command("group_status")
+@plugin.command("group_status", keep_args=True)
 async def group_status(cmd: Command, ctx: Context) -> None:
     st = state(ctx)
     rooms = [
@@ -310,7 +310,7 @@ def _strike_row(ctx: Context, st: GroupsState, s: Strike) -> dict[str, Any]:
     }
 
 
-@plugin.command("group_strikes")
+@plugin.command("group_strikes", keep_args=True)
 async def group_strikes(cmd: Command, ctx: Context) -> None:
     """Recent strikes still in force, everywhere or for one room or one member."""
     st = state(ctx)
@@ -326,7 +326,7 @@ async def group_strikes(cmd: Command, ctx: Context) -> None:
     )
 
 
-@plugin.command("group_unstrike")
+@plugin.command("group_unstrike", keep_args=True)
 async def group_unstrike(cmd: Command, ctx: Context) -> None:
     """By strike number (from the strikes list), or a member's latest strike [in a room]."""
     st = state(ctx)
@@ -359,17 +359,17 @@ async def _dry_run(cmd: Command, ctx: Context, on: bool) -> None:
     await ctx.reply("groups/cmd_dry_run", on=on, room_name=st.label(room_id) if room_id else "")
 
 
-@plugin.command("group_dry_run_on")
+@plugin.command("group_dry_run_on", keep_args=True)
 async def group_dry_run_on(cmd: Command, ctx: Context) -> None:
     await _dry_run(cmd, ctx, True)
 
 
-@plugin.command("group_dry_run_off")
+@plugin.command("group_dry_run_off", keep_args=True)
 async def group_dry_run_off(cmd: Command, ctx: Context) -> None:
     await _dry_run(cmd, ctx, False)
 
 
-@plugin.command("group_reload")
+@plugin.command("group_reload", keep_args=True)
 async def group_reload(cmd: Command, ctx: Context) -> None:
     st = state(ctx)
     problems = reload_rooms(ctx, st, force=True) or []
