@@ -74,7 +74,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("words", nargs="*", help="command and its arguments, e.g. pause all 2h")
     parser.add_argument("--json", action="store_true", help="status: the raw snapshot as JSON")
-    parser.add_argument("--new", action="store_true", help="code: a new binding code")
+    parser.add_argument("--new", action="store_true", help="code：马上换一个新的绑定码，旧的作废")
     parser.add_argument("--data-dir", metavar="DIR", help="override BOT_DATA_DIR")
     parser.add_argument("--env-file", metavar="FILE", default=str(ROOT / ".env"))
     parser.add_argument(
