@@ -16,7 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
-from pond import binding
+from pond import binding, rights
 from pond.actions import Action, ActionClass, ActionKind
 from pond.clock import Clock, FakeClock, SystemClock
 from pond.commands import Admins, Command, CommandCatalog, CommandError, Commands, audit_data
@@ -162,6 +162,7 @@ class App:
                 self.store.docs.db(path.stem)
         self.started_at = self.clock.now()
         self.outbox.recover()
+        rights.minimise_audit(self)
         for plugin in self.plugins.values():
             for hook in plugin.startup:
                 try:

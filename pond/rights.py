@@ -698,6 +698,44 @@ def _compact(app: App) -> None:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+# -- audit rows of older versions ---------------------------------------------------------------
+AUDIT_VERSION = 1
+
+
+def minimise_audit(app: App) -> int:
+    """Audit rows written before command arguments were minimised keep notes, names and
+    phone numbers verbatim: rewrite them once by the rule new rows follow (only known ids,
+    or every word of a command that declared its arguments plain). Returns rows changed."""
+    kv = app.store.namespace(NAMESPACE)
+    if kv.get("audit_minimised") == AUDIT_VERSION:
+        return 0
+    sql = app.store.sql
+    sql.flush()
+    ev = sql.events_table
+    changed = 0
+    with sql.engine.begin() as conn:
+        rows = conn.execute(sa.select(ev.c.id, ev.c.data).where(ev.c.kind == AUDIT_KIND)).all()
+        for row_id, data in rows:
+            if not isinstance(data, dict) or not isinstance(data.get("args"), list):
+                continue
+            spec = app.commands.specs.get(str(data.get("command")))
+            keep = spec is not None and spec.keep_args
+            args = [
+                a if keep or a == REDACTED or app.is_known_id(str(a)) else REDACTED
+                for a in data["args"]
+            ]
+            if args != data["args"]:
+                conn.execute(
+                    sa.update(ev).where(ev.c.id == row_id).values(data={**data, "args": args})
+                )
+                changed += 1
+    kv.set("audit_minimised", AUDIT_VERSION)
+    if changed:
+        log.info("audit log: %d older command rows now keep only ids", changed)
+        _compact(app)  # the old text must not linger in free pages
+    return changed
+
+
 # -- retention --------------------------------------------------------------------------------
 def purge_message_data(
     app: App, days: float, *, tag_sources: tuple[str, ...] = ("keyword",), batch: int = 500

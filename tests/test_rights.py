@@ -150,3 +150,22 @@ async def test_a_command_line_answer_nobody_collected_goes_with_the_erasure(
     await sim.say("admin", f"删除客户 {WHO} {WHO}")
     assert tables_with(sim, WHO, NAME, PHONE, STREET) == []
     beat.close()
+
+
+async def test_audit_rows_of_an_older_version_are_minimised_once_at_start(sim: ChatSim) -> None:
+    await customer_with_a_note(sim)
+    # What older versions wrote for 备注 and 找客户: every argument verbatim.
+    sim.app.record("admin.command", contact_id="admin", command="note", args=[WHO, NOTE])
+    sim.app.record("admin.command", contact_id="admin", command="find", args=[NAME])
+    sim.app.record("admin.command", contact_id="admin", command="pause", args=["all", "2h"])
+    sim.app.store.namespace("rights").delete("audit_minimised")  # data of an older version
+    await sim.restart()
+    assert [a["args"] for a in audits(sim)] == [  # type: ignore[index]
+        [WHO, "…", "…", "…", "…"],
+        [WHO, "…"],
+        ["…"],
+        ["all", "2h"],  # plain words stay
+    ]
+    assert tables_with(sim, PHONE, STREET, NAME) == sorted(
+        [f"customers: {NAME}", f"customers: {PHONE}", f"customers: {STREET}"]
+    )
