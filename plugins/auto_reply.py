@@ -22,9 +22,12 @@ Events (in route order):
   queued for the staff's morning summary; else the optional LLM answer (private text
   only); else the fallback acknowledgement at most once per AUTO_REPLY_FALLBACK_WINDOW_MIN.
 Never answered: our own account and BOT_KNOWN_BOT_IDS (the kernel drops them), paused
-chats (kernel), and a chat where answering would repeat an identical exchange or exceed
-AUTO_REPLY_LOOP_MAX_REPLIES in AUTO_REPLY_LOOP_WINDOW_MIN (loop guard: the chat is paused
-with reason "loop_guard" and admins alerted). Cooldowns are per contact and per rule.
+chats (kernel), and a sender that behaves like a bot (loop guard, per sender, never per
+room): it sends one of our replies back, repeats a near-identical message (digits and
+punctuation aside) AUTO_REPLY_LOOP_REPEATS times, or takes more than
+AUTO_REPLY_LOOP_MAX_REPLIES answers in AUTO_REPLY_LOOP_WINDOW_MIN. A private chat is then
+paused with reason "loop_guard"; in a room only that member is left unanswered for
+AUTO_REPLY_LOOP_MUTE_MIN; admins are alerted either way. Cooldowns are per contact and rule.
 Every reply records `auto_reply.reply` with the rule, product, "fallback", "off_hours",
 "handoff" or "llm" that produced it.
 

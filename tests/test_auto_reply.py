@@ -263,6 +263,57 @@ async def test_loop_guard_stops_an_identical_exchange_and_tells_admins(tmp_path:
         await sim.close()
 
 
+async def test_several_members_asking_the_same_in_a_group_all_get_answers(sim: ChatSim) -> None:
+    # A busy group is not a bot: three people asking the address within 3 minutes.
+    for who in ("amy", "ben", "cat", "amy2", "ben2"):
+        said = await sim.say(who, "@阿鱼 地址", room="r1", mention=True)
+        assert said.keys == ["auto_reply/address"] and said.sent[0].mentions == (who,)
+        await sim.advance(40)
+    assert events(sim, "auto_reply.loop_guard") == []
+    assert sim.app.pauses.reason("r1") is None
+
+
+async def test_a_bot_like_member_is_muted_alone_and_the_group_goes_on(tmp_path: Path) -> None:
+    sim = await make(tmp_path, AUTO_REPLY_FALLBACK_WINDOW_MIN="0")
+    try:
+        for n in (1, 2):  # near-identical: only a counter changes
+            said = await sim.say(
+                "autobot", f"@阿鱼 自动回复：您好，我现在不在（{n}）", room="r1", mention=True
+            )
+            assert said.keys == ["core/fallback"]
+        said = await sim.say(
+            "autobot", "@阿鱼 自动回复：您好，我现在不在（3）", room="r1", mention=True
+        )
+        assert said.keys == ["auto_reply/loop_alert"] and said.sent[0].to == "admin"
+        assert (
+            "r1" in said.texts[0] and "autobot" in said.texts[0] and "这一位成员" in said.texts[0]
+        )
+        assert (await sim.say("autobot", "@阿鱼 地址", room="r1", mention=True)).keys == []
+        assert sim.app.pauses.reason("r1") is None
+        assert (await sim.say("amy", "@阿鱼 地址", room="r1", mention=True)).keys == [
+            "auto_reply/address"
+        ]
+        await sim.advance(3601)
+        assert (await sim.say("autobot", "@阿鱼 价格", room="r1", mention=True)).keys == [
+            "auto_reply/price"
+        ]
+    finally:
+        await sim.close()
+
+
+async def test_a_chat_sending_our_own_reply_back_is_paused(tmp_path: Path) -> None:
+    sim = await make(tmp_path, AUTO_REPLY_FALLBACK_WINDOW_MIN="0")
+    try:
+        [ours] = (await sim.say("robot", "在吗")).texts
+        said = await sim.say("robot", ours)
+        assert said.keys == ["auto_reply/loop_alert"]
+        assert sim.app.pauses.reason("robot") == "loop_guard"
+        [guard] = events(sim, "auto_reply.loop_guard")
+        assert guard["reason"] == "echo"
+    finally:
+        await sim.close()
+
+
 # -- hand-off ----------------------------------------------------------------------------------
 
 

@@ -26,6 +26,18 @@ def normalize(text: str) -> str:
     return _SPACES.sub(" ", text).strip().lower()[:MAX_CHARS]
 
 
+def skeleton(text: str) -> str:
+    """What stays of a message when a bot varies it: no digits (counters, times), no
+    punctuation, emoji or spaces, a character repeated in a row kept once. Two messages with
+    the same skeleton are "near-identical" for the loop guard."""
+    kept = [
+        ch
+        for ch in normalize(text)
+        if not unicodedata.category(ch).startswith(("P", "S", "Z", "C", "N", "Mn"))
+    ]
+    return "".join(ch for i, ch in enumerate(kept) if i == 0 or kept[i - 1] != ch)
+
+
 def text_matches(rule: Rule, text: str) -> bool:
     """`text` is normalized. any/exact/regex: at least one hits (when given); all: every
     word is there; not: none is."""
