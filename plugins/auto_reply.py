@@ -16,7 +16,9 @@ Events (in route order):
   HumanTakeover) pauses the chat in the kernel and marks the ticket answered.
 - a message a rule or the product guide answers (private; rooms when @-mentioned, or every
   message of listed rooms for scope "room"), priority 120: the rule's persona key; the
-  guide sends a product card (text, image, link) and tags the asker interest:<tag>.
+  guide sends a product card (text, image, link) and tags the asker interest:<tag>. A rule
+  with `notify = true` (its copy promises what a person does, e.g. adding to a group when
+  no group is set up for invites) also tells staff, with the customer's last messages.
 - anything else, in private or @-mentioning us in a room, priority 900 (last): outside
   business hours an off-hours notice once per contact per closed period, the question
   queued for the staff's morning summary; else the optional LLM answer (private text
@@ -90,6 +92,7 @@ plugin = Plugin(
         "auto_reply/off_hours",
         "auto_reply/handoff",
         "auto_reply/handoff_staff",
+        "auto_reply/staff_request",
         "auto_reply/handoff_expired",
         "auto_reply/handoff_list",
         "auto_reply/handback_done",
@@ -255,7 +258,7 @@ async def answer(event: Message, ctx: Context) -> None:
         return
     if rule.tags:
         ctx.app.book.tag(who, rule.tags, ctx.now, source="auto_reply")
-    await answers.say(
+    sent = await answers.say(
         ctx,
         st,
         event,
@@ -266,6 +269,8 @@ async def answer(event: Message, ctx: Context) -> None:
         **opening(st.data, ctx.now),
     )
     st.memory.hush(who, rule.id, now, rule.cooldown_s)
+    if sent and rule.notify:  # the copy promised a person's action: a person must hear of it
+        await answers.tell_staff(ctx, st, event, rule.id)
 
 
 @plugin.on_message(filters.configured(_fallback_applies), priority=900)

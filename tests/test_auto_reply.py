@@ -314,6 +314,32 @@ async def test_a_chat_sending_our_own_reply_back_is_paused(tmp_path: Path) -> No
         await sim.close()
 
 
+# -- promises kept: joining a group, how to buy, product questions, calls to action ------------
+
+
+async def test_wanting_to_join_without_an_invite_room_tells_staff(sim: ChatSim) -> None:
+    said = await sim.say("alice", "我想进群")
+    assert said.keys == ["auto_reply/join_group", "auto_reply/staff_request"]
+    customer, staff = said.sent
+    assert customer.to == "alice" and staff.to == "admin" and "alice" in staff.text
+    assert "我想进群" in staff.text
+    assert (await sim.say("bob", "我不想进群")).keys == ["core/fallback"]
+
+
+async def test_wanting_to_join_reaches_the_groups_invite(tmp_path: Path) -> None:
+    persona = persona_copy(tmp_path)
+    shutil.copytree(ROOT / "persona" / "groups", persona / "groups")
+    sim = await ChatSim.create(
+        tmp_path / "data", plugins=["auto_reply", "groups"], env={"BOT_PERSONA_DIR": str(persona)}
+    )
+    try:
+        said = await sim.say("alice", "我想进群")
+        assert said.keys == ["groups/invite_sent"]
+        assert [(s.kind, s.to) for s in said if s.kind == "invite"] == [("invite", "r1")]
+    finally:
+        await sim.close()
+
+
 # -- hand-off ----------------------------------------------------------------------------------
 
 

@@ -46,6 +46,7 @@ class Rule:
     priority: int = 0
     cooldown_s: float = 0.0
     handoff: bool = False
+    notify: bool = False  # the reply promises a person's action: tell staff too
     tags: tuple[str, ...] = ()
     line: int = 0
 
@@ -232,7 +233,7 @@ def _hours(t: Table) -> Hours:
 
 _RULE_KEYS = (
     "id", "enabled", "any", "all", "exact", "regex", "not", "scope", "rooms", "hours",
-    "off_hours_reply", "priority", "cooldown_s", "reply", "handoff", "tags",
+    "off_hours_reply", "priority", "cooldown_s", "reply", "handoff", "notify", "tags",
 )  # fmt: skip
 
 
@@ -276,6 +277,7 @@ def _rule(
         priority=t.integer("priority", 0),
         cooldown_s=t.number("cooldown_s", default_cooldown),
         handoff=handoff,
+        notify=t.flag("notify", False),
         tags=t.tags("tags"),
         line=line,
     )

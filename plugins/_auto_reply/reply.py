@@ -201,6 +201,24 @@ def looping(ctx: Context, st: State, event: Message) -> bool:
     return True
 
 
+async def tell_staff(ctx: Context, st: State, event: Message, rule: str) -> None:
+    """A reply promised something only a person can do: tell staff who and what."""
+    assert st.data is not None
+    notified = await staff.notify(
+        ctx,
+        "auto_reply/staff_request",
+        customer=event.sender.display,
+        customer_id=event.sender.id,
+        rule=rule,
+        messages=st.memory.recent(event.chat_id),
+        open=opening(st.data, ctx.now)["open"],
+    )
+    ctx.record(
+        "staff_request", chat_id=event.chat_id, contact_id=event.sender.id, rule=rule,
+        notified=notified,
+    )  # fmt: skip
+
+
 async def hand_off(ctx: Context, st: State, event: Message, *, reason: str, reply: str) -> None:
     assert st.data is not None
     cfg = ctx.config
