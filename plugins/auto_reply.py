@@ -266,6 +266,7 @@ async def answer(event: Message, ctx: Context) -> None:
         source="rule",
         rule=rule.id,
         products=_products(st),
+        asked=_asked(rule, normalize(event.text)),
         **opening(st.data, ctx.now),
     )
     st.memory.hush(who, rule.id, now, rule.cooldown_s)
@@ -405,6 +406,7 @@ async def try_reply(command: Command, ctx: Context) -> None:
         variables["product"] = choice[1][0].card()
     elif choice is not None and choice[0] is not None:
         found = choice[0]
+        variables["asked"] = _asked(found, text)
         source, rule, key = ("handoff" if found.handoff else "rule"), found.id, found.reply
         if found.hours == "open" and not when["open"]:
             source, key = "off_hours", found.off_hours_reply or st.data.off_hours_reply
@@ -429,6 +431,11 @@ async def try_reply(command: Command, ctx: Context) -> None:
         preview=preview,
         open=bool(when["open"]),
     )
+
+
+def _asked(rule: Rule, text: str) -> str:
+    """The rule's word the customer used ("普洱" of "有没有普洱"), for the reply to echo."""
+    return next((word for word in rule.any if word in text), "")
 
 
 def _products(st: State) -> list[dict[str, Any]]:

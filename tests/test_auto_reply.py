@@ -340,6 +340,36 @@ async def test_wanting_to_join_reaches_the_groups_invite(tmp_path: Path) -> None
         await sim.close()
 
 
+async def test_how_to_buy_gets_the_links_in_private_and_in_a_group(sim: ChatSim) -> None:
+    said = await sim.say("alice", "怎么买")
+    assert said.keys == ["auto_reply/how_to_buy"]
+    assert "https://shop.example.com/p/longjing" in said.texts[0]
+    in_room = await sim.say("bob", "@阿鱼 怎么买", room="r1", mention=True)
+    assert in_room.keys == ["auto_reply/how_to_buy"] and in_room.sent[0].mentions == ("bob",)
+    assert "有点忙" not in in_room.texts[0]
+    assert (await sim.say("carol", "我想买龙井")).keys == ["auto_reply/product_card"]
+
+
+async def test_product_questions_by_synonym_or_for_a_tea_not_sold(sim: ChatSim) -> None:
+    said = await sim.say("alice", "有没有普洱")
+    assert said.keys == ["auto_reply/product_none"]
+    assert "普洱" in said.texts[0] and "明前龙井" in said.texts[0]
+    assert (await sim.say("bob", "有绿茶吗")).keys == ["auto_reply/product_card"]
+    assert "明前龙井" in (await sim.say("carol", "有绿茶吗")).texts[0]
+    assert (await sim.say("dave", "普洱和龙井哪个好")).keys == ["auto_reply/product_card"]
+
+
+async def test_a_synonym_must_name_known_products(tmp_path: Path) -> None:
+    persona = persona_copy(tmp_path)
+    catalog = persona / "auto_reply" / "catalog.toml"
+    edit(
+        catalog,
+        catalog.read_text(encoding="utf-8").replace('"绿茶" = ["longjing"]', '"绿茶" = ["pu_er"]'),
+    )
+    with pytest.raises(StartupError, match=r"synonyms\.绿茶: no enabled product with id 'pu_er'"):
+        await make(tmp_path)
+
+
 # -- hand-off ----------------------------------------------------------------------------------
 
 
@@ -507,7 +537,7 @@ async def test_rules_reload_on_change(sim: ChatSim, tmp_path: Path) -> None:
     await sim.advance(3)
     assert (await sim.say("alice", "有礼盒吗")).keys == ["auto_reply/shipping"]
     reload = events(sim, "auto_reply.data_reload")[-1]
-    assert reload["ok"] is True and reload["rules"] == 7
+    assert reload["ok"] is True and reload["rules"] == 9  # 7 in the file + gift + not_sold
 
 
 async def test_a_broken_edit_keeps_the_last_good_rules_and_names_file_and_line(
@@ -621,7 +651,7 @@ async def test_try_reply_and_status_for_operators(sim: ChatSim) -> None:
     assert "shipping" in said.texts[0]
     status = await sim.say("admin", "自动回复状态")
     assert status.keys == ["auto_reply/status"]
-    assert "6 条规则" in status.texts[0] and "3 个商品" in status.texts[0]
+    assert "8 条规则" in status.texts[0] and "3 个商品" in status.texts[0]
 
 
 # -- optional LLM fallback ---------------------------------------------------------------------
@@ -760,7 +790,7 @@ async def test_llm_errors_filter_and_budget_fall_back(tmp_path: Path, llm: FakeL
         llm.answer = "加我微信号 abc 给你全网最低价"
         assert (await sim.say("bob", "能便宜点吗")).keys == ["core/fallback"]  # filtered
         llm.answer = "详见 https://evil.example.com"
-        assert (await sim.say("carol", "哪里买")).keys == ["core/fallback"]
+        assert (await sim.say("carol", "茶叶怎么保存")).keys == ["core/fallback"]
         # Budget of 3 used: no fourth call today, and admins hear of it once.
         said = await sim.say("dave", "冷泡要泡多久")
         assert said.keys == ["auto_reply/llm_alert", "core/fallback"]

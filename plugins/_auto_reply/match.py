@@ -76,14 +76,15 @@ def in_scope(scopes: Iterable[str], rooms: frozenset[str], scope: str, room_id: 
 def find_products(catalog: Catalog, text: str, limit: int) -> list[Product]:
     """Products named in `text` (normalized), in the order they are mentioned. Longer names
     win over names they contain ("桂花乌龙" is not also "乌龙")."""
-    taken: list[tuple[int, int]] = []
+    taken: list[tuple[int, int, str]] = []
     found: list[tuple[int, Product]] = []
     for term, product in catalog.terms:  # longest first
         start = text.find(term)
         while start != -1:
             end = start + len(term)
-            if not any(start < b and a < end for a, b in taken):
-                taken.append((start, end))
+            # A synonym names several products: the same words may be taken again by it.
+            if not any(start < b and a < end and t != term for a, b, t in taken):
+                taken.append((start, end, term))
                 if all(p.id != product.id for _, p in found):
                     found.append((start, product))
                 break
