@@ -14,6 +14,9 @@ Events (in route order):
   the customer and their last messages. Staff end it with the handback command, or the
   pause times out (AUTO_REPLY_HANDOFF_PAUSE_MIN); a human typing on the phone (transport
   HumanTakeover) pauses the chat in the kernel and marks the ticket answered.
+- the word a recent broadcast or calendar post asked its recipients to reply with (declared
+  next to the copy, see plugins/_core/cta.py), priority 110: the declared answer, for
+  `days` after that person (or room) received it; staff told when it says notify.
 - a message a rule or the product guide answers (private; rooms when @-mentioned, or every
   message of listed rooms for scope "room"), priority 120: the rule's persona key; the
   guide sends a product card (text, image, link) and tags the asker interest:<tag>. A rule
@@ -215,6 +218,51 @@ async def handoff(event: Message, ctx: Context) -> None:
     st = state(ctx)
     assert st.data is not None
     await answers.hand_off(ctx, st, event, reason="keyword", reply=st.data.handoff.reply)
+
+
+def _called_to_act(ctx: Context) -> filters.Filter:
+    st = state(ctx)
+
+    def check(event: Event) -> bool:
+        return (
+            isinstance(event, Message)
+            and event.type is MessageType.TEXT
+            and st.offers.find(ctx, event) is not None
+        )
+
+    return check
+
+
+@plugin.on_message(filters.configured(_called_to_act), priority=110)
+async def call_to_action(event: Message, ctx: Context) -> None:
+    """A recipient of a broadcast or post replies with the word its copy asked for."""
+    st = state(ctx)
+    found = st.offers.find(ctx, event)
+    if st.data is None or found is None:
+        return
+    offer, word = found
+    now = ctx.now.timestamp()
+    rule = "cta:" + offer.job
+    if st.memory.quiet(event.sender.id, rule, now):
+        answers.suppressed(ctx, event, "cooldown", rule)
+        return
+    if answers.looping(ctx, st, event):
+        return
+    sent = await answers.say(
+        ctx,
+        st,
+        event,
+        offer.answer,
+        source="cta",
+        rule=rule,
+        keyword=word,
+        title=offer.title,
+        products=_products(st),
+        **opening(st.data, ctx.now),
+    )
+    st.memory.hush(event.sender.id, rule, now, 60.0)
+    if sent and offer.notify:
+        await answers.tell_staff(ctx, st, event, "cta", keyword=word, title=offer.title)
 
 
 @plugin.on_message(filters.configured(_answerable), priority=120, listen_in_rooms=True)

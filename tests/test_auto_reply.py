@@ -370,6 +370,61 @@ async def test_a_synonym_must_name_known_products(tmp_path: Path) -> None:
         await make(tmp_path)
 
 
+CTA = """
+[reply]
+keywords = ["新茶"]
+answer = "broadcasts/reply_new_tea"
+days = 7
+notify = true
+"""
+
+
+async def test_a_broadcast_call_to_action_is_answered_for_its_recipients(tmp_path: Path) -> None:
+    persona = persona_copy(tmp_path)
+    shutil.copytree(ROOT / "persona" / "broadcasts", persona / "broadcasts")
+    campaigns = tmp_path / "c"
+    campaigns.mkdir()
+    (campaigns / "tea.toml").write_text(
+        'title = "秋季新茶"\ncopy = "broadcasts/copy_new_tea"\nsegment = "vip"\nstart = "now"\n'
+        + CTA
+        + '[vars]\nproduct = "桂花乌龙"\nprice = 68\n',
+        encoding="utf-8",
+    )
+    sim = await ChatSim.create(
+        tmp_path / "data",
+        plugins=["auto_reply", "broadcasts"],
+        env={
+            "BOT_PERSONA_DIR": str(persona),
+            "BROADCASTS_CAMPAIGNS_DIR": str(campaigns),
+            # Daily checks keep the week this test waits quick to simulate.
+            "JOB_BROADCASTS_TICK_CRON": "0 3 * * *",
+            "JOB_AUTO_REPLY_SWEEP_CRON": "0 3 * * *",
+        },
+    )
+    try:
+        now = sim.clock.now()
+        sim.app.book.upsert("alice", now, name="alice")
+        sim.app.book.tag("alice", ["vip"], now)
+        await sim.say("admin", "群发创建 tea")
+        await sim.say("admin", "群发预览 tea")
+        started = await sim.say("admin", "群发开始 tea 1")
+        copy = [s for s in [*started, *(await sim.drain())] if s.to == "alice"]
+        assert copy and "回复“新茶”" in copy[0].text
+
+        said = await sim.say("alice", "新茶帮我留一份")
+        assert said.keys == ["broadcasts/reply_new_tea", "auto_reply/staff_request"]
+        assert said.sent[0].to == "alice" and said.sent[1].to == "admin"
+        assert "新茶" in said.sent[1].text and "秋季新茶" in said.sent[1].text
+        assert events(sim, "auto_reply.reply")[-1]["source"] == "cta"
+        # Someone who did not get the broadcast asks about new tea: the product guide.
+        assert (await sim.say("bob", "新茶")).keys[0] == "auto_reply/product_card"
+        # A week later the word is an ordinary message again.
+        await sim.advance(8 * 86400)
+        assert (await sim.say("alice", "新茶")).keys[0] == "auto_reply/product_card"
+    finally:
+        await sim.close()
+
+
 # -- hand-off ----------------------------------------------------------------------------------
 
 

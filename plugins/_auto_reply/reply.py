@@ -201,7 +201,9 @@ def looping(ctx: Context, st: State, event: Message) -> bool:
     return True
 
 
-async def tell_staff(ctx: Context, st: State, event: Message, rule: str) -> None:
+async def tell_staff(
+    ctx: Context, st: State, event: Message, rule: str, *, keyword: str = "", title: str = ""
+) -> None:
     """A reply promised something only a person can do: tell staff who and what."""
     assert st.data is not None
     notified = await staff.notify(
@@ -210,6 +212,8 @@ async def tell_staff(ctx: Context, st: State, event: Message, rule: str) -> None
         customer=event.sender.display,
         customer_id=event.sender.id,
         rule=rule,
+        keyword=keyword,
+        title=title,
         messages=st.memory.recent(event.chat_id),
         open=opening(st.data, ctx.now)["open"],
     )
