@@ -29,6 +29,7 @@ from pond.ledger import Ledger
 from pond.outbox import Outbox
 from pond.pauses import ALL, Pauses
 from pond.persona import Persona, PersonaError
+from pond.persona import lint as persona_lint
 from pond.plugin import Job, Plugin, Route
 from pond.store import Store, StoreError
 from pond.transports.base import Transport
@@ -162,6 +163,7 @@ class App:
                     await hook(Context(self, plugin))
                 except Exception as error:
                     raise StartupError(f"plugin {plugin.name} failed to start: {error}") from error
+        persona_lint.warn(self)  # copy telling customers to reply a word nothing answers
         await self.transport.start(self.dispatch)
 
     def _bind_configured_filters(self) -> None:

@@ -10,6 +10,8 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
@@ -24,6 +26,7 @@ from harness import ROOT, ChatSim
 from plugins._auto_reply.hours import Hours, parse_window
 from plugins._auto_reply.match import normalize
 from pond import HumanTakeover, MediaKind, MessageType, StartupError
+from pond.persona import lint
 
 NIGHT = datetime(2026, 11, 23, 22, 30)  # a Monday, after closing (09:00-21:00)
 COPIED = ("core", "greeter", "auto_reply")
@@ -421,6 +424,44 @@ async def test_a_broadcast_call_to_action_is_answered_for_its_recipients(tmp_pat
         # A week later the word is an ordinary message again.
         await sim.advance(8 * 86400)
         assert (await sim.say("alice", "新茶")).keys[0] == "auto_reply/product_card"
+    finally:
+        await sim.close()
+
+
+async def test_copy_asking_for_a_reply_no_rule_answers_is_flagged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    persona = persona_copy(tmp_path)
+    shutil.copytree(ROOT / "persona" / "broadcasts", persona / "broadcasts")
+    copy = persona / "broadcasts" / "copy_new_tea.j2"
+    edit(
+        copy, copy.read_text(encoding="utf-8").replace("帮你留一份", "帮你留一份，回复“试饮”约品鉴")
+    )
+    caplog.set_level("WARNING", logger="pond.persona")
+    sim = await make(tmp_path)
+    try:
+        [call] = lint.app_unanswered(sim.app)
+        assert (call.file, call.line, call.word) == ("broadcasts/copy_new_tea.j2", 6, "试饮")
+        assert "broadcasts/copy_new_tea.j2:6" in caplog.text and "试饮" in caplog.text
+        await sim.drain()
+        assert sim.transport.performed == []  # a log line for the copywriter, no admin alert
+    finally:
+        await sim.close()
+    # The copywriter's tools say the same, in Chinese, with file and line.
+    for script in ("persona_lint.py", "persona_preview.py"):
+        shown = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / script), "--persona", str(persona)],
+            capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, "POND_NO_VENV": "1", "BOT_PLUGINS": "auto_reply"},
+        )  # fmt: skip
+        assert "broadcasts/copy_new_tea.j2:6 请客户回复“试饮”" in shown.stdout, shown.stderr
+    # A rule that answers the word (or a [reply] declaration next to the copy) settles it.
+    rules = persona / "auto_reply" / "rules.toml"
+    rule = '\n[[rule]]\nid = "tasting"\nany = ["试饮"]\nreply = "auto_reply/address"\n'
+    edit(rules, rules.read_text(encoding="utf-8") + rule)
+    sim = await make(tmp_path)
+    try:
+        assert lint.app_unanswered(sim.app) == []
     finally:
         await sim.close()
 
