@@ -428,6 +428,39 @@ async def test_a_broadcast_call_to_action_is_answered_for_its_recipients(tmp_pat
         await sim.close()
 
 
+async def test_a_calendar_post_call_to_action_is_answered_in_its_rooms(tmp_path: Path) -> None:
+    persona = persona_copy(tmp_path)
+    shutil.copytree(ROOT / "persona" / "calendar", persona / "calendar")
+    calendar = persona / "calendar" / "calendar.toml"
+    calendar.write_text(
+        '[[post]]\nid = "daily"\nkey = "calendar/weekly_life"\ncron = "0 11 * * *"\n'
+        'rooms = ["r1@chatroom"]\n'
+        'reply = { keywords = ["报名"], answer = "auto_reply/hours", days = 3 }\n',
+        encoding="utf-8",
+    )
+    sim = await ChatSim.create(
+        tmp_path / "data",
+        plugins=["auto_reply", "calendar"],
+        env={
+            "BOT_PERSONA_DIR": str(persona),
+            "CALENDAR_FILE": str(calendar),
+            "CALENDAR_FALLBACK": "broadcast",
+            "JOB_AUTO_REPLY_SWEEP_CRON": "30 3 * * *",  # not in the same minute as the post
+        },
+    )
+    try:
+        before = await sim.say("amy", "@阿鱼 报名", room="r1@chatroom", mention=True)
+        assert before.keys == ["core/fallback"]  # nothing was posted yet
+        posted = await sim.advance(3600 + 60)
+        assert ("r1@chatroom", "calendar/weekly_life") in [(s.to, s.key) for s in posted]
+        said = await sim.say("ben", "@阿鱼 报名", room="r1@chatroom", mention=True)
+        assert said.keys == ["auto_reply/hours"] and said.sent[0].mentions == ("ben",)
+        other = await sim.say("cat", "@阿鱼 报名", room="r2@chatroom", mention=True)
+        assert other.keys == ["core/fallback"]  # that room did not get the post
+    finally:
+        await sim.close()
+
+
 async def test_copy_asking_for_a_reply_no_rule_answers_is_flagged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
