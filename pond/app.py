@@ -467,10 +467,13 @@ class App:
 
     def reload_persona(self) -> list[PersonaError]:
         """Pick up edited persona files; a broken edit is refused and the operator told."""
+        version = self.persona.version
         errors = self.persona.reload_if_changed()
         for error in errors:
             log.error("template change refused: %s", error)
             self.alert("core/template_alert", file=error.file, reason=error.reason)
+        if self.persona.version != version:
+            persona_lint.warn(self)
         return errors
 
     async def reload(self) -> dict[str, list[str]]:
@@ -499,6 +502,7 @@ class App:
                 if found:
                     problems.setdefault(plugin.name, []).extend(str(p) for p in found)
         self.record("app.reloaded", problems=sum(len(p) for p in problems.values()))
+        persona_lint.warn(self)  # rules may have changed as well as copy
         return problems
 
     async def _reload_persona_forever(self) -> None:
