@@ -248,11 +248,15 @@ async def call_to_action(event: Message, ctx: Context) -> None:
         return
     if answers.looping(ctx, st, event):
         return
+    key = offer.answer
+    if offer.notify and not staff.targets(ctx):  # nobody to follow up: promise nothing
+        ctx.log.warning("reply word of %s promises staff action, but no admin or staff room", rule)
+        key = st.data.fallback_reply
     sent = await answers.say(
         ctx,
         st,
         event,
-        offer.answer,
+        key,
         source="cta",
         rule=rule,
         keyword=word,
@@ -261,7 +265,7 @@ async def call_to_action(event: Message, ctx: Context) -> None:
         **opening(st.data, ctx.now),
     )
     st.memory.hush(event.sender.id, rule, now, 60.0)
-    if sent and offer.notify:
+    if sent and offer.notify and key == offer.answer:
         await answers.tell_staff(ctx, st, event, "cta", keyword=word, title=offer.title)
 
 
@@ -302,6 +306,10 @@ async def answer(event: Message, ctx: Context) -> None:
             await answers.off_hours(ctx, st, event, source=rule.id)
             return
         key = rule.off_hours_reply
+    if rule.notify and not staff.targets(ctx):
+        # Nobody to do what the copy promises: do not promise it (plain acknowledgement).
+        ctx.log.warning("rule %s promises staff action, but no admin or staff room", rule.id)
+        key = st.data.fallback_reply
     if answers.looping(ctx, st, event):
         return
     if rule.tags:
@@ -318,7 +326,7 @@ async def answer(event: Message, ctx: Context) -> None:
         **opening(st.data, ctx.now),
     )
     st.memory.hush(who, rule.id, now, rule.cooldown_s)
-    if sent and rule.notify:  # the copy promised a person's action: a person must hear of it
+    if sent and rule.notify and key != st.data.fallback_reply:  # promised: tell a person
         await answers.tell_staff(ctx, st, event, rule.id)
 
 

@@ -329,6 +329,14 @@ async def test_wanting_to_join_without_an_invite_room_tells_staff(sim: ChatSim) 
     assert (await sim.say("bob", "我不想进群")).keys == ["core/fallback"]
 
 
+async def test_nobody_to_add_them_means_no_promise(tmp_path: Path) -> None:
+    sim = await make(tmp_path, AUTO_REPLY_NOTIFY_ADMINS="false")
+    try:
+        assert (await sim.say("alice", "我想进群")).keys == ["core/fallback"]
+    finally:
+        await sim.close()
+
+
 async def test_wanting_to_join_reaches_the_groups_invite(tmp_path: Path) -> None:
     persona = persona_copy(tmp_path)
     shutil.copytree(ROOT / "persona" / "groups", persona / "groups")
