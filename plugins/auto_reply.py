@@ -14,17 +14,25 @@ Events (in route order):
   the customer and their last messages. Staff end it with the handback command, or the
   pause times out (AUTO_REPLY_HANDOFF_PAUSE_MIN); a human typing on the phone (transport
   HumanTakeover) pauses the chat in the kernel and marks the ticket answered.
+- the word a recent broadcast or calendar post asked its recipients to reply with (declared
+  next to the copy, see plugins/_core/cta.py), priority 110: the declared answer, for
+  `days` after that person (or room) received it; staff told when it says notify.
 - a message a rule or the product guide answers (private; rooms when @-mentioned, or every
   message of listed rooms for scope "room"), priority 120: the rule's persona key; the
-  guide sends a product card (text, image, link) and tags the asker interest:<tag>.
+  guide sends a product card (text, image, link) and tags the asker interest:<tag>. A rule
+  with `notify = true` (its copy promises what a person does, e.g. adding to a group when
+  no group is set up for invites) also tells staff, with the customer's last messages.
 - anything else, in private or @-mentioning us in a room, priority 900 (last): outside
   business hours an off-hours notice once per contact per closed period, the question
   queued for the staff's morning summary; else the optional LLM answer (private text
   only); else the fallback acknowledgement at most once per AUTO_REPLY_FALLBACK_WINDOW_MIN.
 Never answered: our own account and BOT_KNOWN_BOT_IDS (the kernel drops them), paused
-chats (kernel), and a chat where answering would repeat an identical exchange or exceed
-AUTO_REPLY_LOOP_MAX_REPLIES in AUTO_REPLY_LOOP_WINDOW_MIN (loop guard: the chat is paused
-with reason "loop_guard" and admins alerted). Cooldowns are per contact and per rule.
+chats (kernel), and a sender that behaves like a bot (loop guard, per sender, never per
+room): it sends one of our replies back, repeats a near-identical message (digits and
+punctuation aside) AUTO_REPLY_LOOP_REPEATS times, or takes more than
+AUTO_REPLY_LOOP_MAX_REPLIES answers in AUTO_REPLY_LOOP_WINDOW_MIN. A private chat is then
+paused with reason "loop_guard"; in a room only that member is left unanswered for
+AUTO_REPLY_LOOP_MUTE_MIN; admins are alerted either way. Cooldowns are per contact and rule.
 Every reply records `auto_reply.reply` with the rule, product, "fallback", "off_hours",
 "handoff" or "llm" that produced it.
 
@@ -87,6 +95,7 @@ plugin = Plugin(
         "auto_reply/off_hours",
         "auto_reply/handoff",
         "auto_reply/handoff_staff",
+        "auto_reply/staff_request",
         "auto_reply/handoff_expired",
         "auto_reply/handoff_list",
         "auto_reply/handback_done",
@@ -211,6 +220,55 @@ async def handoff(event: Message, ctx: Context) -> None:
     await answers.hand_off(ctx, st, event, reason="keyword", reply=st.data.handoff.reply)
 
 
+def _called_to_act(ctx: Context) -> filters.Filter:
+    st = state(ctx)
+
+    def check(event: Event) -> bool:
+        return (
+            isinstance(event, Message)
+            and event.type is MessageType.TEXT
+            and st.offers.find(ctx, event) is not None
+        )
+
+    return check
+
+
+@plugin.on_message(filters.configured(_called_to_act), priority=110)
+async def call_to_action(event: Message, ctx: Context) -> None:
+    """A recipient of a broadcast or post replies with the word its copy asked for."""
+    st = state(ctx)
+    found = st.offers.find(ctx, event)
+    if st.data is None or found is None:
+        return
+    offer, word = found
+    now = ctx.now.timestamp()
+    rule = "cta:" + offer.job
+    if st.memory.quiet(event.sender.id, rule, now):
+        answers.suppressed(ctx, event, "cooldown", rule)
+        return
+    if answers.looping(ctx, st, event):
+        return
+    key = offer.answer
+    if offer.notify and not staff.targets(ctx):  # nobody to follow up: promise nothing
+        ctx.log.warning("reply word of %s promises staff action, but no admin or staff room", rule)
+        key = st.data.fallback_reply
+    sent = await answers.say(
+        ctx,
+        st,
+        event,
+        key,
+        source="cta",
+        rule=rule,
+        keyword=word,
+        title=offer.title,
+        products=_products(st),
+        **opening(st.data, ctx.now),
+    )
+    st.memory.hush(event.sender.id, rule, now, 60.0)
+    if sent and offer.notify and key == offer.answer:
+        await answers.tell_staff(ctx, st, event, "cta", keyword=word, title=offer.title)
+
+
 @plugin.on_message(filters.configured(_answerable), priority=120, listen_in_rooms=True)
 async def answer(event: Message, ctx: Context) -> None:
     st = state(ctx)
@@ -248,11 +306,15 @@ async def answer(event: Message, ctx: Context) -> None:
             await answers.off_hours(ctx, st, event, source=rule.id)
             return
         key = rule.off_hours_reply
+    if rule.notify and not staff.targets(ctx):
+        # Nobody to do what the copy promises: do not promise it (plain acknowledgement).
+        ctx.log.warning("rule %s promises staff action, but no admin or staff room", rule.id)
+        key = st.data.fallback_reply
     if answers.looping(ctx, st, event):
         return
     if rule.tags:
         ctx.app.book.tag(who, rule.tags, ctx.now, source="auto_reply")
-    await answers.say(
+    sent = await answers.say(
         ctx,
         st,
         event,
@@ -260,9 +322,12 @@ async def answer(event: Message, ctx: Context) -> None:
         source="rule",
         rule=rule.id,
         products=_products(st),
+        asked=_asked(rule, normalize(event.text)),
         **opening(st.data, ctx.now),
     )
     st.memory.hush(who, rule.id, now, rule.cooldown_s)
+    if sent and rule.notify and key != st.data.fallback_reply:  # promised: tell a person
+        await answers.tell_staff(ctx, st, event, rule.id)
 
 
 @plugin.on_message(filters.configured(_fallback_applies), priority=900)
@@ -397,6 +462,7 @@ async def try_reply(command: Command, ctx: Context) -> None:
         variables["product"] = choice[1][0].card()
     elif choice is not None and choice[0] is not None:
         found = choice[0]
+        variables["asked"] = _asked(found, text)
         source, rule, key = ("handoff" if found.handoff else "rule"), found.id, found.reply
         if found.hours == "open" and not when["open"]:
             source, key = "off_hours", found.off_hours_reply or st.data.off_hours_reply
@@ -421,6 +487,11 @@ async def try_reply(command: Command, ctx: Context) -> None:
         preview=preview,
         open=bool(when["open"]),
     )
+
+
+def _asked(rule: Rule, text: str) -> str:
+    """The rule's word the customer used ("普洱" of "有没有普洱"), for the reply to echo."""
+    return next((word for word in rule.any if word in text), "")
 
 
 def _products(st: State) -> list[dict[str, Any]]:

@@ -8,7 +8,8 @@ minute: a room whose new version is refused keeps its last good one, the others 
 and the admins are told.
 
 Events: MemberJoined / MemberLeft and every message in configured rooms (listen_in_rooms);
-the rules keyword in a room; an invite keyword in private chat.
+the rules keyword in a room; an invite keyword, or a short request for it ("我想进群"), in
+private chat.
 Job: groups.tick every minute: welcome batches, scheduled rules, config reload, hourly
 activity summaries.
 Commands: group_status, group_strikes, group_unstrike, group_dry_run_on, group_dry_run_off,
@@ -30,7 +31,7 @@ from typing import Any
 from plugins._groups import activity
 from plugins._groups.db import GroupsDB, Strike
 from plugins._groups.enforce import moderate, undo
-from plugins._groups.invites import invite, normal, rooms_for
+from plugins._groups.invites import invite, normal, wanted_rooms
 from plugins._groups.rooms import Checks, Moderation, Problem, RoomConfig, RoomsFile
 from plugins._groups.state import GroupsState
 from plugins._groups.welcome import (
@@ -203,7 +204,11 @@ def _invite_keyword(ctx: Context) -> filters.Filter:
 
     def check(event: Event) -> bool:
         st = _STATES.get(app)
-        return st is not None and isinstance(event, Message) and bool(rooms_for(st, event.text))
+        return (
+            st is not None
+            and isinstance(event, Message)
+            and bool(wanted_rooms(ctx, st, event.text)[1])
+        )
 
     return check
 

@@ -30,6 +30,7 @@ from pond.ledger import Ledger
 from pond.outbox import Outbox
 from pond.pauses import ALL, Pauses
 from pond.persona import Persona, PersonaError
+from pond.persona import lint as persona_lint
 from pond.plugin import Job, Plugin, Route
 from pond.store import Store, StoreError
 from pond.transports.base import Transport
@@ -169,6 +170,7 @@ class App:
                     await hook(Context(self, plugin))
                 except Exception as error:
                     raise StartupError(f"plugin {plugin.name} failed to start: {error}") from error
+        persona_lint.warn(self)  # copy telling customers to reply a word nothing answers
         await self.transport.start(self.dispatch)
 
     def _bind_configured_filters(self) -> None:
@@ -474,10 +476,13 @@ class App:
 
     def reload_persona(self) -> list[PersonaError]:
         """Pick up edited persona files; a broken edit is refused and the operator told."""
+        version = self.persona.version
         errors = self.persona.reload_if_changed()
         for error in errors:
             log.error("template change refused: %s", error)
             self.alert("core/template_alert", file=error.file, reason=error.reason)
+        if self.persona.version != version:
+            persona_lint.warn(self)
         return errors
 
     async def reload(self) -> dict[str, list[str]]:
@@ -506,6 +511,7 @@ class App:
                 if found:
                     problems.setdefault(plugin.name, []).extend(str(p) for p in found)
         self.record("app.reloaded", problems=sum(len(p) for p in problems.values()))
+        persona_lint.warn(self)  # rules may have changed as well as copy
         return problems
 
     async def _reload_persona_forever(self) -> None:

@@ -321,6 +321,28 @@ class Ledger:
                 self._active = [str(j) for j in jobs]
         return list(self._active)
 
+    def jobs_since(self, at: float) -> list[tuple[str, float, Any]]:
+        """(job, created_at, meta) of the jobs created at or after `at`, newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(self.jobs.c.job, self.jobs.c.created_at, self.jobs.c.meta)
+                .where(self.jobs.c.created_at >= at)
+                .order_by(self.jobs.c.created_at.desc())
+            ).all()
+        return [(str(r.job), float(r.created_at), r.meta) for r in rows]
+
+    def sent_at(self, job: str, recipient: str) -> float | None:
+        """When `recipient`'s row of `job` was sent (epoch s), or None if it was not."""
+        with self.engine.connect() as conn:
+            at = conn.execute(
+                sa.select(self.rows.c.updated_at).where(
+                    self.rows.c.job == job,
+                    self.rows.c.recipient == recipient,
+                    self.rows.c.status == RowStatus.SENT.value,
+                )
+            ).scalar()
+        return float(at) if at is not None else None
+
     def pending(self, job: str, limit: int = 50) -> list[BulkRow]:
         with self.engine.connect() as conn:
             rows = conn.execute(

@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     table = collect(persona, args.key)
     print_text(table)
+    print("\n".join(lint_lines(args.persona)))
     if args.html:
         args.html.write_text(render_html(table, str(args.persona)), encoding="utf-8")
         print(f"wrote {args.html}")
@@ -161,6 +162,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{failed} layer(s) failed to render", file=sys.stderr)
         return 1
     return 0
+
+
+def lint_lines(persona_dir: Path) -> list[str]:
+    """The persona lint (scripts/persona_lint.py): 回复“X” in the copy that no rule answers."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        from persona_lint import report
+
+        found = report(persona_dir)
+    except Exception as error:  # the preview still shows the copy when the bot cannot start
+        return [f"文案检查没有运行（机器人没能启动：{error}）"]
+    if not found:
+        return ["文案检查：所有“回复XX”都有规则回答。"]
+    return [f"文案检查：{len(found)} 处“回复XX”没有规则回答：", *("  " + f for f in found)]
 
 
 if __name__ == "__main__":

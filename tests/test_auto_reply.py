@@ -10,6 +10,8 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
@@ -24,6 +26,7 @@ from harness import ROOT, ChatSim
 from plugins._auto_reply.hours import Hours, parse_window
 from plugins._auto_reply.match import normalize
 from pond import HumanTakeover, MediaKind, MessageType, StartupError
+from pond.persona import lint
 
 NIGHT = datetime(2026, 11, 23, 22, 30)  # a Monday, after closing (09:00-21:00)
 COPIED = ("core", "greeter", "auto_reply")
@@ -263,6 +266,247 @@ async def test_loop_guard_stops_an_identical_exchange_and_tells_admins(tmp_path:
         await sim.close()
 
 
+async def test_several_members_asking_the_same_in_a_group_all_get_answers(sim: ChatSim) -> None:
+    # A busy group is not a bot: three people asking the address within 3 minutes.
+    for who in ("amy", "ben", "cat", "amy2", "ben2"):
+        said = await sim.say(who, "@阿鱼 地址", room="r1", mention=True)
+        assert said.keys == ["auto_reply/address"] and said.sent[0].mentions == (who,)
+        await sim.advance(40)
+    assert events(sim, "auto_reply.loop_guard") == []
+    assert sim.app.pauses.reason("r1") is None
+
+
+async def test_a_bot_like_member_is_muted_alone_and_the_group_goes_on(tmp_path: Path) -> None:
+    sim = await make(tmp_path, AUTO_REPLY_FALLBACK_WINDOW_MIN="0")
+    try:
+        for n in (1, 2):  # near-identical: only a counter changes
+            said = await sim.say(
+                "autobot", f"@阿鱼 自动回复：您好，我现在不在（{n}）", room="r1", mention=True
+            )
+            assert said.keys == ["core/fallback"]
+        said = await sim.say(
+            "autobot", "@阿鱼 自动回复：您好，我现在不在（3）", room="r1", mention=True
+        )
+        assert said.keys == ["auto_reply/loop_alert"] and said.sent[0].to == "admin"
+        assert (
+            "r1" in said.texts[0] and "autobot" in said.texts[0] and "这一位成员" in said.texts[0]
+        )
+        assert (await sim.say("autobot", "@阿鱼 地址", room="r1", mention=True)).keys == []
+        assert sim.app.pauses.reason("r1") is None
+        assert (await sim.say("amy", "@阿鱼 地址", room="r1", mention=True)).keys == [
+            "auto_reply/address"
+        ]
+        await sim.advance(3601)
+        assert (await sim.say("autobot", "@阿鱼 价格", room="r1", mention=True)).keys == [
+            "auto_reply/price"
+        ]
+    finally:
+        await sim.close()
+
+
+async def test_a_chat_sending_our_own_reply_back_is_paused(tmp_path: Path) -> None:
+    sim = await make(tmp_path, AUTO_REPLY_FALLBACK_WINDOW_MIN="0")
+    try:
+        [ours] = (await sim.say("robot", "在吗")).texts
+        said = await sim.say("robot", ours)
+        assert said.keys == ["auto_reply/loop_alert"]
+        assert sim.app.pauses.reason("robot") == "loop_guard"
+        [guard] = events(sim, "auto_reply.loop_guard")
+        assert guard["reason"] == "echo"
+    finally:
+        await sim.close()
+
+
+# -- promises kept: joining a group, how to buy, product questions, calls to action ------------
+
+
+async def test_wanting_to_join_without_an_invite_room_tells_staff(sim: ChatSim) -> None:
+    said = await sim.say("alice", "我想进群")
+    assert said.keys == ["auto_reply/join_group", "auto_reply/staff_request"]
+    customer, staff = said.sent
+    assert customer.to == "alice" and staff.to == "admin" and "alice" in staff.text
+    assert "我想进群" in staff.text
+    assert (await sim.say("bob", "我不想进群")).keys == ["core/fallback"]
+
+
+async def test_nobody_to_add_them_means_no_promise(tmp_path: Path) -> None:
+    sim = await make(tmp_path, AUTO_REPLY_NOTIFY_ADMINS="false")
+    try:
+        assert (await sim.say("alice", "我想进群")).keys == ["core/fallback"]
+    finally:
+        await sim.close()
+
+
+async def test_wanting_to_join_reaches_the_groups_invite(tmp_path: Path) -> None:
+    persona = persona_copy(tmp_path)
+    shutil.copytree(ROOT / "persona" / "groups", persona / "groups")
+    sim = await ChatSim.create(
+        tmp_path / "data", plugins=["auto_reply", "groups"], env={"BOT_PERSONA_DIR": str(persona)}
+    )
+    try:
+        said = await sim.say("alice", "我想进群")
+        assert said.keys == ["groups/invite_sent"]
+        assert [(s.kind, s.to) for s in said if s.kind == "invite"] == [("invite", "r1")]
+    finally:
+        await sim.close()
+
+
+async def test_how_to_buy_gets_the_links_in_private_and_in_a_group(sim: ChatSim) -> None:
+    said = await sim.say("alice", "怎么买")
+    assert said.keys == ["auto_reply/how_to_buy"]
+    assert "https://shop.example.com/p/longjing" in said.texts[0]
+    in_room = await sim.say("bob", "@阿鱼 怎么买", room="r1", mention=True)
+    assert in_room.keys == ["auto_reply/how_to_buy"] and in_room.sent[0].mentions == ("bob",)
+    assert "有点忙" not in in_room.texts[0]
+    assert (await sim.say("carol", "我想买龙井")).keys == ["auto_reply/product_card"]
+
+
+async def test_product_questions_by_synonym_or_for_a_tea_not_sold(sim: ChatSim) -> None:
+    said = await sim.say("alice", "有没有普洱")
+    assert said.keys == ["auto_reply/product_none"]
+    assert "普洱" in said.texts[0] and "明前龙井" in said.texts[0]
+    assert (await sim.say("bob", "有绿茶吗")).keys == ["auto_reply/product_card"]
+    assert "明前龙井" in (await sim.say("carol", "有绿茶吗")).texts[0]
+    assert (await sim.say("dave", "普洱和龙井哪个好")).keys == ["auto_reply/product_card"]
+
+
+async def test_a_synonym_must_name_known_products(tmp_path: Path) -> None:
+    persona = persona_copy(tmp_path)
+    catalog = persona / "auto_reply" / "catalog.toml"
+    edit(
+        catalog,
+        catalog.read_text(encoding="utf-8").replace('"绿茶" = ["longjing"]', '"绿茶" = ["pu_er"]'),
+    )
+    with pytest.raises(StartupError, match=r"synonyms\.绿茶: no enabled product with id 'pu_er'"):
+        await make(tmp_path)
+
+
+CTA = """
+[reply]
+keywords = ["新茶"]
+answer = "broadcasts/reply_new_tea"
+days = 7
+notify = true
+"""
+
+
+async def test_a_broadcast_call_to_action_is_answered_for_its_recipients(tmp_path: Path) -> None:
+    persona = persona_copy(tmp_path)
+    shutil.copytree(ROOT / "persona" / "broadcasts", persona / "broadcasts")
+    campaigns = tmp_path / "c"
+    campaigns.mkdir()
+    (campaigns / "tea.toml").write_text(
+        'title = "秋季新茶"\ncopy = "broadcasts/copy_new_tea"\nsegment = "vip"\nstart = "now"\n'
+        + CTA
+        + '[vars]\nproduct = "桂花乌龙"\nprice = 68\n',
+        encoding="utf-8",
+    )
+    sim = await ChatSim.create(
+        tmp_path / "data",
+        plugins=["auto_reply", "broadcasts"],
+        env={
+            "BOT_PERSONA_DIR": str(persona),
+            "BROADCASTS_CAMPAIGNS_DIR": str(campaigns),
+            # Daily checks keep the week this test waits quick to simulate.
+            "JOB_BROADCASTS_TICK_CRON": "0 3 * * *",
+            "JOB_AUTO_REPLY_SWEEP_CRON": "0 3 * * *",
+        },
+    )
+    try:
+        now = sim.clock.now()
+        sim.app.book.upsert("alice", now, name="alice")
+        sim.app.book.tag("alice", ["vip"], now)
+        await sim.say("admin", "群发创建 tea")
+        await sim.say("admin", "群发预览 tea")
+        started = await sim.say("admin", "群发开始 tea 1")
+        copy = [s for s in [*started, *(await sim.drain())] if s.to == "alice"]
+        assert copy and "回复“新茶”" in copy[0].text
+
+        said = await sim.say("alice", "新茶帮我留一份")
+        assert said.keys == ["broadcasts/reply_new_tea", "auto_reply/staff_request"]
+        assert said.sent[0].to == "alice" and said.sent[1].to == "admin"
+        assert "新茶" in said.sent[1].text and "秋季新茶" in said.sent[1].text
+        assert events(sim, "auto_reply.reply")[-1]["source"] == "cta"
+        # Someone who did not get the broadcast asks about new tea: the product guide.
+        assert (await sim.say("bob", "新茶")).keys[0] == "auto_reply/product_card"
+        # A week later the word is an ordinary message again.
+        await sim.advance(8 * 86400)
+        assert (await sim.say("alice", "新茶")).keys[0] == "auto_reply/product_card"
+    finally:
+        await sim.close()
+
+
+async def test_a_calendar_post_call_to_action_is_answered_in_its_rooms(tmp_path: Path) -> None:
+    persona = persona_copy(tmp_path)
+    shutil.copytree(ROOT / "persona" / "calendar", persona / "calendar")
+    calendar = persona / "calendar" / "calendar.toml"
+    calendar.write_text(
+        '[[post]]\nid = "daily"\nkey = "calendar/weekly_life"\ncron = "0 11 * * *"\n'
+        'rooms = ["r1@chatroom"]\n'
+        'reply = { keywords = ["报名"], answer = "auto_reply/hours", days = 3 }\n',
+        encoding="utf-8",
+    )
+    sim = await ChatSim.create(
+        tmp_path / "data",
+        plugins=["auto_reply", "calendar"],
+        env={
+            "BOT_PERSONA_DIR": str(persona),
+            "CALENDAR_FILE": str(calendar),
+            "CALENDAR_FALLBACK": "broadcast",
+            "JOB_AUTO_REPLY_SWEEP_CRON": "30 3 * * *",  # not in the same minute as the post
+        },
+    )
+    try:
+        before = await sim.say("amy", "@阿鱼 报名", room="r1@chatroom", mention=True)
+        assert before.keys == ["core/fallback"]  # nothing was posted yet
+        posted = await sim.advance(3600 + 60)
+        assert ("r1@chatroom", "calendar/weekly_life") in [(s.to, s.key) for s in posted]
+        said = await sim.say("ben", "@阿鱼 报名", room="r1@chatroom", mention=True)
+        assert said.keys == ["auto_reply/hours"] and said.sent[0].mentions == ("ben",)
+        other = await sim.say("cat", "@阿鱼 报名", room="r2@chatroom", mention=True)
+        assert other.keys == ["core/fallback"]  # that room did not get the post
+    finally:
+        await sim.close()
+
+
+async def test_copy_asking_for_a_reply_no_rule_answers_is_flagged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    persona = persona_copy(tmp_path)
+    shutil.copytree(ROOT / "persona" / "broadcasts", persona / "broadcasts")
+    copy = persona / "broadcasts" / "copy_new_tea.j2"
+    edit(
+        copy, copy.read_text(encoding="utf-8").replace("帮你留一份", "帮你留一份，回复“试饮”约品鉴")
+    )
+    caplog.set_level("WARNING", logger="pond.persona")
+    sim = await make(tmp_path)
+    try:
+        [call] = lint.app_unanswered(sim.app)
+        assert (call.file, call.line, call.word) == ("broadcasts/copy_new_tea.j2", 6, "试饮")
+        assert "broadcasts/copy_new_tea.j2:6" in caplog.text and "试饮" in caplog.text
+        await sim.drain()
+        assert sim.transport.performed == []  # a log line for the copywriter, no admin alert
+    finally:
+        await sim.close()
+    # The copywriter's tools say the same, in Chinese, with file and line.
+    for script in ("persona_lint.py", "persona_preview.py"):
+        shown = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / script), "--persona", str(persona)],
+            capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, "POND_NO_VENV": "1", "BOT_PLUGINS": "auto_reply"},
+        )  # fmt: skip
+        assert "broadcasts/copy_new_tea.j2:6 请客户回复“试饮”" in shown.stdout, shown.stderr
+    # A rule that answers the word (or a [reply] declaration next to the copy) settles it.
+    rules = persona / "auto_reply" / "rules.toml"
+    rule = '\n[[rule]]\nid = "tasting"\nany = ["试饮"]\nreply = "auto_reply/address"\n'
+    edit(rules, rules.read_text(encoding="utf-8") + rule)
+    sim = await make(tmp_path)
+    try:
+        assert lint.app_unanswered(sim.app) == []
+    finally:
+        await sim.close()
+
+
 # -- hand-off ----------------------------------------------------------------------------------
 
 
@@ -430,7 +674,7 @@ async def test_rules_reload_on_change(sim: ChatSim, tmp_path: Path) -> None:
     await sim.advance(3)
     assert (await sim.say("alice", "有礼盒吗")).keys == ["auto_reply/shipping"]
     reload = events(sim, "auto_reply.data_reload")[-1]
-    assert reload["ok"] is True and reload["rules"] == 7
+    assert reload["ok"] is True and reload["rules"] == 9  # 7 in the file + gift + not_sold
 
 
 async def test_a_broken_edit_keeps_the_last_good_rules_and_names_file_and_line(
@@ -544,7 +788,7 @@ async def test_try_reply_and_status_for_operators(sim: ChatSim) -> None:
     assert "shipping" in said.texts[0]
     status = await sim.say("admin", "自动回复状态")
     assert status.keys == ["auto_reply/status"]
-    assert "6 条规则" in status.texts[0] and "3 个商品" in status.texts[0]
+    assert "8 条规则" in status.texts[0] and "3 个商品" in status.texts[0]
 
 
 # -- optional LLM fallback ---------------------------------------------------------------------
@@ -683,7 +927,7 @@ async def test_llm_errors_filter_and_budget_fall_back(tmp_path: Path, llm: FakeL
         llm.answer = "加我微信号 abc 给你全网最低价"
         assert (await sim.say("bob", "能便宜点吗")).keys == ["core/fallback"]  # filtered
         llm.answer = "详见 https://evil.example.com"
-        assert (await sim.say("carol", "哪里买")).keys == ["core/fallback"]
+        assert (await sim.say("carol", "茶叶怎么保存")).keys == ["core/fallback"]
         # Budget of 3 used: no fourth call today, and admins hear of it once.
         said = await sim.say("dave", "冷泡要泡多久")
         assert said.keys == ["auto_reply/llm_alert", "core/fallback"]

@@ -344,8 +344,19 @@ async def test_without_invite_capability_a_person_is_asked(sim: ChatSim) -> None
     assert all(s.kind == "send" for s in said)
 
 
+async def test_asking_to_join_in_own_words_gets_the_same_invite(sim: ChatSim) -> None:
+    said = await sim.say("newbie", "我想进群看看")
+    assert said.keys == ["groups/invite_sent"]
+    invites = [p.action for p in sim.transport.performed if p.action.kind.value == "invite"]
+    assert [(a.to, a.member_id) for a in invites] == [("roomA", "newbie")]
+    assert (await sim.say("newbie", "能拉我进群吗")).keys == ["groups/invite_pending"]
+
+
 async def test_other_private_messages_are_not_invites(sim: ChatSim) -> None:
-    assert len(await sim.say("newbie", "我想进群看看")) == 0
+    assert len(await sim.say("newbie", "我不想进群")) == 0
+    long = "群里有人说你们家的龙井今年特别香，想进群之前先问问价格"
+    assert len(await sim.say("newbie", long)) == 0
+    assert len(await sim.say("newbie", "你好")) == 0
 
 
 # -- activity data ---------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class Rule:
     priority: int = 0
     cooldown_s: float = 0.0
     handoff: bool = False
+    notify: bool = False  # the reply promises a person's action: tell staff too
     tags: tuple[str, ...] = ()
     line: int = 0
 
@@ -101,7 +102,10 @@ class Product:
 @dataclass(frozen=True, slots=True)
 class Catalog:
     products: tuple[Product, ...] = ()
-    terms: tuple[tuple[str, Product], ...] = ()  # normalized name/alias, longest first
+    # normalized name/alias/synonym, longest first; a synonym may name several products
+    terms: tuple[tuple[str, Product], ...] = ()
+    not_sold: tuple[str, ...] = ()  # teas customers ask for that the shop does not sell
+    not_sold_reply: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,8 @@ class Data:
     def keys(self) -> set[str]:
         """Every persona key the data can answer with."""
         keys = {self.off_hours_reply, self.fallback_reply, self.handoff.reply, self.guide.reply}
+        if self.catalog.not_sold_reply:
+            keys.add(self.catalog.not_sold_reply)
         for rule in self.rules:
             keys.add(rule.reply)
             if rule.off_hours_reply:
@@ -184,6 +190,19 @@ def load(folder: Path, label: str, has_key: Callable[[str], bool]) -> Data:
         seen[rule.id] = t.index
         if t.flag("enabled", True):  # a disabled rule is still checked, then left out
             rules.append(rule)
+    catalog = load_catalog(folder, label, has_key)
+    if catalog.not_sold:  # "有没有普洱": right after the guide, so a product we sell wins
+        rules.append(
+            Rule(
+                id="not_sold",
+                reply=catalog.not_sold_reply,
+                any=catalog.not_sold,
+                scope=guide.scope,
+                rooms=guide.rooms,
+                priority=guide.priority - 1,
+                cooldown_s=guide.cooldown_s,
+            )
+        )
     # Higher priority first; equal priorities keep the file's order (sort is stable).
     ordered = tuple(sorted(rules, key=lambda r: -r.priority))
     return Data(
@@ -195,7 +214,7 @@ def load(folder: Path, label: str, has_key: Callable[[str], bool]) -> Data:
         guide=guide,
         blocked_words=llm.words("blocked_words"),
         blocked_patterns=llm.patterns("blocked_patterns"),
-        catalog=load_catalog(folder, label),
+        catalog=catalog,
     )
 
 
@@ -232,7 +251,7 @@ def _hours(t: Table) -> Hours:
 
 _RULE_KEYS = (
     "id", "enabled", "any", "all", "exact", "regex", "not", "scope", "rooms", "hours",
-    "off_hours_reply", "priority", "cooldown_s", "reply", "handoff", "tags",
+    "off_hours_reply", "priority", "cooldown_s", "reply", "handoff", "notify", "tags",
 )  # fmt: skip
 
 
@@ -276,6 +295,7 @@ def _rule(
         priority=t.integer("priority", 0),
         cooldown_s=t.number("cooldown_s", default_cooldown),
         handoff=handoff,
+        notify=t.flag("notify", False),
         tags=t.tags("tags"),
         line=line,
     )
@@ -288,12 +308,14 @@ def _rule(
 # --------------------------------------------------------------------------- catalog.toml
 
 
-def load_catalog(folder: Path, label: str) -> Catalog:
+def load_catalog(
+    folder: Path, label: str, has_key: Callable[[str], bool] = lambda key: True
+) -> Catalog:
     path = folder / CATALOG_FILE
     if not path.exists():
         return Catalog()
     doc = Doc(path, f"{label}/{CATALOG_FILE}")
-    Table(doc, None, None, doc.data).only(["product"])
+    Table(doc, None, None, doc.data).only(["product", "synonyms", "not_sold"])
     products: list[Product] = []
     owners: dict[str, tuple[Product, int]] = {}
     terms: list[tuple[str, Product]] = []
@@ -332,9 +354,45 @@ def load_catalog(folder: Path, label: str) -> Catalog:
                 owners[term] = (product, t.index)
                 terms.append((term, product))
         products.append(product)
+    terms += _synonyms(table(doc, "synonyms"), products, owners)
     unique = dict.fromkeys(terms)
     ordered = tuple(sorted(unique, key=lambda item: -len(item[0])))
-    return Catalog(products=tuple(products), terms=ordered)
+    missing = table(doc, "not_sold")
+    missing.only(["words", "reply"])
+    not_sold = missing.words("words")
+    for word in not_sold:
+        if word in owners:
+            missing.fail("words", f"{word!r} names product {owners[word][0].id!r}, which is sold")
+    return Catalog(
+        products=tuple(products),
+        terms=ordered,
+        not_sold=not_sold,
+        not_sold_reply=missing.reply("reply", "auto_reply/product_none", has_key)
+        if not_sold
+        else "",
+    )
+
+
+def _synonyms(
+    t: Table, products: list[Product], owners: dict[str, tuple[Product, int]]
+) -> list[tuple[str, Product]]:
+    """[synonyms]: what customers call a kind of tea -> the products that answer it
+    ("绿茶" = ["longjing"]); unlike an alias, one word may name several products."""
+    by_id = {p.id: p for p in products}
+    found: list[tuple[str, Product]] = []
+    for word, ids in t.values.items():
+        term = normalize(word)
+        if len(term) < 2:
+            t.fail(word, "too short to recognise a product (2+ characters)")
+        if term in owners:
+            t.fail(word, f"already a name or alias of product {owners[term][0].id!r}")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            t.fail(word, f'expected a list of product ids, e.g. ["longjing"], got {ids!r}')
+        for ident in ids:
+            if ident not in by_id:
+                t.fail(word, f"no enabled product with id {ident!r}")
+            found.append((term, by_id[ident]))
+    return found
 
 
 def _product(t: Table, folder: Path) -> Product:

@@ -26,6 +26,18 @@ def normalize(text: str) -> str:
     return _SPACES.sub(" ", text).strip().lower()[:MAX_CHARS]
 
 
+def skeleton(text: str) -> str:
+    """What stays of a message when a bot varies it: no digits (counters, times), no
+    punctuation, emoji or spaces, a character repeated in a row kept once. Two messages with
+    the same skeleton are "near-identical" for the loop guard."""
+    kept = [
+        ch
+        for ch in normalize(text)
+        if not unicodedata.category(ch).startswith(("P", "S", "Z", "C", "N", "Mn"))
+    ]
+    return "".join(ch for i, ch in enumerate(kept) if i == 0 or kept[i - 1] != ch)
+
+
 def text_matches(rule: Rule, text: str) -> bool:
     """`text` is normalized. any/exact/regex: at least one hits (when given); all: every
     word is there; not: none is."""
@@ -64,14 +76,15 @@ def in_scope(scopes: Iterable[str], rooms: frozenset[str], scope: str, room_id: 
 def find_products(catalog: Catalog, text: str, limit: int) -> list[Product]:
     """Products named in `text` (normalized), in the order they are mentioned. Longer names
     win over names they contain ("桂花乌龙" is not also "乌龙")."""
-    taken: list[tuple[int, int]] = []
+    taken: list[tuple[int, int, str]] = []
     found: list[tuple[int, Product]] = []
     for term, product in catalog.terms:  # longest first
         start = text.find(term)
         while start != -1:
             end = start + len(term)
-            if not any(start < b and a < end for a, b in taken):
-                taken.append((start, end))
+            # A synonym names several products: the same words may be taken again by it.
+            if not any(start < b and a < end and t != term for a, b, t in taken):
+                taken.append((start, end, term))
                 if all(p.id != product.id for _, p in found):
                     found.append((start, product))
                 break

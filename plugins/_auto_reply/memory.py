@@ -16,6 +16,7 @@ V = TypeVar("V")
 
 MAX_CHATS = 5000
 MAX_TEXT = 200  # characters kept of one message for the hand-off note
+ECHO_MIN_CHARS = 8  # a short reply ("好的") sent back may well be a person
 
 
 class Lru(Generic[K, V]):
@@ -46,8 +47,11 @@ class Memory:
         self._history: Lru[str, deque[tuple[datetime, str]]] = Lru()
         # (contact id, rule id or "product:<id>" or "fallback") -> quiet until (epoch s)
         self._quiet: Lru[tuple[str, str], float] = Lru(MAX_CHATS * 4)
-        # chat id -> (epoch s, hash of the normalized text) of messages we answered
+        # sender key (see reply.sender_key) -> (epoch s, hash of the skeleton) of the
+        # messages we answered: the loop guard looks at one sender, never at a whole room
         self._answered: Lru[str, deque[tuple[float, int]]] = Lru()
+        # chat id -> (epoch s, hash of the skeleton) of our own recent replies there
+        self._ours: Lru[str, deque[tuple[float, int]]] = Lru()
         # (day, contact id) -> LLM questions asked today
         self._llm: Lru[tuple[str, str], int] = Lru()
 
@@ -79,10 +83,23 @@ class Memory:
 
     # -- loop guard --------------------------------------------------------------------------
     def loop(
-        self, chat_id: str, text: str, now: float, *, repeats: int, window_s: float, most: int
+        self,
+        sender: str,
+        chat_id: str,
+        text: str,
+        now: float,
+        *,
+        repeats: int,
+        window_s: float,
+        most: int,
     ) -> str | None:
-        """Why answering `text` now would look like a loop ("repeat", "rate"), or None."""
-        answered = [e for e in self._answered.get(chat_id) or () if now - e[0] < window_s]
+        """Why answering `text` (a skeleton) from `sender` now would look like a bot talking
+        to us ("echo": it sends back one of our replies; "repeat": the same message again
+        and again; "rate": too many answers), or None."""
+        ours = self._ours.get(chat_id) or ()
+        if text and any(now - at < window_s and h == hash(text) for at, h in ours):
+            return "echo"
+        answered = [e for e in self._answered.get(sender) or () if now - e[0] < window_s]
         recent = answered[-(repeats - 1) :] if repeats > 1 else []
         if recent and len(recent) == repeats - 1 and all(h == hash(text) for _, h in recent):
             return "repeat"
@@ -90,12 +107,13 @@ class Memory:
             return "rate"
         return None
 
-    def answered(self, chat_id: str, text: str, now: float, keep: int) -> None:
-        kept = self._answered.get(chat_id)
-        if kept is None or kept.maxlen != max(keep, 1):
-            kept = deque(kept or (), maxlen=max(keep, 1))
-        kept.append((now, hash(text)))
-        self._answered.put(chat_id, kept)
+    def answered(self, sender: str, text: str, now: float, keep: int) -> None:
+        _append(self._answered, sender, (now, hash(text)), keep)
+
+    def replied(self, chat_id: str, text: str, now: float, keep: int = 4) -> None:
+        """Our own reply (its skeleton), so a bot sending it back is recognised."""
+        if len(text) >= ECHO_MIN_CHARS:
+            _append(self._ours, chat_id, (now, hash(text)), keep)
 
     # -- LLM per-contact budget ---------------------------------------------------------------
     def llm_count(self, day: str, contact_id: str) -> int:
@@ -103,3 +121,13 @@ class Memory:
 
     def llm_asked(self, day: str, contact_id: str) -> None:
         self._llm.put((day, contact_id), self.llm_count(day, contact_id) + 1)
+
+
+def _append(
+    lru: Lru[str, deque[tuple[float, int]]], key: str, entry: tuple[float, int], keep: int
+) -> None:
+    kept = lru.get(key)
+    if kept is None or kept.maxlen != max(keep, 1):
+        kept = deque(kept or (), maxlen=max(keep, 1))
+    kept.append(entry)
+    lru.put(key, kept)

@@ -10,7 +10,7 @@ from typing import Any
 from plugins._auto_reply import staff
 from plugins._auto_reply.data import Product
 from plugins._auto_reply.llm import blocked, plain
-from plugins._auto_reply.match import normalize
+from plugins._auto_reply.match import skeleton
 from plugins._auto_reply.state import State, opening
 from pond import Action, ActionClass, ActionKind, Context, Media, MediaKind, Message, PersonaError
 
@@ -18,6 +18,7 @@ LLM_FAILURES_TO_PAUSE = 3
 LLM_PAUSE_S = 300.0
 LLM_ALERT_EVERY_S = 3600.0
 LLM_QUESTION_CHARS = 500
+MUTED = "loop_muted"  # the quiet-mark of a room member the loop guard stopped answering
 
 
 async def say(
@@ -38,7 +39,7 @@ async def say(
     rctx = st.context(ctx, event)
     name = event.sender.display
     try:
-        await rctx.reply(key, media=media, name=name, **variables)
+        text = _reply(rctx, event, key, media, name=name, **variables)
     except PersonaError as error:
         ctx.log.error("auto-reply template %s failed: %s", key, error)
         ctx.record("template_error", chat_id=event.chat_id, key=key)
@@ -47,7 +48,7 @@ async def say(
             return False
         key, source = st.data.fallback_reply, "fallback"
         try:
-            await rctx.reply(key, name=name)
+            text = _reply(rctx, event, key, None, name=name)
         except PersonaError:
             return False
     ctx.record(
@@ -61,8 +62,33 @@ async def say(
     )
     cfg = ctx.config
     keep = max(cfg.loop_max_replies, cfg.loop_repeats)
-    st.memory.answered(event.chat_id, normalize(event.text), ctx.now.timestamp(), keep)
+    now = ctx.now.timestamp()
+    st.memory.answered(sender_key(event), skeleton(event.text), now, keep)
+    st.memory.replied(event.chat_id, skeleton(text), now)
     return True
+
+
+def _reply(rctx: Context, event: Message, key: str, media: Media | None, **variables: Any) -> str:
+    """Answer in the event's chat (the sender @-mentioned in a room) and return the text
+    sent, which the loop guard keeps to recognise a bot sending it back."""
+    room = event.room
+    action = rctx.compose(
+        room or event.chat_id,
+        key,
+        cls=ActionClass.REPLY,
+        mentions=[event.sender.id] if room is not None else [],
+        media=media,
+        contact_id=event.sender.id,
+        **variables,
+    )
+    rctx.act(action)
+    return action.text
+
+
+def sender_key(event: Message) -> str:
+    """Whom the loop guard watches: a private chat, or one member of a room (several
+    people asking the same thing in a group is a busy group, not a loop)."""
+    return event.chat_id if event.room is None else f"{event.room.id}\x1f{event.sender.id}"
 
 
 async def card(ctx: Context, st: State, event: Message, product: Product) -> None:
@@ -131,32 +157,70 @@ def suppressed(ctx: Context, event: Message, why: str, rule: str) -> None:
 
 
 def looping(ctx: Context, st: State, event: Message) -> bool:
-    """Loop guard: another bot (not in BOT_KNOWN_BOT_IDS) answering our answers, or a chat
-    that takes too many answers too fast. The chat is paused and the admins told."""
+    """Loop guard: a sender that behaves like a bot (sends our replies back, repeats the
+    same message, or takes too many answers too fast) is no longer answered for a while
+    and the admins are told: a private chat is paused; in a room only that member is
+    muted, never the room."""
     cfg = ctx.config
+    now = ctx.now.timestamp()
+    who = sender_key(event)
+    if event.room is not None and st.memory.quiet(who, MUTED, now):
+        suppressed(ctx, event, "loop_muted", "")
+        return True
     why = st.memory.loop(
+        who,
         event.chat_id,
-        normalize(event.text),
-        ctx.now.timestamp(),
+        skeleton(event.text),
+        now,
         repeats=cfg.loop_repeats,
         window_s=cfg.loop_window_min * 60,
         most=cfg.loop_max_replies,
     )
     if why is None:
         return False
-    ctx.app.pauses.pause(event.chat_id, minutes=cfg.loop_mute_min, reason="loop_guard")
+    if event.room is None:
+        ctx.app.pauses.pause(event.chat_id, minutes=cfg.loop_mute_min, reason="loop_guard")
+    else:
+        st.memory.hush(who, MUTED, now, cfg.loop_mute_min * 60)
     ctx.record("loop_guard", chat_id=event.chat_id, contact_id=event.sender.id, reason=why)
     ctx.log.warning(
-        "loop guard (%s): chat %s paused for %.0f min", why, event.chat_id, cfg.loop_mute_min
+        "loop guard (%s): %s %s muted for %.0f min",
+        why,
+        "chat" if event.room is None else "member of room",
+        event.chat_id,
+        cfg.loop_mute_min,
     )
     ctx.app.alert(
         "auto_reply/loop_alert",
         customer=event.sender.display,
-        chat=event.chat_id,
+        chat=event.sender.id,
+        room=event.room.topic or event.room.id if event.room else "",
         reason=why,
         minutes=int(cfg.loop_mute_min),
     )
     return True
+
+
+async def tell_staff(
+    ctx: Context, st: State, event: Message, rule: str, *, keyword: str = "", title: str = ""
+) -> None:
+    """A reply promised something only a person can do: tell staff who and what."""
+    assert st.data is not None
+    notified = await staff.notify(
+        ctx,
+        "auto_reply/staff_request",
+        customer=event.sender.display,
+        customer_id=event.sender.id,
+        rule=rule,
+        keyword=keyword,
+        title=title,
+        messages=st.memory.recent(event.chat_id),
+        open=opening(st.data, ctx.now)["open"],
+    )
+    ctx.record(
+        "staff_request", chat_id=event.chat_id, contact_id=event.sender.id, rule=rule,
+        notified=notified,
+    )  # fmt: skip
 
 
 async def hand_off(ctx: Context, st: State, event: Message, *, reason: str, reply: str) -> None:

@@ -19,6 +19,7 @@ from plugins._auto_reply.data import Data, DataError, Product, Rule
 from plugins._auto_reply.llm import LlmClient
 from plugins._auto_reply.match import find_products, in_scope, text_matches
 from plugins._auto_reply.memory import Memory
+from plugins._auto_reply.offers import Offers
 from pond import App, Context, Event, PersonaError, Plugin
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class State:
         self.llm_alerted_at = -math.inf
         self._alerted: set[tuple[str, int]] = set()
         self.ticket_chats: set[str] | None = None  # see staff.ticket_chats
+        self.offers = Offers()  # calls to action of recent broadcasts and posts
 
     # -- loading -------------------------------------------------------------------------
     def _stat(self) -> dict[str, tuple[int, int] | None]:
@@ -68,18 +70,24 @@ class State:
         return loaded
 
     def _install(self, ctx: Context, loaded: Data) -> None:
-        view = copy.copy(self.plugin)
-        view.persona_keys = tuple(
-            dict.fromkeys([*self.plugin.persona_keys, *sorted(loaded.keys())])
-        )
-        self.view = view
         self.data = loaded
+        self.declare(ctx)
         self.persona_version = ctx.persona.version
+
+    def declare(self, ctx: Context) -> None:
+        """The keys the data and the live calls to action answer with, on the view."""
+        keys = set(self.data.keys()) if self.data is not None else set()
+        keys |= {key for key in self.offers.answer_keys() if ctx.persona.has(key)}
+        view = copy.copy(self.plugin)
+        view.persona_keys = tuple(dict.fromkeys([*self.plugin.persona_keys, *sorted(keys)]))
+        self.view = view
 
     def poll(self, ctx: Context, *, force: bool = False) -> None:
         """Reload the data files when they (or the persona templates) changed. A broken
         edit keeps the last good data serving and tells the admins where the error is."""
         now = ctx.now.timestamp()
+        if self.offers.refresh(ctx, force=force):
+            self.declare(ctx)
         if not force and now - self.checked_at < ctx.config.reload_s:
             return
         self.checked_at = now

@@ -192,6 +192,8 @@ class Runner:
                 self.alert(record, "blocked", problem)
             return problem
         meta = {"campaign": record["id"], "copy": spec.copy, "title": spec.title}
+        if spec.reply:  # its recipients' reply word is answered (auto_reply) for a while
+            meta["reply"] = spec.reply
         # Journal first, then the record: a crash in between is adopted above on restart.
         added = self.app.outbox.enqueue_bulk(job, actions, meta)
         record["status"] = state.RUNNING

@@ -18,6 +18,7 @@ from datetime import date, datetime, time, tzinfo
 from pathlib import Path
 from typing import Any
 
+from plugins._core import cta
 from pond import Persona, PersonaError
 from pond.segments import Segment, SegmentError
 
@@ -39,6 +40,7 @@ FIELDS = frozenset(
         "file",
         "link",
         "vars",
+        "reply",
     }
 )
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"})
@@ -73,6 +75,7 @@ class Spec:
     expires_at: float | None = None
     media: dict[str, str] | None = None  # kind, path, url, title, description
     vars: dict[str, Any] = field(default_factory=dict)
+    reply: dict[str, Any] | None = None  # the copy's call to action (plugins/_core/cta.py)
 
     @property
     def job(self) -> str:
@@ -148,6 +151,12 @@ def load(
     if expires_at is not None and expires_at <= max(now.timestamp(), start_at or 0.0):
         raise fail("expires_past", "expires", str(data.get("expires")))
     media = _media(data, path.parent, fail)
+    reply = None
+    if "reply" in data:
+        try:
+            reply = cta.parse(data["reply"], persona.has)
+        except cta.CtaError as error:
+            raise fail("reply_bad", error.field, error.detail) from None
     return Spec(
         id=cid,
         title=title.strip(),
@@ -161,6 +170,7 @@ def load(
         expires_at=expires_at,
         media=media,
         vars=variables,
+        reply=reply,
     )
 
 

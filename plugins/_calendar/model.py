@@ -97,6 +97,7 @@ class Entry:
     launch: str = ""  # the launch id, for steps
     launch_title: str = ""
     enabled: bool = True
+    reply: Mapping[str, Any] | None = field(default=None, compare=False)  # call to action
 
     @property
     def holiday(self) -> str:

@@ -35,6 +35,7 @@ from plugins._calendar.model import (
     Link,
     Occurrence,
 )
+from plugins._core import cta
 from pond.cron import cron_trigger
 from pond.segments import Segment, SegmentError
 
@@ -46,7 +47,7 @@ _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _OFFSET_PART = re.compile(r"(\d+)([dhm])")
 _ROOM_ID = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: an id, not a topic
 
-_COMMON = {"title", "channel", "fallback", "rooms", "segment", "vars", "enabled"}
+_COMMON = {"title", "channel", "fallback", "rooms", "segment", "vars", "enabled", "reply"}
 _MEDIA = {"images", "link"}
 POST_FIELDS = frozenset(
     {"id", "key", "cron", "at", "on", "time", "offset", "replaces", "start", "end"}
@@ -388,6 +389,12 @@ class _Parser:
                         ok = False
                 merged.update(own)
         values["vars"] = merged
+        if "reply" in table:  # the copy's call to action; its answer key: runtime.check_key
+            try:
+                values["reply"] = cta.parse(table["reply"], lambda key: True)
+            except cta.CtaError as error:
+                self.problem(where, error.field, error.detail)
+                ok = False
         if "enabled" in table:
             if isinstance(table["enabled"], bool):
                 values["enabled"] = table["enabled"] and inherited.get("enabled", True)

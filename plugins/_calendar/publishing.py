@@ -303,7 +303,13 @@ class Publisher:
         return len(admins) * len(parts)
 
     def _enqueue(self, job: str, actions: list[Action], occ: Occurrence, mode: str) -> None:
-        meta = {"plugin": self.plugin.name, "post_id": occ.entry.id, "at": occ.at.isoformat()}
+        meta: dict[str, Any] = {
+            "plugin": self.plugin.name,
+            "post_id": occ.entry.id,
+            "at": occ.at.isoformat(),
+        }
+        if occ.entry.reply:  # its recipients' reply word is answered (auto_reply) for a while
+            meta["reply"] = dict(occ.entry.reply)
         self.app.outbox.enqueue_bulk(job, actions, meta={**meta, "mode": mode})
 
     def _delivery_time(self, now: datetime) -> datetime:

@@ -157,6 +157,9 @@ class Runtime(Publisher):
             return f"{entry.key} is one of the calendar's own messages, not a post"
         if not persona.has(entry.key):
             return f"unknown persona key {entry.key!r}: no file persona/{entry.key}.j2"
+        answer = str(entry.reply["answer"]) if entry.reply else ""
+        if answer and not persona.has(answer):
+            return f"reply.answer: unknown persona key {answer!r}: no file persona/{answer}.j2"
         try:
             persona.render_variants(entry.key, **variables)
         except PersonaError as error:

@@ -1,4 +1,5 @@
-"""Invites by keyword in private chat: the first room (by invite_order) with a free seat.
+"""Invites by keyword (or a short request for it, "我想进群") in private chat: the first
+room (by invite_order) with a free seat.
 
 A seat is free when the room's member count plus the invites still pending (sent within
 GROUPS_INVITE_HOLD_H and not yet accepted) is under its member_limit, so a burst of
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from plugins._core.intent import asks_for
 from pond import Action, ActionClass, ActionKind, Context, Message, Outcome, capabilities, filters
 
 from .rooms import RoomConfig
@@ -40,13 +42,24 @@ def rooms_for(st: GroupsState, text: str) -> list[RoomConfig]:
     return list(cached[1].get(normal(text), []))
 
 
+def wanted_rooms(ctx: Context, st: GroupsState, text: str) -> tuple[str, list[RoomConfig]]:
+    """The keyword and its rooms for a message that is the keyword ("进群") or asks for it
+    in a few words ("我想进群", "拉我进群吧"; not "我不想进群")."""
+    rooms = rooms_for(st, text)
+    if rooms:
+        return normal(text), rooms
+    rooms_for(st, "")  # builds the index
+    index = st.invite_index[1] if st.invite_index else {}
+    word = asks_for(ctx, text, index)
+    return (word, list(index[word])) if word is not None else ("", [])
+
+
 async def invite(event: Message, ctx: Context, st: GroupsState) -> None:
-    rooms = rooms_for(st, event.text)
+    keyword, rooms = wanted_rooms(ctx, st, event.text)
     if not rooms:
         return
     contact = event.sender
     now = ctx.now.timestamp()
-    keyword = normal(event.text)
 
     def record(status: str, room_id: str = "") -> None:
         ctx.record("invite", contact_id=contact.id, room_id=room_id, status=status, keyword=keyword)

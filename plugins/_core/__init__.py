@@ -1,0 +1,1 @@
+"""Helpers of the core plugin (opt-out by meaning)."""
