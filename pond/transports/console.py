@@ -414,6 +414,8 @@ def until_seconds(now: datetime, args: list[str]) -> float:
 def advance_seconds(args: list[str]) -> float:
     if not args:
         raise ConsoleError("用法: /advance 时长（如 90s、15m、2h、1d、1h30m）")
+    if args[0].startswith("-"):
+        raise ConsoleError(f"/advance 的时长「{args[0]}」不对：时间只能往前走")
     try:
         seconds = parse_duration(args[0])
     except ValueError:
