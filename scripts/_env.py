@@ -25,6 +25,7 @@ def _requirements_hash(files: list[Path]) -> str:
 
 
 def ensure_venv(dev: bool = False) -> None:
+    chinese_argparse()
     if os.environ.get("POND_NO_VENV") == "1":
         return
     if sys.version_info < (3, 11):  # noqa: UP036  (users run this with any python3)
@@ -64,7 +65,8 @@ def bootstrap(venv: bool = True) -> None:
     inside .venv with the pinned requirements, and make the project's packages importable."""
     if venv:
         ensure_venv()
-    chinese_argparse()
+    else:
+        chinese_argparse()
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
 
