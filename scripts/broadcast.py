@@ -159,13 +159,12 @@ async def run(
     settings = settings_for(args)
     if "broadcasts" not in settings.bot.plugins:
         print(
-            "注意：BOT_PLUGINS 里没有 broadcasts，机器人不会执行群发请求 "
-            "(broadcasts is not in BOT_PLUGINS: the bot will not act on these campaigns)",
+            "注意：BOT_PLUGINS 里没有 broadcasts，机器人不会执行群发请求",
             file=sys.stderr,
         )
-    print(f"数据目录 / data dir: {settings.bot.data_dir}", file=sys.stderr)
+    print(f"数据目录：{settings.bot.data_dir}", file=sys.stderr)
     if args.action not in {"status", "list"} and not args.name:
-        print(f"{args.action}: 需要活动名 / a campaign name is needed", file=sys.stderr)
+        print(f"{args.action}：需要活动名", file=sys.stderr)
         return 1
     words = [args.name] if args.name else []
     name = COMMANDS[args.action]
@@ -191,11 +190,11 @@ async def _confirm_interactively(
             return 1  # not confirmed: the dry run above says how to confirm
         ask = input
     try:
-        answer = ask("输入上面的人数确认开始，直接回车放弃 / type the count to start: ").strip()
+        answer = ask("输入上面的人数确认开始，直接回车放弃：").strip()
     except EOFError:
         answer = ""
     if not answer.isdigit():
-        print("没有开始 / not started", file=out)
+        print("没有开始", file=out)
         return 1
     keys = await run_command(settings, "broadcast_start", [name, answer], clock=clock, out=out)
     return 1 if set(keys) & REFUSED else 0

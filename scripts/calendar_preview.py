@@ -146,10 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             app, rt = build(args, Path(tmp))
         except (CalendarError, DateError) as error:
-            print(f"日历有问题 / calendar is invalid:\n{error}", file=sys.stderr)
+            print(f"日历有问题：\n{error}", file=sys.stderr)
             return 2
         except (PersonaError, ValueError) as error:
-            print(f"无法预览 / cannot preview: {error}", file=sys.stderr)
+            print(f"无法预览：{error}", file=sys.stderr)
             return 2
         try:
             show(app, rt, max(1, min(args.days, 366)))
