@@ -383,7 +383,10 @@ class App:
         if self.alert_listener is not None:
             self.alert_listener(key, variables)
         else:
-            log.warning("alert %s %s", key, {k: v for k, v in variables.items() if k != "text"})
+            # The key says what happened; the values (names, counts) only at DEBUG: a log
+            # line is not the place for a dict of customer data.
+            log.warning("alert %s", key)
+            log.debug("alert %s %s", key, {k: v for k, v in variables.items() if k != "text"})
         for admin in self.admins.ids():
             try:
                 text = self.persona.render(key, chat_id=admin, contact_id=admin, **variables).text

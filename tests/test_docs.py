@@ -100,7 +100,9 @@ def test_console_quick_try_runs_as_written() -> None:
     assert "[greeter/hello]" in result.stdout and "[core/optout_confirm]" in result.stdout
 
 
-def test_filtered_report_example_works_on_demo_data(tmp_path: Path) -> None:
+def test_filtered_report_example_works_on_demo_data_and_empty_dates_are_warned(
+    tmp_path: Path,
+) -> None:
     demo_line = next(a for _, t, a in COMMANDS if t == "scripts/demo_data.py" and "--end" in a)
     report_line = next(a for _, t, a in COMMANDS if t == "scripts/report.py" and "--channel" in a)
     demo = tmp_path / "demo"
@@ -112,3 +114,12 @@ def test_filtered_report_example_works_on_demo_data(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "报表已生成" in result.stdout
     assert "没有任何记录" not in result.stderr  # the example shows real numbers
+    # Dates the data does not cover: the report is still written, with a warning that says
+    # what was chosen and which data was read.
+    october = [a.replace("2026-11-", "2026-10-") for a in args]
+    result = run(["scripts/report.py", *october])
+    assert result.returncode == 0, result.stderr
+    assert "注意：2026-10-01 到 2026-10-30，群 小鱼塘茶友演示群，渠道 直播间 没有任何记录" in (
+        result.stderr
+    )
+    assert str(demo) in result.stderr
