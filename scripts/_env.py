@@ -100,3 +100,8 @@ def chinese_argparse() -> None:
     import argparse
 
     argparse._ = lambda text: _ARGPARSE_ZH.get(text, text)  # type: ignore[attr-defined]
+    # An option without its own metavar is shown with its English name in capitals
+    # (--contacts CONTACTS): show 值 ("a value") instead.
+    argparse.HelpFormatter._get_default_metavar_for_optional = (  # type: ignore[method-assign]
+        lambda self, action: "值"
+    )
