@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -300,11 +301,16 @@ def test_ctrl_c_in_the_interactive_console_exits_at_once_without_a_traceback(
         chunk = proc.stdout.read1(4096)
         assert chunk, proc.stderr.read() if proc.stderr else b""
         seen += chunk
+    errors: list[bytes] = []
+    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()))  # type: ignore[union-attr]
+    reader.start()  # a full stderr pipe must not stall the child
     proc.send_signal(signal.SIGINT)  # no Enter after it: stdin stays open
     try:
-        _, err = proc.communicate(timeout=30)
+        proc.wait(timeout=60)  # (communicate() would close stdin: an end of input, not Ctrl-C)
     finally:
         proc.kill()
+        reader.join()
+    err = errors[0]
     assert proc.returncode == 130
     assert b"Traceback" not in err and b"KeyboardInterrupt" not in err
     assert "（已退出）" in err.decode()
