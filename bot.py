@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from _env import ensure_venv  # noqa: E402
+from _env import chinese_argparse, ensure_venv  # noqa: E402
 
 if __name__ == "__main__":
     ensure_venv()
@@ -40,7 +40,7 @@ from pond import (  # noqa: E402
     health,
 )
 from pond.store import StoreError  # noqa: E402
-from pond.transports.console import ConsoleTransport, Simulator  # noqa: E402
+from pond.transports.console import ConsoleError, ConsoleTransport, Simulator  # noqa: E402
 
 # What stops start-up (or a CLI command) with a message for the operator, never a traceback.
 STARTUP_ERRORS = (ConfigError, PersonaError, StoreError, StartupError)
@@ -58,13 +58,30 @@ def explain(error: Exception) -> str:
     return f"{label}: {error}"
 
 
+HELP_EPILOG = """例子：
+  python3 bot.py                                启动（没配置微信令牌时是控制台模拟器）
+  python3 bot.py --console --script 脚本.txt     播放一个模拟器脚本，打印对话记录
+  python3 bot.py --check                        检查配置、插件和人设模板
+模拟器里输入 /help 查看脚本写法。"""
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="pond 私域流量助手")
-    parser.add_argument("--console", action="store_true", help="use the console simulator")
-    parser.add_argument("--script", metavar="FILE", help="play a console script (- for stdin)")
-    parser.add_argument("--data-dir", metavar="DIR", help="override BOT_DATA_DIR")
-    parser.add_argument("--env-file", metavar="FILE", default=str(ROOT / ".env"))
-    parser.add_argument("--check", action="store_true", help="validate and exit")
+    chinese_argparse()
+    parser = argparse.ArgumentParser(
+        prog="bot.py",
+        description="pond 私域流量助手：没配置微信令牌时启动控制台模拟器。",
+        epilog=HELP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--console", action="store_true", help="用控制台模拟器（不连微信）")
+    parser.add_argument(
+        "--script", metavar="文件", help="在模拟器里播放一个脚本文件（- 表示从标准输入读）"
+    )
+    parser.add_argument("--data-dir", metavar="目录", help="数据目录（代替 BOT_DATA_DIR）")
+    parser.add_argument(
+        "--env-file", metavar="文件", default=str(ROOT / ".env"), help="配置文件（默认 .env）"
+    )
+    parser.add_argument("--check", action="store_true", help="只检查配置、插件和人设模板，然后退出")
     return parser.parse_args(argv)
 
 
@@ -133,11 +150,12 @@ async def run_console(args: argparse.Namespace, settings: Settings) -> int:
     try:
         async with health.heartbeat(app, beat):
             if args.script:
-                stream = sys.stdin if args.script == "-" else open(args.script, encoding="utf-8")  # noqa: SIM115
-                with stream:
-                    await simulator.play(stream.read().splitlines())
+                await simulator.play_file(args.script)
             else:
                 await simulator.interactive()
+    except ConsoleError as error:
+        print(f"！{error}", file=sys.stderr)
+        return 2
     finally:
         await app.stop()
     return 0
@@ -210,6 +228,9 @@ def main(argv: list[str]) -> int:
         return asyncio.run(run_wechaty(settings))
     except STARTUP_ERRORS as error:
         print(explain(error), file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C: the App has stopped cleanly on the way out
+        print("\n（已退出）", file=sys.stderr)
+        return 130
     return 2
 
 

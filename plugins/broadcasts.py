@@ -90,7 +90,7 @@ def bot_status(ctx: Context) -> dict[str, Any]:
     beat = state.Campaigns(ctx.store).heartbeat() or {}
     age = time.time() - float(beat.get("wall", 0.0))
     return {
-        "running": bool(beat) and age < HEARTBEAT_FRESH_S,
+        "running": bool(beat) and not beat.get("stopped") and age < HEARTBEAT_FRESH_S,
         "age_s": int(age) if beat else -1,
         "transport": str(beat.get("transport", "")),
         "self": False,
@@ -367,6 +367,18 @@ def _numbers(data: dict[str, Any]) -> dict[str, Any]:
 async def tick(ctx: Context) -> None:
     """Start what is due, apply the terminal's requests, expire, finish, follow up."""
     runner.Runner(ctx).reconcile()
+
+
+@plugin.on_shutdown()
+async def mark_stopped(ctx: Context) -> None:
+    """A bot that stopped must not look alive to the tool for the next two minutes: its
+    requests would wait for nobody. (The tool's own App never beat: nothing to clear.)"""
+    if _offline(ctx):
+        return
+    campaigns = state.Campaigns(ctx.store)
+    beat = campaigns.heartbeat()
+    if beat is not None:
+        campaigns.beat({**beat, "stopped": True, "wall": time.time()})
 
 
 @plugin.on_startup()

@@ -4,6 +4,7 @@ console simulator, so pacing and quiet hours are tested without real sleeps."""
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -62,9 +63,13 @@ def parse_duration(text: str) -> float:
     if not text:
         raise ValueError("empty duration")
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value):  # "nan", "inf": no moment is that far away
+            raise ValueError(f"bad duration {text!r}: not a finite number")
+        return value
     total, number = 0.0, ""
     for ch in text:
         if ch.isdigit() or ch == ".":

@@ -1,4 +1,4 @@
-"""管理员命令行 / operator commands from a terminal, on the bot's own data.
+"""管理员命令行：在终端里执行管理员命令，用的是机器人自己的数据。
 
     python3 scripts/admin.py status [--json]           运行状态（和微信里发「状态」一样）
     python3 scripts/admin.py pause [all|CHAT_ID] [2h]  暂停全部或一个聊天
@@ -15,12 +15,11 @@
                                                        会换新的；--new 马上换，旧的作废，解除锁定）
     python3 scripts/admin.py help                      所有命令（中文名也可以用：状态、暂停…）
 
-Any operator command works, by its English or Chinese name. Nothing here ever sends a
-WeChat message: output is printed. When a bot is running on the same data (its heartbeat
-is fresh), the command is handed to that bot and runs there, so its pauses and caches stay
-right; otherwise it runs here, on the data files, with a transport that cannot send.
-Every command is recorded in the audit log like a chat command (origin "cli").
-Exit codes: 0 done, 1 the bot did not answer or the command failed, 2 usage/config error.
+所有管理员命令都能用，英文名或中文名都行。这里从不发送微信消息，结果直接打印出来。
+同一份数据上有机器人在运行（心跳是新的）时，命令交给那个机器人去执行，它的暂停和缓存
+才会一致；否则就在这里、直接在数据文件上执行（用一个不能发消息的通道）。
+每条命令都像聊天里的命令一样记进审计日志（来源 "cli"）。
+退出码：0 完成，1 机器人没有回应或命令失败，2 用法或配置错误。
 """
 
 from __future__ import annotations
@@ -72,16 +71,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__,
     )
-    parser.add_argument("words", nargs="*", help="command and its arguments, e.g. pause all 2h")
-    parser.add_argument("--json", action="store_true", help="status: the raw snapshot as JSON")
-    parser.add_argument("--new", action="store_true", help="code：马上换一个新的绑定码，旧的作废")
-    parser.add_argument("--data-dir", metavar="DIR", help="override BOT_DATA_DIR")
-    parser.add_argument("--env-file", metavar="FILE", default=str(ROOT / ".env"))
     parser.add_argument(
-        "--console", action="store_true", help="the console simulator's data (data/console)"
+        "words", nargs="*", metavar="命令", help="命令和它的参数，例如 pause all 2h 或 暂停 all 2h"
+    )
+    parser.add_argument("--json", action="store_true", help="status：输出原始状态数据（JSON）")
+    parser.add_argument("--new", action="store_true", help="code：马上换一个新的绑定码，旧的作废")
+    parser.add_argument("--data-dir", metavar="目录", help="数据目录（代替 BOT_DATA_DIR）")
+    parser.add_argument(
+        "--env-file", metavar="文件", default=str(ROOT / ".env"), help="配置文件（默认 .env）"
     )
     parser.add_argument(
-        "--timeout", type=float, default=20.0, metavar="S", help="wait this long for the bot"
+        "--console", action="store_true", help="读控制台模拟器的数据（data/console）"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=20.0, metavar="秒", help="最多等运行中的机器人多少秒"
     )
     return parser.parse_args(argv)
 

@@ -390,10 +390,15 @@ def run(size: str) -> tuple[list[Result], dict[str, Any]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="up to 10k contacts")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks it runs")
-    parser.add_argument("--out", default=str(ROOT / "bench-results.md"))
+    parser = argparse.ArgumentParser(
+        prog="bench.py",
+        description="性能基准：吞吐、延迟、规模、内存、启动时间（和同一次运行里的基准对比）",
+    )
+    parser.add_argument("--quick", action="store_true", help="最多 1 万个联系人")
+    parser.add_argument("--smoke", action="store_true", help="极小规模：只检查能跑通")
+    parser.add_argument(
+        "--out", default=str(ROOT / "bench-results.md"), metavar="文件", help="结果写到哪里"
+    )
     args = parser.parse_args()
     size = "smoke" if args.smoke else "quick" if args.quick else "full"
     print(

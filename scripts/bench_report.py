@@ -227,23 +227,29 @@ def summary(values: list[float]) -> tuple[float, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--contacts", type=int, default=100_000)
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--end", metavar="YYYY-MM-DD", default=DEFAULT_END.isoformat())
+    parser = argparse.ArgumentParser(
+        prog="bench_report.py",
+        description="报表性能基准：生成演示月数据，给运营报表计时（和同一次运行里的全表扫描对比）",
+    )
+    parser.add_argument("--contacts", type=int, default=100_000, help="客户数（默认 10 万）")
+    parser.add_argument("--days", type=int, default=30, help="天数（默认 30）")
+    parser.add_argument(
+        "--end", metavar="YYYY-MM-DD", default=DEFAULT_END.isoformat(), help="最后一天"
+    )
     parser.add_argument(
         "--events-target",
         type=int,
         default=None,
-        help="top the demo up with private messages to this many events "
-        "(default 10 a contact at 100k contacts, i.e. 1,000,000, and with --smoke; else none)",
+        help="用私聊消息把事件补到这么多条（10 万客户和 --smoke 时默认每人 10 条，其余不补）",
     )
-    parser.add_argument("--data-dir", metavar="DIR", help="default: a temp dir, deleted after")
-    parser.add_argument("--keep", action="store_true", help="keep the temp data dir")
-    parser.add_argument("--repeat", type=int, default=3, help="time the report K times")
-    parser.add_argument("--smoke", action="store_true", help="2,000 contacts: checks it runs")
-    parser.add_argument("--profile", action="store_true", help="cProfile one compute + write")
-    parser.add_argument("--env-file", metavar="FILE", default=str(ROOT / ".env"))
+    parser.add_argument("--data-dir", metavar="目录", help="默认用临时目录，结束后删除")
+    parser.add_argument("--keep", action="store_true", help="保留临时数据目录")
+    parser.add_argument("--repeat", type=int, default=3, help="报表计时几次（默认 3）")
+    parser.add_argument("--smoke", action="store_true", help="2000 个客户：只检查能跑通")
+    parser.add_argument("--profile", action="store_true", help="用 cProfile 分析一次计算和写出")
+    parser.add_argument(
+        "--env-file", metavar="文件", default=str(ROOT / ".env"), help="配置文件（默认 .env）"
+    )
     args = parser.parse_args()
     if args.smoke:
         args.contacts = 2000

@@ -1,4 +1,4 @@
-"""群发命令行工具 / broadcast campaigns from a terminal, on the bot's data dir.
+"""群发命令行工具：在终端里管理群发活动，用的是机器人的数据目录。
 
     python3 scripts/broadcast.py status [NAME] [--watch [SECONDS]]   进度（进度条、预计发完时间）
     python3 scripts/broadcast.py create NAME_OR_FILE                 按活动文件创建（不发送）
@@ -7,16 +7,16 @@
     python3 scripts/broadcast.py pause|resume|cancel NAME            暂停 / 继续 / 取消
     python3 scripts/broadcast.py report NAME                         报告（以发送记录为准）
 
-NAME is a campaign file persona/broadcasts/campaigns/NAME.toml; `create` also takes a path.
+NAME 是活动文件 persona/broadcasts/campaigns/NAME.toml；create 也可以直接给文件路径。
 
-This tool NEVER sends anything. It runs the same operator commands as the admin chat
-(群发创建, 群发预览, ...) against the same data dir (BOT_DATA_DIR, or data/console when the
-bot would run the console simulator; --data-dir to choose), and:
-- start / resume are requests that the running bot applies within a minute (its
-  broadcasts.tick job); with no bot running the campaign simply waits, and the tool says so;
-- pause / cancel take hold in the delivery journal at once (the bot cannot send a held or
-  cancelled row), and the bot updates the campaign's status when it next checks.
-Exit codes: 0 done, 1 refused or not confirmed, 2 configuration or start-up error.
+本工具从不发送任何消息。它执行和管理员聊天里一样的命令（群发创建、群发预览……），
+用的是同一个数据目录（BOT_DATA_DIR；机器人会启动控制台模拟器时是 data/console；
+--data-dir 可以指定），并且：
+- start / resume 是请求，运行中的机器人在一分钟内执行（它的 broadcasts.tick 任务）；
+  没有机器人在运行时活动就等着，工具会说明；
+- pause / cancel 在发送记录里立即生效（暂停或取消的行机器人发不出去），
+  机器人下次检查时更新活动状态。
+退出码：0 完成，1 被拒绝或没有确认，2 配置或启动错误。
 """
 
 from __future__ import annotations
@@ -71,16 +71,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__,
     )
-    parser.add_argument("action", choices=sorted(COMMANDS), help="what to do")
-    parser.add_argument("name", nargs="?", default="", help="campaign name (or file for create)")
-    parser.add_argument("--confirm", type=int, metavar="N", help="start: the recipient count")
+    parser.add_argument("action", choices=sorted(COMMANDS), help="要做什么（见下面的说明）")
     parser.add_argument(
-        "--watch", nargs="?", const=5.0, type=float, metavar="S", help="status: refresh every S s"
+        "name", nargs="?", default="", metavar="NAME", help="活动名（create 也可以是文件）"
     )
-    parser.add_argument("--data-dir", metavar="DIR", help="override BOT_DATA_DIR")
-    parser.add_argument("--env-file", metavar="FILE", default=str(ROOT / ".env"))
+    parser.add_argument("--confirm", type=int, metavar="N", help="start：预览里的人数")
     parser.add_argument(
-        "--console", action="store_true", help="the console simulator's data (data/console)"
+        "--watch", nargs="?", const=5.0, type=float, metavar="秒", help="status：每隔几秒刷新"
+    )
+    parser.add_argument("--data-dir", metavar="目录", help="数据目录（代替 BOT_DATA_DIR）")
+    parser.add_argument(
+        "--env-file", metavar="文件", default=str(ROOT / ".env"), help="配置文件（默认 .env）"
+    )
+    parser.add_argument(
+        "--console", action="store_true", help="读控制台模拟器的数据（data/console）"
     )
     return parser.parse_args(argv)
 
@@ -155,13 +159,12 @@ async def run(
     settings = settings_for(args)
     if "broadcasts" not in settings.bot.plugins:
         print(
-            "注意：BOT_PLUGINS 里没有 broadcasts，机器人不会执行群发请求 "
-            "(broadcasts is not in BOT_PLUGINS: the bot will not act on these campaigns)",
+            "注意：BOT_PLUGINS 里没有 broadcasts，机器人不会执行群发请求",
             file=sys.stderr,
         )
-    print(f"数据目录 / data dir: {settings.bot.data_dir}", file=sys.stderr)
+    print(f"数据目录：{settings.bot.data_dir}", file=sys.stderr)
     if args.action not in {"status", "list"} and not args.name:
-        print(f"{args.action}: 需要活动名 / a campaign name is needed", file=sys.stderr)
+        print(f"{args.action}：需要活动名", file=sys.stderr)
         return 1
     words = [args.name] if args.name else []
     name = COMMANDS[args.action]
@@ -187,11 +190,11 @@ async def _confirm_interactively(
             return 1  # not confirmed: the dry run above says how to confirm
         ask = input
     try:
-        answer = ask("输入上面的人数确认开始，直接回车放弃 / type the count to start: ").strip()
+        answer = ask("输入上面的人数确认开始，直接回车放弃：").strip()
     except EOFError:
         answer = ""
     if not answer.isdigit():
-        print("没有开始 / not started", file=out)
+        print("没有开始", file=out)
         return 1
     keys = await run_command(settings, "broadcast_start", [name, answer], clock=clock, out=out)
     return 1 if set(keys) & REFUSED else 0

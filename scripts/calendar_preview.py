@@ -126,21 +126,30 @@ def parse_day(text: str) -> datetime:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Preview the content calendar (and lint it).")
-    parser.add_argument("--days", type=int, default=7, help="how many days (default 7)")
-    parser.add_argument("--from", dest="start", type=parse_day, help="first day, YYYY-MM-DD")
-    parser.add_argument("--file", help="calendar file (default: CALENDAR_FILE)")
-    parser.add_argument("--fallback", choices=("staff", "broadcast"), help="CALENDAR_FALLBACK")
-    parser.add_argument("--moments", action="store_true", help="the transport can post Moments")
+    parser = argparse.ArgumentParser(
+        prog="calendar_preview.py",
+        description="朋友圈日历预览：列出接下来几天每条的文案和发送对象，并检查日历文件。",
+    )
+    parser.add_argument("--days", type=int, default=7, metavar="天", help="看几天（默认 7）")
+    parser.add_argument(
+        "--from", dest="start", type=parse_day, metavar="YYYY-MM-DD", help="从哪天开始（默认今天）"
+    )
+    parser.add_argument("--file", metavar="文件", help="日历文件（默认用 CALENDAR_FILE）")
+    parser.add_argument(
+        "--fallback",
+        choices=("staff", "broadcast"),
+        help="不能发朋友圈时怎么办（同 CALENDAR_FALLBACK）",
+    )
+    parser.add_argument("--moments", action="store_true", help="按接入方式能发朋友圈来预览")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="pond-calendar-") as tmp:
         try:
             app, rt = build(args, Path(tmp))
         except (CalendarError, DateError) as error:
-            print(f"日历有问题 / calendar is invalid:\n{error}", file=sys.stderr)
+            print(f"日历有问题：\n{error}", file=sys.stderr)
             return 2
         except (PersonaError, ValueError) as error:
-            print(f"无法预览 / cannot preview: {error}", file=sys.stderr)
+            print(f"无法预览：{error}", file=sys.stderr)
             return 2
         try:
             show(app, rt, max(1, min(args.days, 366)))

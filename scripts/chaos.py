@@ -297,8 +297,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps(asyncio.run(disk_full_child(Path(argv[1])))))
         return 0
     logging.basicConfig(level=logging.CRITICAL)  # the table is the output
-    parser = argparse.ArgumentParser(description="pond fault injection")
-    parser.add_argument("--kills", type=int, default=10)
+    parser = argparse.ArgumentParser(prog="chaos.py", description="pond 故障演练表")
+    parser.add_argument("--kills", type=int, default=10, help="群发中强杀几次（默认 10）")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="pond-chaos-") as name:
         tmp = Path(name)

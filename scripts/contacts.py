@@ -1,4 +1,4 @@
-"""客户资料命令行 / the customer book from a terminal, on the bot's data dir.
+"""客户资料命令行：在终端里处理客户资料，用的是机器人的数据目录。
 
     python3 scripts/contacts.py export ID [--format json|csv] [--out FILE]
                                                   导出一位客户的全部数据（个人信息查阅/复制请求）
@@ -11,15 +11,14 @@
     python3 scripts/contacts.py purge-inactive [--days N]
                                                   立即清理长期不活跃客户的消息衍生数据
 
-CSV headers may be the English names (id, name, alias, channel, stage, tags, notes,
-consent_source, consent_at, first_seen, is_friend, opted_out) or the Chinese ones in
-persona/friends/csv.toml. Files saved by Excel as GBK or UTF-8 are both read.
+CSV 表头可以用英文列名（id, name, alias, channel, stage, tags, notes, consent_source,
+consent_at, first_seen, is_friend, opted_out），也可以用 persona/friends/csv.toml 里的中文列名。
+Excel 存成 GBK 或 UTF-8 的文件都能读。
 
-Nothing here sends a WeChat message (paced adding is done by the running bot). The bot and
-this tool share the data dir: prefer running imports and deletions while the bot is stopped,
-or use the admin chat commands (导入客户, 删除客户, ...) while it runs, so its caches stay
-right. Every export and deletion is audited (without personal data), origin "cli".
-Exit codes: 0 done, 1 refused or some rows failed, 2 nothing found or configuration error.
+这里从不发送微信消息（批量加好友由运行中的机器人按节奏执行）。机器人和本工具共用数据目录：
+导入和删除最好在机器人停止时做，机器人运行时请用管理员聊天命令（导入客户、删除客户……），
+它的缓存才会一致。每次导出和删除都记进审计日志（不含个人信息），来源 "cli"。
+退出码：0 完成，1 被拒绝或有行失败，2 没找到或配置错误。
 """
 
 from __future__ import annotations
@@ -59,15 +58,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "action",
         choices=["export", "delete", "import", "export-book", "add-friends", "purge-inactive"],
+        help="要做什么（见下面的说明）",
     )
-    parser.add_argument("target", nargs="?", default="", help="contact id or CSV file")
-    parser.add_argument("--format", choices=["json", "csv"], default="json")
-    parser.add_argument("--out", metavar="FILE", help="export: where to write")
-    parser.add_argument("--yes", action="store_true", help="delete: really delete")
-    parser.add_argument("--days", type=float, help="purge-inactive: override the retention")
-    parser.add_argument("--data-dir", metavar="DIR", help="override BOT_DATA_DIR")
-    parser.add_argument("--env-file", metavar="FILE", default=str(ROOT / ".env"))
-    parser.add_argument("--console", action="store_true", help="the console simulator's data")
+    parser.add_argument(
+        "target", nargs="?", default="", metavar="对象", help="联系人 id 或 CSV 文件"
+    )
+    parser.add_argument(
+        "--format", choices=["json", "csv"], default="json", help="export：导出格式（默认 json）"
+    )
+    parser.add_argument("--out", metavar="文件", help="export：写到哪里")
+    parser.add_argument("--yes", action="store_true", help="delete：确认删除")
+    parser.add_argument("--days", type=float, metavar="天", help="purge-inactive：这次用的保留天数")
+    parser.add_argument("--data-dir", metavar="目录", help="数据目录（代替 BOT_DATA_DIR）")
+    parser.add_argument(
+        "--env-file", metavar="文件", default=str(ROOT / ".env"), help="配置文件（默认 .env）"
+    )
+    parser.add_argument(
+        "--console", action="store_true", help="读控制台模拟器的数据（data/console）"
+    )
     return parser.parse_args(argv)
 
 

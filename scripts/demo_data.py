@@ -1,11 +1,12 @@
-"""演示数据 / demo data: a realistic month of a small tea shop (several channels, rooms,
-a 双11 campaign, follow-ups, orders) so the operations report can be tried at once.
+"""演示数据：一家小茶铺真实感的一个月（几个渠道、几个群、双11 群发、跟进、订单），
+马上就能试运营报表。
 
-    python3 scripts/demo_data.py                       写到 data/demo
+    python3 scripts/demo_data.py                       写到 data/demo，到今天为止的 30 天
+    python3 scripts/demo_data.py --end 2026-11-30      11 月整月
     python3 scripts/demo_data.py --data-dir /tmp/d --contacts 100000 --days 30
     python3 scripts/report.py --data-dir data/demo     然后生成报表
 
-Refuses a data dir that already has a database (never mixes demo rows into real data)."""
+数据目录里已经有数据库时拒绝写入（演示数据绝不混进真实数据）。"""
 
 from __future__ import annotations
 
@@ -36,12 +37,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         epilog=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--data-dir", metavar="DIR", default=str(ROOT / "data" / "demo"))
+    parser.add_argument(
+        "--data-dir", metavar="目录", default=str(ROOT / "data" / "demo"), help="写到哪里"
+    )
     parser.add_argument("--days", type=int, default=30, help="天数（默认 30）")
     parser.add_argument("--end", metavar="YYYY-MM-DD", help="最后一天（默认今天）")
     parser.add_argument("--contacts", type=int, default=3000, help="客户数（默认 3000）")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--env-file", metavar="FILE", default=str(ROOT / ".env"))
+    parser.add_argument("--seed", type=int, default=7, help="随机种子（同一个种子数据相同）")
+    parser.add_argument(
+        "--env-file", metavar="文件", default=str(ROOT / ".env"), help="配置文件（默认 .env）"
+    )
     return parser.parse_args(argv)
 
 

@@ -649,21 +649,25 @@ def format_problems(reports: Sequence[Report]) -> str:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="出站限流故障注入：随机强杀群发进程，检查不重发、不超上限 "
-        "(SIGKILL a broadcast at random moments; check at-most-once and daily caps)"
+        prog="fault_inject.py",
+        description="出站限流故障注入：在群发中随机强杀进程（SIGKILL），检查不重发、不超每日上限",
     )
-    parser.add_argument("--scenario", choices=["all", "kill", "cap"], default="all")
-    parser.add_argument("--kills", type=int, default=10, help="kill-loop kills (default 10)")
-    parser.add_argument("--recipients", type=int, default=300, help="kill-loop recipients")
-    parser.add_argument("--cap", type=int, default=50, help="cap scenario OUTBOX_CAP_BROADCAST")
-    parser.add_argument("--cap-recipients", type=int, default=120, help="cap scenario recipients")
-    parser.add_argument("--restarts", type=int, default=5, help="cap scenario kill/restarts")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--max-delay-ms", type=float, default=50.0, help="kill delay after ready")
-    parser.add_argument("--fsync", action="store_true", help="fsync the delivery log per line")
-    parser.add_argument("--data-dir", type=Path, help="keep the data here (default: temp dir)")
-    parser.add_argument("--keep", action="store_true", help="keep the temp data dir")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print every run")
+    parser.add_argument(
+        "--scenario", choices=["all", "kill", "cap"], default="all", help="跑哪个场景（默认全部）"
+    )
+    parser.add_argument("--kills", type=int, default=10, help="强杀场景：强杀几次（默认 10）")
+    parser.add_argument("--recipients", type=int, default=300, help="强杀场景：群发人数")
+    parser.add_argument("--cap", type=int, default=50, help="上限场景：OUTBOX_CAP_BROADCAST 的值")
+    parser.add_argument("--cap-recipients", type=int, default=120, help="上限场景：群发人数")
+    parser.add_argument("--restarts", type=int, default=5, help="上限场景：强杀并重启几次")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="随机种子")
+    parser.add_argument("--max-delay-ms", type=float, default=50.0, help="就绪后最多多少毫秒强杀")
+    parser.add_argument("--fsync", action="store_true", help="发送记录每行都 fsync")
+    parser.add_argument(
+        "--data-dir", type=Path, metavar="目录", help="数据放在这里（默认临时目录）"
+    )
+    parser.add_argument("--keep", action="store_true", help="保留临时数据目录")
+    parser.add_argument("-v", "--verbose", action="store_true", help="打印每一次运行")
     # The child's own arguments (this script re-run by the parent).
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--log", help=argparse.SUPPRESS)

@@ -1,15 +1,15 @@
-"""运营报表 / operations report: one offline HTML file with charts, plus a CSV per table.
+"""运营报表：一个可离线打开的 HTML 文件（含图表），加每张表一个 CSV。
 
     python3 scripts/report.py                                  最近 30 天
     python3 scripts/report.py --from 2026-11-01 --to 2026-11-30
-    python3 scripts/report.py --room 小鱼塘茶友演示群 --channel LIVE
-    python3 scripts/report.py --data-dir data/demo   演示数据（先运行 scripts/demo_data.py）
-    python3 scripts/report.py --import-orders 订单.csv  导入订单（订单号、客户、时间、金额）
+    python3 scripts/report.py --room 小鱼塘茶友演示群 --channel 直播间
+    python3 scripts/report.py --data-dir data/demo              演示数据（先运行 demo_data.py）
+    python3 scripts/report.py --import-orders 订单.csv          导入订单（订单号、客户、时间、金额）
 
-Writes <data dir>/reports/<from>_<to>[_filters]/report.html and csv/*.csv (or --out DIR) and
-prints the path. Reads the bot's data only (safe while the bot runs). Rooms and channels can
-be given by id or by name, several times or comma-separated. Exit codes: 0 written,
-2 bad request (dates, filters, config)."""
+写到 <数据目录>/reports/<开始>_<结束>[_筛选]/report.html 和 csv/*.csv（或 --out 目录），并打印路径。
+只读机器人的数据（机器人运行时也可以用）。群和渠道可以写 id 或名字，可以写多次或用逗号分隔。
+选的日期和筛选里没有任何记录时会提醒（报表照样写出）。
+退出码：0 已生成，2 请求有误（日期、筛选、配置）。"""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from pond import ConfigError, Settings  # noqa: E402
 from pond.analytics import orders  # noqa: E402
 from pond.analytics.build import ReportError, build_report, open_store  # noqa: E402
 from pond.analytics.data import Source  # noqa: E402
+from pond.analytics.metrics import Report  # noqa: E402
 from pond.analytics.render import write_report  # noqa: E402
 from pond.customers import CustomerBook  # noqa: E402
 from pond.store import Store, StoreError  # noqa: E402
@@ -53,17 +54,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--to", dest="until", metavar="YYYY-MM-DD", help="结束日期（含）")
     parser.add_argument("--room", action="append", default=[], help="只看这些群（id 或群名）")
     parser.add_argument("--channel", action="append", default=[], help="只看这些渠道（代码或名称）")
-    parser.add_argument("--out", metavar="DIR", help="输出目录")
+    parser.add_argument("--out", metavar="目录", help="输出目录")
     parser.add_argument(
         "--import-orders", metavar="CSV", help="先导入订单 CSV（按订单号去重，可重复导入）"
     )
-    parser.add_argument("--data-dir", metavar="DIR", help="override BOT_DATA_DIR")
-    parser.add_argument("--env-file", metavar="FILE", default=str(ROOT / ".env"))
+    parser.add_argument("--data-dir", metavar="目录", help="数据目录（代替 BOT_DATA_DIR）")
     parser.add_argument(
-        "--console", action="store_true", help="the console simulator's data (data/console)"
+        "--env-file", metavar="文件", default=str(ROOT / ".env"), help="配置文件（默认 .env）"
     )
     parser.add_argument(
-        "--json", action="store_true", help="print one JSON line: html, csv, headline (for the bot)"
+        "--console", action="store_true", help="读控制台模拟器的数据（data/console）"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="输出一行 JSON：网页、CSV 路径和核心指标（给机器人用）"
     )
     return parser.parse_args(argv)
 
@@ -105,6 +108,38 @@ def import_orders(settings: Settings, path: Path) -> int:
     for line in result.errors:
         print(f"  {line}", file=sys.stderr)
     return 0
+
+
+# Headline numbers that count what happened inside the chosen dates (not the friend total).
+_IN_RANGE = (
+    "new_friends",
+    "churned",
+    "optouts",
+    "active_contacts",
+    "inbound_private",
+    "inbound_rooms",
+    "converted",
+    "sent",
+)
+
+
+def in_range(headline: dict[str, object]) -> bool:
+    return any(headline.get(name) for name in _IN_RANGE)
+
+
+def empty_warning(settings: Settings, args: argparse.Namespace, report: Report) -> str:
+    """The data has events, just none in the chosen dates and filters: say so, and where
+    the tool looked, instead of a silent all-zero report."""
+    chosen = [f"{report.scope.since} 到 {report.scope.until}"]
+    if args.room:
+        chosen.append("群 " + "、".join(args.room))
+    if args.channel:
+        chosen.append("渠道 " + "、".join(args.channel))
+    return (
+        f"注意：{'，'.join(chosen)} 没有任何记录（新增好友、消息、发送、成交都是 0），"
+        f"报表里全是 0。读的是 {settings.bot.data_dir} 的数据："
+        "请检查日期和筛选条件，或用 --data-dir 选对数据目录（演示数据在 data/demo）。"
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -149,6 +184,8 @@ def main(argv: list[str]) -> int:
         return 0
     if not report.has_data:
         print("这个数据目录还没有数据：报表里只有一条说明。", file=sys.stderr)
+    elif not in_range(report.headline):
+        print(empty_warning(settings, args, report), file=sys.stderr)
     print(f"报表已生成（{took:.1f} 秒）：{written.html}")
     print(f"CSV（{len(written.csv)} 个文件）：{written.html.parent / 'csv'}")
     return 0

@@ -23,6 +23,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _env import ROOT, ensure_venv
 
+HELP = """用法：python3 scripts/test.py [pytest 的参数…]
+
+全部检查，和 CI 一样：ruff 检查全部 Python 代码，mypy --strict 检查 pond/ 和 plugins/，然后 pytest。
+多出来的参数交给 pytest（例如 python3 scripts/test.py -k outbox）。第一次运行会先装好需要的东西：
+开发依赖、端到端测试用的 puppet 服务（Node.js）；以 root 运行时用 apt-get 装 Chromium 和字体。"""
+
+if __name__ == "__main__" and sys.argv[1:] in (["-h"], ["--help"]):
+    print(HELP)
+    sys.exit(0)
+
 ensure_venv(dev=True)
 
 

@@ -35,6 +35,7 @@ from pond import (
     Settings,
 )
 from pond.actions import ActionKind
+from pond.simulation import SimDriver
 from pond.transports.memory import MemoryTransport, Performed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,6 +104,7 @@ class ChatSim:
         self.seed = seed
         self._ids = itertools.count(1)
         self.app: App
+        self.driver: SimDriver
         self.transport: MemoryTransport
 
     @classmethod
@@ -136,6 +138,7 @@ class ChatSim:
             rng=random.Random(self.seed),
             strict=True,
         )
+        self.driver = SimDriver(self.app, self.clock)
         names = [p for p in self.plugin_names if isinstance(p, str)]
         extra = [p for p in self.plugin_names if isinstance(p, Plugin)]
         for plugin in [*plugin_modules.load(names), *extra]:
@@ -214,7 +217,7 @@ class ChatSim:
     async def advance(self, seconds: float) -> Transcript:
         """Move the clock; due jobs fire and deferred actions go out on the way."""
         before = len(self.transport.performed)
-        await self.app.advance(self.clock, seconds)
+        await self.driver.advance(seconds)
         return Transcript([Sent.of(p) for p in self.transport.performed[before:]])
 
     async def drain(self) -> Transcript:

@@ -109,6 +109,22 @@ async def test_status_draws_the_bar_and_says_when_no_bot_is_running(tmp_path: Pa
     await sim.close()
 
 
+async def test_right_after_the_bot_stops_the_tool_says_no_bot_is_running(
+    tmp_path: Path,
+) -> None:
+    sim = await make(tmp_path)
+    people(sim, 3)
+    for name in ("tea", "tea2"):
+        assert (await tool(sim, "create", str(write_campaign(tmp_path / "files", name))))[0] == 0
+    await sim.advance(120)  # the bot's minute check beats
+    code, printed = await tool(sim, "start", "tea", "--confirm", "3")
+    assert code == 0 and "运行中的机器人（" in printed
+    await sim.close()  # the bot stops (a deploy, Ctrl-C)
+    code, printed = await tool(sim, "start", "tea2", "--confirm", "3")
+    assert code == 0
+    assert "没有检测到运行中的机器人" in printed and "秒前有心跳" not in printed
+
+
 def test_the_tool_uses_the_data_dir_the_bot_would(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
