@@ -15,9 +15,10 @@
     python3 scripts/admin.py help                      所有命令（中文名也可以用：状态、暂停…）
 
 Any operator command works, by its English or Chinese name. Nothing here ever sends a
-WeChat message: output is printed. When a bot is running on the same data (its heartbeat
-is fresh), the command is handed to that bot and runs there, so its pauses and caches stay
-right; otherwise it runs here, on the data files, with a transport that cannot send.
+WeChat message: output is printed. When a bot is running on the same data (it holds
+the data dir's lock, pond.lock), the command is handed to that bot and runs there, so its
+pauses and caches stay right; otherwise it runs here, on the data files, with a
+transport that cannot send.
 Every command is recorded in the audit log like a chat command (origin "cli").
 Exit codes: 0 done, 1 the bot did not answer or the command failed, 2 usage/config error.
 """
@@ -144,7 +145,11 @@ async def run(
     app = build_app(settings, clock)
     try:
         beat = health.read_heartbeat(app.store)
-        live = health.is_live(beat, app.clock.now(), health.health_config(settings))
+        # The data dir's lock says whether a bot runs (the heartbeat where none took it yet).
+        pid = health.bot_pid(
+            settings.bot.data_dir, beat, app.clock.now(), health.health_config(settings)
+        )
+        live = pid is not None
         if words == ["code"]:
             return await _code(app, live, args.timeout, sleep, stream)
         command = parse_command(app, words)
