@@ -41,6 +41,7 @@ from pond import (  # noqa: E402
     ConfigError,
     FakeClock,
     PersonaError,
+    Plugin,
     Settings,
     StartupError,
     health,
@@ -157,15 +158,15 @@ def check_data_dir(path: Path) -> None:
         ) from None
 
 
-def check_config(app: App) -> None:
+def check_config(settings: Settings, loaded: list[Plugin]) -> None:
     """Refuse keys under a prefix of ours that nothing reads (a typo, a lower-case key, a
     job that does not exist), naming the nearest real key; parse the kernel's other
     sections now so a bad value stops start-up, not the first heartbeat."""
-    settings = app.settings
+    enabled = {plugin.name: plugin for plugin in loaded}
     known = set(settings.all_keys()) | set(section_keys(health.HealthConfig, "HEALTH"))
     prefixes = list(CORE_PREFIXES)
     for name in plugins.available():
-        plugin = app.plugins.get(name)
+        plugin = enabled.get(name)
         if plugin is None:
             # Not enabled: its keys are still known (config.example.env lists them all).
             with contextlib.suppress(Exception):
@@ -275,11 +276,12 @@ def print_binding_code(app: App) -> None:
 
 
 def build_app(settings: Settings, transport: object, clock: object | None = None) -> App:
+    loaded = plugins.load(settings.bot.plugins)
+    check_config(settings, loaded)  # before any data is opened
     app = App(settings, transport, clock=clock)  # type: ignore[arg-type]
     try:
-        for plugin in plugins.load(settings.bot.plugins):
+        for plugin in loaded:
             app.include(plugin)
-        check_config(app)
     except BaseException:
         app.store.close()
         raise
