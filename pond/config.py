@@ -257,7 +257,9 @@ def check_keys(env: Mapping[str, str], known: Iterable[str], prefixes: Iterable[
 # -- checks of single values ------------------------------------------------------------------
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TRANSPORTS = ("auto", "console", "wechaty")
-_DB_FORM = "留空（用数据目录里的 SQLite），或 sqlite:///文件路径，或 postgresql://用户:密码@主机/库名"
+_DB_FORM = (
+    "留空（用数据目录里的 SQLite），或 sqlite:///文件路径，或 postgresql://用户:密码@主机/库名"
+)
 
 
 def _check_database_url(text: str) -> str | None:

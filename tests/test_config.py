@@ -214,9 +214,7 @@ async def test_plugin_sections_have_ranges_too(tmp_path: Path) -> None:
 
     for key, value in [("GROUPS_MEMBER_LIMIT", "-3"), ("CALENDAR_FALLBACK", "carrier pigeon")]:
         with pytest.raises(ConfigError) as info:
-            await ChatSim.create(
-                tmp_path / key, plugins=["groups", "calendar"], env={key: value}
-            )
+            await ChatSim.create(tmp_path / key, plugins=["groups", "calendar"], env={key: value})
         assert_friendly(info.value, key, value)
 
 

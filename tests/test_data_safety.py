@@ -37,8 +37,15 @@ async def served(data: Path) -> ChatSim:
     await sim.say("alice", "你好")
     sim.app.outbox.opt_out("bob", "test")
     bulk = [
-        Action(ActionKind.SEND, to=f"c{i}", cls=ActionClass.MARKETING, text="新品",
-               key="greeter/hello", job="promo", contact_id=f"c{i}")
+        Action(
+            ActionKind.SEND,
+            to=f"c{i}",
+            cls=ActionClass.MARKETING,
+            text="新品",
+            key="greeter/hello",
+            job="promo",
+            contact_id=f"c{i}",
+        )
         for i in range(3)
     ]
     sim.app.outbox.enqueue_bulk("promo", bulk)
@@ -211,8 +218,14 @@ async def test_the_schedule_backs_up_at_once_then_waits(tmp_path: Path) -> None:
     errors: list[BaseException] = []
     task = asyncio.create_task(
         backups.run_schedule(
-            tmp_path / "d", db, tmp_path / "b", every_s=3600, keep=7,
-            now=lambda: datetime.now(UTC), on_error=errors.append, check_s=1,
+            tmp_path / "d",
+            db,
+            tmp_path / "b",
+            every_s=3600,
+            keep=7,
+            now=lambda: datetime.now(UTC),
+            on_error=errors.append,
+            check_s=1,
         )
     )
     for _ in range(600):
@@ -301,10 +314,21 @@ def test_a_second_lock_is_refused_with_the_pid_of_the_first(tmp_path: Path) -> N
 
 def _console(data: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "bot.py"), "--console", "--data-dir", str(data),
-         "--env-file", str(data.parent / "none")],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        cwd=ROOT, env={**os.environ, "POND_NO_VENV": "1"},
+        [
+            sys.executable,
+            str(ROOT / "bot.py"),
+            "--console",
+            "--data-dir",
+            str(data),
+            "--env-file",
+            str(data.parent / "none"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "POND_NO_VENV": "1"},
     )
 
 

@@ -291,4 +291,3 @@ def info_lines(infos: list[BackupInfo]) -> list[dict[str, Any]]:
         {"name": i.name, "created_at": i.created_at, "size": i.size, "tables": list(i.tables)}
         for i in infos
     ]
-

@@ -117,9 +117,7 @@ class WechatyTransport:
     ) -> None:
         self._token = settings.puppet_service_token.strip()
         if not self._token:
-            raise ConfigError(
-                "WECHATY_PUPPET_SERVICE_TOKEN", "puppet 服务（或网关）的 token", ""
-            )
+            raise ConfigError("WECHATY_PUPPET_SERVICE_TOKEN", "puppet 服务（或网关）的 token", "")
         raw_endpoint = settings.puppet_service_endpoint.strip()
         if not raw_endpoint:
             raise ConfigError(
