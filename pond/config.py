@@ -320,10 +320,12 @@ class OutboxSettings:
     optout_keywords: tuple[str, ...] = ("退订", "TD", "不要再发")
     optin_keywords: tuple[str, ...] = ("恢复订阅",)
     breaker_patterns: tuple[str, ...] = ("操作过于频繁", "发送消息过于频繁", "too frequent")
-    breaker_cooldown_min: float = 30.0
+    breaker_cooldown_min: float = setting(30.0, gt=0)  # a throttle signal must pause sending
     retry_backoff_s: float = 5.0
-    seen_ttl_days: float = setting(7.0, env="INBOUND_SEEN_TTL_DAYS")
-    startup_cutoff_s: float = setting(120.0, env="INBOUND_STARTUP_CUTOFF_S")
+    # 0 would forget message ids at once (a redelivered message answered twice) and call
+    # every live message stale (nothing answered).
+    seen_ttl_days: float = setting(7.0, env="INBOUND_SEEN_TTL_DAYS", gt=0)
+    startup_cutoff_s: float = setting(120.0, env="INBOUND_STARTUP_CUTOFF_S", gt=0)
 
 
 @dataclass(frozen=True, slots=True)

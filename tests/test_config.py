@@ -94,6 +94,9 @@ def test_a_negative_startup_cutoff_is_refused() -> None:
         ("BOT_TIMEZONE", "Mars/Olympus"),
         ("OUTBOX_QUIET_HOURS", "25:00-08:00"),
         ("BACKUP_KEEP", "0"),
+        ("INBOUND_STARTUP_CUTOFF_S", "0"),
+        ("INBOUND_SEEN_TTL_DAYS", "0"),
+        ("OUTBOX_BREAKER_COOLDOWN_MIN", "0"),
         ("BACKUP_EVERY_H", "0"),
     ],
 )
@@ -119,6 +122,7 @@ def test_ranges_are_declared_with_the_fields() -> None:
         ("BOT_PERSONA_MAX_CHARS", "0"),
         ("DATABASE_URL", "mysql://pond:secret@db/pond"),
         ("BOT_TRANSPORT", "wecom"),
+        ("HEALTH_MAILBOX_POLL_S", "0"),
     ],
 )
 def test_bad_values_are_one_message_from_check_and_from_start(
