@@ -134,6 +134,31 @@ async def test_a_damaged_page_stops_start_up_naming_the_file(tmp_path: Path, tab
     assert db.read_bytes() == content
 
 
+async def test_tools_beside_a_running_bot_do_not_reread_the_whole_file(tmp_path: Path) -> None:
+    db = await stopped_with_data(tmp_path / "d")
+    damage(db, "out_optout")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_AND_WAIT, str(tmp_path / "d")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        Store(tmp_path / "d").close()  # the running bot checked it when it started
+    finally:
+        holder.communicate("", timeout=30)
+    assert "已损坏" in refusal(tmp_path / "d")  # the next start checks again
+
+
+LOCK_AND_WAIT = (
+    "import sys; sys.path.insert(0, '.'); from pathlib import Path; "
+    "from pond.store import InstanceLock; lock = InstanceLock(Path(sys.argv[1])); "
+    "lock.acquire(); print('locked', flush=True); sys.stdin.read()"
+)
+
+
 @pytest.fixture
 def process_state() -> Iterator[None]:
     import logging

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoreCorrupt
+from .lock import holder
 
 __all__ = [
     "STATE_FILE",
@@ -158,7 +159,10 @@ def check_sqlite_file(data_dir: Path, path: Path) -> float:
             raise _refuse(path, "变成了空文件（0 字节）", marker, state)
         return 0.0
     started = time.monotonic()
-    problems = quick_check(path)
+    # A running bot checked this file when it started: a command-line tool opening the
+    # same data meanwhile does not read the whole file again (seconds per GB).
+    owner = holder(data_dir)
+    problems = quick_check(path) if owner is None or owner == os.getpid() else []
     took = time.monotonic() - started
     if problems:
         detail = "；".join(problems[:3])
