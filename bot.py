@@ -47,7 +47,7 @@ from pond import (  # noqa: E402
     health,
 )
 from pond.config import CORE_PREFIXES, check_keys, section_keys  # noqa: E402
-from pond.store import InstanceLock, StoreError  # noqa: E402
+from pond.store import InstanceLock, InstanceLocked, StoreError  # noqa: E402
 from pond.store import backup as backups  # noqa: E402
 from pond.store import lock as instance_lock  # noqa: E402
 from pond.transports.console import ConsoleTransport, Simulator  # noqa: E402
@@ -61,6 +61,7 @@ RESTORE_HINT = "请查看 README「数据备份与恢复」，用 python3 script
 
 def explain(error: Exception) -> str:
     labels = (
+        (InstanceLocked, "无法启动"),
         (ConfigError, "配置错误"),
         (PersonaError, "人设模板错误"),
         (StoreError, "数据文件错误"),

@@ -413,3 +413,18 @@ async def test_a_fresh_heartbeat_without_the_lock_is_not_a_running_bot(sim: Chat
     config = health.health_config(sim.app.settings)
     assert health.is_live(row, sim.clock.now(), config)
     assert health.bot_pid(sim.data_dir, row, sim.clock.now(), config) is None
+
+
+async def test_check_beside_a_running_bot_leaves_its_data_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], process_state: None
+) -> None:
+    db = await stopped_with_data(tmp_path / "d")
+    before = db.read_bytes()
+    import bot
+
+    argv = ["--check", "--data-dir", str(tmp_path / "d"), "--env-file", str(tmp_path / "none")]
+    with InstanceLock(tmp_path / "d"):  # the running bot
+        code = await asyncio.to_thread(bot.main, argv)
+    assert code == 0
+    assert f"机器人正在运行，pid {os.getpid()}：数据文件没有检查" in capsys.readouterr().out
+    assert db.read_bytes() == before  # no second App recovered the bot's outbox
