@@ -76,7 +76,7 @@ def setting(
 ) -> Any:
     """A settings field with its range: numbers are >= `ge` (0 unless told; None = any
     sign), > `gt` where a 0 would divide or spin, <= `le`; strings are one of `choices`
-    (compared case-insensitively, stored as written); `check` for anything else."""
+    (compared case-insensitively, stored as the choice is spelled); `check` for the rest."""
     metadata: dict[str, Any] = {"ge": ge, "gt": gt, "le": le, "check": check}
     if env:
         metadata["env"] = env
@@ -124,8 +124,11 @@ def _parse_value(kind: Any, raw: str, key: str, meta: Mapping[str, Any] = _DEFAU
     text = raw.strip()
     if kind is str:
         choices = meta.get("choices")
-        if choices and text.lower() not in {c.lower() for c in choices}:
-            raise ConfigError(key, "以下之一：" + "、".join(choices), raw)
+        if choices:
+            canonical = {c.lower(): c for c in choices}.get(text.lower())
+            if canonical is None:
+                raise ConfigError(key, "以下之一：" + "、".join(choices), raw)
+            return canonical
         return text
     if kind is int:
         form = _number_form("整数", meta)

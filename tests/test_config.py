@@ -104,6 +104,11 @@ def test_every_setting_has_a_range(key: str, value: str) -> None:
     assert_friendly(refused({key: value}), key, value)
 
 
+def test_choices_are_case_insensitive_and_stored_as_spelled() -> None:
+    settings = Settings.from_mapping({"BOT_TRANSPORT": "WeChaty", "BOT_LOG_LEVEL": "warning"})
+    assert (settings.bot.transport, settings.bot.log_level) == ("wechaty", "WARNING")
+
+
 def test_ranges_are_declared_with_the_fields() -> None:
     """Each numeric field of the core sections carries its bounds (or the default 0+)."""
     import dataclasses
