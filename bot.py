@@ -195,16 +195,23 @@ async def scheduled_backups(app: App) -> AsyncIterator[None]:
         yield
         return
     tz = app.settings.bot.timezone
+    root = backup_root(app.settings)
+    alerted: set[str] = set()  # days already alerted: retries every 10 minutes, one alert
 
     def failed(error: BaseException) -> None:
-        log.error("backup failed: %s", error)
+        reason = getattr(error, "strerror", None) or str(error)
+        log.error("backup failed: %s", reason)
         app.record("backup.failed", error=type(error).__name__)
+        day = datetime.now(tz).date().isoformat()
+        if day not in alerted:
+            alerted.add(day)
+            app.alert("core/backup_alert", reason=reason, folder=str(root))
 
     task = asyncio.create_task(
         backups.run_schedule(
             app.settings.bot.data_dir,
             app.store.sql.sqlite_path,
-            backup_root(app.settings),
+            root,
             every_s=config.every_h * 3600,
             keep=config.keep,
             now=lambda: datetime.now(tz),

@@ -22,6 +22,7 @@ plugin = Plugin(
         "core/login_alert",
         "core/logout_alert",
         "core/reconnect_alert",
+        "core/backup_alert",
         "core/admin_bound",
         "core/admin_help",
         "core/admin_help_one",

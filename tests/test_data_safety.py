@@ -428,3 +428,24 @@ async def test_check_beside_a_running_bot_leaves_its_data_alone(
     assert code == 0
     assert f"机器人正在运行，pid {os.getpid()}：数据文件没有检查" in capsys.readouterr().out
     assert db.read_bytes() == before  # no second App recovered the bot's outbox
+
+
+async def test_a_failing_backup_tells_the_admins_once_and_the_bot_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    import bot
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the backup folder should be")
+    sim = await ChatSim.create(tmp_path / "d", env={"BACKUP_DIR": str(blocker / "backups")})
+    try:
+        async with bot.scheduled_backups(sim.app):
+            for _ in range(600):
+                if sim.app.store.sql.events(kind="backup.failed"):
+                    break
+                await asyncio.sleep(0.05)
+            said = await sim.drain()
+            assert [s.to for s in said if s.key == "core/backup_alert"] == ["admin"]
+            assert (await sim.say("alice", "你好")).keys == ["greeter/hello"]
+    finally:
+        await sim.close()
