@@ -110,11 +110,25 @@ async def test_a_database_swapped_for_an_empty_one_is_refused(tmp_path: Path) ->
     assert "里面的数据不见了" in refusal(tmp_path / "d")
 
 
-async def test_starting_afresh_on_purpose_is_removing_the_marker_too(tmp_path: Path) -> None:
+async def test_starting_afresh_on_purpose_is_moving_the_marker_too(tmp_path: Path) -> None:
     db = await stopped_with_data(tmp_path / "d")
     db.write_bytes(b"")
-    (tmp_path / "d" / integrity.STATE_FILE).unlink()
+    marker = tmp_path / "d" / integrity.STATE_FILE
+    assert f"请把 {db} 和 {marker} 一起移走后再启动" in refusal(tmp_path / "d")
+    db.unlink()
+    marker.unlink()
     Store(tmp_path / "d").close()  # as the message says: a new, empty database
+
+
+async def test_a_zero_byte_database_in_a_dir_from_before_the_marker_is_refused(
+    tmp_path: Path,
+) -> None:
+    db = await stopped_with_data(tmp_path / "d")
+    (tmp_path / "d" / integrity.STATE_FILE).unlink()  # a data dir older than this check
+    (tmp_path / "d" / "heartbeat.json").write_text("{}")  # ...where a bot has run
+    db.write_bytes(b"")
+    message = refusal(tmp_path / "d")
+    assert "这个目录以前运行过机器人" in message and f"请把 {db} 一起移走后再启动" in message
 
 
 async def test_a_new_data_dir_starts_and_remembers_its_data(tmp_path: Path) -> None:

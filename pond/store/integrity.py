@@ -38,9 +38,17 @@ __all__ = [
 STATE_FILE = "pond.state.json"
 RESTORE_HINT = (
     "机器人没有启动，也没有改动这个文件。恢复方法：python3 scripts/backup.py list 查看自动备份，"
-    "python3 scripts/backup.py restore 备份名 恢复（见 README「数据备份与恢复」）；"
-    "确实要从空数据库重新开始，请删除 {marker} 后再启动。"
+    "python3 scripts/backup.py restore 备份名 恢复（见 README「数据备份与恢复」）"
 )
+
+
+def _hint(path: Path, marker: Path) -> str:
+    """How to go back to a backup, and how to start afresh on purpose."""
+    move = [p for p in (path, marker) if p.exists()]
+    if not move:
+        return RESTORE_HINT + "。"
+    what = " 和 ".join(str(p) for p in move)
+    return RESTORE_HINT + f"；确实要从空数据库重新开始，请把 {what} 一起移走后再启动。"
 
 
 def _connect_ro(path: Path) -> sqlite3.Connection:
@@ -138,9 +146,7 @@ def _refuse(path: Path, what: str, marker: Path, state: dict[str, Any]) -> Store
     when = state.get("recorded_at")
     had = "、".join(state.get("tables", [])) or "数据"
     earlier = f"上次记录（{when}）时它还有数据（{had}）。" if when else "这个目录以前运行过机器人。"
-    return StoreCorrupt(
-        path, f"数据库文件 {path} {what}。{earlier}" + RESTORE_HINT.format(marker=marker)
-    )
+    return StoreCorrupt(path, f"数据库文件 {path} {what}。{earlier}" + _hint(path, marker))
 
 
 def check_sqlite_file(data_dir: Path, path: Path) -> float:
@@ -149,13 +155,15 @@ def check_sqlite_file(data_dir: Path, path: Path) -> float:
     data_dir = Path(data_dir)
     marker = data_dir / STATE_FILE
     state = read_state(data_dir)
-    known = bool(state.get("tables")) or (not marker.exists() and _earlier_run(data_dir))
+    known = bool(state.get("tables"))
     if not path.exists():
         if known:
             raise _refuse(path, "不见了", marker, state)
         return 0.0
     if path.stat().st_size == 0:
-        if known:
+        # SQLite leaves a 0-byte file only for an instant; beside the traces of earlier
+        # runs (a data dir older than the marker) it is data lost, not a new database.
+        if known or (not marker.exists() and _earlier_run(data_dir)):
             raise _refuse(path, "变成了空文件（0 字节）", marker, state)
         return 0.0
     started = time.monotonic()
@@ -169,14 +177,14 @@ def check_sqlite_file(data_dir: Path, path: Path) -> float:
         raise StoreCorrupt(
             path,
             f"数据库文件 {path} 已损坏（完整性检查 quick_check 发现：{detail}）。"
-            + RESTORE_HINT.format(marker=marker),
+            + _hint(path, marker),
         )
     wanted: Iterable[str] = state.get("tables", [])
     if wanted:
         try:
             present = set(tables_with_rows(path))
         except sqlite3.Error as error:
-            hint = RESTORE_HINT.format(marker=marker)
+            hint = _hint(path, marker)
             raise StoreCorrupt(path, f"数据库文件 {path} 无法读取（{error}）。{hint}") from error
         if not present & set(wanted):
             raise _refuse(path, "里面的数据不见了（之前有数据的表现在都是空的）", marker, state)
