@@ -178,7 +178,13 @@ def check_config(settings: Settings, loaded: list[Plugin]) -> None:
         if plugin.config_type is not None:
             known |= set(section_keys(plugin.config_type, name.upper()))
         known |= {"JOB_" + job.id.upper().replace(".", "_") + "_CRON" for job in plugin.jobs}
-    check_keys(settings.raw, known, prefixes)
+    # CI servers set JOB_NAME, JOB_URL...: only JOB_*_CRON keys are ours.
+    ours = {
+        key: value
+        for key, value in settings.raw.items()
+        if not key.upper().startswith("JOB_") or key.upper().endswith("_CRON")
+    }
+    check_keys(ours, known, prefixes)
     health.health_config(settings)
 
 

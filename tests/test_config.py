@@ -212,6 +212,14 @@ def test_keys_of_other_programs_are_left_alone() -> None:
     check_keys({"PATH": "/bin", "WECHATY_PUPPET": "x", "http_proxy": "y"}, known, ["OUTBOX"])
 
 
+def test_a_ci_servers_job_variables_are_not_cron_keys(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], process_state: Path
+) -> None:
+    env = {"JOB_NAME": "pond-deploy", "JOB_URL": "http://ci/job/1"}
+    code, err = run_bot(monkeypatch, capsys, process_state / "d", env, "--check")
+    assert code == 0, err
+
+
 def test_a_key_with_nothing_close_points_to_the_example() -> None:
     with pytest.raises(ConfigError, match=r"没有相近的配置项，见 config\.example\.env"):
         check_keys({"OUTBOX_ZZZZZZZZZZZZ": "1"}, ["OUTBOX_CAP_SEND"], ["OUTBOX"])
