@@ -290,6 +290,13 @@ def print_binding_code(app: App) -> None:
 
 
 def build_app(settings: Settings, transport: object, clock: object | None = None) -> App:
+    unknown = [name for name in settings.bot.plugins if name not in plugins.available()]
+    if unknown:
+        raise ConfigError(
+            "BOT_PLUGINS",
+            "逗号分隔的插件名，可用的有：" + ", ".join(plugins.available()),
+            settings.raw.get("BOT_PLUGINS", ",".join(settings.bot.plugins)),
+        )
     loaded = plugins.load(settings.bot.plugins)
     check_config(settings, loaded)  # before any data is opened
     app = App(settings, transport, clock=clock)  # type: ignore[arg-type]

@@ -128,6 +128,7 @@ def test_ranges_are_declared_with_the_fields() -> None:
         ("DATABASE_URL", "mysql://pond:secret@db/pond"),
         ("BOT_TRANSPORT", "wecom"),
         ("HEALTH_MAILBOX_POLL_S", "0"),
+        ("BOT_PLUGINS", "greeter,nosuch"),
     ],
 )
 def test_bad_values_are_one_message_from_check_and_from_start(
