@@ -463,3 +463,24 @@ async def test_a_failing_backup_tells_the_admins_once_and_the_bot_keeps_serving(
             assert (await sim.say("alice", "你好")).keys == ["greeter/hello"]
     finally:
         await sim.close()
+
+
+async def test_the_broadcast_tool_asks_the_lock_whether_a_bot_runs(tmp_path: Path) -> None:
+    from test_broadcast_cli import tool
+    from test_broadcasts import make, people, start, write_campaign
+
+    from plugins._broadcasts import state
+
+    sim = await make(tmp_path, OUTBOX_CAP_BROADCAST="2")
+    people(sim, 4)
+    write_campaign(sim)
+    await start(sim)
+    kv = state.Campaigns(sim.app.store.namespace("broadcasts"))
+    with InstanceLock(sim.data_dir):
+        kv.beat({"wall": time.time() - 3600, "transport": "memory"})  # an old beat, but...
+        code, printed = await tool(sim, "status")
+        assert code == 0 and "没有检测到运行中的机器人" not in printed  # ...the lock is held
+    kv.beat({"wall": time.time(), "transport": "memory"})  # a fresh beat, but a free lock
+    code, printed = await tool(sim, "status")
+    assert code == 0 and "没有检测到运行中的机器人" in printed
+    await sim.close()
