@@ -84,7 +84,13 @@ def configure_logging(settings: Settings) -> None:
     # Readable lines on stderr; JSON lines in BOT_LOG_FILE (rotated), which log tools parse
     # without guessing; secrets redacted on every handler. Message text is never logged at
     # INFO by pond (only ids, keys and counts), and chatty libraries are kept at WARNING.
-    health.configure_logging(settings, sys.stderr)
+    try:
+        health.configure_logging(settings, sys.stderr)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(
+            "BOT_LOG_FILE", f"可以创建并写入的日志文件路径（现在：{reason}）", settings.bot.log_file
+        ) from None
 
 
 def build_settings(args: argparse.Namespace) -> Settings:

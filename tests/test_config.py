@@ -156,6 +156,16 @@ def test_an_unwritable_data_dir_is_the_config_message(
     assert "Traceback" not in err
 
 
+def test_an_unwritable_log_file_is_the_config_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], process_state: Path
+) -> None:
+    blocker = process_state / "a-file"
+    blocker.write_text("not a directory")
+    env = {"BOT_LOG_FILE": str(blocker / "logs" / "pond.log")}
+    code, err = run_bot(monkeypatch, capsys, process_state / "d", env, "--check")
+    assert code == 2 and "配置错误：配置项 BOT_LOG_FILE" in err and "Traceback" not in err
+
+
 def test_a_wechaty_start_without_an_endpoint_is_refused_by_check_too(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], process_state: Path
 ) -> None:
