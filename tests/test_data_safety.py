@@ -484,3 +484,15 @@ async def test_the_broadcast_tool_asks_the_lock_whether_a_bot_runs(tmp_path: Pat
     code, printed = await tool(sim, "status")
     assert code == 0 and "没有检测到运行中的机器人" in printed
     await sim.close()
+
+
+async def test_an_unreadable_document_file_is_the_friendly_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], process_state: None
+) -> None:
+    await stopped_with_data(tmp_path / "d")
+    doc = tmp_path / "d" / "docs" / "greeter.json"
+    doc.unlink(missing_ok=True)
+    doc.mkdir(parents=True)  # a directory where the file should be
+    code, err = await asyncio.to_thread(bot_check, tmp_path / "d", capsys)
+    assert code == 2 and f"数据文件错误：数据文件 {doc} 无法读取" in err, err
+    assert "Traceback" not in err
