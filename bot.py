@@ -2,7 +2,7 @@
 
 python3 bot.py                         interactive console simulator
 python3 bot.py --console --script F    play a script file (or - for stdin), print transcript
-python3 bot.py --check                 load config, plugins and persona, then exit
+python3 bot.py --check                 load config, plugins, persona and data files, then exit
 """
 
 from __future__ import annotations
@@ -19,15 +19,21 @@ if __name__ == "__main__":
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
+import importlib  # noqa: E402
+import logging  # noqa: E402
 import os  # noqa: E402
 import secrets  # noqa: E402
 import signal  # noqa: E402
+import sqlite3  # noqa: E402
 import tempfile  # noqa: E402
+from collections.abc import AsyncIterator  # noqa: E402
 from datetime import datetime  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 from dotenv import load_dotenv  # noqa: E402
+from sqlalchemy.exc import SQLAlchemyError  # noqa: E402
 
 import plugins  # noqa: E402
 from pond import (  # noqa: E402
@@ -35,27 +41,33 @@ from pond import (  # noqa: E402
     ConfigError,
     FakeClock,
     PersonaError,
+    Plugin,
     Settings,
     StartupError,
     health,
 )
-from pond.store import StoreError  # noqa: E402
+from pond.config import CORE_PREFIXES, check_keys, section_keys  # noqa: E402
+from pond.store import InstanceLock, InstanceLocked, StoreError  # noqa: E402
+from pond.store import backup as backups  # noqa: E402
+from pond.store import lock as instance_lock  # noqa: E402
 from pond.transports.console import ConsoleError, ConsoleTransport, Simulator  # noqa: E402
+
+log = logging.getLogger("pond.bot")
 
 # What stops start-up (or a CLI command) with a message for the operator, never a traceback.
 STARTUP_ERRORS = (ConfigError, PersonaError, StoreError, StartupError)
+RESTORE_HINT = "请查看 README「数据备份与恢复」，用 python3 scripts/backup.py restore 恢复备份"
 
 
 def explain(error: Exception) -> str:
     labels = (
-        (ConfigError, "配置错误 / config error"),
-        (PersonaError, "人设模板错误 / template error"),
-        (StoreError, "数据文件错误 / data error"),
+        (InstanceLocked, "无法启动"),
+        (ConfigError, "配置错误"),
+        (PersonaError, "人设模板错误"),
+        (StoreError, "数据文件错误"),
     )
-    label = next(
-        (text for kind, text in labels if isinstance(error, kind)), "启动失败 / cannot start"
-    )
-    return f"{label}: {error}"
+    label = next((text for kind, text in labels if isinstance(error, kind)), "无法启动")
+    return f"{label}：{error}"
 
 
 HELP_EPILOG = """例子：
@@ -89,7 +101,13 @@ def configure_logging(settings: Settings) -> None:
     # Readable lines on stderr; JSON lines in BOT_LOG_FILE (rotated), which log tools parse
     # without guessing; secrets redacted on every handler. Message text is never logged at
     # INFO by pond (only ids, keys and counts), and chatty libraries are kept at WARNING.
-    health.configure_logging(settings, sys.stderr)
+    try:
+        health.configure_logging(settings, sys.stderr)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(
+            "BOT_LOG_FILE", f"可以创建并写入的日志文件路径（现在：{reason}）", settings.bot.log_file
+        ) from None
 
 
 def build_settings(args: argparse.Namespace) -> Settings:
@@ -123,10 +141,118 @@ def tool_settings(data_dir: str | None, env_file: str, console: bool = False) ->
 def use_console(args: argparse.Namespace, settings: Settings) -> bool:
     if args.console or args.script:
         return True
-    mode = settings.bot.transport
-    if mode not in {"auto", "console", "wechaty"}:
-        raise ConfigError("BOT_TRANSPORT", "auto, console or wechaty", mode)
+    mode = settings.bot.transport.lower()
     return mode == "console" or (mode == "auto" and not settings.wechaty.puppet_service_token)
+
+
+def preflight(args: argparse.Namespace, settings: Settings) -> bool:
+    """What --check and a start both check before any data is opened; True: console."""
+    console = use_console(args, settings)
+    url = settings.bot.database_url
+    if url:
+        from sqlalchemy.engine import make_url
+
+        try:
+            make_url(url).get_dialect().import_dbapi()
+        except ImportError as error:
+            raise ConfigError(
+                "DATABASE_URL", f"已安装驱动的数据库地址（缺少 Python 模块 {error.name}）", url
+            ) from None
+    check_data_dir(settings.bot.data_dir)
+    if not console:
+        from pond.transports.wechaty import WechatyTransport
+
+        # Its constructor checks the token and the endpoint; it connects only in start().
+        WechatyTransport(
+            settings.wechaty, data_dir=settings.bot.data_dir, timezone=settings.bot.timezone
+        )
+    return console
+
+
+def check_data_dir(path: Path) -> None:
+    """The data dir exists (or can be made), is owner-only and writable."""
+    try:
+        health.secure_data_dir(path)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(
+            "BOT_DATA_DIR", f"运行机器人的用户可以创建并写入的目录（现在：{reason}）", str(path)
+        ) from None
+
+
+def check_config(settings: Settings, loaded: list[Plugin]) -> None:
+    """Refuse keys under a prefix of ours that nothing reads (a typo, a lower-case key, a
+    job that does not exist), naming the nearest real key; parse the kernel's other
+    sections now so a bad value stops start-up, not the first heartbeat."""
+    enabled = {plugin.name: plugin for plugin in loaded}
+    known = set(settings.all_keys()) | set(section_keys(health.HealthConfig, "HEALTH"))
+    prefixes = list(CORE_PREFIXES)
+    for name in plugins.available():
+        plugin = enabled.get(name)
+        if plugin is None:
+            # Not enabled: its keys are still known (config.example.env lists them all).
+            with contextlib.suppress(Exception):
+                plugin = importlib.import_module(f"plugins.{name}").plugin
+        if plugin is None:
+            continue
+        prefixes.append(name.upper())
+        if plugin.config_type is not None:
+            known |= set(section_keys(plugin.config_type, name.upper()))
+        known |= {"JOB_" + job.id.upper().replace(".", "_") + "_CRON" for job in plugin.jobs}
+    # CI servers set JOB_NAME, JOB_URL...: only JOB_*_CRON keys are ours.
+    ours = {
+        key: value
+        for key, value in settings.raw.items()
+        if not key.upper().startswith("JOB_") or key.upper().endswith("_CRON")
+    }
+    check_keys(ours, known, prefixes)
+    health.health_config(settings)
+
+
+def backup_root(settings: Settings) -> Path:
+    folder = settings.backup.dir or Path("backups")
+    return folder if folder.is_absolute() else settings.bot.data_dir / folder
+
+
+@contextlib.asynccontextmanager
+async def scheduled_backups(app: App) -> AsyncIterator[None]:
+    """Online backups on BACKUP_EVERY_H while the bot runs (see pond/store/backup.py)."""
+    config = app.settings.backup
+    if not config.enabled:
+        yield
+        return
+    tz = app.settings.bot.timezone
+    root = backup_root(app.settings)
+    alerted: set[str] = set()  # days already alerted: retries every 10 minutes, one alert
+
+    def failed(error: BaseException) -> None:
+        reason = getattr(error, "strerror", None) or str(error)
+        log.error("backup failed: %s", reason)
+        app.record("backup.failed", error=type(error).__name__)
+        day = datetime.now(tz).date().isoformat()
+        if day not in alerted:
+            alerted.add(day)
+            app.alert("core/backup_alert", reason=reason, folder=str(root))
+
+    task = asyncio.create_task(
+        backups.run_schedule(
+            app.settings.bot.data_dir,
+            app.store.sql.sqlite_path,
+            root,
+            every_s=config.every_h * 3600,
+            keep=config.keep,
+            now=lambda: datetime.now(tz),
+            on_error=failed,
+        )
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def run_console(args: argparse.Namespace, settings: Settings) -> int:
@@ -139,6 +265,8 @@ async def run_console(args: argparse.Namespace, settings: Settings) -> int:
     settings = dataclasses.replace(
         settings, bot=dataclasses.replace(settings.bot, data_dir=data_dir)
     )
+    check_data_dir(data_dir)
+    InstanceLock(data_dir).acquire()  # held until the process ends
     clock = FakeClock(datetime.now(settings.bot.timezone), tz=settings.bot.timezone)
     transport = ConsoleTransport(clock.now)
     app = build_app(settings, transport, clock)
@@ -147,8 +275,12 @@ async def run_console(args: argparse.Namespace, settings: Settings) -> int:
     await app.start()
     print_binding_code(app)
     simulator = Simulator(app, clock, session=secrets.token_hex(3))
+    backups_on = not args.script or bool(args.data_dir)  # a script's temp dir: no backups
     try:
-        async with health.heartbeat(app, beat):
+        async with (
+            health.heartbeat(app, beat),
+            scheduled_backups(app) if backups_on else contextlib.nullcontext(),
+        ):
             if args.script:
                 await simulator.play_file(args.script)
             else:
@@ -166,7 +298,7 @@ async def serve(app: App) -> None:
     command line and watchdogs read it), mark a clean stop. Use instead of app.run()."""
     beat = health.Heartbeat(app)
     beat.check_single()
-    async with health.heartbeat(app, beat):
+    async with health.heartbeat(app, beat), scheduled_backups(app):
         await app.run()
 
 
@@ -187,15 +319,29 @@ def binding_code_line(code: str, expires_at: datetime, *, new: bool = False) -> 
 
 
 def build_app(settings: Settings, transport: object, clock: object | None = None) -> App:
+    unknown = [name for name in settings.bot.plugins if name not in plugins.available()]
+    if unknown:
+        raise ConfigError(
+            "BOT_PLUGINS",
+            "逗号分隔的插件名，可用的有：" + ", ".join(plugins.available()),
+            settings.raw.get("BOT_PLUGINS", ",".join(settings.bot.plugins)),
+        )
+    loaded = plugins.load(settings.bot.plugins)
+    check_config(settings, loaded)  # before any data is opened
     app = App(settings, transport, clock=clock)  # type: ignore[arg-type]
-    for plugin in plugins.load(settings.bot.plugins):
-        app.include(plugin)
+    try:
+        for plugin in loaded:
+            app.include(plugin)
+    except BaseException:
+        app.store.close()
+        raise
     return app
 
 
 async def run_wechaty(settings: Settings) -> int:
     from pond.transports.wechaty import WechatyTransport
 
+    InstanceLock(settings.bot.data_dir).acquire()  # held until the process ends
     transport = WechatyTransport(
         settings.wechaty, data_dir=settings.bot.data_dir, timezone=settings.bot.timezone
     )
@@ -217,13 +363,10 @@ def main(argv: list[str]) -> int:
     try:
         settings = build_settings(args)
         configure_logging(settings)
-        health.secure_data_dir(settings.bot.data_dir)
+        console = preflight(args, settings)
         if args.check:
-            app = build_app(settings, ConsoleTransport(datetime.now))
-            asyncio.run(_check(app))
-            print("配置、插件和人设模板检查通过")
-            return 0
-        if use_console(args, settings):
+            return check(settings)
+        if console:
             return asyncio.run(run_console(args, settings))
         return asyncio.run(run_wechaty(settings))
     except STARTUP_ERRORS as error:
@@ -231,10 +374,35 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:  # Ctrl-C: the App has stopped cleanly on the way out
         print("\n（已退出）", file=sys.stderr)
         return 130
+    except (SQLAlchemyError, sqlite3.DatabaseError) as error:
+        # What the start-up check could not see (a damaged page it does not read).
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        print(
+            f"数据文件错误：读写数据库失败（{reason}）。{RESTORE_HINT}。",
+            file=sys.stderr,
+        )
     return 2
 
 
-async def _check(app: App) -> None:
+def check(settings: Settings) -> int:
+    """--check: everything a start checks, without serving. On the data of a running bot
+    only config, plugins and persona are checked (on an empty copy): starting a second
+    App there would recover the running bot's outbox under its feet."""
+    pid = instance_lock.holder(settings.bot.data_dir)
+    if pid is None:
+        with InstanceLock(settings.bot.data_dir):
+            asyncio.run(_check(settings))
+        print("配置、插件、人设模板和数据文件检查通过")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="pond-check-") as folder:
+        empty = dataclasses.replace(settings.bot, data_dir=Path(folder))
+        asyncio.run(_check(dataclasses.replace(settings, bot=empty)))
+    print(f"配置、插件和人设模板检查通过（机器人正在运行，pid {pid}：数据文件没有检查）")
+    return 0
+
+
+async def _check(settings: Settings) -> None:
+    app = build_app(settings, ConsoleTransport(datetime.now))
     try:
         await app.start()
     finally:

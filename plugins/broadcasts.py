@@ -25,7 +25,7 @@ from typing import Any
 
 from plugins._broadcasts import progress, report, runner, state
 from plugins._broadcasts.spec import CampaignError, Spec, load, resolve_path
-from pond import Command, Context, Plugin
+from pond import Command, Context, Plugin, bot_running
 
 HEARTBEAT_FRESH_S = 150.0  # the tick writes one a minute; two missed ones mean no bot
 
@@ -89,8 +89,15 @@ def bot_status(ctx: Context) -> dict[str, Any]:
         return {"running": True, "age_s": 0, "transport": ctx.app.transport.name, "self": True}
     beat = state.Campaigns(ctx.store).heartbeat() or {}
     age = time.time() - float(beat.get("wall", 0.0))
+    # The data dir's lock decides (a held lock is a running bot); the heartbeat only where
+    # no bot that takes the lock has run yet.
+    by_lock = bot_running(ctx.settings.bot.data_dir)
     return {
-        "running": bool(beat) and not beat.get("stopped") and age < HEARTBEAT_FRESH_S,
+        "running": (
+            bool(beat) and not beat.get("stopped") and age < HEARTBEAT_FRESH_S
+            if by_lock is None
+            else by_lock
+        ),
         "age_s": int(age) if beat else -1,
         "transport": str(beat.get("transport", "")),
         "self": False,

@@ -33,7 +33,7 @@ from plugins._calendar.dates import DateError
 from plugins._calendar.model import FALLBACKS, CalendarError
 from plugins._calendar.publishing import Settings
 from plugins._calendar.runtime import CalendarTrigger, Runtime
-from pond import App, Command, ConfigError, Context, Plugin, RowStatus
+from pond import App, Command, ConfigError, Context, Plugin, RowStatus, setting
 
 log = logging.getLogger("pond.plugins.calendar")
 
@@ -44,7 +44,7 @@ class CalendarConfig:
     file: str = "calendar/calendar.toml"
     # Where the transport cannot post to Moments: "staff" (admins post by hand) or
     # "broadcast" (send to the post's rooms/segment). A post's `fallback` overrides it.
-    fallback: str = "staff"
+    fallback: str = setting("staff", choices=FALLBACKS)
     grace_min: float = 30.0
     remind_min: float = 60.0
     reload_min: int = 5

@@ -34,6 +34,7 @@ plugin = Plugin(
         "core/login_alert",
         "core/logout_alert",
         "core/reconnect_alert",
+        "core/backup_alert",
         "core/admin_bound",
         "core/admin_bound_alert",
         "core/admin_code_wrong",

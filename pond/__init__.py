@@ -5,7 +5,7 @@ from pond.actions import Action, ActionClass, ActionKind, Media, MediaKind
 from pond.app import App, HandlerError, StartupError
 from pond.clock import Clock, FakeClock, SystemClock
 from pond.commands import Command
-from pond.config import ConfigError, DailyWindow, Range, Settings
+from pond.config import ConfigError, DailyWindow, Range, Settings, setting
 from pond.context import Context
 from pond.events import (
     Contact,
@@ -22,6 +22,7 @@ from pond.ledger import JobStatus, RowStatus
 from pond.outbox import Outbox, Outcome
 from pond.persona import Persona, PersonaError, Rendered
 from pond.plugin import AgendaItem, Plugin, ReviewItem
+from pond.store.lock import running as bot_running
 from pond.transports import base as capabilities
 
 __all__ = [
@@ -61,6 +62,8 @@ __all__ = [
     "Settings",
     "StartupError",
     "SystemClock",
+    "bot_running",
     "capabilities",
     "filters",
+    "setting",
 ]

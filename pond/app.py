@@ -133,9 +133,7 @@ class App:
             try:
                 trigger = cron_trigger(cron, self.settings.bot.timezone)
             except ValueError as error:
-                raise ConfigError(
-                    key, "a five-field cron like '0 9 * * *', or off", cron
-                ) from error
+                raise ConfigError(key, "五段式 cron 表达式，如 0 9 * * *，或 off", cron) from error
             self.jobs[job.id] = job
             self.triggers[job.id] = trigger
 

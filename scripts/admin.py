@@ -16,8 +16,8 @@
     python3 scripts/admin.py help                      所有命令（中文名也可以用：状态、暂停…）
 
 所有管理员命令都能用，英文名或中文名都行。这里从不发送微信消息，结果直接打印出来。
-同一份数据上有机器人在运行（心跳是新的）时，命令交给那个机器人去执行，它的暂停和缓存
-才会一致；否则就在这里、直接在数据文件上执行（用一个不能发消息的通道）。
+同一份数据上有机器人在运行（它持有数据目录的锁 pond.lock）时，命令交给那个机器人去执行，
+它的暂停和缓存才会一致；否则就在这里、直接在数据文件上执行（用一个不能发消息的通道）。
 每条命令都像聊天里的命令一样记进审计日志（来源 "cli"）。
 退出码：0 完成，1 机器人没有回应或命令失败，2 用法或配置错误。
 """
@@ -151,13 +151,17 @@ async def run(
     app = build_app(settings, clock)
     try:
         beat = health.read_heartbeat(app.store)
-        live = health.is_live(beat, app.clock.now(), health.health_config(settings))
+        # The data dir's lock says whether a bot runs (the heartbeat where none took it yet).
+        pid = health.bot_pid(
+            settings.bot.data_dir, beat, app.clock.now(), health.health_config(settings)
+        )
+        live = pid is not None
         if words[0] in CODE_WORDS and words[1:] in ([], ["new"], ["新"]):
             new = args.new or bool(words[1:])
             return await _code(app, live, new, args.timeout, sleep, stream)
         command = parse_command(app, words)
         if command is None:
-            print(f"没有「{words[0]}」这个命令 / unknown command", file=sys.stderr)
+            print(f"没有「{words[0]}」这个命令", file=sys.stderr)
             command = parse_command(app, ["help"])
             assert command is not None
             await _run_here(app, command, stream)

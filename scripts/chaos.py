@@ -3,6 +3,8 @@
 Breaks the bot on purpose and prints a table of scenario, expected, observed, pass:
 - kill -9 during a broadcast (repeatedly), then resume;
 - a corrupt data file (TinyDB document file and SQLite database) at start-up;
+- a database that held data, emptied to 0 bytes or with a damaged page, at start-up;
+- two bots started at the same instant on one data dir;
 - a template broken during hot reload;
 - the transport dropping mid-send;
 - the disk filling up while serving (a real write failure: RLIMIT_FSIZE in a child process).
@@ -28,8 +30,10 @@ import random
 import resource
 import shutil
 import signal
+import sqlite3
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -127,6 +131,97 @@ def corrupt_data_files(tmp: Path) -> list[Row]:
             )
         )
     return rows
+
+
+async def _served(data: Path) -> Path:
+    """A bot that answered, recorded an opt-out, and stopped: a database with data."""
+    app, _, clock = build(data)
+    await app.start()
+    await app.dispatch(say("alice", "你好", clock, 1))
+    await app.settle()
+    app.outbox.opt_out("bob", "chaos")
+    await app.stop()
+    return data / "pond.sqlite3"
+
+
+def _break_page(db: Path, table: str) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    with db.open("r+b") as fh:
+        fh.seek((page - 1) * size)
+        fh.write(os.urandom(size))
+
+
+def damaged_database(tmp: Path) -> list[Row]:
+    rows = []
+    for what, damage in [
+        ("a 0-byte database (it held data)", lambda db: db.write_bytes(b"")),
+        ("a damaged page in the opt-out table", lambda db: _break_page(db, "out_optout")),
+    ]:
+        data = tmp / f"damaged-{len(rows)}"
+        db = asyncio.run(_served(data))
+        damage(db)
+        before = db.read_bytes()
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "bot.py"), "--check", "--data-dir", str(data)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+            env={**os.environ, "POND_NO_VENV": "1"},
+        )
+        names = str(db) in result.stderr
+        restore = "scripts/backup.py restore" in result.stderr
+        clean = "Traceback" not in result.stderr
+        kept = db.read_bytes() == before
+        observed = (
+            f"exit {result.returncode}, names the file: {names}, says how to restore: "
+            f"{restore}, no traceback: {clean}, file untouched: {kept}"
+        )
+        ok = result.returncode == 2 and names and restore and clean and kept
+        rows.append(Row(what, "start-up refused naming the file and the restore", observed, ok))
+    return rows
+
+
+def two_bots(tmp: Path) -> Row:
+    data = tmp / "two-bots"
+    command = [sys.executable, str(ROOT / "bot.py"), "--console", "--data-dir", str(data)]
+    bots = [
+        subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "POND_NO_VENV": "1"},
+        )
+        for _ in range(2)
+    ]
+    try:
+        for _ in range(600):  # started in the same instant: one must give way
+            if any(p.poll() is not None for p in bots):
+                break
+            time.sleep(0.1)
+        refused = [p for p in bots if p.poll() is not None]
+        err = refused[0].stderr.read() if refused and refused[0].stderr else ""
+        other = [p.pid for p in bots if p not in refused]
+        names_pid = bool(other) and f"pid {other[0]}" in err
+        observed = f"running {2 - len(refused)}, refused {len(refused)}, names the pid: {names_pid}"
+        ok = len(refused) == 1 and refused[0].returncode == 2 and names_pid
+    finally:
+        for p in bots:
+            if p.poll() is None:
+                p.communicate("/quit\n", timeout=60)
+    return Row(
+        "two bots started at once on one data dir",
+        "one runs, the other names its pid",
+        observed,
+        ok,
+    )
 
 
 async def broken_template(tmp: Path) -> Row:
@@ -305,6 +400,8 @@ def main(argv: list[str]) -> int:
         steps: list[Callable[[], Row | list[Row]]] = [
             lambda: kill_during_broadcast(tmp, args.kills),
             lambda: corrupt_data_files(tmp),
+            lambda: damaged_database(tmp),
+            lambda: two_bots(tmp),
             lambda: asyncio.run(broken_template(tmp)),
             lambda: asyncio.run(transport_drops(tmp)),
             lambda: disk_full(tmp),

@@ -45,6 +45,7 @@ from plugins._friends import adds, csvio  # noqa: E402
 from plugins._friends.data import DataError  # noqa: E402
 from pond import App, ConfigError, PersonaError, Settings, StartupError, rights  # noqa: E402
 from pond.store import StoreError  # noqa: E402
+from pond.store import lock as instance_lock  # noqa: E402
 from pond.transports.offline import OfflineTransport  # noqa: E402
 
 
@@ -184,6 +185,13 @@ async def run(argv: list[str]) -> int:
         print(f"无法启动 / cannot start: {error}", file=sys.stderr)
         return 2
     print(f"数据目录 / data dir: {settings.bot.data_dir}", file=sys.stderr)
+    pid = instance_lock.holder(settings.bot.data_dir)  # a held lock = a running bot
+    if pid is not None:
+        print(
+            f"机器人正在运行（pid {pid or '未知'}）：导入和删除最好在管理员私聊里用"
+            "「导入客户」「删除客户」，机器人的缓存才会同步",
+            file=sys.stderr,
+        )
     try:
         return await act(app, args)
     except DataError as error:

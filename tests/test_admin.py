@@ -730,7 +730,7 @@ async def test_a_second_bot_on_the_same_data_is_refused(sim: ChatSim) -> None:
     row = other.beat()
     row["pid"] = os.getppid()  # a live process that is not us
     sim.app.store.namespace("health").set("heartbeat", row)
-    with pytest.raises(StartupError, match="another pond process"):
+    with pytest.raises(StartupError, match="另一个 pond 进程"):
         health.Heartbeat(sim.app).check_single()
     row["stopped"] = True
     sim.app.store.namespace("health").set("heartbeat", row)

@@ -185,7 +185,7 @@ def test_unknown_plugin_stops_startup_listing_the_available_ones() -> None:
 def test_malformed_config_value_names_the_key() -> None:
     result = run_bot("--check", env={"OUTBOX_CAP_SEND": "lots"})
     assert result.returncode == 2
-    assert "OUTBOX_CAP_SEND" in result.stderr and "whole number" in result.stderr
+    assert "OUTBOX_CAP_SEND" in result.stderr and "整数" in result.stderr
 
 
 def test_console_script_prints_replies_with_their_persona_key() -> None:

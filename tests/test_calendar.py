@@ -16,7 +16,7 @@ from harness import ROOT, ChatSim
 from plugins import calendar as calendar_plugin
 from plugins._calendar.dates import Holidays
 from plugins._calendar.parse import parse_offset
-from pond import StartupError
+from pond import ConfigError, StartupError
 from pond.cron import standard_cron
 from pond.transports.base import MOMENTS
 
@@ -588,7 +588,7 @@ async def test_a_pending_staff_post_is_still_reminded_after_a_restart(tmp_path: 
 
 
 async def test_a_bad_fallback_setting_stops_start_up(tmp_path: Path) -> None:
-    with pytest.raises(StartupError, match="CALENDAR_FALLBACK"):
+    with pytest.raises(ConfigError, match="CALENDAR_FALLBACK"):  # the declared choices
         await make(tmp_path, fallback="email")
 
 

@@ -121,10 +121,10 @@ def test_corrupt_file_raises_keeps_a_copy_and_is_not_reset(tmp_path: Path) -> No
     assert copies[0].read_bytes() == bad
     assert err.path == path
     message = str(err)
-    assert f"data file {path} is corrupt (JSONDecodeError at line 1 col " in message
-    assert f"a copy was kept at {copies[0]}" in message
-    assert f"the last good version is {path}.bak" in message
-    assert message.endswith("Fix or remove the file and start again.")
+    assert f"数据文件 {path} 已损坏（JSON 格式错误，第 1 行第 " in message
+    assert f"已在 {copies[0]} 留了一份副本" in message
+    assert f"上一个完好的版本是 {path}.bak" in message
+    assert message.endswith("后再启动。")
     assert isinstance(err, StoreError)
 
     # Asking again neither resets the file nor piles up copies of the same bad version.
@@ -144,7 +144,7 @@ def test_empty_file_with_an_earlier_version_is_corrupt_not_new(tmp_path: Path) -
     docs.db("greeter").insert({"v": 2})
     docs.close()
     (tmp_path / "docs" / "greeter.json").write_bytes(b"")  # lost underneath us
-    with pytest.raises(StoreCorrupt, match="the file is empty but an earlier version exists"):
+    with pytest.raises(StoreCorrupt, match="文件是空的，但存在更早的版本"):
         DocStore(tmp_path).db("greeter")
     # Removing the file, as the message says, starts afresh.
     (tmp_path / "docs" / "greeter.json").unlink()
@@ -168,19 +168,21 @@ def test_file_corrupted_while_open_is_never_overwritten(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "detail"),
     [
-        (b"[1, 2]", "ValueError: the top level is a JSON list, not an object"),
-        (b'{"_default": 3}', "ValueError: table '_default' is not a JSON object"),
-        (b'{"a": "\xff"}', "UnicodeDecodeError at byte 7: not UTF-8"),
+        (b"[1, 2]", "最外层应是 JSON 对象，却是 list"),
+        (b'{"_default": 3}', "表 '_default' 不是 JSON 对象"),
+        (b'{"a": "\xff"}', "第 7 字节不是 UTF-8 编码"),
+        (b'{"_default": {"x": {}}}', "表 '_default' 的文档 'x' 格式不对"),
+        (b'{"_default": {"1": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}", "JSON 嵌套层数太深"),
     ],
 )
 def test_wrong_shape_or_encoding_is_corrupt(tmp_path: Path, content: bytes, detail: str) -> None:
     path = tmp_path / "x.json"
     path.write_bytes(content)
     storage = AtomicJSONStorage(path)
-    with pytest.raises(StoreCorrupt, match="corrupt") as info:
+    with pytest.raises(StoreCorrupt, match="已损坏") as info:
         storage.read()
     assert detail in str(info.value)
-    assert "there is no .bak of an earlier version" in str(info.value)
+    assert "没有更早版本的 .bak" in str(info.value)
     assert path.read_bytes() == content
 
 
@@ -550,5 +552,5 @@ def test_garbage_sqlite_file_is_store_corrupt(tmp_path: Path) -> None:
     with pytest.raises(StoreCorrupt) as info:
         Store(tmp_path)
     assert info.value.path == db_file
-    assert f"database file {db_file} is not a usable SQLite database" in str(info.value)
+    assert f"数据库文件 {db_file} 已损坏" in str(info.value)
     assert db_file.read_bytes() == garbage

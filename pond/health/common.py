@@ -11,8 +11,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pond.config import Settings, parse_section
+from pond.config import Settings, parse_section, setting
 from pond.store import Store
+from pond.store import lock as instance_lock
 
 if TYPE_CHECKING:
     from pond.app import App
@@ -24,9 +25,9 @@ HEARTBEAT_FILE = "heartbeat.json"
 
 @dataclass(frozen=True, slots=True)
 class HealthConfig:
-    heartbeat_s: float = 30.0
-    stale_after_s: float = 120.0  # a heartbeat older than this means the bot is not running
-    mailbox_poll_s: float = 1.0  # how often the running bot looks for command-line requests
+    heartbeat_s: float = setting(30.0, gt=0)
+    stale_after_s: float = setting(120.0, gt=0)  # an older heartbeat: the bot is not running
+    mailbox_poll_s: float = setting(1.0, gt=0)  # how often the bot looks for CLI requests
     disk_min_mb: int = 500  # alert when the data dir's disk has less free space (once a day)
     error_alert_min: float = 60.0  # at most one "handler errors" alert per this many minutes
     queue_alert: int = 200  # alert when this many actions wait in the outbox (0 = off)
@@ -66,6 +67,20 @@ def is_live(beat: dict[str, Any] | None, now: datetime, config: HealthConfig) ->
     if beat.get("host") == socket.gethostname():
         return pid_alive(int(beat.get("pid", 0)))
     return True
+
+
+def bot_pid(
+    data_dir: Path, beat: dict[str, Any] | None, now: datetime, config: HealthConfig
+) -> int | None:
+    """The pid of the bot running on `data_dir` (0 if unknown), or None. The data dir's
+    lock decides (a held lock is a running bot, even one still starting); the heartbeat
+    only where no bot that takes the lock has run yet."""
+    by_lock = instance_lock.running(data_dir)
+    if by_lock is True:
+        return instance_lock.holder(data_dir) or 0
+    if by_lock is False:
+        return None
+    return int((beat or {}).get("pid", 0) or 0) if is_live(beat, now, config) else None
 
 
 def at(app: App, ts: float) -> str:

@@ -26,6 +26,7 @@ from pond.health.common import (
     write_json,
 )
 from pond.health.mailbox import REQ, RES, answer_request
+from pond.store import lock as instance_lock
 
 if TYPE_CHECKING:
     from pond.app import App
@@ -54,14 +55,16 @@ class Heartbeat:
 
         self.previous = read_heartbeat(self.app.store)
         beat = self.previous
+        if instance_lock.running(self.app.settings.bot.data_dir) is not None:
+            return  # the data dir's lock decides (bot.py holds it before this check)
         if (
             beat
             and beat.get("pid") != os.getpid()
             and is_live(beat, self.app.clock.now(), self.config)
         ):
             raise StartupError(
-                f"another pond process (pid {beat.get('pid')}) is running on "
-                f"{self.app.settings.bot.data_dir}; stop it first"
+                f"另一个 pond 进程（pid {beat.get('pid')}）正在使用数据目录 "
+                f"{self.app.settings.bot.data_dir}，请先停止它"
             )
 
     async def start(self) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pond.context import Context
-from pond.health.common import at, data_of, health_config, is_live, read_heartbeat
+from pond.health.common import at, bot_pid, data_of, health_config, read_heartbeat
 from pond.pauses import ALL
 from pond.plugin import AgendaItem, ReviewItem
 from pond.transports.offline import OfflineTransport
@@ -76,7 +76,7 @@ async def snapshot(app: App) -> dict[str, Any]:
         queue: int | None = app.outbox.pending_count()
         last_seen = now.timestamp()
     else:
-        running = is_live(beat, now, config)
+        running = bot_pid(app.settings.bot.data_dir, beat, now, config) is not None
         started = float(beat["started_at"]) if "started_at" in beat else None
         transport, connected = str(beat.get("transport", "")), bool(beat.get("connected"))
         queue = int(beat["pending"]) if "pending" in beat else None

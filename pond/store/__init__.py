@@ -15,12 +15,15 @@ data dir. This package imports nothing else from ``pond``.
 
 from .docs import AtomicJSONStorage, DocStore, validate_namespace
 from .errors import StoreCorrupt, StoreError
+from .lock import InstanceLock, InstanceLocked
 from .sql import SqlStore, UTCDateTime
 from .store import Namespace, Store
 
 __all__ = [
     "AtomicJSONStorage",
     "DocStore",
+    "InstanceLock",
+    "InstanceLocked",
     "Namespace",
     "SqlStore",
     "Store",

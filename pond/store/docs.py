@@ -28,7 +28,7 @@ from typing import Any
 from tinydb import TinyDB
 from tinydb.storages import Storage
 
-from .errors import StoreCorrupt
+from .errors import StoreCorrupt, StoreError
 
 __all__ = ["AtomicJSONStorage", "DocStore", "validate_namespace"]
 
@@ -78,12 +78,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _describe(exc: Exception) -> str:
+def _describe(exc: BaseException) -> str:
     if isinstance(exc, json.JSONDecodeError):
-        return f"JSONDecodeError at line {exc.lineno} col {exc.colno}"
+        return f"JSON 格式错误，第 {exc.lineno} 行第 {exc.colno} 列"
     if isinstance(exc, UnicodeDecodeError):
-        return f"UnicodeDecodeError at byte {exc.start}: not UTF-8"
-    return f"{type(exc).__name__}: {exc}"
+        return f"第 {exc.start} 字节不是 UTF-8 编码"
+    if isinstance(exc, RecursionError):
+        return "JSON 嵌套层数太深"
+    return str(exc)
 
 
 class AtomicJSONStorage(Storage):
@@ -111,16 +113,23 @@ class AtomicJSONStorage(Storage):
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as exc:  # unreadable (permissions, a directory...): not corrupt
+            raise StoreError(
+                f"数据文件 {self.path} 无法读取（{exc.strerror or exc}）。请检查它的权限和"
+                "所有者（应属于运行机器人的用户），然后再启动。"
+            ) from exc
         try:
             if not raw:
                 if not self.bak_path.exists():
                     return None  # a new, empty database
                 # This storage never writes an empty file: with an earlier version around,
                 # an empty file means data was lost underneath us. Do not start afresh.
-                raise ValueError("the file is empty but an earlier version exists")
+                raise ValueError("文件是空的，但存在更早的版本")
             data = json.loads(raw.decode("utf-8"))
             self._check_shape(data)
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        # JSONDecodeError and UnicodeDecodeError are ValueErrors; deeply nested JSON
+        # exhausts the parser's recursion.
+        except (ValueError, RecursionError) as exc:
             raise self._corrupt(exc) from exc
         if before is not None and before == _file_id(self.path):
             self._known_good = before
@@ -129,26 +138,31 @@ class AtomicJSONStorage(Storage):
     @staticmethod
     def _check_shape(data: object) -> None:
         if not isinstance(data, dict):
-            raise ValueError(f"the top level is a JSON {type(data).__name__}, not an object")
+            raise ValueError(f"最外层应是 JSON 对象，却是 {type(data).__name__}")
         for table, docs in data.items():
             if not isinstance(docs, dict):
-                raise ValueError(f"table {table!r} is not a JSON object")
+                raise ValueError(f"表 {table!r} 不是 JSON 对象")
+            for doc_id, doc in docs.items():
+                # TinyDB turns keys into int doc ids and documents into dicts: anything
+                # else fails later, in the middle of serving a customer.
+                if not doc_id.isdigit() or not isinstance(doc, dict):
+                    raise ValueError(f"表 {table!r} 的文档 {doc_id!r} 格式不对")
 
-    def _corrupt(self, exc: Exception) -> StoreCorrupt:
+    def _corrupt(self, exc: BaseException) -> StoreCorrupt:
         copy: Path | None = None
         try:
             copy = self._keep_copy()
-            kept = f"a copy was kept at {copy}"
+            kept = f"已在 {copy} 留了一份副本"
         except OSError as err:
-            kept = f"no copy could be kept ({type(err).__name__}: {err})"
+            kept = f"无法留副本（{err.strerror or err}）"
         if self.bak_path.exists():
-            last_good = f"the last good version is {self.bak_path}"
+            last_good = f"上一个完好的版本是 {self.bak_path}"
         else:
-            last_good = "there is no .bak of an earlier version"
+            last_good = "没有更早版本的 .bak"
         return StoreCorrupt(
             self.path,
-            f"data file {self.path} is corrupt ({_describe(exc)}); {kept}; {last_good}. "
-            "Fix or remove the file and start again.",
+            f"数据文件 {self.path} 已损坏（{_describe(exc)}）；{kept}；{last_good}。"
+            "请修复或移走这个文件（或用 python3 scripts/backup.py restore 恢复备份）后再启动。",
         )
 
     def _keep_copy(self) -> Path:

@@ -219,10 +219,9 @@ class SqlStore:
                 orig = exc.orig if isinstance(exc, DBAPIError) else exc
                 raise StoreCorrupt(
                     self.sqlite_path,
-                    f"database file {self.sqlite_path} is not a usable SQLite database "
-                    f"({type(orig).__name__}: {orig}); it was left untouched. Restore it "
-                    "from a backup, or move it away to start with an empty database, and "
-                    "start again.",
+                    f"数据库文件 {self.sqlite_path} 不是可用的 SQLite 数据库（{orig}），"
+                    "文件没有被改动。请用 python3 scripts/backup.py restore 恢复备份，"
+                    "或把它移走（从空数据库开始），然后再启动。",
                 ) from exc
             raise
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from types import TracebackType
 
@@ -9,6 +10,7 @@ from sqlalchemy.engine import URL
 from tinydb.table import Table
 
 from .docs import DocStore, validate_namespace
+from .integrity import check_sqlite_file, record_state
 from .sql import SqlStore
 
 __all__ = ["Namespace", "Store"]
@@ -33,13 +35,29 @@ class Store:
             url = URL.create("sqlite", database=str(self.data_dir / "pond.sqlite3"))
         else:
             url = database_url
+        sql = SqlStore(url)
+        if sql.sqlite_path is not None:
+            # Before create_all: SQLite would turn a missing or emptied file into a new,
+            # empty database and reset opt-outs, caps and the send journal.
+            try:
+                check_sqlite_file(self.data_dir, sql.sqlite_path)
+            except BaseException:
+                sql.engine.dispose()
+                raise
         self.docs = DocStore(self.data_dir)
-        self.sql = SqlStore(url)
+        self.sql = sql
         try:
             self.sql.create_all()
         except BaseException:
             self.close()
             raise
+        self.remember_contents()
+
+    def remember_contents(self) -> None:
+        """Record outside the database which tables hold data (see store.integrity)."""
+        if self.sql.sqlite_path is not None:
+            with contextlib.suppress(OSError):
+                record_state(self.data_dir, self.sql.sqlite_path)
 
     def namespace(self, name: str) -> Namespace:
         """The slice of the store that belongs to plugin ``name``."""
@@ -51,6 +69,9 @@ class Store:
             self.sql.close()
         finally:
             self.docs.close()
+            if not getattr(self, "_closed", False):
+                self._closed = True
+                self.remember_contents()
 
     def __enter__(self) -> Store:
         return self

@@ -117,21 +117,23 @@ class WechatyTransport:
     ) -> None:
         self._token = settings.puppet_service_token.strip()
         if not self._token:
-            raise ConfigError(
-                "WECHATY_PUPPET_SERVICE_TOKEN", "the token of your puppet service or gateway", ""
-            )
+            raise ConfigError("WECHATY_PUPPET_SERVICE_TOKEN", "puppet 服务（或网关）的 token", "")
         raw_endpoint = settings.puppet_service_endpoint.strip()
         if not raw_endpoint:
             raise ConfigError(
                 "WECHATY_PUPPET_SERVICE_ENDPOINT",
-                "host:port of your puppet service or gateway (pond does not look tokens up: "
-                "that needs the internet and the api.chatie.io discovery service)",
+                "puppet 服务（或网关）的地址 host:port（pond 不会联网到 api.chatie.io "
+                "按 token 查找地址）",
                 "",
             )
         try:
             self.endpoint = ws.parse_endpoint(raw_endpoint)
         except ValueError as error:
-            raise ConfigError("WECHATY_PUPPET_SERVICE_ENDPOINT", str(error), raw_endpoint) from None
+            raise ConfigError(
+                "WECHATY_PUPPET_SERVICE_ENDPOINT",
+                f"host:port 形式的地址，如 127.0.0.1:8788（{error}）",
+                raw_endpoint,
+            ) from None
         self.data_dir = Path(data_dir)
         self.tz = timezone
         self.call_timeout_s = call_timeout_s
