@@ -465,7 +465,14 @@ class App:
 
     def reload_persona(self) -> list[PersonaError]:
         """Pick up edited persona files; a broken edit is refused and the operator told."""
-        errors = self.persona.reload_if_changed()
+        return self._persona_reloaded(self.persona.reload_if_changed())
+
+    async def reload_persona_in_worker(self) -> list[PersonaError]:
+        """`reload_persona` with the trial renders in a worker thread: the bot keeps
+        answering while a (possibly hostile) edit is checked."""
+        return self._persona_reloaded(await self.persona.reload_in_worker())
+
+    def _persona_reloaded(self, errors: list[PersonaError]) -> list[PersonaError]:
         for error in errors:
             log.error("template change refused: %s", error)
             self.alert("core/template_alert", file=error.file, reason=error.reason)
@@ -476,7 +483,7 @@ class App:
         then every plugin's on_reload hooks. Returns the problems by part ("persona",
         "commands" or a plugin name); a part with problems keeps its last good version."""
         problems: dict[str, list[str]] = {}
-        refused = self.reload_persona()
+        refused = await self.reload_persona_in_worker()
         if refused:
             problems["persona"] = [str(error) for error in refused]
         try:
@@ -502,7 +509,7 @@ class App:
     async def _reload_persona_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.bot.persona_reload_s)
-            self.reload_persona()
+            await self.reload_persona_in_worker()
 
     async def _flush_book_forever(self) -> None:
         try:

@@ -129,6 +129,10 @@ def _describe(exc: BaseException) -> str:
         return str(exc.message)
     if isinstance(exc, jinja2.TemplateSyntaxError):
         return f"syntax error in {exc.filename or exc.name}:{exc.lineno}: {exc.message}"
+    if isinstance(exc, RecursionError):
+        return "nests too deeply (a macro, include or loop that calls itself?)"
+    if isinstance(exc, MemoryError):
+        return "needs more memory than the bot has (a huge string or list?)"
     return f"{type(exc).__name__}: {exc}"
 
 
