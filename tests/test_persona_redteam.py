@@ -357,10 +357,12 @@ def test_ordinary_copy_still_renders(tmp_path: Path) -> None:
         {% set ns = namespace(total=0) %}
         {{ name }}，您好！{{ "%s 件商品" % items|length }}：
         {% for item in items %}
-        {{ loop.index }}. {{ item.title|center(4) }} {{ item.price|yuan }}
+        {{ loop.index }}. {{ item.title|center(4) }} {{ item.price|yuan }}{{ '、'.join([]) }}
         {% set ns.total = ns.total + item.price %}
         {% endfor %}
-        合计 {{ ns.total|yuan }}，{{ '{:>3}'.format('好') }}{{ voice.sign() }}
+        合计 {{ ns.total|yuan }}，{% block end %}{{ '{:>3}'.format('好') ~ ''.join([]) }}
+        {%- endblock %}
+        {{- voice.sign().replace('阿鱼', '阿鱼！').center(2) }}
         """
     )
     persona = Persona(write(tmp_path / "persona", {**BASIC, HOSTILE_FILE: source}))
@@ -369,7 +371,7 @@ def test_ordinary_copy_still_renders(tmp_path: Path) -> None:
     assert text.splitlines() == [
         "阿明，您好！1 件商品：",
         "1.  壶   ¥5",
-        "合计 ¥5，  好—— 阿鱼",
+        "合计 ¥5，  好—— 阿鱼！",
     ]
 
 

@@ -143,9 +143,12 @@ class _Env(ImmutableSandboxedEnvironment):
             raise SecurityError(f"{__obj!r} is not safely callable")
         name = getattr(__obj, "__name__", None) or getattr(__obj, "name", None) or "a function"
         what = f"calling {name}"
-        replacement = check_call(__obj, args, kwargs)
+        # Calls inside loops and blocks carry Jinja's own scope arguments; Context.call
+        # drops them, and so must the checks and replacements of built-in methods.
+        given = {k: v for k, v in kwargs.items() if k not in ("_loop_vars", "_block_vars")}
+        replacement = check_call(__obj, args, given)
         if replacement is not None:
-            return checked_result(replacement(*args, **kwargs), what)
+            return checked_result(replacement(*args, **given), what)
         if isinstance(__obj, LoopContext) and args:  # a recursive loop: loop(children)
             args = (guarded_items(args[0], "a recursive loop"), *args[1:])
         if budget.depth >= budget.limits.depth:
