@@ -126,6 +126,15 @@ HOSTILE: dict[str, str | dict[str, str]] = {
         "{% set ns = namespace(n=10 ** 900) %}{% for i in range(100) %}"
         "{% set ns.n = ns.n * ns.n %}{% endfor %}{{ ns.n|string|length }}"
     ),
+    # the source itself: parser and compiler recursion, size
+    "deeply nested brackets": "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}",
+    "deeply nested ifs": "{% if 1 %}" * 1000 + "x" + "{% endif %}" * 1000,
+    "25 nested loops": "{% for i in [1] %}" * 25 + "x" + "{% endfor %}" * 25,
+    "a deeply nested sample block": "{# x = " + "[" * 2000 + "]" * 2000 + " #}\nhi",
+    "a 5 MB file": "x" * 5_000_000,
+    "1300 undeclared variables": (
+        "{{ " + " ~ ".join(f"(a{i}|default(1) + 1)" for i in range(1300)) + " }}"
+    ),
     # CPU in work the counters cannot see: the CPU clock stops it
     "substring searches in long text": (
         "{% set s = 'a' * 99990 %}{% set n = 'a' * 999 ~ 'b' %}"
@@ -185,6 +194,12 @@ REFUSED_FOR: dict[str, str] = {
     "|yuan of 1e99999": r"yuan expects a price below 10\^15",
     "int.to_bytes": r"int.to_bytes\(\) is not available",
     "a huge int multiplied up in a loop": r"would build a number over",
+    "deeply nested brackets": r"nested too deeply to compile",
+    "deeply nested ifs": r"nested too deeply to compile",
+    "25 nested loops": r"nested too deeply to compile",
+    "a deeply nested sample block": r"the sample block is nested too deeply",
+    "a 5 MB file": r"is larger than 32 KB",
+    "1300 undeclared variables": r"uses variable 'a0', which has no sample value",
     "substring searches in long text": r"CPU time|more than 20000 steps",
 }
 
