@@ -27,6 +27,7 @@ import pytest
 from harness import ROOT, ChatSim
 
 import pond.persona.engine as engine
+import pond.persona.limits as limits
 from pond.persona import Persona, PersonaError
 
 MB = 1024 * 1024
@@ -360,6 +361,28 @@ def test_refusals_name_the_file_line_and_the_limit(tmp_path: Path) -> None:
 def test_recursion_is_a_render_error(tmp_path: Path) -> None:
     text = refused(tmp_path, "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}")
     assert "calls nest more than 32 deep" in text
+
+
+def test_running_out_of_memory_is_a_render_error(tmp_path: Path) -> None:
+    root = write(tmp_path / "persona", {**BASIC, HOSTILE_FILE: "{{ 'x' * 400000000 }}"})
+
+    def start() -> dict[str, Any]:
+        # Lift the size limits and lower the memory ceiling, so the allocation itself fails.
+        limits.LIMITS = limits.Limits(value=10**10, units=10**11)
+        resource.setrlimit(
+            resource.RLIMIT_AS, (_status("VmSize") + 200 * MB, resource.RLIM_INFINITY)
+        )
+        try:
+            Persona(root, rng=random.Random(1))
+        except PersonaError as err:
+            return {"refused": str(err)}
+        return {"loaded": True}
+
+    report = run_in_child(start)
+    assert report["refused"] == (
+        "persona/evil/x.j2:1: the template: needs more memory than the bot has "
+        "(a huge string or list?)"
+    )
 
 
 def test_ordinary_copy_still_renders(tmp_path: Path) -> None:

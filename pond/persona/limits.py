@@ -93,14 +93,14 @@ def current() -> _Budget:
 
 
 @contextmanager
-def bounded(limits: Limits = LIMITS) -> Iterator[_Budget]:
+def bounded() -> Iterator[_Budget]:
     """Run a render with a fresh budget, or inside the budget of the render already running
     (an import or include is part of the render that asked for it)."""
     running = _CURRENT.get()
     if running is not None:
         yield running
         return
-    token = _CURRENT.set(_Budget(limits, _CANCEL.get()))
+    token = _CURRENT.set(_Budget(LIMITS, _CANCEL.get()))
     try:
         budget = _CURRENT.get()
         assert budget is not None
