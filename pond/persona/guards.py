@@ -101,7 +101,7 @@ def bounded_join(sep: str, items: Iterable[object], what: str, *, strict: bool) 
     return sep.join(parts)
 
 
-def guarded_items(items: Iterable[Any], what: str) -> Iterator[Any]:
+def guarded_items(items: Iterable[Any]) -> Iterator[Any]:
     """Iterate with one step per item: loops, lazy filters, recursive loop calls."""
     for item in items:
         current().tick()
@@ -308,7 +308,7 @@ def join_filter(
     items: Iterable[Any] = value
     if attribute is not None:
         items = map(make_attrgetter(environment, attribute), value)
-    return bounded_join(text_of(d, "|join"), guarded_items(items, "|join"), "|join", strict=False)
+    return bounded_join(text_of(d, "|join"), guarded_items(items), "|join", strict=False)
 
 
 @pass_environment
@@ -320,7 +320,7 @@ def sum_filter(
     if attribute is not None:
         items = map(make_attrgetter(environment, attribute), iterable)
     total = start
-    for item in guarded_items(items, "|sum"):
+    for item in guarded_items(items):
         total = environment.call_binop(None, "+", total, item)
     return total
 
@@ -342,7 +342,7 @@ def guard_filter(name: str, func: _Fn, skip: int) -> _Fn:
     return guarded
 
 
-def guard_test(name: str, func: _Fn) -> _Fn:
+def guard_test(func: _Fn) -> _Fn:
     @functools.wraps(func)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         current().tick()

@@ -82,8 +82,7 @@ class _Env(ImmutableSandboxedEnvironment):
             for name, func in self.filters.items()
         }
         self.tests = {
-            name: guard_test(name, cast("Callable[..., Any]", test))
-            for name, test in self.tests.items()
+            name: guard_test(cast("Callable[..., Any]", test)) for name, test in self.tests.items()
         }
 
     # -- hooks the compiled templates call ------------------------------------------------
@@ -95,7 +94,7 @@ class _Env(ImmutableSandboxedEnvironment):
         current().charge(size)
 
     def guard_iter(self, iterable: Iterable[Any]) -> Iterator[Any]:
-        return guarded_items(iterable, "a loop")
+        return guarded_items(iterable)
 
     def concat_checked(self, parts: tuple[Any, ...], autoescape: bool) -> str:
         budget = current()
@@ -150,7 +149,7 @@ class _Env(ImmutableSandboxedEnvironment):
         if replacement is not None:
             return checked_result(replacement(*args, **given), what)
         if isinstance(__obj, LoopContext) and args:  # a recursive loop: loop(children)
-            args = (guarded_items(args[0], "a recursive loop"), *args[1:])
+            args = (guarded_items(args[0]), *args[1:])
         if budget.depth >= budget.limits.depth:
             raise RenderLimitError(
                 f"calls nest more than {budget.limits.depth} deep "
