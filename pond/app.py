@@ -99,6 +99,7 @@ class App:
         self._background: list[asyncio.Task[None]] = []
         self._scheduler: AsyncIOScheduler | None = None
         self._stopped = asyncio.Event()
+        self._persona_reload: asyncio.Future[list[PersonaError]] | None = None
 
     # -- wiring ---------------------------------------------------------------------------
     def include(self, plugin: Plugin) -> None:
@@ -469,7 +470,15 @@ class App:
 
     async def reload_persona_in_worker(self) -> list[PersonaError]:
         """`reload_persona` with the trial renders in a worker thread: the bot keeps
-        answering while a (possibly hostile) edit is checked."""
+        answering while a (possibly hostile) edit is checked. A caller that comes while a
+        reload runs (the poller and the operator's reload) gets that reload's problems,
+        and the operator is alerted once."""
+        running = self._persona_reload
+        if running is None or running.done():
+            running = self._persona_reload = asyncio.ensure_future(self._reload_in_worker())
+        return await asyncio.shield(running)
+
+    async def _reload_in_worker(self) -> list[PersonaError]:
         return self._persona_reloaded(await self.persona.reload_in_worker())
 
     def _persona_reloaded(self, errors: list[PersonaError]) -> list[PersonaError]:

@@ -448,8 +448,9 @@ async def test_customers_are_answered_while_a_hostile_edit_is_checked(
 
     monkeypatch.setattr(engine, "_build", held_build)
     touch(persona / "greeter" / "hello.j2", HOSTILE_HELLO)
-    reload = asyncio.create_task(sim.app.reload())
+    reload = asyncio.create_task(sim.app.reload())  # the operator's reload
     await asyncio.to_thread(started.wait, 60)
+    poll = asyncio.create_task(sim.app.reload_persona_in_worker())  # the poller, meanwhile
 
     said = await sim.say("bob", "你好")
     assert said.keys == ["greeter/hello"]  # answered while the edit is being checked
@@ -459,10 +460,11 @@ async def test_customers_are_answered_while_a_hostile_edit_is_checked(
     release.set()
     problems = await reload
     [problem] = problems["persona"]
+    assert [str(error) for error in await poll] == [problem]  # one check, seen by both
     assert "greeter/hello.j2:4" in problem
     assert "a width of 999999999 is over the limit of 1000" in problem
     said = await sim.say("carol", "你好")
-    assert said.keys == ["core/template_alert", "greeter/hello"]
+    assert said.keys == ["core/template_alert", "greeter/hello"]  # the operator is told once
     assert said.sent[0].to == "admin"
     assert "carol" in said.texts[1]
     assert "0000" not in said.texts[1]
