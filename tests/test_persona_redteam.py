@@ -113,7 +113,7 @@ HOSTILE: dict[str, str | dict[str, str]] = {
     "|replace amplification": "{{ ('a' * 50000)|replace('a', 'bbbbbbbbbb') }}",
     "|wordwrap with a huge wrapstring": ("{{ ('a ' * 10000)|wordwrap(1, wrapstring='x' * 900) }}"),
     "|indent with a huge width": "{{ ('\\n' * 50000)|indent(1000) }}",
-    "|truncate with a huge end": "{{ ('x' * 99999)|truncate(10, end='y' * 99999) }}",
+    "|filesizeformat of a huge number": "{{ (10 ** 999)|filesizeformat }}",
     "|tojson with a huge indent": "{{ [1]|tojson(indent=999999999) }}",
     "|string of a huge list": ("{% set l = ['x' * 60000, 'y' * 60000] %}{{ l|string|length }}"),
     # numbers
@@ -185,7 +185,7 @@ REFUSED_FOR: dict[str, str] = {
     "|replace amplification": r"\|replace would build more than",
     "|wordwrap with a huge wrapstring": r"\|wordwrap would build more than",
     "|indent with a huge width": r"\|indent would build more than",
-    "|truncate with a huge end": r"\|truncate was given more than",
+    "|filesizeformat of a huge number": r"OverflowError",
     "|tojson with a huge indent": r"\|tojson: a width of 999999999",
     "|string of a huge list": r"\|string was given more than",
     "|round to -999999999 digits": r"\|round: a precision of -999999999",
@@ -411,6 +411,18 @@ def test_ordinary_copy_still_renders(tmp_path: Path) -> None:
         "1.  壶   ¥5",
         "合计 ¥5，  好—— 阿鱼！",
     ]
+
+
+def test_a_long_list_used_in_every_iteration_still_renders(tmp_path: Path) -> None:
+    source = (
+        '{# items = [{ name = "茶", note = "x" }] #}\n'
+        "{% for item in items %}{{ loop.index }}/{{ items|length }} {{ item.name }}"
+        "{{ items|map(attribute='note')|first }}\n{% endfor %}"
+    )
+    persona = Persona(write(tmp_path / "persona", {**BASIC, HOSTILE_FILE: source}))
+    items = [{"name": f"茶{i}", "note": "好茶" * 20} for i in range(400)]
+    text = persona.render("evil/x", chat_id="c", items=items).text
+    assert text.startswith("1/400 茶0好茶")  # the list is measured once, not 400 times
 
 
 # --------------------------------------------------------------------------- the live bot

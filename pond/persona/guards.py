@@ -31,10 +31,8 @@ _Fn = Callable[..., Any]
 def check_input(value: object, what: str) -> None:
     """Refuse a value a filter or format would read when it is over the size limit."""
     budget = current()
-    size = size_of(value, budget.limits.value)
-    if size > budget.limits.value:
+    if budget.measure(value) > budget.limits.value:
         raise RenderLimitError(f"{what} was given more than {budget.limits.value} characters")
-    budget.charge(size)
 
 
 def text_of(value: object, what: str) -> str:
@@ -334,7 +332,8 @@ def guard_filter(name: str, func: _Fn, skip: int) -> _Fn:
     def guarded(*args: Any, **kwargs: Any) -> Any:
         current().tick()
         given = args[skip:]
-        check_input((given, kwargs), what)
+        for arg in (*given, *kwargs.values()):
+            check_input(arg, what)
         if precheck is not None:
             precheck(*given, **kwargs)
         return checked_result(func(*args, **kwargs), what)

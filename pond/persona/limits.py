@@ -48,8 +48,11 @@ _CURRENT: ContextVar[_Budget | None] = ContextVar("pond_persona_budget", default
 _CANCEL: ContextVar[threading.Event | None] = ContextVar("pond_persona_cancel", default=None)
 
 
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
 class _Budget:
-    __slots__ = ("cancel", "deadline", "depth", "limits", "steps", "units")
+    __slots__ = ("cancel", "deadline", "depth", "limits", "measured", "steps", "units")
 
     def __init__(self, limits: Limits, cancel: threading.Event | None) -> None:
         self.limits = limits
@@ -58,6 +61,11 @@ class _Budget:
         self.depth = 0
         self.cancel = cancel
         self.deadline = time.thread_time() + limits.cpu_s
+        # Containers already measured (and charged) in this render, by id; the container is
+        # kept so its id cannot be reused. Templates cannot change a list or dict, so a
+        # size stays right: a loop passing the same product list to |length 200 times
+        # costs it once.
+        self.measured: dict[int, tuple[object, int]] = {}
 
     def tick(self) -> None:
         self.steps -= 1
@@ -72,6 +80,18 @@ class _Budget:
             )
         if self.cancel is not None and self.cancel.is_set():
             raise RenderLimitError("the template was stopped: loading took too long")
+
+    def measure(self, value: object) -> int:
+        """The size of `value` (see `size_of`), charged the first time it is seen."""
+        if isinstance(value, _CONTAINERS):
+            seen = self.measured.get(id(value))
+            if seen is not None and seen[0] is value:
+                return seen[1]
+        size = size_of(value, self.limits.value)
+        if isinstance(value, _CONTAINERS):
+            self.measured[id(value)] = (value, size)
+        self.charge(size)
+        return size
 
     def charge(self, units: int) -> None:
         self.units -= units
@@ -177,7 +197,5 @@ def check_value(value: object, what: str) -> None:
         if value.bit_length() > budget.limits.bits:
             raise RenderLimitError(f"{what} would build a number over {budget.limits.bits} bits")
         return
-    size = size_of(value, limit)
-    if size > limit:
+    if budget.measure(value) > limit:
         raise RenderLimitError(f"{what} would build more than {limit} characters or items")
-    budget.charge(size)
