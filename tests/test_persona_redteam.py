@@ -18,7 +18,8 @@ import shutil
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -361,6 +362,22 @@ def test_refusals_name_the_file_line_and_the_limit(tmp_path: Path) -> None:
 def test_recursion_is_a_render_error(tmp_path: Path) -> None:
     text = refused(tmp_path, "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}")
     assert "calls nest more than 32 deep" in text
+
+
+def test_loading_a_folder_that_takes_too_long_is_stopped_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each render is bounded; a folder of many slow-but-allowed ones is bounded as a
+    # whole (30 s). Here the time is already up when loading starts.
+    @contextmanager
+    def time_is_up(seconds: float) -> Iterator[threading.Event]:
+        stop = threading.Event()
+        stop.set()
+        yield stop
+
+    monkeypatch.setattr(engine, "_stopped_after", time_is_up)
+    stopped = refused(tmp_path, '{# name = "x" #}\n{{ name|upper }}')
+    assert "the template was stopped: loading took too long" in stopped
 
 
 def test_running_out_of_memory_is_a_render_error(tmp_path: Path) -> None:

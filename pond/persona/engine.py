@@ -7,7 +7,8 @@ import logging
 import random
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,22 @@ VARIANT_MEMORY = 50_000
 _VOICE_CACHE = 256  # voice modules cached per layer chain before the cache is cleared
 
 RELOAD_TIMEOUT_S = 30.0
-"""How long a reload in the worker may take. Each render is bounded (pond.persona.limits);
-this bounds a whole folder of them."""
+"""How long loading a whole folder may take (at start, or a reload). Each render is bounded
+(pond.persona.limits); this bounds a folder of many slow-but-allowed ones."""
+
+
+@contextmanager
+def _stopped_after(seconds: float) -> Iterator[threading.Event]:
+    """An event set after `seconds`: renders started under `cancellable(event)` give up at
+    their next step. Each render is bounded; this bounds a whole folder of them."""
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield stop
+    finally:
+        timer.cancel()
 
 
 @dataclass(frozen=True)
@@ -77,7 +92,8 @@ class Persona:
         cache_key = (str(self._root.resolve()), tuple(sorted(self._snapshot.items())))
         state = _BUILT.get(cache_key)
         if state is None:
-            state, errors = _build(self._root, self._label, self._snapshot, None)
+            with _stopped_after(RELOAD_TIMEOUT_S) as stop, cancellable(stop):
+                state, errors = _build(self._root, self._label, self._snapshot, None)
             if errors or state is None:
                 raise _combine(errors)
             while len(_BUILT) >= 4:
@@ -216,7 +232,8 @@ class Persona:
         snapshot = self._changed()
         if isinstance(snapshot, list) or snapshot is None:
             return snapshot or []
-        return self._apply(self._load(snapshot, self._state, None))
+        with _stopped_after(RELOAD_TIMEOUT_S) as stop:
+            return self._apply(self._load(snapshot, self._state, stop))
 
     async def reload_in_worker(self, *, timeout: float = RELOAD_TIMEOUT_S) -> list[PersonaError]:
         """`reload_if_changed`, with the loading and trial renders in a worker thread, so the
