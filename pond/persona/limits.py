@@ -162,6 +162,8 @@ def size_of(value: object, limit: int) -> int:
             total += _decimal_size(item)
         elif isinstance(item, list | tuple | set | frozenset | dict):
             total += 2 + 2 * len(item)
+            if total > limit:  # before stacking a long list's items
+                return total
             stack.extend(item)
             if isinstance(item, dict):
                 stack.extend(item.values())
@@ -172,7 +174,9 @@ def size_of(value: object, limit: int) -> int:
                 return limit + 1
         elif isinstance(item, Namespace):
             attrs: Mapping[str, object] = item._Namespace__attrs
-            total += 2 + len(attrs)
+            total += 2 + 2 * len(attrs)
+            if total > limit:
+                return total
             stack.extend(attrs.values())
         else:
             total += 16  # objects of the code (dates, contacts, macros): their own size
