@@ -102,6 +102,8 @@ HOSTILE: dict[str, str | dict[str, str]] = {
     ),
     # formatting
     "|format with a huge width": "{{ '%-999999999s'|format('x') }}",
+    "'%' repeating one long argument": "{{ ('%(a)s' * 5000) % {'a': 'x' * 90000} }}",
+    "str.format repeating one long argument": "{{ ('{0}' * 5000).format('x' * 99999) }}",
     "'%*d' with a dynamic width": "{{ '%*d' % (999999999, 1) }}",
     "format_map with a nested width": ("{{ '{x:>{w}}'.format_map({'x': 1, 'w': 999999999}) }}"),
     "|attr('format') on a huge width": "{{ ('{0:>99999999}'|attr('format'))(1) }}",
@@ -174,6 +176,8 @@ REFUSED_FOR: dict[str, str] = {
     "set blocks doubling": r"printing a value would build more than",
     "literal text repeated by a macro": r"characters or items in all",
     "|format with a huge width": r"a width of 999999999",
+    "'%' repeating one long argument": r"'%' formatting would build more than 100000",
+    "str.format repeating one long argument": r"str.format would build more than 100000",
     "'%*d' with a dynamic width": r"'\*' width is not allowed",
     "format_map with a nested width": r"str.format: a width of 999999999",
     "|attr('format') on a huge width": r"str.format: a width of 99999999",

@@ -66,13 +66,20 @@ _NUMBER = re.compile(r"\d+")
 
 def check_percent(fmt: str, args: object) -> None:
     """`'%05d' % n` and the `format` filter: no `*` widths, no width or precision over the
-    padding limit, no argument over the size limit."""
-    for flags in _PERCENT_FIELD.findall(fmt):
+    padding limit, no argument over the size limit, and no more fields than the result can
+    hold (`'%(a)s' * 5000 % {'a': long_text}` prints the same argument 5000 times)."""
+    fields = _PERCENT_FIELD.findall(fmt)
+    widest = 0
+    for flags in fields:
         if "*" in flags:
             raise RenderLimitError("'%' formatting with a '*' width is not allowed in templates")
         for number in _NUMBER.findall(flags):
             check_pad(int(number), "'%' formatting")
+            widest = max(widest, int(number))
     check_input(args, "'%' formatting")
+    if fields:
+        each = widest + size_of(args, current().limits.value)
+        check_estimate(len(fmt) + len(fields) * each, "'%' formatting")
 
 
 def check_format_spec(spec: str) -> None:

@@ -10,7 +10,7 @@ variables.
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from functools import update_wrapper
 from typing import Any, cast
@@ -26,6 +26,7 @@ from pond.persona.codegen import BoundedTemplate, _CodeGenerator
 from pond.persona.files import VOICE_FILE
 from pond.persona.guards import (
     check_call,
+    check_estimate,
     check_format_spec,
     check_input,
     check_percent,
@@ -45,12 +46,22 @@ _MAX_YUAN_DIGITS = 15  # a price of 10^15 or more is a mistake (and `int()` of 1
 
 
 class _Formatter(SandboxedFormatter):
-    """`str.format` / `format_map` with widths and precisions bounded."""
+    """`str.format` / `format_map` with widths, precisions and the result bounded."""
+
+    _written = 0
+
+    def vformat(self, format_string: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+        self._written = 0
+        return super().vformat(format_string, args, kwargs)
 
     def format_field(self, value: Any, format_spec: str) -> Any:
         check_format_spec(format_spec)
         check_input(value, "str.format")
-        return super().format_field(value, format_spec)
+        text = super().format_field(value, format_spec)
+        # '{0}{0}{0}...'.format(long_text) repeats one checked argument: count the result.
+        self._written += len(text)
+        check_estimate(self._written, "str.format")
+        return text
 
     def convert_field(self, value: Any, conversion: str | None) -> Any:
         check_input(value, "str.format")
