@@ -115,8 +115,10 @@ class _Env(ImmutableSandboxedEnvironment):
         if size > budget.limits.value:
             raise RenderLimitError(f"`~` would build more than {budget.limits.value} characters")
         budget.charge(size)
-        if autoescape:
-            return markup_join(texts)
+        if autoescape:  # {% autoescape true %}: escaping can make the text longer
+            joined = markup_join(texts)
+            check_value(joined, "`~`")
+            return joined
         return "".join(texts)
 
     def _range(self, *args: int) -> range:
