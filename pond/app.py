@@ -584,6 +584,8 @@ class App:
                     self._handler_failed(plugin.name, "shutdown", error)
         for task in self._background:
             task.cancel()
+        if self._persona_reload is not None:
+            self._persona_reload.cancel()  # its worker thread stops at its next step
         if self._background:
             # Bounded: a task that ignores its cancel must not keep the process alive.
             _, stuck = await asyncio.wait(self._background, timeout=10)
