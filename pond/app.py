@@ -108,6 +108,7 @@ class App:
         self._background: list[asyncio.Task[None]] = []
         self._scheduler: AsyncIOScheduler | None = None
         self._stopped = asyncio.Event()
+        self._persona_reload: asyncio.Future[list[PersonaError]] | None = None
 
     # -- wiring ---------------------------------------------------------------------------
     def include(self, plugin: Plugin) -> None:
@@ -449,7 +450,23 @@ class App:
     def reload_persona(self) -> list[PersonaError]:
         """Pick up edited persona files; a broken edit is refused and the operator told."""
         version = self.persona.version
-        errors = self.persona.reload_if_changed()
+        return self._persona_reloaded(version, self.persona.reload_if_changed())
+
+    async def reload_persona_in_worker(self) -> list[PersonaError]:
+        """`reload_persona` with the trial renders in a worker thread: the bot keeps
+        answering while a (possibly hostile) edit is checked. A caller that comes while a
+        reload runs (the poller and the operator's reload) gets that reload's problems,
+        and the operator is alerted once."""
+        running = self._persona_reload
+        if running is None or running.done():
+            running = self._persona_reload = asyncio.ensure_future(self._reload_in_worker())
+        return await asyncio.shield(running)
+
+    async def _reload_in_worker(self) -> list[PersonaError]:
+        version = self.persona.version
+        return self._persona_reloaded(version, await self.persona.reload_in_worker())
+
+    def _persona_reloaded(self, version: int, errors: list[PersonaError]) -> list[PersonaError]:
         for error in errors:
             log.error("template change refused: %s", error)
             self.alert("core/template_alert", file=error.file, reason=error.reason)
@@ -462,7 +479,7 @@ class App:
         then every plugin's on_reload hooks. Returns the problems by part ("persona",
         "commands" or a plugin name); a part with problems keeps its last good version."""
         problems: dict[str, list[str]] = {}
-        refused = self.reload_persona()
+        refused = await self.reload_persona_in_worker()
         if refused:
             problems["persona"] = [str(error) for error in refused]
         try:
@@ -489,7 +506,7 @@ class App:
     async def _reload_persona_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.bot.persona_reload_s)
-            self.reload_persona()
+            await self.reload_persona_in_worker()
 
     async def _flush_book_forever(self) -> None:
         try:
@@ -555,6 +572,8 @@ class App:
                     self._handler_failed(plugin.name, "shutdown", error)
         for task in self._background:
             task.cancel()
+        if self._persona_reload is not None:
+            self._persona_reload.cancel()  # its worker thread stops at its next step
         if self._background:
             # Bounded: a task that ignores its cancel must not keep the process alive.
             _, stuck = await asyncio.wait(self._background, timeout=10)

@@ -6,6 +6,7 @@ Breaks the bot on purpose and prints a table of scenario, expected, observed, pa
 - a database that held data, emptied to 0 bytes or with a damaged page, at start-up;
 - two bots started at the same instant on one data dir;
 - a template broken during hot reload;
+- a hostile template (one that would eat memory or CPU) at start-up and at hot reload;
 - the transport dropping mid-send;
 - the disk filling up while serving (a real write failure: RLIMIT_FSIZE in a child process).
 Exit status 0 when every scenario passes."""
@@ -254,6 +255,114 @@ async def broken_template(tmp: Path) -> Row:
     )
 
 
+HOSTILE_AT_START = "{#\nname = \"x\"\n#}\n{{ '%0999999999d' % 1 }} {{ name }}\n"
+HOSTILE_AT_RELOAD = (
+    '{#\nname = "x"\n#}\n{% for i in range(10000) %}{% for j in range(10000) %}'
+    "{% endfor %}{% endfor %}{{ name }}\n"
+)
+
+
+def _check_run(persona: Path, data: Path) -> tuple[int, str, float, int]:
+    """`bot.py --check` in a child: exit status, stderr, CPU seconds, peak RSS in bytes."""
+    child = subprocess.Popen(
+        [sys.executable, str(ROOT / "bot.py"), "--check", "--data-dir", str(data)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "POND_NO_VENV": "1", "BOT_PERSONA_DIR": str(persona)},
+    )
+    assert child.stderr is not None
+    stderr = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return child.returncode, stderr, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+
+
+def hostile_template_at_start(tmp: Path) -> Row:
+    clean = tmp / "hostile-start-clean"
+    shutil.copytree(ROOT / "persona", clean)
+    hostile = tmp / "hostile-start" / "persona"
+    shutil.copytree(ROOT / "persona", hostile)
+    (hostile / "greeter" / "hello.j2").write_text(HOSTILE_AT_START, encoding="utf-8")
+    _, _, clean_cpu, clean_rss = _check_run(clean, tmp / "hostile-start-data-1")
+    code, stderr, cpu, rss = _check_run(hostile, tmp / "hostile-start-data-2")
+    names = "greeter/hello.j2:4" in stderr
+    extra_cpu, extra_mb = cpu - clean_cpu, (rss - clean_rss) / 2**20
+    observed = (
+        f"exit {code}, names file:line: {names}, CPU {cpu:.2f} s "
+        f"({extra_cpu:+.2f} s vs a clean start), peak RSS {extra_mb:+.1f} MB vs a clean start"
+    )
+    ok = code == 2 and names and extra_cpu < 2.0 and extra_mb < 50
+    return Row(
+        "a hostile template at start-up ('%0999999999d' % 1)",
+        "refused naming file:line, < 2 s CPU and < 50 MB more than a clean start",
+        observed,
+        ok,
+    )
+
+
+def _peak_rss_reset() -> int | None:
+    """Reset this process's peak RSS to its current RSS (Linux); returns the current RSS."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear:
+            clear.write("5")
+        return _proc_status("VmRSS")
+    except OSError:
+        return None
+
+
+def _proc_status(key: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"no {key} in /proc/self/status")
+
+
+async def hostile_template_at_reload(tmp: Path) -> Row:
+    persona = tmp / "hostile-reload" / "persona"
+    shutil.copytree(ROOT / "persona", persona)
+    app, transport, clock = build(tmp / "hostile-reload-data", persona)
+    await app.start()
+    hello = persona / "greeter" / "hello.j2"
+    hello.write_text(HOSTILE_AT_RELOAD, encoding="utf-8")
+    os.utime(hello, ns=(hello.stat().st_atime_ns, hello.stat().st_mtime_ns + 10**10))
+    rss = _peak_rss_reset()
+    cpu = time.process_time()
+    reload = asyncio.create_task(app.reload())  # the operator's reload: trial render in a worker
+    await app.dispatch(say("bob", "你好", clock, 1))  # a customer writes meanwhile
+    await app.settle()
+    problems = await reload
+    cpu = time.process_time() - cpu
+    extra_mb = (_proc_status("VmHWM") - rss) / 2**20 if rss is not None else float("nan")
+    await app.dispatch(say("carol", "你好", clock, 2))
+    await app.settle()
+    keys = [p.action.key for p in transport.performed]
+    texts = [p.action.text for p in transport.performed if p.action.key == "greeter/hello"]
+    await app.stop()
+    refused = "steps" in " ".join(problems.get("persona", []))
+    ok = (
+        refused
+        and keys.count("greeter/hello") == 2
+        and "core/template_alert" in keys
+        and all("carol" in t or "bob" in t for t in texts)
+        and cpu < 2.0
+        and extra_mb < 50
+    )
+    observed = (
+        f"refused: {refused}; both customers answered: {keys.count('greeter/hello') == 2}; "
+        f"admin told: {'core/template_alert' in keys}; CPU {cpu:.2f} s; "
+        f"peak RSS {extra_mb:+.1f} MB"
+    )
+    return Row(
+        "a hostile template at hot reload (nested loops)",
+        "refused with the last good copy serving, admin told, < 2 s CPU, < 50 MB",
+        observed,
+        ok,
+    )
+
+
 async def transport_drops(tmp: Path) -> Row:
     app, transport, clock = build(tmp / "drop", OUTBOX_MARKETING_MIN_INTERVAL_H="0")
     await app.start()
@@ -403,6 +512,8 @@ def main(argv: list[str]) -> int:
             lambda: damaged_database(tmp),
             lambda: two_bots(tmp),
             lambda: asyncio.run(broken_template(tmp)),
+            lambda: hostile_template_at_start(tmp),
+            lambda: asyncio.run(hostile_template_at_reload(tmp)),
             lambda: asyncio.run(transport_drops(tmp)),
             lambda: disk_full(tmp),
         ]

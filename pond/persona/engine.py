@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pond.persona.errors import PersonaError, UnknownKeyError, _combine
-from pond.persona.files import BRAND, CONFIG_FILE, VOICE_GLOBAL, _scan
+from pond.persona.files import BRAND, CONFIG_FILE, VOICE_GLOBAL, _scan, _Snapshot
+from pond.persona.limits import cancellable
 from pond.persona.state import _build, _State, _voice_module
 from pond.persona.templates import _describe, _Entry, _locate
 
@@ -22,6 +26,24 @@ VARIANT_MEMORY = 50_000
 """How many (chat, key) pairs remember their last variant; the oldest are forgotten first."""
 
 _VOICE_CACHE = 256  # voice modules cached per layer chain before the cache is cleared
+
+RELOAD_TIMEOUT_S = 30.0
+"""How long loading a whole folder may take (at start, or a reload). Each render is bounded
+(pond.persona.limits); this bounds a folder of many slow-but-allowed ones."""
+
+
+@contextmanager
+def _stopped_after(seconds: float) -> Iterator[threading.Event]:
+    """An event set after `seconds`: renders started under `cancellable(event)` give up at
+    their next step. Each render is bounded; this bounds a whole folder of them."""
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield stop
+    finally:
+        timer.cancel()
 
 
 @dataclass(frozen=True)
@@ -63,13 +85,15 @@ class Persona:
         self._variant_memory = variant_memory
         self._last: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._version = 1
+        self._reloading = False
         if not self._root.is_dir():
             raise PersonaError(str(root), None, "persona folder not found")
         self._snapshot = _scan(self._root)
         cache_key = (str(self._root.resolve()), tuple(sorted(self._snapshot.items())))
         state = _BUILT.get(cache_key)
         if state is None:
-            state, errors = _build(self._root, self._label, self._snapshot, None)
+            with _stopped_after(RELOAD_TIMEOUT_S) as stop, cancellable(stop):
+                state, errors = _build(self._root, self._label, self._snapshot, None)
             if errors or state is None:
                 raise _combine(errors)
             while len(_BUILT) >= 4:
@@ -205,18 +229,76 @@ class Persona:
 
     def reload_if_changed(self) -> list[PersonaError]:
         """Poll the folder; reload what changed. Returns the problems found (or [])."""
+        snapshot = self._changed()
+        if isinstance(snapshot, list) or snapshot is None:
+            return snapshot or []
+        with _stopped_after(RELOAD_TIMEOUT_S) as stop:
+            return self._apply(self._load(snapshot, self._state, stop))
+
+    async def reload_in_worker(self, *, timeout: float = RELOAD_TIMEOUT_S) -> list[PersonaError]:
+        """`reload_if_changed`, with the loading and trial renders in a worker thread, so the
+        event loop keeps serving while they run. A load still running after `timeout` seconds
+        is stopped (its renders give up at their next step) and refused."""
+        if self._reloading:
+            return []  # the running reload will see the same files
+        snapshot = self._changed()
+        if isinstance(snapshot, list) or snapshot is None:
+            return snapshot or []
+        cancel = threading.Event()
+        work = asyncio.get_running_loop().run_in_executor(
+            None, self._load, snapshot, self._state, cancel
+        )
+        self._reloading = True
+        try:
+            loaded = await asyncio.wait_for(asyncio.shield(work), timeout)
+        except TimeoutError:
+            cancel.set()  # the worker stops soon; its result is dropped
+            log.warning(
+                "persona reload stopped after %g s; version %d keeps serving",
+                timeout,
+                self._version,
+            )
+            return [
+                PersonaError(
+                    self._label,
+                    None,
+                    f"reload stopped: loading took longer than {timeout:g} s; "
+                    "the previous persona keeps serving",
+                )
+            ]
+        except asyncio.CancelledError:
+            cancel.set()  # the bot is stopping: do not keep a thread busy for nothing
+            raise
+        finally:
+            self._reloading = False
+        return self._apply(loaded)
+
+    def _changed(self) -> _Snapshot | list[PersonaError] | None:
+        """The folder's new snapshot, None when nothing changed, or the error reading it.
+        The snapshot is taken as seen: a refused or stopped load is retried only once the
+        files change again."""
         try:
             snapshot = _scan(self._root)
         except OSError as exc:
             return [PersonaError(self._label, None, f"cannot read persona folder: {exc}")]
         if snapshot == self._snapshot:
-            return []
+            return None
         self._snapshot = snapshot
+        return snapshot
+
+    def _load(
+        self, snapshot: _Snapshot, previous: _State, cancel: threading.Event | None
+    ) -> tuple[_State | None, list[PersonaError]]:
+        """Build a new state; reads `previous` but changes nothing (it may run in a thread)."""
         try:
-            state, errors = _build(self._root, self._label, snapshot, self._state)
+            with cancellable(cancel):
+                return _build(self._root, self._label, snapshot, previous)
         except Exception as exc:  # a bug here must not stop a running bot
             log.exception("persona reload failed")
-            return [PersonaError(self._label, None, f"reload failed: {exc!r}")]
+            return None, [PersonaError(self._label, None, f"reload failed: {exc!r}")]
+
+    def _apply(self, loaded: tuple[_State | None, list[PersonaError]]) -> list[PersonaError]:
+        state, errors = loaded
         for err in errors:
             log.warning("persona: %s", err)
         if state is None:

@@ -134,11 +134,24 @@ def _classify(paths: Iterable[str]) -> _Files:
     return files
 
 
+MAX_FILE_BYTES = 32 * 1024
+"""Largest persona file read. Compiling a template takes a few hundred bytes of memory per
+byte of source, so a huge file is refused unread (the largest shipped one is under 6 KB)."""
+
+
 def _read(root: Path, rel: str, label: str) -> str:
     try:
-        data = (root / rel).read_bytes()
+        with (root / rel).open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise PersonaError(f"{label}/{rel}", None, f"cannot read: {exc.strerror}") from exc
+    if len(data) > MAX_FILE_BYTES:
+        raise PersonaError(
+            f"{label}/{rel}",
+            None,
+            f"is larger than {MAX_FILE_BYTES // 1024} KB: split it into several keys, "
+            "or move shared macros into a '_'-prefixed file",
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -189,6 +202,8 @@ def _parse_config(text: str, path: str) -> tuple[dict[str, Any], dict[str, _Laye
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _toml_error(exc, path, 1, CONFIG_FILE) from exc
+    except RecursionError:  # tomllib recurses into nested arrays and tables
+        raise PersonaError(path, None, f"{CONFIG_FILE} is nested too deeply") from None
 
     def fail(key: str, reason: str) -> NoReturn:
         raise PersonaError(path, _toml_line(text, key), f"{key}: {reason}")

@@ -1,55 +1,249 @@
 """The Jinja2 sandbox that persona templates run in.
 
-`_Env` bounds `*` and `**`, `_SharedLoader` serves only the shared files read at load time,
-and `_make_env` builds the environment with the brand variables and the `yuan` filter.
+`_Env` is Jinja's immutable sandbox plus limits on work and size (pond.persona.limits): every
+call, filter, test, lookup, loop iteration and `+ * ** % ~` takes a step and is checked for
+what it would build; `{{ ... }}` prints only text, numbers and dates. `_SharedLoader` serves
+only the shared files read at load time, and `_make_env` builds the environment with the brand
+variables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+import types
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from decimal import ROUND_HALF_UP, Decimal
+from functools import update_wrapper
+from typing import Any, cast
 
 import jinja2
 from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.runtime import Context, LoopContext, markup_join
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
+from jinja2.utils import _PassArg
+from markupsafe import EscapeFormatter, Markup
 
+from pond.persona.codegen import BoundedTemplate, _CodeGenerator
 from pond.persona.files import VOICE_FILE
+from pond.persona.guards import (
+    check_call,
+    check_estimate,
+    check_format_spec,
+    check_input,
+    check_percent,
+    checked_result,
+    finalize,
+    guard_filter,
+    guard_test,
+    guarded_items,
+    join_filter,
+    sum_filter,
+    text_of,
+)
+from pond.persona.limits import RenderLimitError, check_value, current, size_of
 
-_MAX_SEQUENCE = 100_000  # longest string/list a template may build with `*`
 _MAX_EXPONENT = 1_000  # largest exponent a template may use with `**`
-_MAX_BITS = 10_000  # largest integer a template may build with `*` or `**`
+_MAX_YUAN_DIGITS = 15  # a price of 10^15 or more is a mistake (and `int()` of 1e999999 is slow)
+
+
+class _Formatter(SandboxedFormatter):
+    """`str.format` / `format_map` with widths, precisions and the result bounded."""
+
+    _written = 0
+
+    def vformat(self, format_string: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+        self._written = 0
+        return super().vformat(format_string, args, kwargs)
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        check_format_spec(format_spec)
+        check_input(value, "str.format")
+        text = super().format_field(value, format_spec)
+        # '{0}{0}{0}...'.format(long_text) repeats one checked argument: count the result.
+        self._written += len(text)
+        check_estimate(self._written, "str.format")
+        return text
+
+    def convert_field(self, value: Any, conversion: str | None) -> Any:
+        check_input(value, "str.format")
+        return super().convert_field(value, conversion)
+
+
+class _EscapeFormatter(_Formatter, EscapeFormatter):
+    pass
 
 
 class _Env(ImmutableSandboxedEnvironment):
-    """The sandbox, with `*` and `**` bounded so a template cannot exhaust memory or CPU."""
+    """The sandbox, with every operation counted and sized (see the module docstring)."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    code_generator_class = _CodeGenerator
+    template_class = BoundedTemplate
+    intercepted_binops = frozenset({"+", "*", "**", "%"})
     shared_files: frozenset[str] = frozenset()
 
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
+    def __init__(self, **options: Any) -> None:
+        options.setdefault("finalize", finalize)
+        super().__init__(**options)
+        self.globals["range"] = self._range
+        self.globals.pop("lipsum", None)  # placeholder text has no place in brand copy
+        self.filters["join"] = join_filter
+        self.filters["sum"] = sum_filter
+        self.filters["yuan"] = _yuan
+        self.filters = {
+            name: guard_filter(name, func, 1 if _PassArg.from_obj(func) else 0)
+            for name, func in self.filters.items()
+        }
+        self.tests = {
+            name: guard_test(cast("Callable[..., Any]", test)) for name, test in self.tests.items()
+        }
+
+    # -- hooks the compiled templates call ------------------------------------------------
+
+    def tick(self) -> None:
+        current().tick()
+
+    def charge_text(self, size: int) -> None:
+        current().charge(size)
+
+    def guard_iter(self, iterable: Iterable[Any]) -> Iterator[Any]:
+        return guarded_items(iterable)
+
+    def concat_checked(self, parts: tuple[Any, ...], autoescape: bool) -> str:
+        budget = current()
+        budget.tick()
+        texts = [text_of(part, "`~`") for part in parts]
+        size = sum(map(len, texts))
+        if size > budget.limits.value:
+            raise RenderLimitError(f"`~` would build more than {budget.limits.value} characters")
+        budget.charge(size)
+        if autoescape:  # {% autoescape true %}: escaping can make the text longer
+            joined = markup_join(texts)
+            check_value(joined, "`~`")
+            return joined
+        return "".join(texts)
+
+    def _range(self, *args: int) -> range:
+        numbers = range(*args)
+        limit = current().limits.range
+        try:
+            count = len(numbers)
+        except OverflowError:
+            count = limit + 1
+        if count > limit:
+            raise RenderLimitError(f"range() is limited to {limit} numbers")
+        return numbers
+
+    # -- the sandbox's own hooks ----------------------------------------------------------
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        current().tick()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        current().tick()
+        return super().getitem(obj, argument)
+
+    def call(
+        __self,  # Jinja's own signature: no keyword argument of the call can clash
+        __context: Context,
+        __obj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        budget = current()
+        budget.tick()
+        if not __self.is_safe_callable(__obj):
+            raise SecurityError(f"{__obj!r} is not safely callable")
+        name = getattr(__obj, "__name__", None) or getattr(__obj, "name", None) or "a function"
+        what = f"calling {name}"
+        # Calls inside loops and blocks carry Jinja's own scope arguments; Context.call
+        # drops them, and so must the checks and replacements of built-in methods.
+        given = {k: v for k, v in kwargs.items() if k not in ("_loop_vars", "_block_vars")}
+        replacement = check_call(__obj, args, given)
+        if replacement is not None:
+            return checked_result(replacement(*args, **given), what)
+        if isinstance(__obj, LoopContext) and args:  # a recursive loop: loop(children)
+            args = (guarded_items(args[0]), *args[1:])
+        if budget.depth >= budget.limits.depth:
+            raise RenderLimitError(
+                f"calls nest more than {budget.limits.depth} deep "
+                "(a macro or recursive loop calling itself?)"
+            )
+        budget.depth += 1
+        try:
+            result = __context.call(__obj, *args, **kwargs)
+        finally:
+            budget.depth -= 1
+        return checked_result(result, what)
+
+    def call_binop(self, context: Context | None, operator: str, left: Any, right: Any) -> Any:
+        budget = current()
+        budget.tick()
+        what = f"`{operator}`"
+        limit = budget.limits.value
+        if operator == "+":
+            if (
+                isinstance(left, str | list | tuple)
+                and isinstance(right, str | list | tuple)
+                and size_of(left, limit) + size_of(right, limit) > limit
+            ):
+                raise RenderLimitError(f"`+` would build more than {limit} items")
+        elif operator == "*":
             for seq, times in ((left, right), (right, left)):
                 if (
                     isinstance(seq, str | list | tuple)
                     and isinstance(times, int)
-                    and len(seq) * times > _MAX_SEQUENCE
+                    and times > 0
+                    and size_of(seq, limit) * times > limit
                 ):
-                    raise SecurityError(f"`*` would build more than {_MAX_SEQUENCE} items")
+                    raise RenderLimitError(f"`*` would build more than {limit} items")
         elif operator == "**" and isinstance(right, int | float) and abs(right) > _MAX_EXPONENT:
-            raise SecurityError(f"`**` exponents are limited to {_MAX_EXPONENT}")
+            raise RenderLimitError(f"`**` exponents are limited to {_MAX_EXPONENT}")
+        elif operator == "%" and isinstance(left, str):
+            check_percent(left, right)
         # Chained powers ((10**1000)**1000)**10 stay within the exponent limit but not
         # within any CPU budget: bound the size of the integer being built.
-        if isinstance(left, int) and isinstance(right, int):
+        if operator in {"*", "**"} and isinstance(left, int) and isinstance(right, int):
             bits = (
                 left.bit_length() * abs(right)
                 if operator == "**"
                 else left.bit_length() + right.bit_length()
             )
-            if bits > _MAX_BITS:
-                raise SecurityError(f"`{operator}` would build a number over {_MAX_BITS} bits")
-        return super().call_binop(context, operator, left, right)
+            if bits > budget.limits.bits:
+                raise RenderLimitError(f"{what} would build a number over {bits} bits")
+        result = self.binop_table[operator](left, right)
+        check_value(result, what)
+        return result
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """Jinja's wrapper for `str.format`/`format_map`, with the bounded formatter."""
+        if not isinstance(value, types.MethodType | types.BuiltinMethodType) or (
+            value.__name__ not in ("format", "format_map")
+        ):
+            return None
+        f_self: Any = value.__self__
+        if not isinstance(f_self, str):
+            return None
+        str_type: type[str] = type(f_self)
+        is_format_map = value.__name__ == "format_map"
+        formatter: _Formatter
+        if isinstance(f_self, Markup):
+            formatter = _EscapeFormatter(self, escape=f_self.escape)
+        else:
+            formatter = _Formatter(self)
+
+        def wrapper(*args: Any, **kwargs: Any) -> str:
+            if is_format_map:
+                if kwargs:
+                    raise TypeError("format_map() takes no keyword arguments")
+                if len(args) != 1:
+                    raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
+                kwargs = args[0]
+                args = ()
+            text = str_type(formatter.vformat(f_self, args, kwargs))
+            check_value(text, "str.format")
+            return text
+
+        return update_wrapper(wrapper, value)
 
 
 class _SharedLoader(jinja2.BaseLoader):
@@ -76,10 +270,12 @@ def _yuan(value: object) -> str:
         raise TypeError(f"yuan expects a number, got {type(value).__name__}")
     try:
         amount = Decimal(str(value).strip())
-    except InvalidOperation:
+    except ArithmeticError:  # InvalidOperation, or an exponent beyond Decimal's range
         raise ValueError(f"yuan expects a number, got {value!r}") from None
     if not amount.is_finite():
         raise ValueError(f"yuan expects a finite number, got {value!r}")
+    if amount.adjusted() >= _MAX_YUAN_DIGITS:  # (abs() would round, and overflow)
+        raise ValueError(f"yuan expects a price below 10^15, got {value!r}")
     if amount == amount.to_integral_value():
         return f"¥{int(amount)}"
     return f"¥{amount.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP)}"
@@ -97,6 +293,5 @@ def _make_env(brand: Mapping[str, Any], shared: Mapping[str, str], label: str) -
         cache_size=-1,
     )
     env.shared_files = frozenset(f"{label}/{rel}" for rel in shared)
-    env.filters["yuan"] = _yuan
     env.globals.update(brand)
     return env

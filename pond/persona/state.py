@@ -25,7 +25,7 @@ from pond.persona.files import (
     _read,
 )
 from pond.persona.sandbox import _Env, _make_env
-from pond.persona.templates import _describe, _Entry, _load_entry
+from pond.persona.templates import _TOO_DEEP, _describe, _Entry, _load_entry
 
 
 @dataclass
@@ -64,6 +64,8 @@ def _build(
             env.get_template(rel)
         except jinja2.TemplateSyntaxError as exc:
             return None, [PersonaError(shown(rel), exc.lineno, f"syntax error: {exc.message}")]
+        except (RecursionError, MemoryError, SyntaxError):
+            return None, [PersonaError(shown(rel), None, f"the file {_TOO_DEEP}")]
     voice = env.get_template(VOICE_FILE) if VOICE_FILE in shared else None
     contexts: dict[str, Mapping[str, Any]] = {BRAND: {}}
     contexts.update((name, layer.vars) for name, layer in layers.items())

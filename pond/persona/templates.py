@@ -24,6 +24,9 @@ from pond.persona.sandbox import _Env
 SEPARATOR = "---"
 
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined\Z")
+_TOO_DEEP = (
+    "is nested too deeply to compile (too many brackets, filters, ifs or loops inside one another)"
+)
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class _Split:
 def _is_toml(text: str) -> bool:
     try:
         tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return False
     return True
 
@@ -67,6 +70,13 @@ def _parse_samples(inner: str, path: str, first_line: int) -> dict[str, Any]:
        "vars:") and the remaining lines must be TOML.
     3. Otherwise the body is reported as invalid TOML.
     """
+    try:
+        return _parse_sample_toml(inner, path, first_line)
+    except RecursionError:  # tomllib recurses into nested arrays and tables
+        raise PersonaError(path, first_line, "the sample block is nested too deeply") from None
+
+
+def _parse_sample_toml(inner: str, path: str, first_line: int) -> dict[str, Any]:
     try:
         samples = tomllib.loads(inner)
     except tomllib.TOMLDecodeError as whole:
@@ -129,6 +139,10 @@ def _describe(exc: BaseException) -> str:
         return str(exc.message)
     if isinstance(exc, jinja2.TemplateSyntaxError):
         return f"syntax error in {exc.filename or exc.name}:{exc.lineno}: {exc.message}"
+    if isinstance(exc, RecursionError):
+        return "nests too deeply (a macro, include or loop that calls itself?)"
+    if isinstance(exc, MemoryError):
+        return "needs more memory than the bot has (a huge string or list?)"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -156,9 +170,13 @@ def _locate(exc: BaseException, variant: _Variant, env: _Env) -> tuple[int, str]
     return line, via
 
 
-def _first_use(ast: nodes.Template, name: str) -> int:
-    lines = [n.lineno for n in ast.find_all(nodes.Name) if n.name == name and n.ctx == "load"]
-    return min(lines, default=1)
+def _first_uses(ast: nodes.Template, names: set[str]) -> dict[str, int]:
+    """Line of the first use of each of `names`, in one walk of the template."""
+    lines: dict[str, int] = {}
+    for n in ast.find_all(nodes.Name):
+        if n.ctx == "load" and n.name in names:
+            lines[n.name] = min(lines.get(n.name, n.lineno), n.lineno)
+    return lines
 
 
 def _load_entry(
@@ -189,16 +207,22 @@ def _load_entry(
         try:
             ast = env.parse(source, key, code_name)
             code = env.compile(ast, key, code_name)
+            undeclared = meta.find_undeclared_variables(ast)
         except jinja2.TemplateSyntaxError as exc:
             raise PersonaError(
                 path, line + (exc.lineno or 1) - 1, f"syntax error in {what}: {exc.message}"
             ) from exc
-        missing = meta.find_undeclared_variables(ast) - allowed
+        except (RecursionError, MemoryError, SyntaxError) as exc:
+            # Jinja's parser recurses per bracket, filter and block; Python's compiler
+            # limits nested blocks and indentation of the code Jinja generates.
+            raise PersonaError(path, line, f"{what} {_TOO_DEEP}") from exc
+        missing = undeclared - allowed
         if missing:
-            name = min(missing, key=lambda n: (_first_use(ast, n), n))
+            first = _first_uses(ast, missing)
+            name = min(missing, key=lambda n: (first.get(n, 1), n))
             raise PersonaError(
                 path,
-                line + _first_use(ast, name) - 1,
+                line + first.get(name, 1) - 1,
                 f"{what} uses variable {name!r}, which has no sample value: declare it "
                 f"in the {{# ... #}} block at the top of the file, e.g. {name} = ...",
             )
