@@ -6,6 +6,7 @@ the operator's configuration plus a transcript of what happened in the rooms."""
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -276,13 +277,64 @@ async def test_cards_mini_programs_and_link_cards(
     assert audit(sim)[-1]["msg_type"] == kind.value
 
 
-async def test_images_from_new_members_count_as_qr_ads(sim: ChatSim) -> None:
-    await sim.say("oldtimer", "早", room="roomA")  # here before we watched: not new
-    assert len(await sim.say("oldtimer", "", room="roomA", type=MessageType.IMAGE)) == 0
+@pytest.fixture
+def pictures(tmp_path: Path) -> dict[str, Path]:
+    """Made at test time: a WeChat-style QR code (PNG), a tea photo without one (JPEG), and
+    the QR code printed on such a photo (JPEG, as a phone would send it)."""
+    import qrcode
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(5)
+    photo = Image.new("RGB", (1200, 900), (176, 134, 82))
+    draw = ImageDraw.Draw(photo)
+    for _ in range(400):
+        x, y, r = rng.randrange(1200), rng.randrange(900), rng.randrange(4, 90)
+        colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        draw.ellipse((x, y, x + r, y + r), fill=colour)
+    code = qrcode.make("https://u.wechat.com/EJxYz-spam").get_image().convert("RGB")
+    paths = {"qr": tmp_path / "qr.png", "tea": tmp_path / "tea.jpg", "ad": tmp_path / "ad.jpg"}
+    code.save(paths["qr"])
+    photo.save(paths["tea"], quality=85)
+    photo.paste(code.resize((300, 300)), (700, 450))
+    photo.save(paths["ad"], quality=70)
+    return paths
+
+
+async def test_only_images_that_decode_as_qr_codes_are_qr_ads(
+    sim: ChatSim, pictures: dict[str, Path]
+) -> None:
     await sim.join("roomA", "newbie")
-    said = await sim.say("newbie", "", room="roomA", type=MessageType.IMAGE)
-    assert "groups/warn" in said.keys
+    await sim.advance(60)  # the welcome
+    tea = await sim.say("newbie", "", room="roomA", type=MessageType.IMAGE, file=pictures["tea"])
+    assert len(tea) == 0  # a tea photo from a new member is just a photo
+    unseen = await sim.say("newbie", "", room="roomA", type=MessageType.IMAGE)
+    assert len(unseen) == 0  # no picture file to look at: never treated as an ad
+    assert audit(sim) == []
+    said = await sim.say("newbie", "", room="roomA", type=MessageType.IMAGE, file=pictures["qr"])
+    assert said.keys == ["groups/warn"]
+    assert "二维码" in said.texts[0]
     assert audit(sim)[-1]["rule"] == "qr_image"
+    again = await sim.say("newbie", "", room="roomA", type=MessageType.IMAGE, file=pictures["ad"])
+    assert again.keys == ["groups/warn_final"]  # a QR code on a photo: the second strike
+    verdicts = [e["data"]["verdict"] for e in events(sim, "qr_checked")]
+    assert verdicts == [False, None, True, True]
+
+
+async def test_qr_codes_from_long_time_members_are_checked_only_when_all_images_are(
+    tmp_path: Path, pictures: dict[str, Path]
+) -> None:
+    sim = await make(tmp_path)
+    await sim.say("oldtimer", "早", room="roomA")  # here before we watched: not new
+    qr = pictures["qr"]
+    assert len(await sim.say("oldtimer", "", room="roomA", type=MessageType.IMAGE, file=qr)) == 0
+    await sim.close()
+    every = ROOMS.replace("[defaults.moderation]", '[defaults.moderation]\nqr_images = "all"')
+    (tmp_path / "all").mkdir()
+    sim = await make(tmp_path / "all", every)
+    await sim.say("oldtimer", "早", room="roomA")
+    said = await sim.say("oldtimer", "", room="roomA", type=MessageType.IMAGE, file=qr)
+    assert said.keys == ["groups/warn"]
+    await sim.close()
 
 
 async def test_types_the_rules_do_not_know_are_passed(sim: ChatSim) -> None:
@@ -349,11 +401,13 @@ async def test_other_private_messages_are_not_invites(sim: ChatSim) -> None:
 
 
 # -- activity data ---------------------------------------------------------------------------------
-async def test_joins_leaves_messages_per_hour_and_moderation_are_recorded(sim: ChatSim) -> None:
+async def test_joins_leaves_messages_per_hour_and_moderation_are_recorded(
+    sim: ChatSim, pictures: dict[str, Path]
+) -> None:
     await sim.join("roomA", "alice", "bob")
     await sim.say("alice", "早上好", room="roomA")
     await sim.say("alice", "今天喝什么", room="roomA", type=MessageType.TEXT)
-    await sim.say("bob", "", room="roomA", type=MessageType.IMAGE)
+    await sim.say("bob", "", room="roomA", type=MessageType.IMAGE, file=pictures["qr"])
     await sim.leave("roomA", "bob")
     await sim.say("carol", LINK, room="roomA")
     joins = events(sim, "join")
@@ -364,7 +418,7 @@ async def test_joins_leaves_messages_per_hour_and_moderation_are_recorded(sim: C
     assert events(sim, "leave")[0]["contact_id"] == "bob"
     messages = events(sim, "message")
     assert [e["data"]["type"] for e in messages] == ["text", "text", "image", "text"]
-    assert len(events(sim, "moderation")) == 2  # bob's image (new member), carol's link
+    assert len(events(sim, "moderation")) == 2  # bob's QR code, carol's link
     await sim.advance(3600)
     hourly = {e["room_id"]: e["data"] for e in events(sim, "hourly")}
     assert hourly["roomA"]["messages"] == 4
@@ -505,3 +559,27 @@ async def test_the_welcome_speaks_in_the_rooms_persona_layer(tmp_path: Path) -> 
     welcome = {s.to: s.text for s in said.sent}
     assert welcome["roomA"] == "茶室专属欢迎" and welcome["roomB"] != "茶室专属欢迎"
     await sim.close()
+
+
+def test_the_console_sends_a_real_picture_and_only_the_qr_code_is_warned(
+    tmp_path: Path, pictures: dict[str, Path]
+) -> None:
+    from test_app import run_bot
+
+    script = "\n".join(
+        [
+            "/join r1 newbie",
+            "/advance 2m",
+            f"/image newbie@r1 {pictures['tea']}",
+            f"/image newbie@r1 {pictures['qr']}",
+            "/image newbie@r1",
+            f"/image newbie@r1 {tmp_path / 'missing.png'}",
+        ]
+    )
+    result = run_bot(
+        "--console", "--script", "-", stdin=script, env={"BOT_DATA_DIR": str(tmp_path / "d")}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("[groups/warn]") == 1
+    assert "二维码" in result.stdout
+    assert "找不到图片文件" in result.stdout

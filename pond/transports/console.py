@@ -5,7 +5,8 @@ Script grammar (one line each; also typed interactively):
     alice@r1: 群规              alice says in room r1; "@bot" in the text mentions the bot
     /friend bob 我想了解一下     friend request from bob with that hello
     /join r1 carol dave         carol and dave join room r1;   /leave r1 carol
-    /image alice[@r1]           alice sends an image;           /link alice[@r1] URL
+    /image alice[@r1] [FILE]    alice sends an image (FILE: a picture to send, e.g. a QR code)
+    /link alice[@r1] URL        alice sends a link card
     /takeover alice             the account's owner typed in alice's chat from the phone
     /admin boss                 make boss an admin (simulator shortcut for the binding code)
     /tick JOB_ID                run a scheduled job now;        /jobs lists them
@@ -21,6 +22,7 @@ import re
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from pond.actions import Action, ActionKind
@@ -163,12 +165,16 @@ class Simulator:
                 )
             if verb in {"image", "link"}:
                 if not args or (verb == "link" and len(args) < 2):
-                    raise ConsoleError(
-                        f"用法: /{verb} 名字[@群ID]" + (" 网址" if verb == "link" else "")
-                    )
+                    more = " 网址" if verb == "link" else " [图片文件]"
+                    raise ConsoleError(f"用法: /{verb} 名字[@群ID]{more}")
                 who, _, room_id = args[0].partition("@")
                 kind = MessageType.IMAGE if verb == "image" else MessageType.LINK
                 url = args[1] if verb == "link" else ""
+                # `/image alice@r1 photo.jpg`: the picture file, as the WeChat transport
+                # hands over the image it downloaded (a bare /image has no picture).
+                file = " ".join(args[1:]) if verb == "image" else ""
+                if file and not Path(file).expanduser().is_file():
+                    raise ConsoleError(f"找不到图片文件：{file}")
                 return Message(
                     self._next_id(),
                     self._contact(who),
@@ -177,6 +183,7 @@ class Simulator:
                     room=self._room(room_id) if room_id else None,
                     type=kind,
                     url=url,
+                    file=str(Path(file).expanduser()) if file else "",
                 )
             if verb == "takeover":
                 if not args:
