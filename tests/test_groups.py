@@ -130,6 +130,39 @@ async def test_someone_who_left_before_the_welcome_is_not_greeted(sim: ChatSim) 
     assert said.sent[0].mentions == ("alice",)
 
 
+async def test_a_spammer_being_removed_is_not_welcomed_after_the_removal(tmp_path: Path) -> None:
+    rooms = ROOMS.replace(
+        "[defaults.moderation]", '[defaults.moderation]\ninstant_remove = ["link"]'
+    )
+    sim = await make(tmp_path, rooms, OUTBOX_TYPING_MAX_S="5")
+    await sim.join("roomA", "alice", "frank")
+    await sim.advance(40)  # the welcome window closed; it goes out with the next event
+    said = await sim.say("frank", LINK, room="roomA")
+    assert said.sent[0].kind == "kick"
+    assert "groups/removed" in said.keys
+    [welcome] = [s for s in said if s.key == "groups/welcome"]
+    assert welcome.mentions == ("alice",) and "frank" not in welcome.text
+    assert "groups/welcome" not in (await sim.advance(600)).keys
+    await sim.close()
+
+
+async def test_a_member_removed_by_hand_is_not_welcomed_either(tmp_path: Path) -> None:
+    rooms = ROOMS.replace(
+        'role = "admin"\ninvite_keywords = ["进群"]\ninvite_order = 1',
+        'role = "member"\ninvite_keywords = ["进群"]\ninvite_order = 1',
+    )
+    rooms = rooms.replace(
+        "[defaults.moderation]", '[defaults.moderation]\ninstant_remove = ["link"]'
+    )
+    sim = await make(tmp_path, rooms)
+    await sim.join("roomA", "alice", "frank")
+    said = await sim.say("frank", LINK, room="roomA")  # inside the window
+    assert said.keys == ["groups/admin_remove"]  # the bot is no room admin: staff remove him
+    welcome = await sim.advance(60)
+    assert welcome.keys == ["groups/welcome"] and welcome.sent[0].mentions == ("alice",)
+    await sim.close()
+
+
 async def test_a_pending_welcome_survives_a_restart(sim: ChatSim) -> None:
     await sim.join("roomA", "alice")
     await sim.restart()

@@ -108,6 +108,10 @@ async def strike(
     )
     if dry:
         return action
+    if action in ("remove", "notify_admins"):
+        # Being removed (by the bot or by hand): the welcome due in this room, which this
+        # very message may send right after, must not greet them.
+        st.unwelcome(room.id, member.id)
     variables: dict[str, Any] = {
         "name": member.name or member.display,
         "rule": rule,
