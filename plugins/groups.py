@@ -11,8 +11,9 @@ Events: MemberJoined / MemberLeft and every message in configured rooms (listen_
 the rules keyword in a room; an invite keyword in private chat.
 Job: groups.tick every minute: welcome batches, scheduled rules, config reload, hourly
 activity summaries.
-Commands: group_status, group_strikes, group_unstrike, group_dry_run_on, group_dry_run_off,
-group_reload (Chinese names in persona/groups/commands.toml).
+Commands: group_status, group_strikes, group_audit (the moderation audit), group_unstrike,
+group_dry_run_on, group_dry_run_off, group_reload (Chinese names in
+persona/groups/commands.toml).
 Persona: groups/* (see `plugin` below); a room's rules_key may name another groups/ key.
 Config: GROUPS_* (see GroupsConfig and config.example.env).
 Helpers live in plugins/_groups/.
@@ -80,6 +81,7 @@ plugin = Plugin(
         "groups/config_alert",
         "groups/cmd_status",
         "groups/cmd_strikes",
+        "groups/cmd_audit",
         "groups/cmd_unstrike",
         "groups/cmd_unstrike_missing",
         "groups/cmd_dry_run",
@@ -323,6 +325,46 @@ async def group_strikes(cmd: Command, ctx: Context) -> None:
         "groups/cmd_strikes",
         strikes=[_strike_row(ctx, st, s) for s in found],
         scope=st.label(room_id) if room_id else (contact_id or ""),
+    )
+
+
+AUDIT_SHOWN = 20
+AUDIT_MAX = 50
+
+
+@plugin.command("group_audit")
+async def group_audit(cmd: Command, ctx: Context) -> None:
+    """The latest moderation actions (the audit), everywhere or for one room or member:
+    `<command> [room id | member id] [how many]`."""
+    st = state(ctx)
+    args = list(cmd.args)
+    limit = AUDIT_SHOWN
+    if args and args[-1].isdigit():
+        limit = max(1, min(AUDIT_MAX, int(args.pop())))
+    who = args[0] if args else None
+    room_id = who if who in st.rooms else None
+    contact_id = who if who and room_id is None else None
+    rows = st.db.recent_audit(limit, room_id=room_id, contact_id=contact_id)
+    await ctx.reply(
+        "groups/cmd_audit",
+        scope=st.label(room_id) if room_id else (contact_id or ""),
+        rows=[
+            {
+                "when": _when(ctx, float(r["at"])),
+                "room_name": st.label(r["room_id"]),
+                "member_id": r["contact_id"],
+                "member_name": st.db.name(r["contact_id"]),
+                "action": r["action"],
+                "rule": r["rule"],
+                "strikes": int(r["strikes"] or 0),
+                "strike_id": r["strike_id"],
+                "dry_run": bool(r["dry_run"]),
+                "actor": r["actor"],
+                "detail": r["detail"],
+            }
+            for r in rows
+        ],
+        limit=limit,
     )
 
 

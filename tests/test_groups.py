@@ -616,3 +616,25 @@ def test_the_console_sends_a_real_picture_and_only_the_qr_code_is_warned(
     assert result.stdout.count("[groups/warn]") == 1
     assert "二维码" in result.stdout
     assert "找不到图片文件" in result.stdout
+
+
+async def test_the_moderation_audit_reads_back_in_chat(tmp_path: Path) -> None:
+    sim = await make(tmp_path)
+    await sim.say("spammer", LINK, room="roomA")
+    await sim.say("spammer", LINK, room="roomA")
+    await sim.say("bob", "加微信 123", room="roomB")
+    assert (await sim.say("admin", "撤销违规 bob")).keys == ["groups/cmd_unstrike"]
+    said = await sim.say("admin", "群管记录")
+    assert said.keys == ["groups/cmd_audit"]
+    lines = said.texts[0].splitlines()
+    assert "最近 4 条" in lines[0]
+    assert "撤销违规" in lines[1] and "admin 撤销了" in lines[1]  # newest first
+    assert "茶友2群 · bob：发广告 → 提醒（第 1 次）" in lines[2]
+    assert "spammer：发外部链接 → 最后警告（第 2 次）" in lines[3]
+    assert "spammer：发外部链接 → 提醒（第 1 次）" in lines[4]
+    one_room = (await sim.say("admin", "群管记录 roomA 1")).texts[0]
+    assert "茶友1群的群管记录（最近 1 条" in one_room and "最后警告" in one_room
+    assert "只显示了 1 条" in one_room
+    assert "spammer" in (await sim.say("admin", "群管日志 spammer")).texts[0]
+    assert "还没有群管记录" in (await sim.say("admin", "群管记录 nobody")).texts[0]
+    await sim.close()
