@@ -22,6 +22,7 @@ from pond.ledger import JobStatus, RowStatus
 from pond.outbox import Outbox, Outcome
 from pond.persona import Persona, PersonaError, Rendered
 from pond.plugin import AgendaItem, Plugin, ReviewItem
+from pond.problems import Problem
 from pond.transports import base as capabilities
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "Persona",
     "PersonaError",
     "Plugin",
+    "Problem",
     "Range",
     "Rendered",
     "ReviewItem",

@@ -368,7 +368,7 @@ class _Parser:
             text = table["segment"]
             try:
                 if not isinstance(text, str):
-                    raise SegmentError("must be text")
+                    raise SegmentError("not_text", "must be text")
                 Segment.parse(text)
                 values["segment"] = text.strip()
             except SegmentError as error:
