@@ -40,6 +40,7 @@ from pond import (
     ConfigError,
     Context,
     Plugin,
+    Problem,
     ReviewItem,
     RowStatus,
 )
@@ -118,7 +119,9 @@ async def start(ctx: Context) -> None:
         rt.start()
     except (CalendarError, DateError) as error:
         # The message names file, post id and field for every problem.
-        raise ValueError(f"calendar data is invalid:\n{error}") from None
+        raise Problem(
+            "calendar.invalid", "calendar data is invalid:\n{problems}", problems=str(error)
+        ) from None
     _runtimes[ctx.app] = rt
     log.info(
         "calendar: %d posts from %s",

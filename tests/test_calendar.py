@@ -449,16 +449,16 @@ async def test_a_key_date_post_replaces_the_routine_post_that_day(tmp_path: Path
 @pytest.mark.parametrize(
     ("entry", "expected"),
     [
-        ('key = "calendar/weekly_life"\nat = "2026-13-01 09:00"', "post bad: at:"),
-        ('key = "calendar/nope"\ncron = "0 9 * * *"', "post bad: key: unknown persona key"),
-        ('key = "calendar/weekly_life"\non = "中球"\ntime = "09:00"', "post bad: on: unknown key"),
-        ('key = "calendar/weekly_life"\ncron = "0 25 * * *"', "post bad: cron:"),
-        ('key = "calendar/weekly_life"\non = "中秋"', "post bad: time: needed"),
-        ('key = "calendar/weekly_product"\ncron = "0 9 * * *"', "needs a value for 'product'"),
-        ('key = "calendar/weekly_life"\ncron = "0 9 * * *"\nimages = ["x.png"]', "images:"),
-        ('key = "calendar/upcoming"\ncron = "0 9 * * *"', "calendar's own messages"),
-        ('key = "calendar/weekly_life"\ncron = "0 9 * * *"\nrooms = ["茶友群"]', "not a room id"),
-        ('key = "calendar/weekly_life"\ncron = "0 9 * * *"\ntiem = "x"', "post bad: tiem:"),
+        ('key = "calendar/weekly_life"\nat = "2026-13-01 09:00"', "帖子 bad，字段 at：「2026-13-01 09:00」不是日期时间"),
+        ('key = "calendar/nope"\ncron = "0 9 * * *"', "帖子 bad，字段 key：没有文案 calendar/nope"),
+        ('key = "calendar/weekly_life"\non = "中球"\ntime = "09:00"', "帖子 bad，字段 on：不认识的节日「中球」"),
+        ('key = "calendar/weekly_life"\ncron = "0 25 * * *"', "帖子 bad，字段 cron：「0 25 * * *」不是正确的 cron"),
+        ('key = "calendar/weekly_life"\non = "中秋"', "帖子 bad，字段 time：用 on 写节日时还要写时间"),
+        ('key = "calendar/weekly_product"\ncron = "0 9 * * *"', "需要变量 product"),
+        ('key = "calendar/weekly_life"\ncron = "0 9 * * *"\nimages = ["x.png"]', "字段 images：「x.png」这个图片文件不存在"),
+        ('key = "calendar/upcoming"\ncron = "0 9 * * *"', "日历插件自己的提醒文案"),
+        ('key = "calendar/weekly_life"\ncron = "0 9 * * *"\nrooms = ["茶友群"]', "「茶友群」不是群 id"),
+        ('key = "calendar/weekly_life"\ncron = "0 9 * * *"\ntiem = "x"', "帖子 bad，字段 tiem：不认识这个字段"),
     ],
 )
 async def test_a_bad_calendar_stops_start_up_naming_file_post_and_field(
@@ -476,7 +476,7 @@ async def test_an_unknown_holiday_name_in_holidays_file_stops_start_up(tmp_path:
     (tmp_path / "cal" / "holidays.toml").write_text(
         '[holidays]\n"x" = { lunar = "08-30" }\n', encoding="utf-8"
     )
-    with pytest.raises(StartupError, match=r"holidays.toml: holidays.x: lunar"):
+    with pytest.raises(StartupError, match=r"holidays.toml：节日「x」：lunar = 「08-30」不对"):
         await make(tmp_path)
 
 
@@ -488,7 +488,7 @@ async def test_a_broken_edit_keeps_the_last_good_calendar_and_tells_the_admins(
     path.write_text(DAILY.replace("0 9 * * *", "0 99 * * *"), encoding="utf-8")
     said = await advance_to(sim, at(sim, 9, 30))
     assert said.keys[0] == "calendar/reload_alert"
-    assert "post daily: cron" in said.texts[0]
+    assert "帖子 daily，字段 cron" in said.texts[0]
     assert len(posts(said)) == 2  # the last good version still published at 09:00
     assert (await advance_to(sim, at(sim, 10))).keys == []  # told once
     path.write_text(DAILY.replace("0 9 * * *", "0 11 * * *"), encoding="utf-8")
@@ -565,7 +565,7 @@ async def test_the_preview_script_fails_on_a_bad_calendar(tmp_path: Path) -> Non
         timeout=60,
     )
     assert result.returncode == 2
-    assert "post bad: key" in result.stderr
+    assert "帖子 bad，字段 key" in result.stderr
 
 
 def test_the_plugin_does_not_shadow_the_standard_calendar_module() -> None:
