@@ -211,7 +211,7 @@ async def _detail(rt: Runtime, post_id: str, ctx: Context) -> None:
         "calendar/post_detail",
         post_id=entry.id,
         title=entry.title,
-        when=entry.describe_when(),
+        when=entry.when_parts(),
         channel=entry.channel,
         modes=rt.modes(entry),
         rooms=list(entry.rooms),

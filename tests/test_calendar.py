@@ -449,16 +449,37 @@ async def test_a_key_date_post_replaces_the_routine_post_that_day(tmp_path: Path
 @pytest.mark.parametrize(
     ("entry", "expected"),
     [
-        ('key = "calendar/weekly_life"\nat = "2026-13-01 09:00"', "帖子 bad，字段 at：「2026-13-01 09:00」不是日期时间"),
+        (
+            'key = "calendar/weekly_life"\nat = "2026-13-01 09:00"',
+            "帖子 bad，字段 at：「2026-13-01 09:00」不是日期时间",
+        ),
         ('key = "calendar/nope"\ncron = "0 9 * * *"', "帖子 bad，字段 key：没有文案 calendar/nope"),
-        ('key = "calendar/weekly_life"\non = "中球"\ntime = "09:00"', "帖子 bad，字段 on：不认识的节日「中球」"),
-        ('key = "calendar/weekly_life"\ncron = "0 25 * * *"', "帖子 bad，字段 cron：「0 25 * * *」不是正确的 cron"),
-        ('key = "calendar/weekly_life"\non = "中秋"', "帖子 bad，字段 time：用 on 写节日时还要写时间"),
+        (
+            'key = "calendar/weekly_life"\non = "中球"\ntime = "09:00"',
+            "帖子 bad，字段 on：不认识的节日「中球」",
+        ),
+        (
+            'key = "calendar/weekly_life"\ncron = "0 25 * * *"',
+            "帖子 bad，字段 cron：「0 25 * * *」不是正确的 cron",
+        ),
+        (
+            'key = "calendar/weekly_life"\non = "中秋"',
+            "帖子 bad，字段 time：用 on 写节日时还要写时间",
+        ),
         ('key = "calendar/weekly_product"\ncron = "0 9 * * *"', "需要变量 product"),
-        ('key = "calendar/weekly_life"\ncron = "0 9 * * *"\nimages = ["x.png"]', "字段 images：「x.png」这个图片文件不存在"),
+        (
+            'key = "calendar/weekly_life"\ncron = "0 9 * * *"\nimages = ["x.png"]',
+            "字段 images：「x.png」这个图片文件不存在",
+        ),
         ('key = "calendar/upcoming"\ncron = "0 9 * * *"', "日历插件自己的提醒文案"),
-        ('key = "calendar/weekly_life"\ncron = "0 9 * * *"\nrooms = ["茶友群"]', "「茶友群」不是群 id"),
-        ('key = "calendar/weekly_life"\ncron = "0 9 * * *"\ntiem = "x"', "帖子 bad，字段 tiem：不认识这个字段"),
+        (
+            'key = "calendar/weekly_life"\ncron = "0 9 * * *"\nrooms = ["茶友群"]',
+            "「茶友群」不是群 id",
+        ),
+        (
+            'key = "calendar/weekly_life"\ncron = "0 9 * * *"\ntiem = "x"',
+            "帖子 bad，字段 tiem：不认识这个字段",
+        ),
     ],
 )
 async def test_a_bad_calendar_stops_start_up_naming_file_post_and_field(
@@ -519,6 +540,21 @@ async def test_the_upcoming_command_lists_a_week_of_posts(tmp_path: Path) -> Non
     assert detail.keys == ["calendar/post_detail"]
     assert "shoumei" in detail.texts[0]
     assert (await sim.say("admin", "朋友圈计划 nope")).keys == ["calendar/post_unknown"]
+    await sim.close()
+
+
+async def test_a_post_in_full_says_when_in_chinese(tmp_path: Path) -> None:
+    key_date = '[[post]]\nid = "moon"\nkey = "calendar/weekly_life"\non = "中秋"\ntime = "09:00"\n'
+    sim = await make(tmp_path, DAILY + key_date + LAUNCH.replace("2026-11-28", "2026-12-12"))
+    teaser = (await sim.say("admin", "朋友圈计划 winter.teaser")).texts[0]
+    assert "时间：发布活动「winter tea」（2026年12月12日 20:00）前 3 天，当天 12:00" in teaser
+    assert "T-3d" not in teaser and " of " not in teaser and " at " not in teaser
+    opening = (await sim.say("admin", "朋友圈计划 winter.open")).texts[0]
+    assert "（2026年12月12日 20:00）当时" in opening
+    daily = (await sim.say("admin", "朋友圈计划 daily")).texts[0]
+    assert "时间：按定时规则「0 9 * * *」" in daily
+    moon = (await sim.say("admin", "朋友圈计划 moon")).texts[0]
+    assert "时间：每年中秋（农历八月十五） 09:00" in moon
     await sim.close()
 
 

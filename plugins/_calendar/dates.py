@@ -107,15 +107,6 @@ class Rule:
                 return None
         return _nth_weekday(year, self.month, self.day, self.weekday)
 
-    def describe(self) -> str:
-        if self.kind == "lunar":
-            return f"lunar {self.month:02d}-{'last' if self.day == 0 else f'{self.day:02d}'}"
-        if self.kind == "term":
-            return f"solar term {self.term}"
-        if self.kind == "date":
-            return f"every {self.month:02d}-{self.day:02d}"
-        return f"weekday {self.weekday} #{self.day} of month {self.month}"
-
 
 def _nth_weekday(year: int, month: int, n: int, weekday: int) -> date | None:
     if n > 0:
