@@ -183,8 +183,10 @@ async def test_status_shows_counters_caps_breaker_pauses_and_reviews(sim: ChatSi
     assert said.keys == ["admin/status"]
     text = said.texts[0]
     assert "运行中" in text and "接入方式 memory" in text
-    assert "发消息 1/800" in text  # alice's answer; the status reply itself is counted after
-    assert "通过好友 0/25" in text and "发朋友圈 0/10" in text
+    # alice's answer; the status reply itself is counted after
+    assert "发消息 1 次（上限 800 次）" in text
+    assert "通过好友 0 次（上限 25 次）" in text and "发朋友圈 0 次（上限 10 次）" in text
+    assert "已连续运行 不到 1 分钟" in text  # not "0分钟"
     assert "风控熔断：正常" in text
     assert "bob：有人在手机上接手" in text
     assert "待处理：0 项" in text

@@ -278,6 +278,7 @@ async def test_unconfirmed_staff_post_is_reminded_once(tmp_path: Path) -> None:
     later = await advance_to(sim, at(sim, 12))
     assert later.keys == ["calendar/staff_reminder"]
     assert later.sent[0].at.strftime("%H:%M") == "10:00"
+    assert "交给你 1 小时了" in later.texts[0]
     assert (await advance_to(sim, at(sim, 20))).keys == []
     assert calendar_plugin.pending_staff_posts(sim.app)[0]["reminded"] is True
     # The command alone works when one post is waiting; 不发 closes it as skipped.

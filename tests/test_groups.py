@@ -511,6 +511,7 @@ async def test_status_lists_the_rooms(sim: ChatSim) -> None:
     said = await sim.say("admin", "群状态")
     assert said.keys == ["groups/cmd_status"]
     assert "茶友1群" in said.texts[0] and "roomB" in said.texts[0]
+    assert "茶友1群（roomA）：已有 1 人，上限 3 人" in said.texts[0]  # not "1/3"
 
 
 async def test_the_shipped_rooms_file_loads(tmp_path: Path) -> None:

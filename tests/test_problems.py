@@ -99,3 +99,13 @@ async def test_operators_read_segment_stage_and_csv_mistakes_in_chinese(
     imported = (await sim.say("admin", f"导入客户 {book}")).texts[0]
     assert "没有「vip客户」这个客户阶段" in imported and "one of" not in imported
     await sim.close()
+
+
+async def test_help_headings_are_the_plugins_chinese_titles(tmp_path: Path) -> None:
+    names = sorted(p.stem for p in (ROOT / "plugins").glob("*.py") if p.stem != "__init__")
+    sim = await ChatSim.create(tmp_path / "data", plugins=names)
+    help_text = (await sim.say("admin", "帮助")).texts[0]
+    headings = re.findall(r"【([^】]+)】", help_text)
+    assert "数据报表" in headings and "社群" in headings
+    assert not [h for h in headings if re.search(r"[A-Za-z]", h) or h == "其他功能"]
+    await sim.close()
