@@ -30,6 +30,7 @@ ALLOWED = {
     *("title", "description", "vars", "images", "replaces", "true", "false", "product"),
     *("calendar", "launch", "step", "post", "key", "chatroom", "last", "lunar", "holidays"),
     *("term", "nth_weekday", "aliases", "date"),
+    *("now", "error"),
 }
 
 
