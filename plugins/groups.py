@@ -32,7 +32,7 @@ from plugins._groups import activity
 from plugins._groups.db import GroupsDB, Strike
 from plugins._groups.enforce import moderate, undo
 from plugins._groups.invites import invite, normal, rooms_for
-from plugins._groups.rooms import Checks, Moderation, Problem, RoomConfig, RoomsFile
+from plugins._groups.rooms import Checks, Moderation, Problem, RoomConfig, RoomsFile, say
 from plugins._groups.state import GroupsState
 from plugins._groups.welcome import (
     flush_welcomes,
@@ -43,6 +43,7 @@ from plugins._groups.welcome import (
     scheduled_rules,
 )
 from pond import App, Command, Context, Event, MemberJoined, MemberLeft, Message, Plugin, filters
+from pond import Problem as CodedProblem
 
 log = logging.getLogger("pond.plugins.groups")
 
@@ -115,11 +116,17 @@ def _checks(ctx: Context) -> Checks:
 
     def layer_problem(layer: str, room_id: str) -> str | None:
         if layer not in persona.layer_names():
-            return f"unknown persona layer {layer!r}: add a [layers.{layer}] table to persona.toml"
+            return say(
+                "unknown_layer",
+                "unknown persona layer {layer!r}: add a [layers.{layer}] table to persona.toml",
+                layer=layer,
+            )
         if layer not in persona.layers_for(contact_id=None, room_id=room_id, tags=()):
-            return (
-                f"persona layer {layer!r} does not apply to this room: add the room id to "
-                f"rooms = [...] of [layers.{layer}] in persona.toml"
+            return say(
+                "layer_elsewhere",
+                "persona layer {layer!r} does not apply to this room: add the room id to "
+                "rooms = [...] of [layers.{layer}] in persona.toml",
+                layer=layer,
             )
         return None
 
@@ -150,12 +157,18 @@ def _declare_rules_keys(rooms: dict[str, RoomConfig]) -> None:
 async def start(ctx: Context) -> None:
     path = rooms_path(ctx)
     if not path.exists() and ctx.config.rooms_file != GroupsConfig.rooms_file:
-        raise ValueError(f"GROUPS_ROOMS_FILE: {path} does not exist")
+        raise CodedProblem(
+            "groups.rooms_missing", "GROUPS_ROOMS_FILE: {path} does not exist", path=path
+        )
     rooms = RoomsFile(path, _checks(ctx), _base(ctx.config))
     problems = rooms.load()
     if problems:
-        listed = "; ".join(str(p) for p in problems)
-        raise ValueError(f"{path}: {listed} (see the comments at the top of the file)")
+        raise CodedProblem(
+            "groups.rooms_invalid",
+            "{path}: {problems} (see the comments at the top of the file)",
+            path=path,
+            problems=[str(p) for p in problems],
+        )
     _declare_rules_keys(rooms.rooms)
     db = GroupsDB(ctx.app.store.sql.engine, ctx.app.store.sql.metadata)
     _STATES[ctx.app] = GroupsState(rooms, db, ctx.store)

@@ -479,7 +479,7 @@ async def test_a_bad_room_stops_start_up_naming_room_and_key(
     rooms = ROOMS.replace("member_limit = 3", f"member_limit = 3\n[rooms.roomA.moderation]\n{line}")
     with pytest.raises(StartupError) as raised:
         await make(tmp_path, rooms)
-    assert f'room "{room}"' in str(raised.value) and key in str(raised.value)
+    assert f"群 {room}" in str(raised.value) and key in str(raised.value)
 
 
 async def test_a_bad_edit_keeps_that_rooms_last_good_config(sim: ChatSim, tmp_path: Path) -> None:
@@ -489,7 +489,7 @@ async def test_a_bad_edit_keeps_that_rooms_last_good_config(sim: ChatSim, tmp_pa
     path.write_text(edited, encoding="utf-8")
     said = await sim.advance(60)
     assert said.keys == ["groups/config_alert"] and said.sent[0].to == "admin"
-    assert 'room "roomA": welcome_cooldown_s' in said.texts[0]
+    assert "群 roomA，welcome_cooldown_s：「soon」不对，应为数字" in said.texts[0]
     rooms = _STATES[sim.app].rooms
     assert rooms["roomA"].name == "茶友1群" and rooms["roomA"].member_limit == 3  # last good
     assert rooms["roomB"].name == "新名字"  # the others moved on
@@ -527,7 +527,7 @@ async def test_a_broken_defaults_table_keeps_every_room(sim: ChatSim, tmp_path: 
     path.write_text(ROOMS.replace("flood_seconds = 10", "flood_seconds = 0"), encoding="utf-8")
     said = await sim.advance(60)
     assert said.keys == ["groups/config_alert"]
-    assert "[defaults]: moderation.flood_seconds" in said.texts[0]
+    assert "[defaults]（所有群的默认设置），moderation.flood_seconds：「0」不对" in said.texts[0]
     assert set(_STATES[sim.app].rooms) == {"roomA", "roomB"}
     assert (await sim.advance(60)).keys == []  # told once per change, not every minute
 
@@ -546,7 +546,7 @@ async def test_room_keys_that_point_nowhere_are_refused(
 ) -> None:
     with pytest.raises(StartupError) as raised:
         await make(tmp_path, f'{ROOMS}\n[rooms."roomC"]\n{extra}\n')
-    assert f'room "roomC": {needle}' in str(raised.value)
+    assert f"群 roomC，{needle}" in str(raised.value)
 
 
 async def test_a_room_can_have_its_own_rules_text(tmp_path: Path) -> None:

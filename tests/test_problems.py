@@ -30,7 +30,8 @@ ALLOWED = {
     *("title", "description", "vars", "images", "replaces", "true", "false", "product"),
     *("calendar", "launch", "step", "post", "key", "chatroom", "last", "lunar", "holidays"),
     *("term", "nth_weekday", "aliases", "date"),
-    *("now", "error"),
+    *("now", "error", "defaults", "rooms", "moderation", "layers", "groups", "rules"),
+    *("groups_rooms_file",),
 }
 
 
