@@ -279,7 +279,7 @@ async def test_reload_reports_problems_and_keeps_the_last_good_version(tmp_path:
         said = await sim.say("admin", "重新加载")
         assert sorted(said.keys) == ["admin/reload", "core/template_alert"]
         report = said.texts[said.keys.index("admin/reload")]
-        assert "core/fallback.j2" in report and "words.toml: all" in report
+        assert "core/fallback.j2" in report and "words.toml 的 all：要写成词语列表" in report
         assert (await sim.say("alice", "你好")).keys == ["core/fallback"]  # last good copy
         await sim.say("admin", "暂停 全部")  # last good words
         assert sim.app.pauses.reason(ALL) == "operator"
@@ -302,7 +302,7 @@ async def test_reload_survives_a_failing_hook(tmp_path: Path) -> None:
 async def test_words_file_is_checked_at_start(tmp_path: Path) -> None:
     bad = tmp_path / "words.toml"
     bad.write_text('all = ["全部"]\n', encoding="utf-8")
-    with pytest.raises(StartupError, match=r"words.toml: sent: expected a list"):
+    with pytest.raises(StartupError, match=r"words.toml 的 sent：要写成词语列表"):
         await ChatSim.create(
             tmp_path / "data", plugins=["admin"], env={"ADMIN_WORDS_FILE": str(bad)}
         )

@@ -31,7 +31,7 @@ ALLOWED = {
     *("calendar", "launch", "step", "post", "key", "chatroom", "last", "lunar", "holidays"),
     *("term", "nth_weekday", "aliases", "date"),
     *("now", "error", "defaults", "rooms", "moderation", "layers", "groups", "rules"),
-    *("groups_rooms_file",),
+    *("groups_rooms_file", "units"),
 }
 
 
