@@ -237,7 +237,15 @@ async def list_reviews(command: Command, ctx: Context) -> None:
         reviews.row_view(ctx.app, n, owner, item, _at(ctx, item.at))
         for n, (owner, item) in enumerate(shown, start=1)
     ]
-    await ctx.reply("admin/reviews", items=rows, total=len(found), failed=failed)
+    agenda, agenda_failed = await health.collect_agenda(ctx.app)
+    await ctx.reply(
+        "admin/reviews",
+        items=rows,
+        total=len(found),
+        failed=sorted({*failed, *agenda_failed}),
+        agenda=report.agenda_rows(ctx.app, [item for _, item in agenda[: ctx.config.review_limit]]),
+        agenda_more=max(0, len(agenda) - ctx.config.review_limit),
+    )
 
 
 @plugin.command("resolve", keep_args=True)

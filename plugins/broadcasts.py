@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from plugins._broadcasts import progress, report, runner, state
 from plugins._broadcasts.spec import CampaignError, Spec, load, resolve_path
-from pond import Command, Context, Plugin, bot_running
+from pond import AgendaItem, Command, Context, Plugin, ReviewItem, bot_running
 
 HEARTBEAT_FRESH_S = 150.0  # the tick writes one a minute; two missed ones mean no bot
 
@@ -397,3 +398,60 @@ async def startup(ctx: Context) -> None:
     if not ctx.config.copy_prefixes:
         raise ValueError("BROADCASTS_COPY_PREFIXES must name at least one key prefix")
     runner.Runner(ctx).reconcile()
+
+
+# -- the operator's day: 待办 and the morning report ---------------------------------------------
+# A campaign waiting for an operator's word, and the command that settles it.
+_WAITING = {
+    state.DRAFT: ("broadcast_draft", "broadcast_start"),
+    state.BLOCKED: ("broadcast_blocked", "broadcast_start"),
+    state.PAUSED: ("broadcast_paused", "broadcast_resume"),
+}
+
+
+@plugin.review_source()
+async def campaigns_waiting(ctx: Context) -> list[ReviewItem]:
+    items = []
+    for record in state.Campaigns(ctx.store).all():
+        waiting = _WAITING.get(record["status"])
+        if waiting is None:
+            continue
+        kind, command = waiting
+        history = record.get("history") or [{}]
+        items.append(
+            ReviewItem(
+                kind=kind,
+                ref=record["id"],
+                at=float(history[-1].get("at") or record["created_at"]),
+                detail=record["id"],
+                title=str(record.get("title") or ""),
+                command=command,
+                args=(record["id"],),
+            )
+        )
+    return items
+
+
+@plugin.agenda_source()
+async def campaigns_ahead(ctx: Context) -> list[AgendaItem]:
+    """Every scheduled campaign (not only today's: a confirmed broadcast days ahead is rare
+    and worth seeing every morning) and the ones still sending."""
+    items = []
+    now = ctx.now
+    for record in state.Campaigns(ctx.store).all():
+        status = record["status"]
+        if status not in (state.SCHEDULED, state.RUNNING):
+            continue
+        start = float(record.get("start_at") or record.get("started_at") or now.timestamp())
+        confirmed = record.get("confirmed") or {}
+        items.append(
+            AgendaItem(
+                at=max(datetime.fromtimestamp(start, now.tzinfo), now),
+                kind="broadcast" if status == state.SCHEDULED else "broadcast_running",
+                ref=record["id"],
+                detail=record["id"],
+                count=int(confirmed.get("count", 0) or 0),
+                title=str(record.get("title") or ""),
+            )
+        )
+    return items

@@ -33,7 +33,18 @@ from plugins._calendar.dates import DateError
 from plugins._calendar.model import FALLBACKS, CalendarError
 from plugins._calendar.publishing import Settings
 from plugins._calendar.runtime import CalendarTrigger, Runtime
-from pond import App, Command, ConfigError, Context, Plugin, RowStatus, setting
+from pond import (
+    AgendaItem,
+    App,
+    Command,
+    ConfigError,
+    Context,
+    Plugin,
+    Problem,
+    ReviewItem,
+    RowStatus,
+    setting,
+)
 
 log = logging.getLogger("pond.plugins.calendar")
 
@@ -109,7 +120,9 @@ async def start(ctx: Context) -> None:
         rt.start()
     except (CalendarError, DateError) as error:
         # The message names file, post id and field for every problem.
-        raise ValueError(f"calendar data is invalid:\n{error}") from None
+        raise Problem(
+            "calendar.invalid", "calendar data is invalid:\n{problems}", problems=str(error)
+        ) from None
     _runtimes[ctx.app] = rt
     log.info(
         "calendar: %d posts from %s",
@@ -155,6 +168,21 @@ async def upcoming_posts(cmd: Command, ctx: Context) -> None:
     items = [{**info, "text": _preview(rt, occ)} for occ, info in rt.upcoming(ctx.now, days)]
     # One WeChat message holds a dozen posts comfortably; a month goes out in pages.
     pages = [items[i : i + PAGE] for i in range(0, len(items), PAGE)] or [[]]
+    waiting = [_pending_view(rt, p, ctx.now) for p in rt.pending()]
+    horizon = ctx.now + timedelta(days=days)
+    broadcasts = [
+        {
+            "date": item.at.strftime("%m-%d"),
+            "time": item.at.strftime("%H:%M"),
+            "kind": item.kind,
+            "id": item.detail,
+            "title": item.title,
+            "count": item.count,
+        }
+        for owner, item in await ctx.agenda()
+        if owner != plugin.name and item.kind.startswith("broadcast") and item.at <= horizon
+    ]
+    words = rt.command_words()
     for number, page in enumerate(pages, 1):
         await ctx.reply(
             "calendar/upcoming",
@@ -164,6 +192,10 @@ async def upcoming_posts(cmd: Command, ctx: Context) -> None:
             problems=len(problems),
             page=number,
             pages=len(pages),
+            waiting=waiting if number == 1 else [],
+            broadcasts=broadcasts if number == 1 else [],
+            confirm=words["post_done"],
+            skip=words["post_skip"],
         )
 
 
@@ -180,7 +212,7 @@ async def _detail(rt: Runtime, post_id: str, ctx: Context) -> None:
         "calendar/post_detail",
         post_id=entry.id,
         title=entry.title,
-        when=entry.describe_when(),
+        when=entry.when_parts(),
         channel=entry.channel,
         modes=rt.modes(entry),
         rooms=list(entry.rooms),
@@ -237,6 +269,66 @@ async def _close(cmd: Command, ctx: Context, status: str, key: str) -> None:
         title=entry.title if entry else "",
         delay_min=done["delay_min"],
     )
+
+
+# -- the operator's day: 待办 and the morning report ---------------------------------------------
+
+
+def _listing_runtime(ctx: Context) -> Runtime | None:
+    """The running calendar, or (on the command line, where start-up never ran) one read
+    from the files just for this listing; None when the files cannot be read."""
+    rt = runtime(ctx.app)
+    if rt is not None:
+        return rt
+    try:
+        rt = Runtime(ctx.app, plugin, calendar_settings(ctx))
+        rt.start()
+    except (CalendarError, DateError, ConfigError):
+        return None
+    return rt
+
+
+@plugin.review_source()
+async def staff_posts_waiting(ctx: Context) -> list[ReviewItem]:
+    """Posts handed to the admins and not confirmed yet (read from the store: works offline)."""
+    rt = _listing_runtime(ctx)
+    titles = rt.calendar.entries if rt is not None and rt.calendar is not None else {}
+    items = []
+    for _, value in ctx.store.items("staff:"):
+        if not isinstance(value, dict):
+            continue
+        post_id = str(value.get("post_id", ""))
+        entry = titles.get(post_id)
+        items.append(
+            ReviewItem(
+                kind="staff_post",
+                ref=str(value.get("occ", post_id)),
+                at=datetime.fromisoformat(str(value["handed_at"])).timestamp(),
+                detail=post_id,
+                title=entry.title if entry else "",
+                command="post_done",
+                args=(post_id,),
+            )
+        )
+    return items
+
+
+@plugin.agenda_source()
+async def posts_today(ctx: Context) -> list[AgendaItem]:
+    rt = _listing_runtime(ctx)
+    if rt is None:
+        return []
+    found = []
+    for info in rt.day(ctx.now.date(), ctx.now):
+        at = datetime.fromisoformat(info["at"])
+        if at < ctx.now or info["status"] != "scheduled":
+            continue
+        found.append(
+            AgendaItem(
+                at=at, kind="post", ref=info["post_id"], detail=info["post_id"], title=info["title"]
+            )
+        )
+    return found
 
 
 # -- for other plugins (listings, the daily summary) ---------------------------------------------

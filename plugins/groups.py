@@ -12,8 +12,9 @@ the rules keyword in a room; an invite keyword, or a short request for it ("æˆ‘æ
 private chat.
 Job: groups.tick every minute: welcome batches, scheduled rules, config reload, hourly
 activity summaries.
-Commands: group_status, group_strikes, group_unstrike, group_dry_run_on, group_dry_run_off,
-group_reload (Chinese names in persona/groups/commands.toml).
+Commands: group_status, group_strikes, group_audit (the moderation audit), group_unstrike,
+group_dry_run_on, group_dry_run_off, group_reload (Chinese names in
+persona/groups/commands.toml).
 Persona: groups/* (see `plugin` below); a room's rules_key may name another groups/ key.
 Config: GROUPS_* (see GroupsConfig and config.example.env).
 Helpers live in plugins/_groups/.
@@ -32,7 +33,7 @@ from plugins._groups import activity
 from plugins._groups.db import GroupsDB, Strike
 from plugins._groups.enforce import moderate, undo
 from plugins._groups.invites import invite, normal, wanted_rooms
-from plugins._groups.rooms import Checks, Moderation, Problem, RoomConfig, RoomsFile
+from plugins._groups.rooms import Checks, Moderation, Problem, RoomConfig, RoomsFile, say
 from plugins._groups.state import GroupsState
 from plugins._groups.welcome import (
     flush_welcomes,
@@ -43,6 +44,7 @@ from plugins._groups.welcome import (
     scheduled_rules,
 )
 from pond import App, Command, Context, Event, MemberJoined, MemberLeft, Message, Plugin, filters
+from pond import Problem as CodedProblem
 
 log = logging.getLogger("pond.plugins.groups")
 
@@ -81,6 +83,7 @@ plugin = Plugin(
         "groups/config_alert",
         "groups/cmd_status",
         "groups/cmd_strikes",
+        "groups/cmd_audit",
         "groups/cmd_unstrike",
         "groups/cmd_unstrike_missing",
         "groups/cmd_dry_run",
@@ -114,11 +117,17 @@ def _checks(ctx: Context) -> Checks:
 
     def layer_problem(layer: str, room_id: str) -> str | None:
         if layer not in persona.layer_names():
-            return f"unknown persona layer {layer!r}: add a [layers.{layer}] table to persona.toml"
+            return say(
+                "unknown_layer",
+                "unknown persona layer {layer!r}: add a [layers.{layer}] table to persona.toml",
+                layer=layer,
+            )
         if layer not in persona.layers_for(contact_id=None, room_id=room_id, tags=()):
-            return (
-                f"persona layer {layer!r} does not apply to this room: add the room id to "
-                f"rooms = [...] of [layers.{layer}] in persona.toml"
+            return say(
+                "layer_elsewhere",
+                "persona layer {layer!r} does not apply to this room: add the room id to "
+                "rooms = [...] of [layers.{layer}] in persona.toml",
+                layer=layer,
             )
         return None
 
@@ -149,12 +158,18 @@ def _declare_rules_keys(rooms: dict[str, RoomConfig]) -> None:
 async def start(ctx: Context) -> None:
     path = rooms_path(ctx)
     if not path.exists() and ctx.config.rooms_file != GroupsConfig.rooms_file:
-        raise ValueError(f"GROUPS_ROOMS_FILE: {path} does not exist")
+        raise CodedProblem(
+            "groups.rooms_missing", "GROUPS_ROOMS_FILE: {path} does not exist", path=path
+        )
     rooms = RoomsFile(path, _checks(ctx), _base(ctx.config))
     problems = rooms.load()
     if problems:
-        listed = "; ".join(str(p) for p in problems)
-        raise ValueError(f"{path}: {listed} (see the comments at the top of the file)")
+        raise CodedProblem(
+            "groups.rooms_invalid",
+            "{path}: {problems} (see the comments at the top of the file)",
+            path=path,
+            problems=[str(p) for p in problems],
+        )
     _declare_rules_keys(rooms.rooms)
     db = GroupsDB(ctx.app.store.sql.engine, ctx.app.store.sql.metadata)
     _STATES[ctx.app] = GroupsState(rooms, db, ctx.store)
@@ -328,6 +343,46 @@ async def group_strikes(cmd: Command, ctx: Context) -> None:
         "groups/cmd_strikes",
         strikes=[_strike_row(ctx, st, s) for s in found],
         scope=st.label(room_id) if room_id else (contact_id or ""),
+    )
+
+
+AUDIT_SHOWN = 20
+AUDIT_MAX = 50
+
+
+@plugin.command("group_audit")
+async def group_audit(cmd: Command, ctx: Context) -> None:
+    """The latest moderation actions (the audit), everywhere or for one room or member:
+    `<command> [room id | member id] [how many]`."""
+    st = state(ctx)
+    args = list(cmd.args)
+    limit = AUDIT_SHOWN
+    if args and args[-1].isdigit():
+        limit = max(1, min(AUDIT_MAX, int(args.pop())))
+    who = args[0] if args else None
+    room_id = who if who in st.rooms else None
+    contact_id = who if who and room_id is None else None
+    rows = st.db.recent_audit(limit, room_id=room_id, contact_id=contact_id)
+    await ctx.reply(
+        "groups/cmd_audit",
+        scope=st.label(room_id) if room_id else (contact_id or ""),
+        rows=[
+            {
+                "when": _when(ctx, float(r["at"])),
+                "room_name": st.label(r["room_id"]),
+                "member_id": r["contact_id"],
+                "member_name": st.db.name(r["contact_id"]),
+                "action": r["action"],
+                "rule": r["rule"],
+                "strikes": int(r["strikes"] or 0),
+                "strike_id": r["strike_id"],
+                "dry_run": bool(r["dry_run"]),
+                "actor": r["actor"],
+                "detail": r["detail"],
+            }
+            for r in rows
+        ],
+        limit=limit,
     )
 
 

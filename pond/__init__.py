@@ -22,6 +22,7 @@ from pond.ledger import JobStatus, RowStatus
 from pond.outbox import Outbox, Outcome
 from pond.persona import Persona, PersonaError, Rendered
 from pond.plugin import AgendaItem, Plugin, ReviewItem
+from pond.problems import Problem
 from pond.store.lock import running as bot_running
 from pond.transports import base as capabilities
 
@@ -54,6 +55,7 @@ __all__ = [
     "Persona",
     "PersonaError",
     "Plugin",
+    "Problem",
     "Range",
     "Rendered",
     "ReviewItem",

@@ -16,7 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
-from pond import binding, rights
+from pond import binding, problems, rights
 from pond.actions import Action, ActionClass, ActionKind
 from pond.clock import Clock, FakeClock, SystemClock
 from pond.commands import Admins, Command, CommandCatalog, CommandError, Commands, audit_data
@@ -90,6 +90,7 @@ class App:
             self.clock.now,
         )
         self.commands = Commands(CommandCatalog.load_dir(settings.bot.persona_dir))
+        problems.use(settings.bot.persona_dir)  # operators read validation problems in Chinese
         transport.status_listener = self._transport_status
         self.outbox.on_error = lambda error: self._handler_failed("outbox", "action", error)
         self.plugins: dict[str, Plugin] = {}

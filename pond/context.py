@@ -18,7 +18,7 @@ from pond.persona import PersonaError, Rendered
 
 if TYPE_CHECKING:
     from pond.app import App
-    from pond.plugin import Plugin
+    from pond.plugin import AgendaItem, Plugin
 
 
 class Context:
@@ -47,6 +47,14 @@ class Context:
 
     def can(self, capability: str) -> bool:
         return capability in self.app.transport.capabilities
+
+    async def agenda(self) -> list[tuple[str, AgendaItem]]:
+        """Every plugin's agenda (see Plugin.agenda_source) as (plugin, item), in time order;
+        a failing source is logged and left out."""
+        from pond.health.status import collect_agenda  # health builds on Context
+
+        found, _failed = await collect_agenda(self.app)
+        return found
 
     def record(self, kind: str, **data: Any) -> None:
         """An analytics/audit event in the event store (never message text)."""

@@ -21,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from pond.problems import Problem
 from pond.segments import Segment
 
 log = logging.getLogger("pond.customers")
@@ -390,11 +391,15 @@ class CustomerBook:
         """Create or update one customer's fields (see FIELDS). True when created."""
         unknown = set(values) - FIELDS
         if unknown:
-            raise ValueError(f"unknown customer fields: {sorted(unknown)}")
+            raise Problem(
+                "customer.unknown_fields",
+                "unknown customer fields: {fields}",
+                fields=sorted(unknown),
+            )
         if "stage" in values and values["stage"] not in STAGES:
-            raise ValueError(f"stage must be one of {', '.join(STAGES)}")
+            raise bad_stage(str(values["stage"]))
         if not contact_id or len(contact_id) > 128:
-            raise ValueError("a contact id has 1-128 characters")
+            raise Problem("customer.bad_id", "a contact id has 1-128 characters", id=contact_id)
         self.flush()
         c = self.customers
         with self.engine.begin() as conn:
@@ -426,7 +431,7 @@ class CustomerBook:
     def set_stage(self, contact_id: str, stage: str, at: datetime, source: str = "") -> str:
         """Move a contact to a lifecycle stage; returns the previous stage ("" if new)."""
         if stage not in STAGES:
-            raise ValueError(f"stage must be one of {', '.join(STAGES)}")
+            raise bad_stage(stage)
         before = self.get(contact_id)
         previous = before.stage if before else ""
         if previous == stage:
@@ -453,7 +458,11 @@ class CustomerBook:
         The latest record per purpose is kept on the customer; plugins record the history
         as events."""
         if not purpose or len(purpose) > 32:
-            raise ValueError("a consent purpose is a short word like contact or marketing")
+            raise Problem(
+                "customer.bad_purpose",
+                "a consent purpose is a short word like contact or marketing",
+                purpose=purpose,
+            )
         customer = self.get(contact_id)
         consent = dict(customer.consent) if customer else {}
         entry = {"granted": granted, "at": at.timestamp(), "how": how, "source": source}
@@ -466,7 +475,7 @@ class CustomerBook:
         NOTES_MAX characters). Returns the notes."""
         text = " ".join(text.split())
         if not text:
-            raise ValueError("an empty note")
+            raise Problem("customer.empty_note", "an empty note")
         customer = self.get(contact_id)
         lines = [line for line in (customer.notes if customer else "").split("\n") if line]
         lines.append(f"{at:%Y-%m-%d %H:%M} {text}")
@@ -572,7 +581,15 @@ class CustomerBook:
 
 def check_tag(tag: str) -> None:
     if not tag or len(tag) > 64 or any(ch.isspace() or ch in "()" for ch in tag):
-        raise ValueError(f"tag {tag!r}: 1-64 characters, no spaces or parentheses")
+        raise Problem(
+            "customer.bad_tag", "tag {tag!r}: 1-64 characters, no spaces or parentheses", tag=tag
+        )
+
+
+def bad_stage(stage: str) -> Problem:
+    return Problem(
+        "customer.bad_stage", "stage {stage!r}: one of {stages}", stage=stage, stages=STAGES
+    )
 
 
 def facts_of(tags: frozenset[str], customer: Customer, opted_out: bool) -> frozenset[str]:

@@ -48,6 +48,9 @@ class Message:
     mentions: tuple[str, ...] = ()  # ids of contacts @-mentioned
     mentions_self: bool = False
     url: str = ""  # for links, files and images when the transport gives one
+    # Images and files: a local copy the transport saved ("" when it could not or did not),
+    # for plugins that look inside (the groups plugin decodes QR codes). Not kept forever.
+    file: str = ""
 
     kind = "message"
 

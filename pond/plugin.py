@@ -78,6 +78,7 @@ class ReviewItem:
     detail: str = ""  # short and id-like (a job id, a key), shown as is
     command: str = ""
     args: tuple[str, ...] = ()
+    title: str = ""  # the operator's own name for it (a post's or campaign's title), if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +89,9 @@ class AgendaItem:
     at: datetime
     kind: str
     ref: str
-    detail: str = ""
+    detail: str = ""  # id-like: what the operator types to look at or act on it
     count: int = 0  # recipients or items, when known
+    title: str = ""  # the operator's own name for it, if any
 
 
 class Plugin:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Set
 from dataclasses import dataclass
+from typing import Any
+
+from pond.problems import Problem
 
 _TOKEN = re.compile(r"\s*(\(|\)|[^\s()]+)")
 _WORDS = {"and": "and", "且": "and", "or": "or", "或": "or", "not": "not", "非": "not"}
@@ -18,12 +21,13 @@ _WORDS = {"and": "and", "且": "and", "or": "or", "或": "or", "not": "not", "�
 Predicate = Callable[[Set[str]], bool]
 
 
-class SegmentError(ValueError):
+class SegmentError(Problem):
     """A segment that cannot be parsed. `pos` is the 1-based character position of the
-    problem in the expression (0 when the whole expression is at fault)."""
+    problem in the expression (0 when the whole expression is at fault). The Chinese text
+    is the catalogue's `segment.<code>` (persona/core/problems.toml)."""
 
-    def __init__(self, message: str, pos: int = 0) -> None:
-        super().__init__(message)
+    def __init__(self, code: str, english: str, pos: int = 0, **values: Any) -> None:
+        super().__init__(f"segment.{code}", english, pos=pos, **values)
         self.pos = pos
 
 
@@ -39,13 +43,14 @@ class Segment:
         tokens = [t for t, _ in found if t.strip()]
         where = [p for t, p in found if t.strip()]
         if not tokens:
-            raise SegmentError("empty segment: write tags joined by and / or / not")
+            raise SegmentError("empty", "empty segment: write tags joined by and / or / not")
         mentioned: set[str] = set()
         pos = 0
 
-        def fail(reason: str, index: int) -> SegmentError:
+        def fail(code: str, reason: str, index: int, **values: Any) -> SegmentError:
             at = where[index] if index < len(where) else len(text.rstrip()) + 1
-            return SegmentError(f"segment {text!r}: {reason} at position {at}", at)
+            english = f"segment {text!r}: {reason} at position {at}"
+            return SegmentError(code, english, at, text=text, **values)
 
         def peek() -> str | None:
             return tokens[pos] if pos < len(tokens) else None
@@ -53,7 +58,7 @@ class Segment:
         def take() -> str:
             nonlocal pos
             if pos >= len(tokens):
-                raise fail("ends too early (a tag is missing)", pos)
+                raise fail("ends_early", "ends too early (a tag is missing)", pos)
             pos += 1
             return tokens[pos - 1]
 
@@ -85,17 +90,21 @@ class Segment:
                 opened = pos - 1
                 inner = expr()
                 if peek() != ")":
-                    raise fail("missing ) for the ( at position " + str(where[opened]), pos)
+                    opened_at = where[opened]
+                    reason = f"missing ) for the ( at position {opened_at}"
+                    raise fail("unclosed", reason, pos, opened=opened_at)
                 take()
                 return inner
             if token == ")" or op(token):
-                raise fail(f"unexpected {token!r}", pos - 1)
+                raise fail("unexpected", f"unexpected {token!r}", pos - 1, token=token)
             mentioned.add(token)
             return lambda tags: token in tags
 
         test = expr()
         if pos != len(tokens):
-            raise fail(f"unexpected {tokens[pos]!r} (join tags with and / or)", pos)
+            extra = tokens[pos]
+            reason = f"unexpected {extra!r} (join tags with and / or)"
+            raise fail("trailing", reason, pos, token=extra)
         return cls(text, test, frozenset(mentioned))
 
     def matches(self, tags: Set[str]) -> bool:

@@ -50,6 +50,8 @@ def load_script(name: str, as_module: str) -> Any:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
 START = datetime(2026, 11, 23, 10, 0, 0)
 
 
@@ -182,6 +184,7 @@ class ChatSim:
         msg_id: str | None = None,
         at: datetime | None = None,
         type: MessageType = MessageType.TEXT,
+        file: str | Path = "",
     ) -> Transcript:
         event = Message(
             id=msg_id or self.next_id(),
@@ -191,6 +194,7 @@ class ChatSim:
             room=Room(room, topic=room) if room else None,
             mentions_self=mention or room is None,
             type=type,
+            file=str(file),
         )
         return await self._run(event)
 

@@ -11,7 +11,7 @@ import re
 import shutil
 import stat
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -343,8 +343,10 @@ async def test_status_shows_counters_caps_breaker_pauses_and_reviews(sim: ChatSi
     assert said.keys == ["admin/status"]
     text = said.texts[0]
     assert "运行中" in text and "接入方式 memory" in text
-    assert "发消息 1/800" in text  # alice's answer; the status reply itself is counted after
-    assert "通过好友 0/25" in text and "发朋友圈 0/10" in text
+    # alice's answer; the status reply itself is counted after
+    assert "发消息 1 次（上限 800 次）" in text
+    assert "通过好友 0 次（上限 25 次）" in text and "发朋友圈 0 次（上限 10 次）" in text
+    assert "已连续运行 不到 1 分钟" in text  # not "0分钟"
     assert "风控熔断：正常" in text
     assert "bob：有人在手机上接手" in text
     assert "待处理：0 项" in text
@@ -437,7 +439,7 @@ async def test_reload_reports_problems_and_keeps_the_last_good_version(tmp_path:
         said = await sim.say("admin", "重新加载")
         assert sorted(said.keys) == ["admin/reload", "core/template_alert"]
         report = said.texts[said.keys.index("admin/reload")]
-        assert "core/fallback.j2" in report and "words.toml: all" in report
+        assert "core/fallback.j2" in report and "words.toml 的 all：要写成词语列表" in report
         assert (await sim.say("alice", "你好")).keys == ["core/fallback"]  # last good copy
         await sim.say("admin", "暂停 全部")  # last good words
         assert sim.app.pauses.reason(ALL) == "operator"
@@ -460,7 +462,7 @@ async def test_reload_survives_a_failing_hook(tmp_path: Path) -> None:
 async def test_words_file_is_checked_at_start(tmp_path: Path) -> None:
     bad = tmp_path / "words.toml"
     bad.write_text('all = ["全部"]\n', encoding="utf-8")
-    with pytest.raises(StartupError, match=r"words.toml: sent: expected a list"):
+    with pytest.raises(StartupError, match=r"words.toml 的 sent：要写成词语列表"):
         await ChatSim.create(
             tmp_path / "data", plugins=["admin"], env={"ADMIN_WORDS_FILE": str(bad)}
         )
@@ -565,7 +567,7 @@ async def test_morning_report_counts_yesterday_from_the_event_store(tmp_path: Pa
         assert "好友申请 1 个" in text and "退订 1 人" in text
         assert "程序出错 1 次（probe.answer 1）" in text
         assert "待处理：1 项（好友申请待通过 1）" in text
-        assert "20:00 群发 broadcasts.weekend（300 人）" in text
+        assert "20:00 群发 id：broadcasts.weekend（300 人）" in text
         said = await sim.say("admin", "日报")
         assert said.keys == ["admin/report"]
         assert "客户消息 5 条" in said.texts[0]  # the same numbers on demand
@@ -813,3 +815,106 @@ async def test_the_report_day_is_the_bot_timezone_day(sim: ChatSim) -> None:
 
     start, end = window(sim.app, date(2026, 11, 22))
     assert end - start == timedelta(days=1) and start.utcoffset() == timedelta(hours=8)
+
+
+# -- the operator's day: calendar posts and broadcasts in 待办, the report and 朋友圈计划 ----------
+DAY_CALENDAR = """
+[[post]]
+id = "morning"
+title = "晨间茶"
+key = "calendar/weekly_life"
+cron = "30 9 * * *"
+
+[[post]]
+id = "evening"
+title = "晚安茶"
+key = "calendar/weekly_life"
+cron = "0 18 * * *"
+"""
+
+
+async def operators_day(tmp_path: Path) -> ChatSim:
+    """Monday 08:00: two Moments posts today that staff publish by hand (no Moments API),
+    a broadcast confirmed for 20:00 and another one created but never started."""
+    folder = tmp_path / "cal"
+    folder.mkdir()
+    shutil.copy(ROOT / "persona" / "calendar" / "holidays.toml", folder / "holidays.toml")
+    (folder / "calendar.toml").write_text(DAY_CALENDAR, encoding="utf-8")
+    campaigns = tmp_path / "c"
+    campaigns.mkdir()
+    for name, start in (("double12", "2026-11-23 20:00"), ("spring", "now")):
+        (campaigns / f"{name}.toml").write_text(
+            f'title = "{name} sale"\ncopy = "broadcasts/copy_new_tea"\nsegment = "vip"\n'
+            f'start = "{start}"\n[vars]\nproduct = "桂花乌龙"\nprice = 68\n',
+            encoding="utf-8",
+        )
+    env = {
+        "CALENDAR_FILE": str(folder / "calendar.toml"),
+        "CALENDAR_FALLBACK": "staff",
+        "BROADCASTS_CAMPAIGNS_DIR": str(campaigns),
+        # Off the calendar's minutes: the simulated clock of this branch runs one job a minute.
+        "JOB_BROADCASTS_TICK_CRON": "7 * * * *",
+        "OUTBOX_TYPING_MAX_S": "0",
+    }
+    sim = await ChatSim.create(
+        tmp_path / "data",
+        plugins=["admin", "calendar", "broadcasts"],
+        env=env,
+        start=datetime(2026, 11, 23, 8, 0),
+    )
+    now = sim.clock.now()
+    for cid in ("c1", "c2", "c3"):
+        sim.app.book.upsert(cid, now, name=cid)
+        sim.app.book.tag(cid, ("vip",), now)
+    assert (await sim.say("admin", "群发创建 double12")).keys == ["broadcasts/created"]
+    assert (await sim.say("admin", "群发开始 double12 3")).keys == ["broadcasts/changed"]
+    assert (await sim.say("admin", "群发创建 spring")).keys == ["broadcasts/created"]
+    return sim
+
+
+async def test_the_morning_report_lists_todays_posts_and_the_scheduled_broadcast(
+    tmp_path: Path,
+) -> None:
+    sim = await operators_day(tmp_path)
+    said = await sim.advance(3600 + 30)  # 09:00:30
+    [report] = [s.text for s in said if s.key == "admin/report"]
+    plan = report.split("接下来的安排：")[1]
+    assert "无" not in plan.splitlines()[0]
+    assert "09:30 朋友圈「晨间茶」 id：morning" in plan
+    assert "18:00 朋友圈「晚安茶」 id：evening" in plan
+    assert "20:00 群发「double12 sale」 id：double12（3 人）" in plan
+    assert "待处理：1 项（群发待确认开始 1）" in report  # spring was created, never started
+    await sim.close()
+
+
+async def test_todo_shows_the_post_waiting_for_staff_and_the_broadcasts_with_their_ids(
+    tmp_path: Path,
+) -> None:
+    sim = await operators_day(tmp_path)
+    handed = await sim.advance(90 * 60 + 60)  # 09:31: the post is handed to the admin
+    assert "calendar/staff_post" in handed.keys
+    todo = (await sim.say("admin", "待办")).texts[0]
+    assert "没有需要处理的事" not in todo
+    assert "待人工发布的朋友圈「晨间茶」" in todo and "发「已发 morning」" in todo
+    assert "群发待确认开始「spring sale」" in todo and "发「群发开始 spring」" in todo
+    later = todo.split("接下来的安排：")[1]
+    assert "18:00 朋友圈「晚安茶」 id：evening" in later
+    assert "20:00 群发「double12 sale」 id：double12（3 人）" in later
+    assert (await sim.say("admin", "已发 morning")).keys == ["calendar/confirmed"]
+    todo = (await sim.say("admin", "待办")).texts[0]
+    assert "晨间茶" not in todo and "spring" in todo
+    await sim.close()
+
+
+async def test_the_posts_plan_shows_ids_posts_waiting_for_staff_and_broadcasts(
+    tmp_path: Path,
+) -> None:
+    sim = await operators_day(tmp_path)
+    await sim.advance(90 * 60 + 60)
+    plan = (await sim.say("admin", "朋友圈计划")).texts[0]
+    waiting, rest = plan.split("已安排的群发")
+    assert "等你人工发布" in waiting and "晨间茶（id：morning）" in waiting
+    assert "「已发 帖子id」" in waiting
+    assert "11-23 20:00 double12 sale（id：double12），3 人" in rest
+    assert "18:00 晚安茶（id：evening）" in rest
+    await sim.close()

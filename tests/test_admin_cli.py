@@ -241,3 +241,20 @@ def test_data_files_are_owner_only(tmp_path: Path) -> None:
     files = [p for p in data.rglob("*") if p.is_file()]
     assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files), files
     assert stat.S_IMODE((tmp_path / "pond.log").stat().st_mode) == 0o600
+
+
+async def test_the_terminal_todo_lists_staff_posts_and_broadcasts_too(tmp_path: Path) -> None:
+    """Offline (no start-up hooks ran in the tool's App): the calendar and broadcasts read
+    their review items and agenda from the files and the store."""
+    from test_admin import operators_day
+
+    day = await operators_day(tmp_path)
+    await day.advance(90 * 60 + 60)  # 09:31: the morning post waits for staff
+    settings = {**day.env, "BOT_PLUGINS": "calendar,broadcasts"}
+    day.env = settings
+    code, printed = await tool(day, "reviews")
+    assert code == 0, printed
+    assert "待人工发布的朋友圈「晨间茶」" in printed and "已发 morning" in printed
+    assert "群发待确认开始「spring sale」" in printed
+    assert "20:00 群发「double12 sale」 id：double12（3 人）" in printed
+    await day.close()

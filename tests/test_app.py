@@ -212,7 +212,7 @@ async def test_transport_news_is_recorded_and_told_to_admins(sim: ChatSim) -> No
     sim.transport.status_listener("reconnected", {"downtime_s": 120.0})
     told = await sim.advance(1)
     assert told.keys == ["core/reconnect_alert"] and told.sent[0].to == "admin"
-    assert "2.0" in told.texts[0]
+    assert "中断了约 2 分钟" in told.texts[0]  # not "2.0 分钟"
     assert sim.app.store.sql.events(kind="transport.reconnected")
 
 

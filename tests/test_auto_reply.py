@@ -37,7 +37,8 @@ def persona_copy(tmp_path: Path) -> Path:
     cannot break these tests)."""
     src, dst = ROOT / "persona", tmp_path / "persona"
     dst.mkdir()
-    for name in ("persona.toml", "_voice.j2", "_commands.toml"):
+    shared = [p.name for p in src.glob("_*.j2")]  # _voice.j2, _format.j2 ...: used everywhere
+    for name in ("persona.toml", "_commands.toml", *shared):
         shutil.copy(src / name, dst / name)
     for name in COPIED:
         shutil.copytree(src / name, dst / name)

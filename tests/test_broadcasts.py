@@ -233,8 +233,13 @@ async def test_bad_campaign_files_are_refused_at_creation_with_a_reason(tmp_path
         assert recorded(sim, "refused")[-1]["code"] == code, name
         assert record_of_or_none(sim, name) is None
     (tmp_path / "c" / "typo.toml").write_text('title = "x"\ncopy = \n', "utf-8")
-    await sim.say("admin", "群发创建 typo")
+    typo = (await sim.say("admin", "群发创建 typo")).texts[0]
     assert recorded(sim, "refused")[-1]["code"] == "toml"
+    assert "第 2 行第 8 列附近写法不对" in typo and "Invalid" not in typo
+    badseg = (await sim.say("admin", "群发创建 badseg")).texts[0]
+    assert "「vip and」没写完" in badseg and "ends too early" not in badseg
+    badtime = (await sim.say("admin", "群发创建 badtime")).texts[0]
+    assert "开始时间 'tomorrow' 不对" in badtime and "expected" not in badtime
     await sim.say("admin", "群发创建 ghost")
     assert recorded(sim, "refused")[-1]["code"] == "file_missing"
     await sim.say("admin", "群发创建 ../../etc/passwd")  # chat takes names, never paths

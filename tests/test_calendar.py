@@ -278,6 +278,7 @@ async def test_unconfirmed_staff_post_is_reminded_once(tmp_path: Path) -> None:
     later = await advance_to(sim, at(sim, 12))
     assert later.keys == ["calendar/staff_reminder"]
     assert later.sent[0].at.strftime("%H:%M") == "10:00"
+    assert "交给你 1 小时了" in later.texts[0]
     assert (await advance_to(sim, at(sim, 20))).keys == []
     assert calendar_plugin.pending_staff_posts(sim.app)[0]["reminded"] is True
     # The command alone works when one post is waiting; 不发 closes it as skipped.
@@ -449,16 +450,37 @@ async def test_a_key_date_post_replaces_the_routine_post_that_day(tmp_path: Path
 @pytest.mark.parametrize(
     ("entry", "expected"),
     [
-        ('key = "calendar/weekly_life"\nat = "2026-13-01 09:00"', "post bad: at:"),
-        ('key = "calendar/nope"\ncron = "0 9 * * *"', "post bad: key: unknown persona key"),
-        ('key = "calendar/weekly_life"\non = "中球"\ntime = "09:00"', "post bad: on: unknown key"),
-        ('key = "calendar/weekly_life"\ncron = "0 25 * * *"', "post bad: cron:"),
-        ('key = "calendar/weekly_life"\non = "中秋"', "post bad: time: needed"),
-        ('key = "calendar/weekly_product"\ncron = "0 9 * * *"', "needs a value for 'product'"),
-        ('key = "calendar/weekly_life"\ncron = "0 9 * * *"\nimages = ["x.png"]', "images:"),
-        ('key = "calendar/upcoming"\ncron = "0 9 * * *"', "calendar's own messages"),
-        ('key = "calendar/weekly_life"\ncron = "0 9 * * *"\nrooms = ["茶友群"]', "not a room id"),
-        ('key = "calendar/weekly_life"\ncron = "0 9 * * *"\ntiem = "x"', "post bad: tiem:"),
+        (
+            'key = "calendar/weekly_life"\nat = "2026-13-01 09:00"',
+            "帖子 bad，字段 at：「2026-13-01 09:00」不是日期时间",
+        ),
+        ('key = "calendar/nope"\ncron = "0 9 * * *"', "帖子 bad，字段 key：没有文案 calendar/nope"),
+        (
+            'key = "calendar/weekly_life"\non = "中球"\ntime = "09:00"',
+            "帖子 bad，字段 on：不认识的节日「中球」",
+        ),
+        (
+            'key = "calendar/weekly_life"\ncron = "0 25 * * *"',
+            "帖子 bad，字段 cron：「0 25 * * *」不是正确的 cron",
+        ),
+        (
+            'key = "calendar/weekly_life"\non = "中秋"',
+            "帖子 bad，字段 time：用 on 写节日时还要写时间",
+        ),
+        ('key = "calendar/weekly_product"\ncron = "0 9 * * *"', "需要变量 product"),
+        (
+            'key = "calendar/weekly_life"\ncron = "0 9 * * *"\nimages = ["x.png"]',
+            "字段 images：「x.png」这个图片文件不存在",
+        ),
+        ('key = "calendar/upcoming"\ncron = "0 9 * * *"', "日历插件自己的提醒文案"),
+        (
+            'key = "calendar/weekly_life"\ncron = "0 9 * * *"\nrooms = ["茶友群"]',
+            "「茶友群」不是群 id",
+        ),
+        (
+            'key = "calendar/weekly_life"\ncron = "0 9 * * *"\ntiem = "x"',
+            "帖子 bad，字段 tiem：不认识这个字段",
+        ),
     ],
 )
 async def test_a_bad_calendar_stops_start_up_naming_file_post_and_field(
@@ -476,7 +498,7 @@ async def test_an_unknown_holiday_name_in_holidays_file_stops_start_up(tmp_path:
     (tmp_path / "cal" / "holidays.toml").write_text(
         '[holidays]\n"x" = { lunar = "08-30" }\n', encoding="utf-8"
     )
-    with pytest.raises(StartupError, match=r"holidays.toml: holidays.x: lunar"):
+    with pytest.raises(StartupError, match=r"holidays.toml：节日「x」：lunar = 「08-30」不对"):
         await make(tmp_path)
 
 
@@ -488,7 +510,7 @@ async def test_a_broken_edit_keeps_the_last_good_calendar_and_tells_the_admins(
     path.write_text(DAILY.replace("0 9 * * *", "0 99 * * *"), encoding="utf-8")
     said = await advance_to(sim, at(sim, 9, 30))
     assert said.keys[0] == "calendar/reload_alert"
-    assert "post daily: cron" in said.texts[0]
+    assert "帖子 daily，字段 cron" in said.texts[0]
     assert len(posts(said)) == 2  # the last good version still published at 09:00
     assert (await advance_to(sim, at(sim, 10))).keys == []  # told once
     path.write_text(DAILY.replace("0 9 * * *", "0 11 * * *"), encoding="utf-8")
@@ -519,6 +541,21 @@ async def test_the_upcoming_command_lists_a_week_of_posts(tmp_path: Path) -> Non
     assert detail.keys == ["calendar/post_detail"]
     assert "shoumei" in detail.texts[0]
     assert (await sim.say("admin", "朋友圈计划 nope")).keys == ["calendar/post_unknown"]
+    await sim.close()
+
+
+async def test_a_post_in_full_says_when_in_chinese(tmp_path: Path) -> None:
+    key_date = '[[post]]\nid = "moon"\nkey = "calendar/weekly_life"\non = "中秋"\ntime = "09:00"\n'
+    sim = await make(tmp_path, DAILY + key_date + LAUNCH.replace("2026-11-28", "2026-12-12"))
+    teaser = (await sim.say("admin", "朋友圈计划 winter.teaser")).texts[0]
+    assert "时间：发布活动「winter tea」（2026年12月12日 20:00）前 3 天，当天 12:00" in teaser
+    assert "T-3d" not in teaser and " of " not in teaser and " at " not in teaser
+    opening = (await sim.say("admin", "朋友圈计划 winter.open")).texts[0]
+    assert "（2026年12月12日 20:00）当时" in opening
+    daily = (await sim.say("admin", "朋友圈计划 daily")).texts[0]
+    assert "时间：按定时规则「0 9 * * *」" in daily
+    moon = (await sim.say("admin", "朋友圈计划 moon")).texts[0]
+    assert "时间：每年中秋（农历八月十五） 09:00" in moon
     await sim.close()
 
 
@@ -565,7 +602,7 @@ async def test_the_preview_script_fails_on_a_bad_calendar(tmp_path: Path) -> Non
         timeout=60,
     )
     assert result.returncode == 2
-    assert "post bad: key" in result.stderr
+    assert "帖子 bad，字段 key" in result.stderr
 
 
 def test_the_plugin_does_not_shadow_the_standard_calendar_module() -> None:

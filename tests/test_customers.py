@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from harness import ChatSim
 
+from pond import Problem
 from pond.segments import Segment, SegmentError
 
 
@@ -35,8 +36,9 @@ async def test_tags_drive_segments_and_persona_layers(sim: ChatSim) -> None:
 
 
 async def test_bad_tags_are_refused(sim: ChatSim) -> None:
-    with pytest.raises(ValueError, match="spaces"):
+    with pytest.raises(ValueError, match="不能有空格") as error:
         sim.app.book.tag("alice", ["two words"], sim.clock.now())
+    assert isinstance(error.value, Problem) and "spaces" in error.value.english
 
 
 def test_segment_grammar_errors_say_where() -> None:
@@ -54,10 +56,11 @@ async def test_delete_erases_record_and_tags(sim: ChatSim) -> None:
 
 
 def test_segment_errors_point_at_the_position() -> None:
-    with pytest.raises(SegmentError, match="ends too early") as error:
+    with pytest.raises(SegmentError, match="「vip and」没写完：第 8 个字符") as error:
         Segment.parse("vip and")
     assert error.value.pos == 8  # just after the end
-    with pytest.raises(SegmentError, match="missing \\)"):
+    assert "ends too early" in error.value.english  # for developers and logs
+    with pytest.raises(SegmentError, match="左括号"):
         Segment.parse("(vip or a")
     with pytest.raises(SegmentError) as error:
         Segment.parse("vip b")
@@ -97,7 +100,7 @@ async def test_consent_notes_and_lifecycle(sim: ChatSim) -> None:
     assert customer.consent["contact"]["how"] == "friend_request"
     assert customer.notes.endswith("likes oolong\n2026-11-23 10:00 second")
     assert book.set_stage("alice", "customer", now) == "new"
-    with pytest.raises(ValueError, match="stage must be one of"):
+    with pytest.raises(ValueError, match="没有「vip」这个客户阶段"):
         book.set_stage("alice", "vip", now)
 
 

@@ -562,7 +562,7 @@ async def test_retention_purges_message_derived_data_of_silent_contacts(tmp_path
 async def test_a_broken_sequence_file_stops_start_up_naming_file_and_line(tmp_path: Path) -> None:
     bad = SOP.replace('after = "1d"', 'after = "1d"\ncondition = "vip and"')
     folder = persona_with(tmp_path, {"friends/followups.toml": bad})
-    with pytest.raises(StartupError, match=r"followups\.toml:\d+: condition: .*position"):
+    with pytest.raises(StartupError, match=r"followups\.toml:\d+: condition: .*第 8 个字符"):
         await make(tmp_path, {"BOT_PERSONA_DIR": str(folder)})
     folder = persona_with(tmp_path, {"friends/followups.toml": SOP.replace("fu_offer", "fu_nope")})
     with pytest.raises(StartupError, match=r"followups\.toml:16: key 'friends/fu_nope'"):

@@ -6,6 +6,7 @@ the operator's configuration plus a transcript of what happened in the rooms."""
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -127,6 +128,39 @@ async def test_someone_who_left_before_the_welcome_is_not_greeted(sim: ChatSim) 
     await sim.leave("roomA", "bob")
     said = await sim.advance(60)
     assert said.sent[0].mentions == ("alice",)
+
+
+async def test_a_spammer_being_removed_is_not_welcomed_after_the_removal(tmp_path: Path) -> None:
+    rooms = ROOMS.replace(
+        "[defaults.moderation]", '[defaults.moderation]\ninstant_remove = ["link"]'
+    )
+    sim = await make(tmp_path, rooms, OUTBOX_TYPING_MAX_S="5")
+    await sim.join("roomA", "alice", "frank")
+    await sim.advance(40)  # the welcome window closed; it goes out with the next event
+    said = await sim.say("frank", LINK, room="roomA")
+    assert said.sent[0].kind == "kick"
+    assert "groups/removed" in said.keys
+    [welcome] = [s for s in said if s.key == "groups/welcome"]
+    assert welcome.mentions == ("alice",) and "frank" not in welcome.text
+    assert "groups/welcome" not in (await sim.advance(600)).keys
+    await sim.close()
+
+
+async def test_a_member_removed_by_hand_is_not_welcomed_either(tmp_path: Path) -> None:
+    rooms = ROOMS.replace(
+        'role = "admin"\ninvite_keywords = ["进群"]\ninvite_order = 1',
+        'role = "member"\ninvite_keywords = ["进群"]\ninvite_order = 1',
+    )
+    rooms = rooms.replace(
+        "[defaults.moderation]", '[defaults.moderation]\ninstant_remove = ["link"]'
+    )
+    sim = await make(tmp_path, rooms)
+    await sim.join("roomA", "alice", "frank")
+    said = await sim.say("frank", LINK, room="roomA")  # inside the window
+    assert said.keys == ["groups/admin_remove"]  # the bot is no room admin: staff remove him
+    welcome = await sim.advance(60)
+    assert welcome.keys == ["groups/welcome"] and welcome.sent[0].mentions == ("alice",)
+    await sim.close()
 
 
 async def test_a_pending_welcome_survives_a_restart(sim: ChatSim) -> None:
@@ -276,13 +310,64 @@ async def test_cards_mini_programs_and_link_cards(
     assert audit(sim)[-1]["msg_type"] == kind.value
 
 
-async def test_images_from_new_members_count_as_qr_ads(sim: ChatSim) -> None:
-    await sim.say("oldtimer", "早", room="roomA")  # here before we watched: not new
-    assert len(await sim.say("oldtimer", "", room="roomA", type=MessageType.IMAGE)) == 0
+@pytest.fixture
+def pictures(tmp_path: Path) -> dict[str, Path]:
+    """Made at test time: a WeChat-style QR code (PNG), a tea photo without one (JPEG), and
+    the QR code printed on such a photo (JPEG, as a phone would send it)."""
+    import qrcode
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(5)
+    photo = Image.new("RGB", (1200, 900), (176, 134, 82))
+    draw = ImageDraw.Draw(photo)
+    for _ in range(400):
+        x, y, r = rng.randrange(1200), rng.randrange(900), rng.randrange(4, 90)
+        colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        draw.ellipse((x, y, x + r, y + r), fill=colour)
+    code = qrcode.make("https://u.wechat.com/EJxYz-spam").get_image().convert("RGB")
+    paths = {"qr": tmp_path / "qr.png", "tea": tmp_path / "tea.jpg", "ad": tmp_path / "ad.jpg"}
+    code.save(paths["qr"])
+    photo.save(paths["tea"], quality=85)
+    photo.paste(code.resize((300, 300)), (700, 450))
+    photo.save(paths["ad"], quality=70)
+    return paths
+
+
+async def test_only_images_that_decode_as_qr_codes_are_qr_ads(
+    sim: ChatSim, pictures: dict[str, Path]
+) -> None:
     await sim.join("roomA", "newbie")
-    said = await sim.say("newbie", "", room="roomA", type=MessageType.IMAGE)
-    assert "groups/warn" in said.keys
+    await sim.advance(60)  # the welcome
+    tea = await sim.say("newbie", "", room="roomA", type=MessageType.IMAGE, file=pictures["tea"])
+    assert len(tea) == 0  # a tea photo from a new member is just a photo
+    unseen = await sim.say("newbie", "", room="roomA", type=MessageType.IMAGE)
+    assert len(unseen) == 0  # no picture file to look at: never treated as an ad
+    assert audit(sim) == []
+    said = await sim.say("newbie", "", room="roomA", type=MessageType.IMAGE, file=pictures["qr"])
+    assert said.keys == ["groups/warn"]
+    assert "二维码" in said.texts[0]
     assert audit(sim)[-1]["rule"] == "qr_image"
+    again = await sim.say("newbie", "", room="roomA", type=MessageType.IMAGE, file=pictures["ad"])
+    assert again.keys == ["groups/warn_final"]  # a QR code on a photo: the second strike
+    verdicts = [e["data"]["verdict"] for e in events(sim, "qr_checked")]
+    assert verdicts == [False, None, True, True]
+
+
+async def test_qr_codes_from_long_time_members_are_checked_only_when_all_images_are(
+    tmp_path: Path, pictures: dict[str, Path]
+) -> None:
+    sim = await make(tmp_path)
+    await sim.say("oldtimer", "早", room="roomA")  # here before we watched: not new
+    qr = pictures["qr"]
+    assert len(await sim.say("oldtimer", "", room="roomA", type=MessageType.IMAGE, file=qr)) == 0
+    await sim.close()
+    every = ROOMS.replace("[defaults.moderation]", '[defaults.moderation]\nqr_images = "all"')
+    (tmp_path / "all").mkdir()
+    sim = await make(tmp_path / "all", every)
+    await sim.say("oldtimer", "早", room="roomA")
+    said = await sim.say("oldtimer", "", room="roomA", type=MessageType.IMAGE, file=qr)
+    assert said.keys == ["groups/warn"]
+    await sim.close()
 
 
 async def test_types_the_rules_do_not_know_are_passed(sim: ChatSim) -> None:
@@ -360,11 +445,13 @@ async def test_other_private_messages_are_not_invites(sim: ChatSim) -> None:
 
 
 # -- activity data ---------------------------------------------------------------------------------
-async def test_joins_leaves_messages_per_hour_and_moderation_are_recorded(sim: ChatSim) -> None:
+async def test_joins_leaves_messages_per_hour_and_moderation_are_recorded(
+    sim: ChatSim, pictures: dict[str, Path]
+) -> None:
     await sim.join("roomA", "alice", "bob")
     await sim.say("alice", "早上好", room="roomA")
     await sim.say("alice", "今天喝什么", room="roomA", type=MessageType.TEXT)
-    await sim.say("bob", "", room="roomA", type=MessageType.IMAGE)
+    await sim.say("bob", "", room="roomA", type=MessageType.IMAGE, file=pictures["qr"])
     await sim.leave("roomA", "bob")
     await sim.say("carol", LINK, room="roomA")
     joins = events(sim, "join")
@@ -375,7 +462,7 @@ async def test_joins_leaves_messages_per_hour_and_moderation_are_recorded(sim: C
     assert events(sim, "leave")[0]["contact_id"] == "bob"
     messages = events(sim, "message")
     assert [e["data"]["type"] for e in messages] == ["text", "text", "image", "text"]
-    assert len(events(sim, "moderation")) == 2  # bob's image (new member), carol's link
+    assert len(events(sim, "moderation")) == 2  # bob's QR code, carol's link
     await sim.advance(3600)
     hourly = {e["room_id"]: e["data"] for e in events(sim, "hourly")}
     assert hourly["roomA"]["messages"] == 4
@@ -403,7 +490,7 @@ async def test_a_bad_room_stops_start_up_naming_room_and_key(
     rooms = ROOMS.replace("member_limit = 3", f"member_limit = 3\n[rooms.roomA.moderation]\n{line}")
     with pytest.raises(StartupError) as raised:
         await make(tmp_path, rooms)
-    assert f'room "{room}"' in str(raised.value) and key in str(raised.value)
+    assert f"群 {room}" in str(raised.value) and key in str(raised.value)
 
 
 async def test_a_bad_edit_keeps_that_rooms_last_good_config(sim: ChatSim, tmp_path: Path) -> None:
@@ -413,7 +500,7 @@ async def test_a_bad_edit_keeps_that_rooms_last_good_config(sim: ChatSim, tmp_pa
     path.write_text(edited, encoding="utf-8")
     said = await sim.advance(60)
     assert said.keys == ["groups/config_alert"] and said.sent[0].to == "admin"
-    assert 'room "roomA": welcome_cooldown_s' in said.texts[0]
+    assert "群 roomA，welcome_cooldown_s：「soon」不对，应为数字" in said.texts[0]
     rooms = _STATES[sim.app].rooms
     assert rooms["roomA"].name == "茶友1群" and rooms["roomA"].member_limit == 3  # last good
     assert rooms["roomB"].name == "新名字"  # the others moved on
@@ -435,6 +522,7 @@ async def test_status_lists_the_rooms(sim: ChatSim) -> None:
     said = await sim.say("admin", "群状态")
     assert said.keys == ["groups/cmd_status"]
     assert "茶友1群" in said.texts[0] and "roomB" in said.texts[0]
+    assert "茶友1群（roomA）：已有 1 人，上限 3 人" in said.texts[0]  # not "1/3"
 
 
 async def test_the_shipped_rooms_file_loads(tmp_path: Path) -> None:
@@ -450,7 +538,7 @@ async def test_a_broken_defaults_table_keeps_every_room(sim: ChatSim, tmp_path: 
     path.write_text(ROOMS.replace("flood_seconds = 10", "flood_seconds = 0"), encoding="utf-8")
     said = await sim.advance(60)
     assert said.keys == ["groups/config_alert"]
-    assert "[defaults]: moderation.flood_seconds" in said.texts[0]
+    assert "[defaults]（所有群的默认设置），moderation.flood_seconds：「0」不对" in said.texts[0]
     assert set(_STATES[sim.app].rooms) == {"roomA", "roomB"}
     assert (await sim.advance(60)).keys == []  # told once per change, not every minute
 
@@ -469,7 +557,7 @@ async def test_room_keys_that_point_nowhere_are_refused(
 ) -> None:
     with pytest.raises(StartupError) as raised:
         await make(tmp_path, f'{ROOMS}\n[rooms."roomC"]\n{extra}\n')
-    assert f'room "roomC": {needle}' in str(raised.value)
+    assert f"群 roomC，{needle}" in str(raised.value)
 
 
 async def test_a_room_can_have_its_own_rules_text(tmp_path: Path) -> None:
@@ -515,4 +603,50 @@ async def test_the_welcome_speaks_in_the_rooms_persona_layer(tmp_path: Path) -> 
     said = await sim.advance(60)
     welcome = {s.to: s.text for s in said.sent}
     assert welcome["roomA"] == "茶室专属欢迎" and welcome["roomB"] != "茶室专属欢迎"
+    await sim.close()
+
+
+def test_the_console_sends_a_real_picture_and_only_the_qr_code_is_warned(
+    tmp_path: Path, pictures: dict[str, Path]
+) -> None:
+    from test_app import run_bot
+
+    script = "\n".join(
+        [
+            "/join r1 newbie",
+            "/advance 2m",
+            f"/image newbie@r1 {pictures['tea']}",
+            f"/image newbie@r1 {pictures['qr']}",
+            "/image newbie@r1",
+            f"/image newbie@r1 {tmp_path / 'missing.png'}",
+        ]
+    )
+    result = run_bot(
+        "--console", "--script", "-", stdin=script, env={"BOT_DATA_DIR": str(tmp_path / "d")}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("[groups/warn]") == 1
+    assert "二维码" in result.stdout
+    assert "找不到图片文件" in result.stdout
+
+
+async def test_the_moderation_audit_reads_back_in_chat(tmp_path: Path) -> None:
+    sim = await make(tmp_path)
+    await sim.say("spammer", LINK, room="roomA")
+    await sim.say("spammer", LINK, room="roomA")
+    await sim.say("bob", "加微信 123", room="roomB")
+    assert (await sim.say("admin", "撤销违规 bob")).keys == ["groups/cmd_unstrike"]
+    said = await sim.say("admin", "群管记录")
+    assert said.keys == ["groups/cmd_audit"]
+    lines = said.texts[0].splitlines()
+    assert "最近 4 条" in lines[0]
+    assert "撤销违规" in lines[1] and "admin 撤销了" in lines[1]  # newest first
+    assert "茶友2群 · bob：发广告 → 提醒（第 1 次）" in lines[2]
+    assert "spammer：发外部链接 → 最后警告（第 2 次）" in lines[3]
+    assert "spammer：发外部链接 → 提醒（第 1 次）" in lines[4]
+    one_room = (await sim.say("admin", "群管记录 roomA 1")).texts[0]
+    assert "茶友1群的群管记录（最近 1 条" in one_room and "最后警告" in one_room
+    assert "只显示了 1 条" in one_room
+    assert "spammer" in (await sim.say("admin", "群管日志 spammer")).texts[0]
+    assert "还没有群管记录" in (await sim.say("admin", "群管记录 nobody")).texts[0]
     await sim.close()

@@ -835,6 +835,28 @@ def test_sent_log_tells_our_echoes_from_a_human() -> None:
     assert ws.with_mentions("好", ["A", "B"]) == "@A\u2005@B\u2005好"
 
 
+async def test_room_images_are_saved_for_plugins_bounded_and_swept(tmp_path: Path) -> None:
+    from types import SimpleNamespace as NS
+
+    from pond.transports import wechaty_support as ws
+
+    def stream(*parts: tuple[str, bytes]) -> Any:
+        async def chunks() -> Any:
+            for name, data in parts:
+                yield NS(file_box_chunk=NS(name=name, data=data))
+
+        return chunks()
+
+    media = ws.MediaFiles(tmp_path / "in", max_bytes=10, sweep_s=0)
+    saved = await media.save("m/1", stream(("tea.JPG", b""), ("", b"12345"), ("", b"678")))
+    assert Path(saved).name == "m_1.jpg" and Path(saved).read_bytes() == b"12345678"
+    assert await media.save("m2", stream(("big.png", b"x" * 11))) == ""  # over the cap
+    assert await media.save("m3", stream(("x.png", b""))) == ""  # nothing came
+    os.utime(saved, (1, 1))  # a day old: swept before the next save
+    await media.save("m4", stream(("a.png", b"1")))
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["m4.png"]
+
+
 def test_redactor_cleans_messages_arguments_and_tracebacks() -> None:
     from pond.transports import wechaty_support as ws
 

@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from pond import App
+from pond import AgendaItem, App
 from pond.analytics.build import report_for
 from pond.analytics.data import Source
 from pond.analytics.metrics import CONVERSION_SOURCES
@@ -128,15 +128,27 @@ async def report(app: App, day: date, period: str, operators: set[str]) -> dict[
         "period": period,
         "reviews": len(reviews),
         "review_kinds": [{"kind": k, "n": n} for k, n in kinds.most_common()],
-        "agenda": [
-            {
-                "at": item.at.astimezone(app.settings.bot.timezone).strftime("%H:%M"),
-                "kind": item.kind,
-                "detail": item.detail,
-                "count": item.count,
-            }
-            for _, item in agenda[:10]
-        ],
+        "agenda": agenda_rows(app, [item for _, item in agenda[:10]]),
         "agenda_more": max(0, len(agenda) - 10),
         "source_errors": sorted({*review_errors, *agenda_errors}),
     }
+
+
+def agenda_rows(app: App, items: list[AgendaItem]) -> list[dict[str, Any]]:
+    """Agenda items as the operator reads them: the time (with the date when it is not
+    today), what it is, its id (what to type to act on it) and its title."""
+    tz = app.settings.bot.timezone
+    today = app.clock.now().astimezone(tz).date()
+    rows = []
+    for item in items:
+        local = item.at.astimezone(tz)
+        rows.append(
+            {
+                "at": local.strftime("%H:%M" if local.date() == today else "%m-%d %H:%M"),
+                "kind": item.kind,
+                "detail": item.detail,
+                "title": item.title if item.title != item.detail else "",
+                "count": item.count,
+            }
+        )
+    return rows

@@ -82,6 +82,7 @@ def row_view(app: App, n: int, plugin: str, item: ReviewItem, at: str) -> dict[s
         "kind": item.kind,
         "who": item.contact_id or item.room_id,
         "detail": item.detail,
+        "title": item.title if item.title != item.detail else "",
         "at": at,
         "hint": hint,
         "args": " ".join(item.args),

@@ -7,15 +7,20 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from pond import Problem
 from pond.clock import parse_duration
 
 LISTS = ("all", "sent", "resend", "skip", "today", "yesterday")
 _UNITS = {"s", "m", "h", "d"}
 
 
-class WordsError(ValueError):
-    pass
+class WordsError(Problem):
+    """A problem with words.toml; its text is the catalogue's `admin_words.<code>`."""
+
+    def __init__(self, code: str, english: str, **values: Any) -> None:
+        super().__init__(f"admin_words.{code}", english, **values)
 
 
 @dataclass(frozen=True)
@@ -52,23 +57,39 @@ def load(path: Path) -> Words:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise WordsError(f"{path}: missing (copy it from the project's persona/admin/)") from None
+        raise WordsError(
+            "missing", "{path}: missing (copy it from the project's persona/admin/)", path=path
+        ) from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise WordsError(f"{path}: {error}") from error
+        raise WordsError("unreadable", "{path}: {error}", path=path, error=error) from error
     lists: dict[str, tuple[str, ...]] = {}
     for name in LISTS:
         value = data.get(name)
         if not isinstance(value, list) or not value:
-            raise WordsError(f'{path}: {name}: expected a list of words, e.g. {name} = ["..."]')
+            raise WordsError(
+                "not_list",
+                '{path}: {name}: expected a list of words, e.g. {name} = ["..."]',
+                path=path,
+                name=name,
+            )
         if not all(isinstance(w, str) and w.strip() and " " not in w.strip() for w in value):
-            raise WordsError(f"{path}: {name}: each word must be non-empty, without spaces")
+            raise WordsError(
+                "bad_word",
+                "{path}: {name}: each word must be non-empty, without spaces",
+                path=path,
+                name=name,
+            )
         lists[name] = tuple(w.strip().lower() for w in value)
     units = data.get("units", {})
     if not isinstance(units, dict) or not all(
         isinstance(k, str) and k and v in _UNITS for k, v in units.items()
     ):
-        raise WordsError(f'{path}: [units]: expected word = "m" lines (s, m, h or d)')
+        raise WordsError(
+            "bad_units", '{path}: [units]: expected word = "m" lines (s, m, h or d)', path=path
+        )
     unknown = set(data) - {*LISTS, "units"}
     if unknown:
-        raise WordsError(f"{path}: unknown keys {sorted(unknown)}")
+        raise WordsError(
+            "unknown_keys", "{path}: unknown keys {keys}", path=path, keys=sorted(unknown)
+        )
     return Words(lists, {k.lower(): str(v) for k, v in units.items()})

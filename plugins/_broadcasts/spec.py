@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from plugins._core import cta
-from pond import Persona, PersonaError
+from pond import Persona, PersonaError, Problem
 from pond.segments import Segment, SegmentError
 
 ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
@@ -44,7 +44,14 @@ FIELDS = frozenset(
     }
 )
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"})
+_TOML_AT = re.compile(r"at line (\d+), column (\d+)")
 _TIME_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
+
+
+def _say(code: str, english: str, **values: Any) -> str:
+    """Detail text for a refusal, from the catalogue (`broadcast.<code>` in
+    persona/core/problems.toml); the refusal's sentence is broadcasts/_labels.j2's."""
+    return str(Problem(f"broadcast.{code}", english, **values))
 
 
 class CampaignError(ValueError):
@@ -130,7 +137,14 @@ def load(
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise CampaignError("toml", str(error), file=label) from None
+        # Python 3.11's TOMLDecodeError only says "<what> (at line L, column C)".
+        found = _TOML_AT.search(str(error))
+        where = (
+            _say("toml_at", "line {line}, column {column}", line=found[1], column=found[2])
+            if found
+            else ""
+        )
+        raise CampaignError("toml", where, file=label) from None
     unknown = sorted(set(data) - FIELDS)
     if unknown:
         raise CampaignError("unknown_field", ", ".join(unknown), field=unknown[0], file=label)
@@ -140,7 +154,7 @@ def load(
 
     title = data.get("title", cid)
     if not isinstance(title, str) or not title.strip():
-        raise fail("bad_value", "title", "a non-empty string")
+        raise fail("bad_value", "title", _say("need_text", "a non-empty string"))
     variables = _variables(data.get("vars", {}), fail)
     copy = _copy(data.get("copy"), persona, copy_prefixes, variables, fail)
     audience, segment, ids, duplicates = _audience(data, path.parent, fail)
@@ -179,14 +193,16 @@ Fail = Callable[..., CampaignError]  # fail(code, field, detail="")
 
 def _variables(raw: object, fail: Fail) -> dict[str, Any]:
     if not isinstance(raw, dict):
-        raise fail("vars_bad", "vars", "a table: [vars] name = value")
+        raise fail("vars_bad", "vars", _say("vars_table", "a table: [vars] name = value"))
     for key, value in raw.items():
         if not _VAR.match(key) or key in RESERVED_VARS:
             raise fail("vars_name", f"vars.{key}", key)
         try:
             json.dumps(value, ensure_ascii=False)
         except (TypeError, ValueError):
-            raise fail("vars_bad", f"vars.{key}", type(value).__name__) from None
+            raise fail(
+                "vars_bad", f"vars.{key}", _say("vars_value", "{key}: text or numbers", key=key)
+            ) from None
     return dict(raw)
 
 
@@ -202,7 +218,11 @@ def _copy(
     key = raw.strip()
     allowed = tuple(prefixes)
     if not any(key.startswith(prefix) for prefix in allowed):
-        raise fail("copy_not_allowed", "copy", f"{key} (allowed: {', '.join(allowed)})")
+        raise fail(
+            "copy_not_allowed",
+            "copy",
+            _say("copy_allowed", "{key} (allowed: {allowed})", key=key, allowed=allowed),
+        )
     if not persona.has(key):
         raise fail("copy_unknown", "copy", key)
     try:
@@ -226,7 +246,9 @@ def _audience(
     raw = data[kind]
     if kind == "segment":
         if not isinstance(raw, str):
-            raise fail("segment", "segment", 'a string such as "vip and not churned"')
+            raise fail(
+                "segment", "segment", _say("segment_text", 'a string such as "vip and not churned"')
+            )
         try:
             Segment.parse(raw)
         except SegmentError as error:
@@ -234,7 +256,7 @@ def _audience(
         return kind, raw.strip(), (), 0
     if kind == "rooms":
         if not isinstance(raw, list) or not raw:
-            raise fail("rooms", "rooms", "a non-empty list of room ids")
+            raise fail("rooms", "rooms", _say("rooms_list", "a non-empty list of room ids"))
         rooms = []
         for item in raw:
             if not isinstance(item, str) or not _CONTACT_ID.match(item.strip()):
@@ -243,7 +265,7 @@ def _audience(
         unique = tuple(dict.fromkeys(rooms))
         return kind, "", unique, len(rooms) - len(unique)
     if not isinstance(raw, str) or not raw.strip():
-        raise fail("csv", "csv", "a file name")
+        raise fail("csv", "csv", _say("file_name", "a file name"))
     ids, duplicates = read_ids(base / raw.strip(), fail)
     return kind, "", ids, duplicates
 
@@ -256,7 +278,8 @@ def read_ids(path: Path, fail: Fail) -> tuple[tuple[str, ...], int]:
     except FileNotFoundError:
         raise fail("csv_missing", "csv", str(path)) from None
     except (OSError, UnicodeDecodeError) as error:
-        raise fail("csv", "csv", f"{path}: {error}") from None
+        unreadable = _say("csv_unreadable", "{path}: {error}", path=path, error=error)
+        raise fail("csv", "csv", unreadable) from None
     rows = [r for r in csv.reader(io.StringIO(text)) if r and not r[0].strip().startswith("#")]
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     column = 0
@@ -271,7 +294,14 @@ def read_ids(path: Path, fail: Fail) -> tuple[tuple[str, ...], int]:
     for number, row in enumerate(rows, start=1):
         value = row[column].strip() if column < len(row) else ""
         if not _CONTACT_ID.match(value):
-            raise fail("csv", "csv", f"{path.name} row {number}: {value!r} is not a contact id")
+            not_id = _say(
+                "csv_not_id",
+                "{file} row {row}: {value!r} is not a contact id",
+                file=path.name,
+                row=number,
+                value=value,
+            )
+            raise fail("csv", "csv", not_id)
         ids.append(value)
     if not ids:
         raise fail("csv_empty", "csv", str(path))
@@ -297,8 +327,7 @@ def _when(raw: object, tz: tzinfo, fld: str, fail: Fail, *, allow_now: bool) -> 
             except ValueError:
                 continue
     if moment is None:
-        expected = '"now" or ' if allow_now else ""
-        raise fail(f"{fld}_bad", fld, f'{raw!r}: expected {expected}"2026-11-25 10:00"')
+        raise fail(f"{fld}_bad", fld, repr(raw))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     return moment.timestamp()
@@ -314,18 +343,18 @@ def _media(data: Mapping[str, Any], base: Path, fail: Fail) -> dict[str, str] | 
     raw = data[kind]
     if kind == "link":
         if not isinstance(raw, dict):
-            raise fail("media_bad", "link", "[link] url = ..., title = ...")
+            raise fail("media_bad", "link", _say("link_table", "[link] url = ..., title = ..."))
         url, title = raw.get("url", ""), raw.get("title", "")
         description = raw.get("description", "")
         if not isinstance(url, str) or not re.match(r"^https?://\S+$", url):
             raise fail("media_bad", "link.url", repr(url))
         if not isinstance(title, str) or not title.strip():
-            raise fail("media_bad", "link.title", "a non-empty title")
+            raise fail("media_bad", "link.title", _say("need_text", "a non-empty string"))
         if not isinstance(description, str):
-            raise fail("media_bad", "link.description", "a string")
+            raise fail("media_bad", "link.description", _say("text", "a string"))
         return {"kind": "link", "path": "", "url": url, "title": title, "description": description}
     if not isinstance(raw, str) or not raw.strip():
-        raise fail("media_bad", kind, "a file name")
+        raise fail("media_bad", kind, _say("file_name", "a file name"))
     path = (base / raw.strip()).resolve()
     problem = check_media_file(path, kind)
     if problem:

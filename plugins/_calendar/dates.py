@@ -18,6 +18,8 @@ from typing import Any
 
 from lunar_python import Lunar, LunarMonth, Solar
 
+from pond import Problem
+
 _MONTH_DAY = re.compile(r"^(\d{1,2})-(\d{1,2}|last)$")
 _NTH = re.compile(r"^(\d{1,2})-(-?\d)-([1-7])$")
 KINDS = ("lunar", "term", "date", "nth_weekday")
@@ -27,6 +29,15 @@ FIRST_YEAR, LAST_YEAR = 1901, 2099
 
 class DateError(ValueError):
     """A key date that cannot be understood; the message names the file and the entry."""
+
+
+def _problem(code: str, english: str, **values: Any) -> Problem:
+    """The catalogue's `calendar.<code>` (persona/core/problems.toml); still a ValueError."""
+    return Problem(f"calendar.{code}", english, **values)
+
+
+def _say(code: str, english: str, **values: Any) -> str:
+    return str(_problem(code, english, **values))
 
 
 def solar_terms() -> tuple[str, ...]:
@@ -96,15 +107,6 @@ class Rule:
                 return None
         return _nth_weekday(year, self.month, self.day, self.weekday)
 
-    def describe(self) -> str:
-        if self.kind == "lunar":
-            return f"lunar {self.month:02d}-{'last' if self.day == 0 else f'{self.day:02d}'}"
-        if self.kind == "term":
-            return f"solar term {self.term}"
-        if self.kind == "date":
-            return f"every {self.month:02d}-{self.day:02d}"
-        return f"weekday {self.weekday} #{self.day} of month {self.month}"
-
 
 def _nth_weekday(year: int, month: int, n: int, weekday: int) -> date | None:
     if n > 0:
@@ -121,20 +123,27 @@ def parse_month_day(text: str, *, lunar: bool) -> tuple[int, int]:
     """'08-15' -> (8, 15); lunar dates also take 'MM-last'. Raises ValueError."""
     match = _MONTH_DAY.match(text.strip())
     if not match:
-        raise ValueError("expected MM-DD")
+        raise _problem("month_day", "expected MM-DD")
     month = int(match[1])
     if not 1 <= month <= 12:
-        raise ValueError("month must be 01..12")
+        raise _problem("bad_month", "month must be 01..12")
     if match[2] == "last":
         if not lunar:
-            raise ValueError("'last' is only for lunar dates")
+            raise _problem("last_not_lunar", "'last' is only for lunar dates")
         return month, 0
     day = int(match[2])
     if lunar and not 1 <= day <= 29:
         # A lunar month has 29 or 30 days: day 30 exists only some years.
-        raise ValueError("lunar day must be 01..29, or 'last' for the month's last day")
+        raise _problem(
+            "bad_lunar_day", "lunar day must be 01..29, or 'last' for the month's last day"
+        )
     if not lunar:
-        date(2024, month, day)  # a leap year: 02-29 is a valid yearly date
+        try:
+            date(2024, month, day)  # a leap year: 02-29 is a valid yearly date
+        except ValueError:
+            raise _problem(
+                "no_such_day", "{month:02d}-{day:02d}: no such day", month=month, day=day
+            ) from None
     return month, day
 
 
@@ -155,13 +164,23 @@ class Holidays:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise DateError(f"{path}: file not found (it names the key dates)") from None
+            raise DateError(
+                _say(
+                    "holidays_missing", "{file}: file not found (it names the key dates)", file=path
+                )
+            ) from None
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-            raise DateError(f"{path}: {error}") from error
+            raise DateError(
+                _say("holidays_unreadable", "{file}: {error}", file=path, error=error)
+            ) from error
         table = data.get("holidays")
         if not isinstance(table, dict) or set(data) - {"holidays"}:
             raise DateError(
-                f'{path}: expected one [holidays] table of name = {{ lunar = "08-15" }}'
+                _say(
+                    "holidays_shape",
+                    '{file}: expected one [holidays] table of name = {{ lunar = "08-15" }}',
+                    file=path,
+                )
             )
         rules: dict[str, Rule] = {}
         problems: list[str] = []
@@ -169,11 +188,28 @@ class Holidays:
             try:
                 rule, aliases = _parse_rule(name, spec)
             except ValueError as error:
-                problems.append(f"{path}: holidays.{name}: {error}")
+                problems.append(
+                    _say(
+                        "holiday_line",
+                        "{file}: holidays.{name}: {message}",
+                        file=path,
+                        name=name,
+                        message=error,
+                    )
+                )
                 continue
             for label in (name, *aliases):
                 if label in rules:
-                    problems.append(f"{path}: holidays.{name}: name {label!r} is used twice")
+                    twice = _say("holiday_twice", "name {label!r} is used twice", label=label)
+                    problems.append(
+                        _say(
+                            "holiday_line",
+                            "{file}: holidays.{name}: {message}",
+                            file=path,
+                            name=name,
+                            message=twice,
+                        )
+                    )
                 rules[label] = rule
         if problems:
             raise DateError("\n".join(problems))
@@ -195,52 +231,78 @@ class Holidays:
             return solar_rule("", on)  # a bare date is no holiday: its name stays empty
         except ValueError:
             pass
-        known = ", ".join(self.names()) or "(none)"
-        where = f" in {self.path}" if self.path else ""
         raise DateError(
-            f"unknown key date {on!r}: use a name defined{where} ({known}), a solar term, or MM-DD"
+            _say(
+                "unknown_key_date",
+                "unknown key date {on!r}: use a name defined in {file} ({known}), a solar term, "
+                "or MM-DD",
+                on=on,
+                file=self.path or "holidays.toml",
+                known=self.names(),
+            )
         )
 
 
 def _parse_rule(name: str, spec: object) -> tuple[Rule, Iterable[str]]:
     if not name.strip():
-        raise ValueError("empty name")
+        raise _problem("holiday_empty_name", "empty name")
     if not isinstance(spec, dict):
-        raise ValueError('expected a table such as { lunar = "08-15" }')
+        raise _problem("holiday_not_table", 'expected a table such as {{ lunar = "08-15" }}')
     unknown = set(spec) - {*KINDS, "aliases"}
     if unknown:
-        raise ValueError(f"unknown field(s) {sorted(unknown)}; use one of {', '.join(KINDS)}")
+        raise _problem(
+            "holiday_unknown_fields",
+            "unknown field(s) {fields}; use one of {kinds}",
+            fields=sorted(unknown),
+            kinds=KINDS,
+        )
     kinds = [k for k in KINDS if k in spec]
     if len(kinds) != 1:
-        raise ValueError(f"needs exactly one of {', '.join(KINDS)}")
+        raise _problem("holiday_kind_count", "needs exactly one of {kinds}", kinds=KINDS)
     aliases = spec.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
-        raise ValueError("aliases must be a list of names")
+        raise _problem("holiday_aliases", "aliases must be a list of names")
     kind = kinds[0]
     value = spec[kind]
     if not isinstance(value, str):
-        raise ValueError(f"{kind} must be a string")
+        raise _problem("holiday_not_text", "{kind} must be a string", kind=kind)
     if kind == "lunar":
         try:
             month, day = parse_month_day(value, lunar=True)
         except ValueError as error:
-            raise ValueError(f"lunar = {value!r}: {error}") from None
+            raise _problem(
+                "holiday_bad_value",
+                "{kind} = {value!r}: {trouble}",
+                kind=kind,
+                value=value,
+                trouble=error,
+            ) from None
         return Rule(name=name, kind="lunar", month=month, day=day), aliases
     if kind == "term":
         if value not in solar_terms():
-            raise ValueError(f"term = {value!r}: not one of the 24 solar terms")
+            raise _problem(
+                "holiday_bad_term", "term = {value!r}: not one of the 24 solar terms", value=value
+            )
         return Rule(name=name, kind="term", term=value), aliases
     if kind == "date":
         try:
             return solar_rule(name, value), aliases
         except ValueError as error:
-            raise ValueError(f"date = {value!r}: {error}") from None
+            raise _problem(
+                "holiday_bad_value",
+                "{kind} = {value!r}: {trouble}",
+                kind=kind,
+                value=value,
+                trouble=error,
+            ) from None
     match = _NTH.match(value.strip())
     n = int(match[2]) if match else 0
     if not match or not 1 <= int(match[1]) <= 12 or n == 0 or not -1 <= n <= 5:
-        raise ValueError(
-            f"nth_weekday = {value!r}: expected MONTH-N-WEEKDAY, e.g. 05-2-7 for the second "
-            "Sunday of May (N = 1..5, or -1 for the last; weekday 1 = Monday ... 7 = Sunday)"
+        raise _problem(
+            "holiday_bad_nth",
+            "nth_weekday = {value!r}: expected MONTH-N-WEEKDAY, e.g. 05-2-7 for the second "
+            "Sunday of May (N = 1..5, or -1 for the last; weekday 1 = Monday ... 7 = Sunday)",
+            value=value,
         )
     return Rule(name=name, kind="nth_weekday", month=int(match[1]), day=n, weekday=int(match[3])), (
         aliases

@@ -63,16 +63,6 @@ class Anchor:
                 if lo < moment <= hi:
                     yield moment
 
-    def describe(self) -> str:
-        if self.cron:
-            return f"cron {self.cron}"
-        if self.at is not None:
-            return self.at.strftime("%Y-%m-%d %H:%M")
-        assert self.rule is not None and self.clock is not None
-        if not self.rule.name:
-            return f"{self.rule.describe()} {self.clock:%H:%M}"
-        return f"{self.rule.name} ({self.rule.describe()}) {self.clock:%H:%M}"
-
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -125,13 +115,40 @@ class Entry:
             found.append((at, anchor))
         return found
 
-    def describe_when(self) -> str:
-        text = self.anchor.describe()
-        if self.launch:
-            text = f"T{_format_offset(self.offset)} of {text}"
-            if self.clock is not None:
-                text += f" at {self.clock:%H:%M}"
-        return text
+    def when_parts(self) -> dict[str, Any]:
+        """When the entry recurs, as data for the operator's copy (calendar/_labels.j2 says
+        it in Chinese): the anchor (cron / one time / a yearly key date) and, for a launch
+        step, the offset from the launch and the step's own time of day."""
+        anchor = self.anchor
+        rule = anchor.rule
+        seconds = int(self.offset.total_seconds())
+        days, rest = divmod(abs(seconds), 86400)
+        return {
+            "cron": anchor.cron,
+            "at": anchor.at.strftime("%Y-%m-%d %H:%M") if anchor.at else "",
+            "rule": (
+                {
+                    "name": rule.name,
+                    "kind": rule.kind,
+                    "month": rule.month,
+                    "day": rule.day,
+                    "weekday": rule.weekday,
+                    "term": rule.term,
+                }
+                if rule is not None
+                else None
+            ),
+            "clock": f"{anchor.clock:%H:%M}" if anchor.clock else "",
+            "launch": self.launch,
+            "launch_title": self.launch_title,
+            "offset": {
+                "sign": (seconds > 0) - (seconds < 0),
+                "days": days,
+                "hours": rest // 3600,
+                "minutes": rest % 3600 // 60,
+            },
+            "step_clock": f"{self.clock:%H:%M}" if self.clock else "",
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,16 +210,3 @@ class Calendar:
             result.append(occ)
         result.sort(key=lambda o: (o.at, o.entry.id))
         return result
-
-
-def _format_offset(offset: timedelta) -> str:
-    seconds = int(offset.total_seconds())
-    if seconds == 0:
-        return "0"
-    sign = "-" if seconds < 0 else "+"
-    seconds = abs(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    text = "".join(f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m")) if n)
-    return sign + text

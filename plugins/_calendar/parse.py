@@ -36,6 +36,7 @@ from plugins._calendar.model import (
     Occurrence,
 )
 from plugins._core import cta
+from pond import Problem
 from pond.cron import cron_trigger
 from pond.segments import Segment, SegmentError
 
@@ -70,16 +71,22 @@ def load_calendar(
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CalendarError([f"{path}: file not found"]) from None
+        raise CalendarError([_say("missing", "{file}: file not found", file=path)]) from None
     except (OSError, UnicodeDecodeError) as error:
-        raise CalendarError([f"{path}: cannot read: {error}"]) from error
+        unreadable = _say("unreadable", "{file}: cannot read: {error}", file=path, error=error)
+        raise CalendarError([unreadable]) from error
     except tomllib.TOMLDecodeError as error:
-        raise CalendarError([f"{path}: not valid TOML: {error}"]) from error
+        broken = _say("not_toml", "{file}: not valid TOML: {error}", file=path, error=error)
+        raise CalendarError([broken]) from error
     parser = _Parser(path, holidays, tz)
     unknown = set(data) - {"post", "launch"}
     if unknown:
         parser.problem(
-            "file", "", f"unknown table(s) {sorted(unknown)}: use [[post]] and [[launch]]"
+            _say("where_file", "file"),
+            "",
+            "unknown_tables",
+            "unknown table(s) {tables}: use [[post]] and [[launch]]",
+            tables=sorted(unknown),
         )
     for number, table in enumerate(_tables(parser, data, "post"), 1):
         parser.post(table, number)
@@ -94,7 +101,9 @@ def load_calendar(
 def _tables(parser: _Parser, data: dict[str, Any], name: str) -> list[dict[str, Any]]:
     tables = data.get(name, [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        parser.problem(name, "", f"write each {name} as a [[{name}]] table")
+        parser.problem(
+            f"[[{name}]]", "", "not_tables", "write each {name} as a [[{name}]] table", name=name
+        )
         return []
     return tables
 
@@ -107,26 +116,50 @@ class _Parser:
         self.entries: dict[str, Entry] = {}
         self.problems: list[str] = []
 
-    def problem(self, where: str, field_name: str, message: str) -> None:
-        prefix = f"{self.path}: {where}"
-        self.problems.append(
-            f"{prefix}: {field_name}: {message}" if field_name else f"{prefix}: {message}"
-        )
+    def problem(self, where: str, field_name: str, code: str, english: str, **values: Any) -> None:
+        """One line naming file, post and field, in the operator's language: the message
+        is the catalogue's `calendar.<code>` (persona/core/problems.toml)."""
+        message = _say(code, english, **values)
+        if field_name:
+            line = _say(
+                "line",
+                "{file}: {where}: {field}: {message}",
+                file=self.path,
+                where=where,
+                field=field_name,
+                message=message,
+            )
+        else:
+            line = _say(
+                "line_whole",
+                "{file}: {where}: {message}",
+                file=self.path,
+                where=where,
+                message=message,
+            )
+        self.problems.append(line)
 
     # -- one table kind each ---------------------------------------------------------------
     def post(self, table: dict[str, Any], number: int) -> None:
-        where, post_id = self._identify(table, f"post #{number}", "post")
+        where, post_id = self._identify(
+            table, _say("where_post_n", "post #{n}", n=number), "where_post"
+        )
         self._unknown(table, POST_FIELDS, where)
         anchor = self._anchor(table, where, allow_cron=True)
         offset = self._offset(table, where, required=False)
         if "offset" in table and table.get("cron"):
-            self.problem(where, "offset", "not used with cron: write the cron for the real time")
+            self.problem(
+                where,
+                "offset",
+                "offset_with_cron",
+                "not used with cron: write the cron for the real time",
+            )
         entry_fields = self._common(table, where, {})
         key = self._key(table, where)
         media = self._media(table, where)
         bounds = (self._date(table, "start", where), self._date(table, "end", where))
         if bounds[0] and bounds[1] and bounds[1] < bounds[0]:
-            self.problem(where, "end", "is before start")
+            self.problem(where, "end", "end_before_start", "is before start")
         if post_id is None or anchor is None or key is None or entry_fields is None:
             return
         self._add(
@@ -145,18 +178,22 @@ class _Parser:
         )
 
     def launch(self, table: dict[str, Any], number: int) -> None:
-        where, launch_id = self._identify(table, f"launch #{number}", "launch")
+        where, launch_id = self._identify(
+            table, _say("where_launch_n", "launch #{n}", n=number), "where_launch"
+        )
         self._unknown(table, LAUNCH_FIELDS, where)
         anchor = self._anchor(table, where, allow_cron=False)
         shared = self._common(table, where, {})
         steps = table.get("step", [])
         if not isinstance(steps, list) or not steps or not all(isinstance(s, dict) for s in steps):
-            self.problem(where, "step", "add its steps as [[launch.step]] tables")
+            self.problem(where, "step", "no_steps", "add its steps as [[launch.step]] tables")
             return
         for index, step in enumerate(steps, 1):
-            step_where, step_id = self._identify(step, f"{where} step #{index}", "step")
+            step_where, step_id = self._identify(
+                step, _say("where_step_n", "{where} step #{n}", where=where, n=index), "where_step"
+            )
             if launch_id is not None and step_id is not None:
-                step_where = f"post {launch_id}.{step_id!s}"
+                step_where = _say("where_post", "post {id}", id=f"{launch_id}.{step_id}")
             self._unknown(step, STEP_FIELDS, step_where)
             offset = self._offset(step, step_where, required=True)
             clock = self._time(step, step_where) if "time" in step else None
@@ -184,19 +221,36 @@ class _Parser:
 
     def cross_check(self, check_key: KeyCheck | None) -> None:
         for entry in self.entries.values():
-            where = f"post {entry.id}"
+            where = _say("where_post", "post {id}", id=entry.id)
             for other in entry.replaces:
                 if other == entry.id or other not in self.entries:
-                    self.problem(where, "replaces", f"{other!r} is not another post of this file")
+                    self.problem(
+                        where,
+                        "replaces",
+                        "replaces_unknown",
+                        "{other!r} is not another post of this file",
+                        other=other,
+                    )
             if entry.channel in ("broadcast", "both") and not entry.has_targets:
-                self.problem(where, "channel", f"{entry.channel!r} needs rooms or a segment")
+                self.problem(
+                    where,
+                    "channel",
+                    "channel_needs_targets",
+                    "{channel!r} needs rooms or a segment",
+                    channel=entry.channel,
+                )
             if entry.fallback == "broadcast" and not entry.has_targets:
-                self.problem(where, "fallback", "'broadcast' needs rooms or a segment")
+                self.problem(
+                    where,
+                    "fallback",
+                    "fallback_needs_targets",
+                    "'broadcast' needs rooms or a segment",
+                )
             if check_key is not None:
                 sample = Occurrence(entry, _SAMPLE_TIME, _SAMPLE_TIME).builtins()
                 trouble = check_key(entry, {**sample, **entry.vars})
                 if trouble:
-                    self.problem(where, "key", trouble)
+                    self.problem(where, "key", "key_trouble", "{trouble}", trouble=trouble)
 
     # -- fields ----------------------------------------------------------------------------
     def _identify(self, table: dict[str, Any], fallback: str, kind: str) -> tuple[str, str | None]:
@@ -205,16 +259,22 @@ class _Parser:
             self.problem(
                 fallback,
                 "id",
-                f"got {value!r}: use 1-40 lowercase letters, digits, _ or - "
-                f"(operators type it to confirm a post)",
+                "bad_id",
+                "got {value!r}: use 1-40 lowercase letters, digits, _ or - "
+                "(operators type it to confirm a post)",
+                value=value,
             )
             return fallback, None
-        return f"{kind} {value}", value
+        return _say(kind, kind.removeprefix("where_") + " {id}", id=value), value
 
     def _unknown(self, table: dict[str, Any], allowed: frozenset[str], where: str) -> None:
         for name in sorted(set(table) - allowed):
             self.problem(
-                where, name, f"unknown field; expected one of {', '.join(sorted(allowed))}"
+                where,
+                name,
+                "unknown_field",
+                "unknown field; expected one of {allowed}",
+                allowed=sorted(allowed),
             )
 
     def _anchor(self, table: dict[str, Any], where: str, *, allow_cron: bool) -> Anchor | None:
@@ -223,11 +283,19 @@ class _Parser:
             choices = " / ".join(
                 f"{k} =" for k in ("cron", "at", "on") if allow_cron or k != "cron"
             )
-            self.problem(where, "when", f"needs exactly one of {choices}")
+            self.problem(
+                where, "when", "when_count", "needs exactly one of {choices}", choices=choices
+            )
             return None
         kind = kinds[0]
         if kind != "on" and "time" in table:
-            self.problem(where, "time", f"only with on = (the time is part of {kind})")
+            self.problem(
+                where,
+                "time",
+                "time_without_on",
+                "only with on = (the time is part of {kind})",
+                kind=kind,
+            )
             return None
         if kind == "cron":
             text = table["cron"]
@@ -236,7 +304,13 @@ class _Parser:
                     raise ValueError
                 trigger = cron_trigger(text, self.tz)
             except ValueError:
-                self.problem(where, "cron", f"got {text!r}: a five-field cron like '30 9 * * 1'")
+                self.problem(
+                    where,
+                    "cron",
+                    "bad_cron",
+                    "got {value!r}: a five-field cron like '30 9 * * 1'",
+                    value=text,
+                )
                 return None
             return Anchor(cron=text, trigger=trigger)
         if kind == "at":
@@ -244,15 +318,17 @@ class _Parser:
             return Anchor(at=moment) if moment is not None else None
         name = table["on"]
         if not isinstance(name, str):
-            self.problem(where, "on", f"got {name!r}: a key date name or MM-DD")
+            self.problem(
+                where, "on", "bad_on", "got {value!r}: a key date name or MM-DD", value=name
+            )
             return None
         try:
             rule = self.holidays.resolve(name)
         except DateError as error:
-            self.problem(where, "on", str(error))
+            self.problem(where, "on", "date_trouble", "{trouble}", trouble=error)
             return None
         if "time" not in table:
-            self.problem(where, "time", 'needed with on =, e.g. time = "09:00"')
+            self.problem(where, "time", "time_needed", 'needed with on =, e.g. time = "09:00"')
             return None
         clock = self._time(table, where)
         return Anchor(rule=rule, clock=clock) if clock is not None else None
@@ -267,10 +343,16 @@ class _Parser:
             except ValueError:
                 moment = None
         if moment is None:
-            self.problem(where, "at", f"got {value!r}: a date-time like 2026-12-12T20:00:00")
+            self.problem(
+                where,
+                "at",
+                "bad_at",
+                "got {value!r}: a date-time like 2026-12-12T20:00:00",
+                value=value,
+            )
             return None
         if moment.second or moment.microsecond:
-            self.problem(where, "at", "use whole minutes")
+            self.problem(where, "at", "whole_minutes", "use whole minutes")
             return None
         return moment.astimezone(self.tz) if moment.tzinfo else moment.replace(tzinfo=self.tz)
 
@@ -287,7 +369,9 @@ class _Parser:
                 except ValueError:
                     clock = None
         if clock is None or clock.second or clock.microsecond:
-            self.problem(where, "time", f'got {value!r}: a time of day like "09:00"')
+            self.problem(
+                where, "time", "bad_time", 'got {value!r}: a time of day like "09:00"', value=value
+            )
             return None
         return clock
 
@@ -302,13 +386,13 @@ class _Parser:
                 return date.fromisoformat(value.strip())
             except ValueError:
                 pass
-        self.problem(where, name, f"got {value!r}: a date like 2026-12-01")
+        self.problem(where, name, "bad_date", "got {value!r}: a date like 2026-12-01", value=value)
         return None
 
     def _offset(self, table: dict[str, Any], where: str, *, required: bool) -> timedelta:
         if "offset" not in table:
             if required:
-                self.problem(where, "offset", "needed: T-3d, T-2h, T0, T+1d ...")
+                self.problem(where, "offset", "offset_needed", "needed: T-3d, T-2h, T0, T+1d ...")
             return timedelta(0)
         value = table["offset"]
         try:
@@ -316,7 +400,13 @@ class _Parser:
                 raise ValueError
             return parse_offset(value)
         except ValueError:
-            self.problem(where, "offset", f"got {value!r}: like T-3d, T-2h30m, T0, T+1d")
+            self.problem(
+                where,
+                "offset",
+                "bad_offset",
+                "got {value!r}: like T-3d, T-2h30m, T0, T+1d",
+                value=value,
+            )
             return timedelta(0)
 
     def _key(self, table: dict[str, Any], where: str) -> str | None:
@@ -325,7 +415,9 @@ class _Parser:
             self.problem(
                 where,
                 "key",
-                f"got {key!r}: a persona key calendar/<name> (file persona/calendar/<name>.j2)",
+                "bad_key",
+                "got {value!r}: a persona key calendar/<name> (file persona/calendar/<name>.j2)",
+                value=key,
             )
             return None
         return key
@@ -340,19 +432,26 @@ class _Parser:
             if isinstance(table["title"], str):
                 values["title"] = table["title"].strip()
             else:
-                self.problem(where, "title", "must be text")
+                self.problem(where, "title", "title_not_text", "must be text")
                 ok = False
         for name, choices in (("channel", CHANNELS), ("fallback", FALLBACKS)):
             if name in table:
                 if table[name] in choices:
                     values[name] = table[name]
                 else:
-                    self.problem(where, name, f"got {table[name]!r}: one of {', '.join(choices)}")
+                    self.problem(
+                        where,
+                        name,
+                        "bad_choice",
+                        "got {value!r}: one of {choices}",
+                        value=table[name],
+                        choices=choices,
+                    )
                     ok = False
         if "rooms" in table:
             rooms = table["rooms"]
             if not isinstance(rooms, list) or not all(isinstance(r, str) for r in rooms):
-                self.problem(where, "rooms", "a list of room ids")
+                self.problem(where, "rooms", "rooms_not_list", "a list of room ids")
                 ok = False
             else:
                 bad = [r for r in rooms if not _ROOM_ID.match(r)]
@@ -360,8 +459,10 @@ class _Parser:
                     self.problem(
                         where,
                         "rooms",
-                        f"{bad[0]!r} is not a room id (ids look like 12345678@chatroom; "
+                        "bad_room",
+                        "{value!r} is not a room id (ids look like 12345678@chatroom; "
                         "group names change, ids do not)",
+                        value=bad[0],
                     )
                     ok = False
                 values["rooms"] = tuple(dict.fromkeys(rooms))
@@ -369,23 +470,32 @@ class _Parser:
             text = table["segment"]
             try:
                 if not isinstance(text, str):
-                    raise SegmentError("must be text")
+                    raise SegmentError("not_text", "must be text")
                 Segment.parse(text)
                 values["segment"] = text.strip()
             except SegmentError as error:
-                self.problem(where, "segment", f"got {text!r}: {error}")
+                self.problem(
+                    where,
+                    "segment",
+                    "bad_segment",
+                    "got {value!r}: {trouble}",
+                    value=text,
+                    trouble=error,
+                )
                 ok = False
         merged = dict(inherited.get("vars", {}))
         if "vars" in table:
             own = table["vars"]
             if not isinstance(own, dict):
-                self.problem(where, "vars", 'a table like { product = "..." }')
+                self.problem(where, "vars", "vars_not_table", 'a table like {{ product = "..." }}')
                 ok = False
             else:
                 for name in own:
                     if not _VAR.match(name) or name in BUILTIN_VARS:
-                        reason = "reserved" if name in BUILTIN_VARS else "not a variable name"
-                        self.problem(where, f"vars.{name}", reason)
+                        if name in BUILTIN_VARS:
+                            self.problem(where, f"vars.{name}", "var_reserved", "reserved")
+                        else:
+                            self.problem(where, f"vars.{name}", "bad_var", "not a variable name")
                         ok = False
                 merged.update(own)
         values["vars"] = merged
@@ -393,13 +503,13 @@ class _Parser:
             try:
                 values["reply"] = cta.parse(table["reply"], lambda key: True)
             except cta.CtaError as error:
-                self.problem(where, error.field, error.detail)
+                self.problem(where, error.field, "reply_bad", "{detail}", detail=error.detail)
                 ok = False
         if "enabled" in table:
             if isinstance(table["enabled"], bool):
                 values["enabled"] = table["enabled"] and inherited.get("enabled", True)
             else:
-                self.problem(where, "enabled", "true or false")
+                self.problem(where, "enabled", "not_bool", "true or false")
                 ok = False
         return values if ok else None
 
@@ -407,20 +517,39 @@ class _Parser:
         media: dict[str, Any] = {}
         images = table.get("images", [])
         if not isinstance(images, list) or not all(isinstance(i, str) and i for i in images):
-            self.problem(where, "images", "a list of image file paths")
+            self.problem(where, "images", "images_not_list", "a list of image file paths")
             images = []
         if len(images) > MAX_IMAGES:
             self.problem(
-                where, "images", f"{len(images)} images: a post holds at most {MAX_IMAGES}"
+                where,
+                "images",
+                "too_many_images",
+                "{count} images: a post holds at most {most}",
+                count=len(images),
+                most=MAX_IMAGES,
             )
         paths = []
         for text in images:
             path = Path(text)
             path = path if path.is_absolute() else self.path.parent / path
             if path.suffix.lower() not in IMAGE_SUFFIXES:
-                self.problem(where, "images", f"{text!r}: use {', '.join(IMAGE_SUFFIXES)}")
+                self.problem(
+                    where,
+                    "images",
+                    "image_kind",
+                    "{value!r}: use {kinds}",
+                    value=text,
+                    kinds=IMAGE_SUFFIXES,
+                )
             elif not path.is_file():
-                self.problem(where, "images", f"{text!r}: no such file ({path})")
+                self.problem(
+                    where,
+                    "images",
+                    "image_missing",
+                    "{value!r}: no such file ({path})",
+                    value=text,
+                    path=path,
+                )
             else:
                 paths.append(path)
         media["images"] = tuple(paths)
@@ -428,11 +557,18 @@ class _Parser:
             link = table["link"]
             url = link.get("url") if isinstance(link, dict) else None
             if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-                self.problem(where, "link", 'a table like { url = "https://...", title = "..." }')
+                self.problem(
+                    where,
+                    "link",
+                    "bad_link",
+                    'a table like {{ url = "https://...", title = "..." }}',
+                )
             elif set(link) - {"url", "title", "description"}:
-                self.problem(where, "link", "only url, title and description")
+                self.problem(where, "link", "link_fields", "only url, title and description")
             elif images:
-                self.problem(where, "link", "a post has images or a link, not both")
+                self.problem(
+                    where, "link", "link_and_images", "a post has images or a link, not both"
+                )
             else:
                 media["link"] = Link(
                     url, str(link.get("title", "")), str(link.get("description", ""))
@@ -442,18 +578,23 @@ class _Parser:
     def _replaces(self, table: dict[str, Any], where: str) -> tuple[str, ...]:
         value = table.get("replaces", [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.problem(where, "replaces", "a list of post ids")
+            self.problem(where, "replaces", "replaces_not_list", "a list of post ids")
             return ()
         return tuple(value)
 
     def _add(self, entry: Entry, where: str) -> None:
         if entry.id in self.entries:
-            self.problem(where, "id", f"{entry.id!r} is used twice")
+            self.problem(where, "id", "id_twice", "{id!r} is used twice", id=entry.id)
             return
         self.entries[entry.id] = entry
 
 
 _SAMPLE_TIME = datetime(2026, 1, 1, 9, 0)
+
+
+def _say(code: str, english: str, **values: Any) -> str:
+    """The catalogue's `calendar.<code>` text (persona/core/problems.toml)."""
+    return str(Problem(f"calendar.{code}", english, **values))
 
 
 def parse_offset(text: str) -> timedelta:

@@ -34,12 +34,20 @@ from pond import (
     Context,
     PersonaError,
     Plugin,
+    Problem,
 )
 
 log = logging.getLogger("pond.plugins.calendar")
 
 _UNDEFINED = re.compile(r"undefined variable '([^']+)'")
 KEEP_RECORDS_DAYS = 120
+
+
+def _say(code: str, english: str, **values: Any) -> str:
+    """The catalogue's `calendar.<code>` text (persona/core/problems.toml)."""
+    return str(Problem(f"calendar.{code}", english, **values))
+
+
 MAX_LISTED_MISSED = 10
 
 
@@ -154,23 +162,41 @@ class Runtime(Publisher):
         """Lint one entry's persona key with the variables it will be rendered with."""
         persona = self.app.persona
         if entry.key in self.settings.own_keys:
-            return f"{entry.key} is one of the calendar's own messages, not a post"
+            return _say(
+                "own_key", "{key} is one of the calendar's own messages, not a post", key=entry.key
+            )
         if not persona.has(entry.key):
-            return f"unknown persona key {entry.key!r}: no file persona/{entry.key}.j2"
+            return _say(
+                "unknown_key",
+                "unknown persona key {key!r}: no file persona/{key}.j2",
+                key=entry.key,
+            )
         answer = str(entry.reply["answer"]) if entry.reply else ""
         if answer and not persona.has(answer):
-            return f"reply.answer: unknown persona key {answer!r}: no file persona/{answer}.j2"
+            return _say(
+                "reply_answer_unknown",
+                "reply.answer: unknown persona key {key!r}: no file persona/{key}.j2",
+                key=answer,
+            )
         try:
             persona.render_variants(entry.key, **variables)
         except PersonaError as error:
             missing = _UNDEFINED.search(str(error))
             if missing:
-                name = missing.group(1)
-                return (
-                    f"{entry.key} needs a value for {name!r}: add vars = {{ {name} = ... }} "
-                    f"to this post ({error})"
+                return _say(
+                    "var_missing",
+                    "{key} needs a value for {name!r}: add vars = {{ {name} = ... }} "
+                    "to this post ({error})",
+                    key=entry.key,
+                    name=missing.group(1),
+                    error=error,
                 )
-            return f"{entry.key} cannot be rendered with this post's vars: {error}"
+            return _say(
+                "render_failed",
+                "{key} cannot be rendered with this post's vars: {error}",
+                key=entry.key,
+                error=error,
+            )
         return None
 
     # -- when to wake up --------------------------------------------------------------------

@@ -16,26 +16,36 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pond import Problem
+
 FIELDS = frozenset({"keywords", "answer", "days", "notify"})
 MAX_DAYS = 90
 
 
-class CtaError(ValueError):
-    """What is wrong with a declaration: `field` (e.g. "reply.answer") and a detail."""
+class CtaError(Problem):
+    """What is wrong with a declaration: `field` (e.g. "reply.answer"); `detail` is the
+    operator's text from the catalogue (`cta.<code>` in persona/core/problems.toml)."""
 
-    def __init__(self, field: str, detail: str) -> None:
-        super().__init__(f"{field}: {detail}")
+    def __init__(self, field: str, code: str, english: str, /, **values: Any) -> None:
+        super().__init__(f"cta.{code}", english, **values)
         self.field = field
-        self.detail = detail
+
+    @property
+    def detail(self) -> str:
+        return str(self)
 
 
 def parse(raw: object, has_key: Callable[[str], bool]) -> dict[str, Any]:
     """The JSON-friendly declaration stored with the job, or CtaError."""
     if not isinstance(raw, dict):
-        raise CtaError("reply", 'a table: [reply] keywords = ["..."], answer = "plugin/key"')
+        raise CtaError(
+            "reply", "table", 'a table: [reply] keywords = ["..."], answer = "plugin/key"'
+        )
     unknown = sorted(set(raw) - FIELDS)
     if unknown:
-        raise CtaError(f"reply.{unknown[0]}", f"unknown; known: {', '.join(sorted(FIELDS))}")
+        raise CtaError(
+            f"reply.{unknown[0]}", "unknown", "unknown; known: {known}", known=sorted(FIELDS)
+        )
     words = raw.get("keywords")
     if isinstance(words, str):
         words = [words]
@@ -44,20 +54,31 @@ def parse(raw: object, has_key: Callable[[str], bool]) -> dict[str, Any]:
         or not words
         or not all(isinstance(w, str) and w.strip() for w in words)
     ):
-        raise CtaError("reply.keywords", 'a list of words, e.g. keywords = ["word"]')
+        raise CtaError("reply.keywords", "keywords", 'a list of words, e.g. keywords = ["word"]')
     answer = raw.get("answer")
     if not isinstance(answer, str) or "/" not in answer:
-        raise CtaError("reply.answer", 'a persona key, e.g. answer = "broadcasts/reply_new_tea"')
+        raise CtaError(
+            "reply.answer", "answer", 'a persona key, e.g. answer = "broadcasts/reply_new_tea"'
+        )
     if not has_key(answer):
         raise CtaError(
-            "reply.answer", f"unknown persona key {answer!r}: no file persona/{answer}.j2"
+            "reply.answer",
+            "answer_unknown",
+            "unknown persona key {key!r}: no file persona/{key}.j2",
+            key=answer,
         )
     days = raw.get("days", 7)
     if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= MAX_DAYS:
-        raise CtaError("reply.days", f"a number of days from 1 to {MAX_DAYS}, got {days!r}")
+        raise CtaError(
+            "reply.days",
+            "days",
+            "a number of days from 1 to {max}, got {days!r}",
+            max=MAX_DAYS,
+            days=days,
+        )
     notify = raw.get("notify", False)
     if not isinstance(notify, bool):
-        raise CtaError("reply.notify", "true or false")
+        raise CtaError("reply.notify", "notify", "true or false")
     return {
         "keywords": [w.strip() for w in words],
         "answer": answer,

@@ -20,7 +20,8 @@ from typing import Any
 from plugins._friends.adds import AddRow
 from plugins._friends.rules import Columns
 from plugins._friends.state import FriendsState
-from pond.customers import STAGES, check_tag
+from pond import Problem
+from pond.customers import STAGES, bad_stage, check_tag
 
 _SPLIT = re.compile(r"[;,\s\u3001\uff0c\uff1b]+")  # ; , space 、 ， ；
 _ID = re.compile(r"^[^\s]{1,128}$")
@@ -62,13 +63,18 @@ class Report:
         }
 
 
+def _say(code: str, english: str, **values: Any) -> str:
+    """A warning or row error for the import report, in the operator's language."""
+    return str(Problem(code, english, **values))
+
+
 def decode(raw: bytes) -> str:
     for encoding in ("utf-8-sig", "gb18030"):
         try:
             return raw.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise ValueError("the file is neither UTF-8 nor GBK text: save it as CSV UTF-8")
+    raise Problem("csv.encoding", "the file is neither UTF-8 nor GBK text: save it as CSV UTF-8")
 
 
 def read(path: Path, columns: Columns, report: Report) -> list[tuple[int, dict[str, str]]]:
@@ -77,24 +83,38 @@ def read(path: Path, columns: Columns, report: Report) -> list[tuple[int, dict[s
     try:
         text = decode(path.read_bytes())
     except OSError as error:
-        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+        raise Problem(
+            "csv.unreadable",
+            "cannot read {path}: {error}",
+            path=path,
+            error=error.strerror or error,
+        ) from None
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
     except StopIteration:
-        raise ValueError(f"{path} is empty: the first line must name the columns") from None
+        raise Problem(
+            "csv.empty", "{path} is empty: the first line must name the columns", path=path
+        ) from None
     except csv.Error as error:
-        raise ValueError(f"{path}:1: {error}") from None
+        raise Problem("csv.header", "{path}:1: {error}", path=path, error=error) from None
     names: list[str | None] = []
     for cell in header:
         canonical = columns.canonical(cell)
         if canonical is None and cell.strip():
-            report.warnings.append((1, f"column {cell.strip()!r} is not known and is ignored"))
+            unknown = _say(
+                "csv.unknown_column",
+                "column {column!r} is not known and is ignored",
+                column=cell.strip(),
+            )
+            report.warnings.append((1, unknown))
         names.append(canonical)
     if "id" not in names:
-        raise ValueError(
-            f"{path}:1: no id column; the first line must name the columns, e.g. "
-            "id,name,tags (see persona/friends/csv.toml for the accepted names)"
+        raise Problem(
+            "csv.no_id_column",
+            "{path}:1: no id column; the first line must name the columns, e.g. "
+            "id,name,tags (see persona/friends/csv.toml for the accepted names)",
+            path=path,
         )
     rows = []
     line = 1
@@ -105,20 +125,23 @@ def read(path: Path, columns: Columns, report: Report) -> list[tuple[int, dict[s
         except StopIteration:
             break
         except csv.Error as error:
-            report.errors.append((start, f"cannot be read as CSV: {error}"))
+            report.errors.append(
+                (start, _say("csv.broken", "cannot be read as CSV: {error}", error=error))
+            )
             break
         line = start
         if not any(c.strip() for c in cells):
             continue
         report.rows += 1
         if len(cells) > len(names) and any(c.strip() for c in cells[len(names) :]):
-            report.errors.append(
-                (
-                    line,
-                    f"{len(cells)} cells but the header names {len(names)} columns "
-                    "(a comma inside a cell needs quotes)",
-                )
+            too_many = _say(
+                "csv.too_many_cells",
+                "{cells} cells but the header names {columns} columns "
+                "(a comma inside a cell needs quotes)",
+                cells=len(cells),
+                columns=len(names),
             )
+            report.errors.append((line, too_many))
             continue
         row = {n: c.strip() for n, c in zip(names, cells, strict=False) if n is not None}
         rows.append((line, row))
@@ -136,7 +159,9 @@ def parse_time(cell: str, tz: Any) -> float | None:
     try:
         moment = datetime.fromisoformat(cell.replace("/", "-"))
     except ValueError:
-        raise ValueError(f"{cell!r} is not a date like 2026-11-23 or 2026-11-23 10:00") from None
+        raise Problem(
+            "csv.bad_date", "{cell!r} is not a date like 2026-11-23 or 2026-11-23 10:00", cell=cell
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     return moment.timestamp()
@@ -144,9 +169,13 @@ def parse_time(cell: str, tz: Any) -> float | None:
 
 def _check_id(cell: str) -> str:
     if not cell:
-        raise ValueError("id is empty")
+        raise Problem("csv.empty_id", "id is empty")
     if not _ID.match(cell):
-        raise ValueError(f"id {cell!r}: a contact id has no spaces and at most 128 characters")
+        raise Problem(
+            "csv.bad_id",
+            "id {id!r}: a contact id has no spaces and at most 128 characters",
+            id=cell,
+        )
     return cell
 
 
@@ -166,7 +195,13 @@ def import_book(st: FriendsState, path: Path) -> Report:
             continue
         cid = plan["id"]
         if cid in seen:
-            report.warnings.append((line, f"id {cid} is also on line {seen[cid]}; both applied"))
+            twice = _say(
+                "csv.id_again",
+                "id {id} is also on line {line}; both applied",
+                id=cid,
+                line=seen[cid],
+            )
+            report.warnings.append((line, twice))
         seen[cid] = line
         now = app.clock.now()
         created = app.book.upsert(cid, now, **plan["fields"])
@@ -211,7 +246,7 @@ def _plan(row: dict[str, str], columns: Columns, tz: Any) -> dict[str, Any]:
     stage = row.get("stage", "")
     if stage:
         if stage not in STAGES:
-            raise ValueError(f"stage {stage!r}: one of {', '.join(STAGES)}")
+            raise bad_stage(stage)
         fields["stage"] = stage
     first = parse_time(row.get("first_seen", ""), tz)
     if first is not None:
@@ -291,9 +326,10 @@ def read_adds(st: FriendsState, path: Path) -> tuple[list[AddRow], Report]:
             cid = _check_id(row.get("id", ""))
             consent = row.get("consent_source", "")
             if not consent:
-                raise ValueError(
+                raise Problem(
+                    "csv.no_consent",
                     "consent_source is empty: say where this person agreed to be contacted "
-                    "(e.g. the store sign-up sheet)"
+                    "(e.g. the store sign-up sheet)",
                 )
             tags = split_tags(row.get("tags", ""))
             for tag in tags:
@@ -305,7 +341,8 @@ def read_adds(st: FriendsState, path: Path) -> tuple[list[AddRow], Report]:
             report.errors.append((line, str(error)))
             continue
         if cid in seen:
-            report.warnings.append((line, f"id {cid} is listed twice; the first row counts"))
+            twice = _say("csv.id_twice", "id {id} is listed twice; the first row counts", id=cid)
+            report.warnings.append((line, twice))
             continue
         seen.add(cid)
         rows.append(AddRow(cid, row.get("name", ""), consent, tuple(tags), channel, line))

@@ -253,6 +253,20 @@ class GroupsDB:
         with self.engine.connect() as conn:
             return [dict(row) for row in conn.execute(query.order_by(a.c.id)).mappings()]
 
+    def recent_audit(
+        self, limit: int, room_id: str | None = None, contact_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The latest audit rows, newest first, for one room or one member if given."""
+        a = self.audit_table
+        query = sa.select(a)
+        if room_id is not None:
+            query = query.where(a.c.room_id == room_id)
+        if contact_id is not None:
+            query = query.where(a.c.contact_id == contact_id)
+        query = query.order_by(a.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
 
 def _strike(row: sa.Row[Any]) -> Strike:
     return Strike(

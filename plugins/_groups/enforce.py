@@ -22,7 +22,8 @@ from pond import (
 )
 
 from .db import Strike
-from .moderation import content_rule, escalation, type_name
+from .moderation import content_rule, escalation, qr_in_scope, type_name
+from .qr import has_qr
 from .rooms import RoomConfig
 from .state import GroupsState
 from .welcome import quiet, room_target
@@ -44,7 +45,11 @@ async def moderate(event: Message, ctx: Context, st: GroupsState, room: RoomConf
     flood = rules.flood_messages > 0 and st.flood.hit(
         room.id, sender.id, at, rules.flood_messages, rules.flood_seconds
     )
-    rule = content_rule(event, rules, st.joined_at(room.id, sender.id))
+    verdict = None
+    if qr_in_scope(event, rules, st.joined_at(room.id, sender.id)):
+        verdict = await has_qr(event.file)
+        ctx.record("qr_checked", room_id=room.id, message_id=event.id, verdict=verdict)
+    rule = content_rule(event, rules, verdict)
     if rule is None and flood:
         rule = "flood"
     if rule is None:
@@ -103,6 +108,10 @@ async def strike(
     )
     if dry:
         return action
+    if action in ("remove", "notify_admins"):
+        # Being removed (by the bot or by hand): the welcome due in this room, which this
+        # very message may send right after, must not greet them.
+        st.unwelcome(room.id, member.id)
     variables: dict[str, Any] = {
         "name": member.name or member.display,
         "rule": rule,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from pond import Message, MessageType
@@ -28,11 +27,6 @@ _LINK = re.compile(
     re.IGNORECASE,
 )
 _SQUASH = re.compile(r"[\W_]+")  # spaces and punctuation: "加 微-信" still says 加微信
-
-# A deployment with a QR decoder registers it here: it gets the image message and answers
-# True (a QR code), False (surely none) or None (cannot tell). Without one, the qr_images
-# rule falls back to its heuristic (images from new members, or every image).
-QR_DETECTORS: list[Callable[[Message], bool | None]] = []
 
 TEXT_TYPES = frozenset({MessageType.TEXT, MessageType.LINK})
 
@@ -81,28 +75,26 @@ def has_banned_words(message: Message, rules: Moderation) -> bool:
     return any(pattern.search(message.text) for pattern in rules.banned_patterns)
 
 
-def looks_like_qr(message: Message, rules: Moderation, joined_at: float | None) -> bool:
+def qr_in_scope(message: Message, rules: Moderation, joined_at: float | None) -> bool:
+    """Whether this image is to be decoded at all: "all" images, or only those of members
+    who joined less than new_member_hours ago ("new_members", where QR ads come from)."""
     if message.type != MessageType.IMAGE or rules.qr_images == "off":
         return False
-    for detect in QR_DETECTORS:
-        verdict = detect(message)
-        if verdict is not None:
-            return verdict
     if rules.qr_images == "all":
         return True
-    # Without a decoder: QR-code ads come overwhelmingly from accounts that just joined.
     if joined_at is None:
         return False
     return message.timestamp.timestamp() - joined_at < rules.new_member_hours * 3600
 
 
-def content_rule(message: Message, rules: Moderation, joined_at: float | None) -> str | None:
-    """The first content rule the message breaks, or None."""
+def content_rule(message: Message, rules: Moderation, qr: bool | None = None) -> str | None:
+    """The first content rule the message breaks, or None. `qr` is the decoder's verdict
+    on an image in scope (qr.py): only a decoded QR code is a QR ad."""
     if rules.contact_cards and message.type == MessageType.CONTACT_CARD:
         return "contact_card"
     if rules.mini_programs and message.type == MessageType.MINI_PROGRAM:
         return "mini_program"
-    if looks_like_qr(message, rules, joined_at):
+    if qr is True and message.type == MessageType.IMAGE and rules.qr_images != "off":
         return "qr_image"
     if rules.links and has_foreign_link(message, rules):
         return "link"

@@ -32,6 +32,7 @@ from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
 
+from pond import Problem as CodedProblem
 from pond.cron import cron_trigger
 
 RULES = ("link", "qr_image", "contact_card", "mini_program", "banned_keyword", "flood")
@@ -94,17 +95,29 @@ class RoomConfig:
         return contact_id in self.admins or contact_id in self.whitelist
 
 
+def say(code: str, english: str, **values: Any) -> str:
+    """The catalogue's `groups.<code>` text (persona/core/problems.toml)."""
+    return str(CodedProblem(f"groups.{code}", english, **values))
+
+
 @dataclass(frozen=True)
 class Problem:
     room: str  # a room id, or "defaults" / "" for the file as a whole
     key: str
-    reason: str
+    reason: str  # already in the operator's language (say())
 
     def __str__(self) -> str:
         if not self.room:
             return self.reason
-        where = "[defaults]" if self.room == "defaults" else f'room "{self.room}"'
-        return f"{where}: {self.key}: {self.reason}" if self.key else f"{where}: {self.reason}"
+        if self.room == "defaults":
+            where = say("where_defaults", "[defaults]")
+        else:
+            where = say("where_room", 'room "{room}"', room=self.room)
+        if self.key:
+            return say(
+                "line", "{where}: {key}: {reason}", where=where, key=self.key, reason=self.reason
+            )
+        return say("line_whole", "{where}: {reason}", where=where, reason=self.reason)
 
 
 @dataclass
@@ -154,8 +167,11 @@ _UNION = {"admins", "whitelist", "notify", "allowed_domains", "banned_keywords",
 
 
 class _Bad(Exception):
-    def __init__(self, expected: str, got: object) -> None:
-        super().__init__(f"expected {expected}, got {got!r}")
+    def __init__(self, code: str, english: str, got: object, **values: Any) -> None:
+        expected = say(f"expect_{code}", english, **values)
+        super().__init__(
+            say("bad_value", "expected {expected}, got {got!r}", expected=expected, got=got)
+        )
 
 
 class Checks:
@@ -176,57 +192,67 @@ def _value(kind: str, raw: object, checks: Checks) -> Any:
     """One TOML value of one kind, or _Bad saying what was expected."""
     if kind == "bool":
         if not isinstance(raw, bool):
-            raise _Bad("true or false", raw)
+            raise _Bad("bool", "true or false", raw)
         return raw
     if kind in ("int", "count"):
         low = 1 if kind == "count" else 0
         if isinstance(raw, bool) or not isinstance(raw, int) or raw < low:
-            raise _Bad(f"a whole number >= {low}", raw)
+            raise _Bad("whole", "a whole number >= {low}", raw, low=low)
         return raw
     if kind in ("seconds", "hours", "positive"):
         if isinstance(raw, bool) or not isinstance(raw, int | float):
-            raise _Bad("a number", raw)
+            raise _Bad("number", "a number", raw)
         if raw < 0 or (kind == "positive" and raw <= 0):
-            raise _Bad("a number > 0" if kind == "positive" else "a number >= 0", raw)
+            if kind == "positive":
+                raise _Bad("positive", "a number > 0", raw)
+            raise _Bad("not_negative", "a number >= 0", raw)
         return float(raw)
     if kind in ("text", "layer", "key", "cron", "role", "qr"):
         if not isinstance(raw, str):
-            raise _Bad("a string in double quotes", raw)
+            raise _Bad("text", "a string in double quotes", raw)
         text = raw.strip()
         if kind == "role" and text not in ROLES:
-            raise _Bad(" or ".join(f'"{r}"' for r in ROLES), raw)
+            raise _Bad("role", "one of {choices}", raw, choices=ROLES)
         if kind == "qr" and text not in QR_MODES:
-            raise _Bad(" or ".join(f'"{m}"' for m in QR_MODES), raw)
+            raise _Bad("qr", "one of {choices}", raw, choices=QR_MODES)
         if kind == "key":
             if not re.fullmatch(r"groups/[A-Za-z0-9_-]+", text):
-                raise _Bad('a persona key of this plugin, like "groups/rules"', raw)
+                raise _Bad("key", 'a persona key of this plugin, like "groups/rules"', raw)
             if not checks.has_key(text):
-                raise _Bad(f"a persona key with a template file (persona/{text}.j2)", raw)
+                english = "a persona key with a template file (persona/{key}.j2)"
+                raise _Bad("key_file", english, raw, key=text)
         if kind == "cron" and text:
             try:
                 return text, cron_trigger(text, checks.tz)
             except ValueError:
-                raise _Bad('a five-field cron like "0 20 * * 5", or ""', raw) from None
+                raise _Bad("cron", 'a five-field cron like "0 20 * * 5", or ""', raw) from None
         return text
     # the list kinds
     if not isinstance(raw, list) or not all(isinstance(v, str) and v.strip() for v in raw):
-        raise _Bad('a list of non-empty strings, like ["a", "b"]', raw)
+        raise _Bad("list", 'a list of non-empty strings, like ["a", "b"]', raw)
     items = [v.strip() for v in raw]
     if kind == "rules":
         bad = [v for v in items if v not in RULES]
         if bad:
-            raise _Bad(f"rule names among {', '.join(RULES)}", bad[0])
+            raise _Bad("rules", "rule names among {rules}", bad[0], rules=RULES)
     if kind == "domains":
         items = [v.lower().removeprefix("www.") for v in items]
     if kind == "patterns":
         compiled = []
         for item in items:
             if len(item) > _MAX_PATTERN:
-                raise _Bad(f"a regular expression of at most {_MAX_PATTERN} characters", item)
+                raise _Bad(
+                    "pattern_long",
+                    "a regular expression of at most {most} characters",
+                    item,
+                    most=_MAX_PATTERN,
+                )
             try:
                 compiled.append(re.compile(item, re.IGNORECASE))
             except re.error as error:
-                raise _Bad(f"a valid regular expression ({error})", item) from None
+                raise _Bad(
+                    "pattern", "a valid regular expression ({error})", item, error=error
+                ) from None
         return tuple(compiled)
     return tuple(dict.fromkeys(items))
 
@@ -241,13 +267,15 @@ def _table(
     for key, raw in table.items():
         if key == "moderation":
             if not isinstance(raw, dict):
-                problems.append(Problem(room, key, "expected a table of moderation rules"))
+                not_table = say("moderation_table", "expected a table of moderation rules")
+                problems.append(Problem(room, key, not_table))
                 continue
             for mkey, mraw in raw.items():
                 where = f"moderation.{mkey}"
                 if mkey not in _MOD_KEYS:
-                    known = ", ".join(_MOD_KEYS)
-                    problems.append(Problem(room, where, f"unknown key (known: {known})"))
+                    known = list(_MOD_KEYS)
+                    unknown = say("unknown_key", "unknown key (known: {known})", known=known)
+                    problems.append(Problem(room, where, unknown))
                     continue
                 try:
                     moderation[mkey] = _value(_MOD_KEYS[mkey], mraw, checks)
@@ -255,8 +283,9 @@ def _table(
                     problems.append(Problem(room, where, str(bad)))
             continue
         if key not in _ROOM_KEYS or (in_defaults and key == "name"):
-            known = ", ".join([*_ROOM_KEYS, "moderation"])
-            problems.append(Problem(room, key, f"unknown key (known: {known})"))
+            known = [*_ROOM_KEYS, "moderation"]
+            unknown = say("unknown_key", "unknown key (known: {known})", known=known)
+            problems.append(Problem(room, key, unknown))
             continue
         try:
             values[key] = _value(_ROOM_KEYS[key], raw, checks)
@@ -280,15 +309,21 @@ def parse(text: str, checks: Checks, base: RoomConfig) -> Parsed:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        return Parsed({}, [Problem("", "", f"not valid TOML: {error}")], True)
+        broken = say("not_toml", "not valid TOML: {error}", error=error)
+        return Parsed({}, [Problem("", "", broken)], True)
     unknown = [k for k in data if k not in ("defaults", "rooms")]
     if unknown:
-        reason = f'unknown table [{unknown[0]}]; use [defaults] and [rooms."<id>"]'
+        reason = say(
+            "unknown_table",
+            'unknown table [{table}]; use [defaults] and [rooms."<id>"]',
+            table=unknown[0],
+        )
         return Parsed({}, [Problem("", "", reason)], True)
     defaults_table = data.get("defaults", {})
     rooms_table = data.get("rooms", {})
     if not isinstance(defaults_table, dict) or not isinstance(rooms_table, dict):
-        return Parsed({}, [Problem("", "", "[defaults] and [rooms] must be tables")], True)
+        not_tables = say("not_tables", "[defaults] and [rooms] must be tables")
+        return Parsed({}, [Problem("", "", not_tables)], True)
     d_values, d_moderation, problems = _table(defaults_table, "defaults", checks, in_defaults=True)
     if problems:
         return Parsed({}, problems, True)
@@ -297,10 +332,11 @@ def parse(text: str, checks: Checks, base: RoomConfig) -> Parsed:
     rooms: dict[str, RoomConfig] = {}
     for room_id, table in rooms_table.items():
         if not room_id.strip() or room_id != room_id.strip() or " " in room_id:
-            problems.append(Problem(room_id, "", "a room id has no spaces"))
+            problems.append(Problem(room_id, "", say("room_id", "a room id has no spaces")))
             continue
         if not isinstance(table, dict):
-            problems.append(Problem(room_id, "", f'expected a table: [rooms."{room_id}"]'))
+            not_table = say("room_table", 'expected a table: [rooms."{room}"]', room=room_id)
+            problems.append(Problem(room_id, "", not_table))
             continue
         values, moderation, room_problems = _table(table, room_id, checks, in_defaults=False)
         merged = _merge(_merge(base_values, d_values), values)
@@ -358,7 +394,10 @@ class RoomsFile:
             if self.fingerprint == "unreadable" and not force:
                 return None
             self.fingerprint = "unreadable"
-            self.problems = [Problem("", "", f"cannot read {self.path}: {error}")]
+            unreadable = say(
+                "unreadable", "cannot read {path}: {error}", path=self.path, error=error
+            )
+            self.problems = [Problem("", "", unreadable)]
             return self.problems
         digest = _digest(text)
         if digest == self.fingerprint and not force:

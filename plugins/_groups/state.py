@@ -156,6 +156,10 @@ class GroupsState:
         self.members.get(room_id, {}).pop(contact_id, None)
         self.db.left(room_id, contact_id, at)
         self.flood.forget(room_id, contact_id)
+        self.unwelcome(room_id, contact_id)
+
+    def unwelcome(self, room_id: str, contact_id: str) -> None:
+        """Take someone out of the room's pending welcome (they left, or are being removed)."""
         batch = self.pending.get(room_id)
         if batch is not None and any(m.id == contact_id for m in batch.members):
             # Gone before the welcome went out: do not greet someone who left.

@@ -69,7 +69,8 @@ HELP = """控制台模拟器：不连微信，在终端里试用全部插件。�
     alice@r1: 群规              alice 在群 r1 里说话；文字里写 @bot 表示 @了机器人
     /friend bob 我想了解一下     bob 发来好友申请，验证消息「我想了解一下」
     /join r1 carol dave         carol 和 dave 进群 r1；      /leave r1 carol  carol 退群
-    /image alice[@r1]           alice 发一张图片；            /link alice[@r1] 网址  发链接
+    /image alice[@r1] [文件]    alice 发一张图片（可带图片文件，例如二维码图片）
+    /link alice[@r1] 网址       alice 发一个链接
     /takeover alice             账号主人在手机上接手了和 alice 的聊天
     /admin boss                 让 boss 成为管理员（模拟器里代替绑定码）
     /jobs                       列出定时任务和下次运行时间
@@ -232,12 +233,16 @@ class Simulator:
                 )
             if verb in {"image", "link"}:
                 if not args or (verb == "link" and len(args) < 2):
-                    raise ConsoleError(
-                        f"用法: /{verb} 名字[@群ID]" + (" 网址" if verb == "link" else "")
-                    )
+                    more = " 网址" if verb == "link" else " [图片文件]"
+                    raise ConsoleError(f"用法：/{verb} 名字[@群ID]{more}")
                 who, _, room_id = args[0].partition("@")
                 kind = MessageType.IMAGE if verb == "image" else MessageType.LINK
                 url = args[1] if verb == "link" else ""
+                # `/image alice@r1 photo.jpg`: the picture file, as the WeChat transport
+                # hands over the image it downloaded (a bare /image has no picture).
+                file = " ".join(args[1:]) if verb == "image" else ""
+                if file and not Path(file).expanduser().is_file():
+                    raise ConsoleError(f"找不到图片文件：{file}")
                 return Message(
                     self._next_id(),
                     self._contact(who),
@@ -246,6 +251,7 @@ class Simulator:
                     room=self._room(room_id) if room_id else None,
                     type=kind,
                     url=url,
+                    file=str(Path(file).expanduser()) if file else "",
                 )
             if verb == "takeover":
                 if not args:

@@ -171,7 +171,12 @@ class WechatyTransport:
         self._restarted_for_news = False
         sent = ws.SentLog(sent_memory_s)
         self._inbound = Inbound(
-            self, tz=timezone, sent=sent, call_timeout_s=call_timeout_s, explain=self._why
+            self,
+            tz=timezone,
+            sent=sent,
+            call_timeout_s=call_timeout_s,
+            explain=self._why,
+            media_dir=self.data_dir / "media-in",
         )
         self._outbound = Outbound(
             self._inbound,

@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, tzinfo
+from pathlib import Path
 from typing import Any, Protocol
 
 import pond.transports.wechaty_support as ws
@@ -48,8 +49,10 @@ class Inbound:
         call_timeout_s: float,
         explain: Callable[[BaseException], str],
         ttl_s: float = 600.0,
+        media_dir: Path | None = None,
     ) -> None:
         self.account = account
+        self.media = ws.MediaFiles(media_dir) if media_dir is not None else None
         self.tz = tz
         self.sent = sent
         self.call_timeout_s = call_timeout_s
@@ -113,6 +116,11 @@ class Inbound:
                 text = text or str(link.get("title") or "")
         elif kind in {MessageType.IMAGE, MessageType.FILE} and p.filename:
             text = str(p.filename)
+        file = ""
+        if kind is MessageType.IMAGE and room is not None and self.media is not None:
+            # Room images are saved for plugins that look inside them (QR-code ads); a
+            # failed download leaves "" and the image is simply not checked.
+            file = await self.image(stub, message_id)
         mention_ids = tuple(str(m) for m in p.mention_ids)
         mentions_self = room is None or (
             self_id in mention_ids or ws.mentions_name(text, self.account.self_name)
@@ -127,7 +135,19 @@ class Inbound:
             mentions=tuple(m for m in mention_ids if m != self_id),
             mentions_self=mentions_self,
             url=url,
+            file=file,
         )
+
+    async def image(self, stub: Any, message_id: str) -> str:
+        assert self.media is not None
+        try:
+            async with asyncio.timeout(self.call_timeout_s):
+                return await self.media.save(
+                    message_id, stub.message_image_stream(id=message_id, type=ws.IMAGE_HD)
+                )
+        except Exception as error:
+            log.warning("image %s not downloaded: %s", message_id, self.explain(error))
+            return ""
 
     async def friendship(self, stub: Any, friendship_id: str) -> Event | None:
         if not friendship_id or not self.seen.add("f:" + friendship_id):

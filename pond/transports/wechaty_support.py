@@ -505,3 +505,64 @@ def tls_channel(g: Any, host: str, port: int, server_name: str) -> Any:
             return protocol
 
     return TlsChannel(host, port, ssl=context)
+
+
+IMAGE_HD = 2  # the puppet protocol's ImageType.IMAGE_TYPE_HD (big enough to read a QR code)
+
+
+class MediaFiles:
+    """Inbound images saved for plugins to look inside, in one folder of the data dir.
+    Bounded: a file larger than `max_bytes` is abandoned, and files older than `keep_s`
+    are deleted (checked at most every `sweep_s`): they serve the moment of the message."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        max_bytes: int = 20_000_000,
+        keep_s: float = 86_400.0,
+        sweep_s: float = 3_600.0,
+    ) -> None:
+        self.folder = folder
+        self.max_bytes = max_bytes
+        self.keep_s = keep_s
+        self.sweep_s = sweep_s
+        self._swept = 0.0
+
+    async def save(self, message_id: str, chunks: Any) -> str:
+        """Write a FileBoxChunk stream (`name`, then `data` parts) to a file; its path, or
+        "" when the stream is empty or too large."""
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._sweep()
+        stem = re.sub(r"[^A-Za-z0-9_-]", "_", message_id)[:80] or "image"
+        parts: list[bytes] = []
+        size = 0
+        suffix = ""
+        async for response in chunks:
+            chunk = response.file_box_chunk
+            if chunk.name and not suffix:
+                suffix = Path(chunk.name).suffix.lower()[:8]
+            if chunk.data:
+                size += len(chunk.data)
+                if size > self.max_bytes:
+                    return ""
+                parts.append(bytes(chunk.data))
+        if not size:
+            return ""
+        if not re.fullmatch(r"\.[a-z0-9]+", suffix):
+            suffix = ""
+        path = self.folder / f"{stem}{suffix}"
+        path.write_bytes(b"".join(parts))
+        return str(path)
+
+    def _sweep(self) -> None:
+        now = time.time()
+        if now - self._swept < self.sweep_s:
+            return
+        self._swept = now
+        for old in self.folder.iterdir():
+            try:
+                if old.is_file() and now - old.stat().st_mtime > self.keep_s:
+                    old.unlink()
+            except OSError:
+                continue

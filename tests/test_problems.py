@@ -1,0 +1,113 @@
+"""The catalogue of operator-facing validation problems (persona/core/problems.toml): every
+code the code raises has Chinese text, the text has no English left, and operators who make
+the mistakes of the field reports read Chinese that names what and where."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from harness import ROOT, ChatSim
+
+from pond import Problem, problems
+
+CODE = re.compile(
+    r"""(?:Problem|_say|bad|fail|problem)\(\s*(?:where,\s*[^,]+,\s*)?"([a-z_]+(?:\.[a-z_]+)+)\""""
+)
+# SegmentError and the calendar's parser take the code without its group.
+GROUPED = {
+    "pond/segments.py": (re.compile(r"""(?:SegmentError|fail)\(\s*"([a-z_]+)\""""), "segment"),
+    "plugins/_calendar/parse.py": (re.compile(r"""SegmentError\(\s*"([a-z_]+)\""""), "segment"),
+}
+# Words an operator types as they are (file syntax, command words, sample values).
+ALLOWED = {
+    *("and", "or", "not", "vip", "churned", "new", "engaged", "customer", "repeat"),
+    *("id", "csv", "utf", "gbk", "contact", "marketing", "consent_source", "name", "tags"),
+    *("persona", "friends", "toml", "segment"),
+    # the calendar file's own words: its fields and values, typed as they are
+    *("offset", "cron", "time", "on", "at", "rooms", "fallback", "broadcast", "link", "url"),
+    *("title", "description", "vars", "images", "replaces", "true", "false", "product"),
+    *("calendar", "launch", "step", "post", "key", "chatroom", "last", "lunar", "holidays"),
+    *("term", "nth_weekday", "aliases", "date"),
+    *("now", "error", "defaults", "rooms", "moderation", "layers", "groups", "rules"),
+    *("groups_rooms_file", "units"),
+}
+
+
+def raised_codes() -> set[str]:
+    found: set[str] = set()
+    for path in [*ROOT.joinpath("pond").rglob("*.py"), *ROOT.joinpath("plugins").rglob("*.py")]:
+        text = path.read_text(encoding="utf-8")
+        found.update(CODE.findall(text))
+        grouped = GROUPED.get(path.relative_to(ROOT).as_posix())
+        if grouped:
+            found.update(f"{grouped[1]}.{code}" for code in grouped[0].findall(text))
+    return found
+
+
+def test_every_problem_raised_has_chinese_text_in_the_catalogue() -> None:
+    catalogue = problems.load(ROOT / "persona" / problems.CATALOGUE)
+    raised = raised_codes()
+    assert {"segment.ends_early", "customer.bad_stage", "csv.no_consent"} <= raised
+    assert sorted(raised - set(catalogue)) == []
+    for code, text in catalogue.items():
+        outside = re.sub(
+            r"\{[a-z_]+\}|[a-z]+://\S+|[\w./<>-]+\.(?:toml|csv|j2)|\[\[[\w.]+\]\]", "", text
+        )
+        english = {w.lower() for w in re.findall(r"[A-Za-z_]{2,}", outside)} - ALLOWED
+        assert not english, f"{code}: English left in {text!r}"
+
+
+def test_a_missing_catalogue_or_code_falls_back_to_the_english_text(tmp_path: Path) -> None:
+    problem = Problem("segment.ends_early", "segment {text!r} ends early", text="vip and", pos=8)
+    assert str(problem) == "人群条件「vip and」没写完：第 8 个字符处还缺一个标签"
+    assert problem.english == "segment 'vip and' ends early"
+    assert str(Problem("nowhere.at_all", "plain {x}", x=1)) == "plain 1"
+    (tmp_path / "core").mkdir()
+    (tmp_path / "core" / "problems.toml").write_text('[segment]\nends_early = "坏了 {text}"\n')
+    problems.use(tmp_path)
+    try:
+        assert str(problem) == "坏了 vip and"
+        (tmp_path / "core" / "problems.toml").write_text("[segment\n")  # broken: keep last
+        assert str(problem) == "坏了 vip and"
+    finally:
+        problems.use(ROOT / "persona")
+
+
+@pytest.fixture
+async def sim(tmp_path: Path) -> ChatSim:
+    return await ChatSim.create(tmp_path / "data", plugins=["friends"])
+
+
+async def test_operators_read_segment_stage_and_csv_mistakes_in_chinese(
+    sim: ChatSim, tmp_path: Path
+) -> None:
+    segment = (await sim.say("admin", "人群 vip and")).texts[0]
+    assert "「vip and」没写完：第 8 个字符处还缺一个标签" in segment
+    assert "ends too early" not in segment and "position" not in segment
+    await sim.say("alice", "你好")
+    stage = (await sim.say("admin", "阶段 alice vip客户")).texts[0]
+    assert "vip客户" in stage and "one of" not in stage
+    csv = tmp_path / "people.csv"
+    csv.write_text(
+        "id,name,consent_source,stage\np001,客户1,,\np002,客户2,门店登记表,\n", encoding="utf-8"
+    )
+    added = (await sim.say("admin", f"批量加好友 {csv}")).texts[0]
+    assert "第 2 行：consent_source（同意来源）是空的" in added
+    assert "say where" not in added
+    book = tmp_path / "book.csv"
+    book.write_text("id,name,stage,tags\np003,客户3,vip客户,a b\n", encoding="utf-8")
+    imported = (await sim.say("admin", f"导入客户 {book}")).texts[0]
+    assert "没有「vip客户」这个客户阶段" in imported and "one of" not in imported
+    await sim.close()
+
+
+async def test_help_headings_are_the_plugins_chinese_titles(tmp_path: Path) -> None:
+    names = sorted(p.stem for p in (ROOT / "plugins").glob("*.py") if p.stem != "__init__")
+    sim = await ChatSim.create(tmp_path / "data", plugins=names)
+    help_text = (await sim.say("admin", "帮助")).texts[0]
+    headings = re.findall(r"【([^】]+)】", help_text)
+    assert "数据报表" in headings and "社群" in headings
+    assert not [h for h in headings if re.search(r"[A-Za-z]", h) or h == "其他功能"]
+    await sim.close()
