@@ -334,7 +334,7 @@ async def test_alerts_read_as_text_in_the_console_not_as_data(
         await sim.app.stop()
     lines = out.getvalue().splitlines()
     shown = [line for line in lines if "⚑ 给管理员的提醒" in line]
-    assert len(shown) == 1 and "2.0" in shown[0] and "{" not in shown[0]
+    assert len(shown) == 1 and "约 2 分钟" in shown[0] and "{" not in shown[0]
     assert any("→ boss  [core/reconnect_alert]" in line for line in lines)  # once, as a message
     assert sum("reconnect_alert" in line or "⚑" in line for line in lines) == 2
     assert not [r for r in caplog.records if r.getMessage().startswith("alert ")]
