@@ -32,6 +32,8 @@ ALLOWED = {
     *("term", "nth_weekday", "aliases", "date"),
     *("now", "error", "defaults", "rooms", "moderation", "layers", "groups", "rules"),
     *("groups_rooms_file", "units"),
+    # a call to action's [reply] table, in campaign files and calendar posts
+    *("reply", "keywords", "answer", "days", "notify", "broadcasts", "reply_new_tea"),
 }
 
 
