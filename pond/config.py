@@ -178,6 +178,7 @@ class OutboxSettings:
     breaker_patterns: tuple[str, ...] = ("操作过于频繁", "发送消息过于频繁", "too frequent")
     breaker_cooldown_min: float = 30.0
     retry_backoff_s: float = 5.0
+    stop_grace_s: float = 5.0
     seen_ttl_days: float = field(default=7.0, metadata={"env": "INBOUND_SEEN_TTL_DAYS"})
     startup_cutoff_s: float = field(default=120.0, metadata={"env": "INBOUND_STARTUP_CUTOFF_S"})
 

@@ -61,6 +61,9 @@ KERNEL_TABLES = frozenset(
         "out_marketing",
         "out_jobs",
         "out_rows",
+        "inbox",
+        "out_queue",
+        "out_row_parts",
     }
 )
 _SQLITE_FILES = re.compile(r".*\.(sqlite3?|db)(-wal|-shm|-journal)?$")
@@ -496,6 +499,7 @@ def erase_contact(app: App, contact_id: str, *, by: str = "", origin: str = "") 
                 conn.execute(sa.delete(table).where(table.c.contact_id == contact_id)).rowcount,
             )
     done.add("deliveries", _erase_deliveries(app, s))
+    done.add("journal", app.inbox.erase(contact_id))
     done.add("events", _erase_events(app, s))
     done.add("records", _erase_kv(app, s))
     done.add("records", _erase_docs(app, s))
