@@ -260,7 +260,11 @@ class Inbox:
         sql.metadata.create_all(sql.engine, tables=[t["inbox"], t["out_queue"], t["out_row_parts"]])
         self.table = t["inbox"]
         c = self.table.c
-        self._q_known = sa.select(c.status).where(c.key == sa.bindparam("k"))
+        seen = sql.seen_messages_table.c
+        self._q_known = sa.union_all(
+            sa.select(c.key).where(c.key == sa.bindparam("k")),
+            sa.select(seen.msg_id).where(seen.msg_id == sa.bindparam("k")),
+        ).limit(1)
         self._q_insert = sa.insert(self.table)
         self._q_handled = (
             sa.update(self.table)
@@ -268,9 +272,8 @@ class Inbox:
             # The payload (message text) is only kept until the event is handled.
             .values(status=InboxStatus.HANDLED.value, handled_at=sa.bindparam("at"), payload="")
         )
-        seen = sql.seen_messages_table.c
-        self._q_seen = sa.select(seen.msg_id).where(seen.msg_id == sa.bindparam("k"))
         self._pending: set[str] = set()  # journaled, not yet committed
+        self._rows: dict[str, dict[str, Any]] = {}  # their rows, still to be inserted
 
     @staticmethod
     def key_of(event: Event) -> str:
@@ -282,10 +285,8 @@ class Inbox:
         if key in self._pending:
             return True
         with self.sql.engine.connect() as conn:
-            if conn.execute(self._q_known, {"k": key}).first() is not None:
-                return True
-            # Ids recorded by versions before the inbox (until they are pruned).
-            return conn.execute(self._q_seen, {"k": key}).first() is not None
+            # Ids recorded by versions before the inbox count too (until they are pruned).
+            return conn.execute(self._q_known, {"k": key}).first() is not None
 
     def received(
         self,
@@ -307,13 +308,25 @@ class Inbox:
             else json.dumps(payload or clean_event(event)[1], ensure_ascii=False),
         }
         self._pending.add(key)
+        self._rows[key] = row
 
         def run(conn: sa.Connection) -> None:
             conn.execute(self._q_insert, row)
 
-        self.sql.defer("inbox received", run, lambda: self._pending.discard(key))
+        def done() -> None:
+            self._pending.discard(key)
+            self._rows.pop(key, None)
+
+        self.sql.defer("inbox received", run, done, urgent=True)
 
     def handled(self, key: str, at: float) -> None:
+        row = self._rows.get(key)
+        if row is not None:
+            # Not committed yet: it is written as handled in the same transaction as what
+            # its handlers queued and stored (one statement fewer, too).
+            row.update(status=InboxStatus.HANDLED.value, handled_at=at, payload="")
+            return
+
         def run(conn: sa.Connection) -> None:
             conn.execute(self._q_handled, {"k": key, "at": at})
 
@@ -404,6 +417,7 @@ class OutQueue:
         self.row_parts = t["out_row_parts"]
         c = self.table.c
         self._q_insert = sa.insert(self.table)
+        self._rows: dict[str, dict[str, Any]] = {}  # queued rows still to be inserted
         self._q_status = (
             sa.update(self.table)
             .where(c.id == sa.bindparam("b_id"))
@@ -438,10 +452,16 @@ class OutQueue:
             "action": clean_text(action_to_json(action)),
         }
 
+        self._rows[qid] = row
+
         def run(conn: sa.Connection) -> None:
             conn.execute(self._q_insert, row)
 
-        self.sql.defer("outbox queued", run, done)
+        def committed() -> None:
+            self._rows.pop(qid, None)
+            done()
+
+        self.sql.defer("outbox queued", run, committed)
 
     def set_status(
         self, qid: str, status: QueueStatus, at: float, *, reason: str = "", parts_done: int = 0
@@ -455,8 +475,25 @@ class OutQueue:
         self.sql.defer("outbox status", run)
 
     def sending(self, conn: sa.Connection, qid: str, at: float, parts_done: int) -> None:
-        """Inside the transaction that commits before the transport is called."""
+        """Inside the transaction that commits before the transport is called (which also
+        inserts the row when it is still pending: then it goes in as "sending" at once)."""
+        if qid in self._rows:
+            return  # see pending_sending()
         conn.execute(self._q_status, self._params(qid, QueueStatus.SENDING, at, "", parts_done))
+
+    def pending_sending(self, qid: str, at: float, parts_done: int) -> dict[str, Any] | None:
+        """If the row is not inserted yet, make it go in as "sending"; returns what to put
+        back should that transaction fail."""
+        row = self._rows.get(qid)
+        if row is None:
+            return None
+        before = dict(row)
+        row.update(status=QueueStatus.SENDING.value, parts_done=parts_done, updated_at=at)
+        return before
+
+    def restore_pending(self, qid: str, row: dict[str, Any]) -> None:
+        if qid in self._rows:
+            self._rows[qid].update(row)
 
     @staticmethod
     def _params(

@@ -186,15 +186,21 @@ class Ledger:
         raise RuntimeError(f"could not reserve {sorted(limits)} for {day}")
 
     def reserve_in(self, conn: sa.Connection, day: str, limits: dict[str, int]) -> str | None:
-        """`reserve` inside the caller's transaction (the outbox's group commit): every cap
-        is checked before anything is counted, so a capped action counts nothing."""
-        for kind, cap in limits.items():
-            n = conn.execute(self._q_count, {"b_day": day, "b_kind": kind}).scalar()
-            if cap <= 0 or (n is not None and int(n) >= cap):
-                return kind
+        """`reserve` inside the caller's transaction (the outbox's group commit): a capped
+        action counts nothing (what this call counted already is given back)."""
+        done: list[str] = []
         for kind, cap in limits.items():
             if not self._increment(conn, day, kind, cap):
-                raise RuntimeError(f"cap {kind} for {day} taken by another writer")
+                # No savepoints here (pysqlite): undo this call's own increments.
+                c = self.counters.c
+                for back in done:
+                    conn.execute(
+                        sa.update(self.counters)
+                        .where(c.day == day, c.kind == back, c.n > 0)
+                        .values(n=c.n - 1)
+                    )
+                return kind
+            done.append(kind)
         return None
 
     def _increment(self, conn: sa.Connection, day: str, kind: str, cap: int) -> bool:

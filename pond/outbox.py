@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from pond.actions import Action, ActionClass, ActionKind
-from pond.clock import Clock
+from pond.clock import Clock, FakeClock
 from pond.config import OutboxSettings
 from pond.journal import CURRENT_ORIGIN, OutQueue, QueuedRow, QueueStatus, new_action_id
 from pond.ledger import BulkRow, JobStatus, Ledger, RowStatus
@@ -69,7 +69,9 @@ class _Item:
     seq: int
     queued_mono: float  # for the typing delay
     qid: str = ""
-    durable: bool = False  # its queue row is committed: only then may it go
+    # Its queue row is committed: at the latest by the transaction that marks it "sending"
+    # (that one commits the whole pending batch first), so nothing leaves undecided.
+    durable: bool = False
     not_before: float = 0.0  # wall epoch: calendar deferrals (quiet hours, next day, breaker)
     ready_mono: float = 0.0  # monotonic: relative deferrals (offline, storage, retry)
     future: asyncio.Future[Outcome] | None = None
@@ -331,7 +333,7 @@ class Outbox:
         now, mono = self._ts(), self._mono()
         times: list[float] = []
         for i in self._items:
-            if not i.durable or (hold and self._holdable(i)):
+            if hold and self._holdable(i):
                 continue
             ready = max(i.not_before, now + i.ready_mono - mono)
             if i.lane is Lane.MARKETING:
@@ -351,7 +353,7 @@ class Outbox:
         hold = self.hold()  # "pause everything": held work is parked, not deferred
         heads: dict[Lane, _Item] = {}
         for i in self._items:
-            if not i.durable or i.not_before > now or i.ready_mono > mono + _EPSILON:
+            if i.not_before > now or i.ready_mono > mono + _EPSILON:
                 continue
             if hold and self._holdable(i):
                 continue
@@ -410,10 +412,11 @@ class Outbox:
         """Perform (or skip, or defer) the most urgent item, waiting out its pacing first;
         False when nothing is ready. Every check runs again after a wait."""
         self._check_clock()
-        self._commit()
         while True:
             chosen = self._choose(self._candidates(), self._mono())
             if chosen is None:
+                if not self.queue.sql.committer_running:
+                    self._commit()  # idle, and nobody else commits: make it durable now
                 return False
             item, wait = chosen
             if wait <= 1e-6:  # floating-point dust: a nap that short would not move time
@@ -450,6 +453,9 @@ class Outbox:
 
     async def _nap(self, seconds: float) -> None:
         """Wait for pacing; new work (a reply arriving) cuts the wait short."""
+        if isinstance(self.clock, FakeClock):  # simulated time: the sleep is instant
+            await self.clock.sleep(seconds)
+            return
         self._wake.clear()
         sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
         waker = asyncio.ensure_future(self._wake.wait())
@@ -590,10 +596,19 @@ class Outbox:
                 self.queue.sending(conn, item.qid, now, part)
             return None
 
+        restore = (
+            None if item.row is not None else self.queue.pending_sending(item.qid, self._ts(), part)
+        )
         try:
             result: str | None = self.queue.sql.flush(run)
-        except _Taken:
-            return "_taken"
+        except BaseException as error:
+            if restore is not None:
+                self.queue.restore_pending(item.qid, restore)
+            if isinstance(error, _Taken):
+                return "_taken"
+            raise
+        if result is not None and restore is not None:  # capped: it did not go
+            self.queue.set_status(item.qid, QueueStatus.QUEUED, self._ts())
         return result
 
     async def _perform(self, item: _Item, part: Action) -> Outcome:

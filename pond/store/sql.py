@@ -210,6 +210,7 @@ class SqlStore:
         self._ops: list[_Op] = []
         self._kv_pending: dict[tuple[str, str], object] = {}
         self._kick: asyncio.Event | None = None
+        self._urgent = False  # an urgent write waits for the next group commit
         # Called with the error when a flush fails for the disk (the App alerts, once).
         self.on_trouble: Callable[[BaseException | None], None] = lambda error: None
         self._next_auto_flush = batch_size
@@ -350,7 +351,6 @@ class SqlStore:
         if kinds:
             snapshot["_sanitised"] = kinds
         self._buffer.append({"ts": ts, "kind": kind, "plugin": plugin, **ids, "data": snapshot})
-        self._nudge()
         if len(self._buffer) >= self._next_auto_flush:
             self._auto_flush()
 
@@ -387,11 +387,21 @@ class SqlStore:
         label: str,
         run: Callable[[sa.Connection], None],
         done: Callable[[], None] | None = None,
+        *,
+        urgent: bool = False,
     ) -> None:
-        """Run `run(conn)` inside the next group transaction; call `done()` once committed."""
+        """Run `run(conn)` inside the next group transaction; call `done()` once committed.
+        `urgent` writes (an inbound event received) are committed within `group_window`;
+        the others ride along with the next commit, at the latest `flush_interval` later."""
         self._check_open()
         self._ops.append(_Op(label, run, done))
-        self._nudge()
+        if urgent:
+            self._urgent = True
+            self._nudge()
+
+    @property
+    def committer_running(self) -> bool:
+        return self._kick is not None
 
     def _nudge(self) -> None:
         if self._kick is not None:
@@ -402,8 +412,7 @@ class SqlStore:
         one (scripts, tools, tests driving the App by hand) it is a commit point itself, so
         another process reading the same data sees it at once."""
         if self._kick is not None:
-            self._kick.set()
-            return
+            return  # rides along with the next group commit
         try:
             self.flush()
         except (SQLAlchemyError, OSError) as error:  # disk trouble: stays pending
@@ -437,6 +446,7 @@ class SqlStore:
         else:
             self.commits += 1
             self._committed(ops)
+        self._urgent = False
         self.on_trouble(None)
         return result
 
@@ -525,11 +535,16 @@ class SqlStore:
         try:
             while True:
                 try:
+                    kicked = False
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.flush_interval):
                             await self._kick.wait()
+                            kicked = True
                     self._kick.clear()
-                    await asyncio.sleep(self.group_window)
+                    if kicked:
+                        await asyncio.sleep(self.group_window)
+                        if not self._urgent:
+                            continue  # committed meanwhile (a send commits what is pending)
                     self.flush()
                 except asyncio.CancelledError:
                     raise
