@@ -81,16 +81,19 @@ class FaultyTransport(MemoryTransport):
 
     name = "fault-mixed"
 
-    def __init__(self, clock: SystemClock, log_path: Path, rng: random.Random) -> None:
+    def __init__(
+        self, clock: SystemClock, log_path: Path, rng: random.Random, *, faults: bool = True
+    ) -> None:
         super().__init__(clock.now)
         self.atomic_media = False
         self._rng = rng
+        self._faults = faults
         self._fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     async def perform(self, action: Action) -> None:
         await asyncio.sleep(self._rng.uniform(0.0, 0.002))
         part = "media" if action.media is not None and not action.text else "text"
-        chance = 0.3 if part == "media" else 0.05
+        chance = (0.3 if part == "media" else 0.05) if self._faults else 0.0
         fault = (
             self._rng.choice(["offline", "throttled", "timeout"])
             if self._rng.random() < chance
@@ -127,7 +130,7 @@ async def child_main(args: argparse.Namespace) -> int:
     settings = Settings.from_mapping(child_env(data_dir))
     clock = SystemClock(settings.bot.timezone)
     rng = random.Random(args.seed)
-    transport = FaultyTransport(clock, data_dir / LOG, rng)
+    transport = FaultyTransport(clock, data_dir / LOG, rng, faults=not args.no_faults)
     app = App(settings, transport, clock=clock, rng=rng)
     for plugin in plugins.load(settings.bot.plugins):
         app.include(plugin)
@@ -174,6 +177,7 @@ class MixedReport:
     customers: int = 0
     kills: int = 0
     clean_stops: int = 0
+    replies: dict[str, int] = field(default_factory=dict)  # customer -> replies delivered
     parts_delivered: int = 0
     duplicates: int = 0
     cap_violations: int = 0
@@ -219,7 +223,8 @@ def run_child(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    if proc.returncode not in (0, -signal.SIGKILL):
+    # A SIGTERM that lands while the child is already exiting ends it with -SIGTERM.
+    if proc.returncode not in (0, -signal.SIGKILL, -how):
         raise RuntimeError(f"child exited with {proc.returncode}; see {data_dir / 'child.stderr'}")
     return proc.returncode == -signal.SIGKILL
 
@@ -234,6 +239,7 @@ def mixed_loop(
     max_kill_delay_s: float = 0.3,
     timeout: float = 120.0,
     clean_stops: int = 1,
+    faults: bool = True,
 ) -> MixedReport:
     """`clean_stops` runs stopped cleanly (SIGTERM), then `kills` runs SIGKILLed, each soon
     after its first delivery, then a last run that finishes by itself."""
@@ -242,6 +248,8 @@ def mixed_loop(
     rng = random.Random(seed)
     report = MixedReport(recipients=recipients, customers=customers, clean_stops=clean_stops)
     args = ["--recipients", str(recipients), "--customers", str(customers)]
+    if not faults:
+        args.append("--no-faults")
     for n in range(clean_stops):
         delay = rng.uniform(0.0, max_kill_delay_s)
         run_child(data_dir, [*args, "--seed", str(seed + 500 + n)], delay, timeout, signal.SIGTERM)
@@ -318,6 +326,7 @@ def evaluate(r: MixedReport, data_dir: Path) -> None:
     if pending or len(rows) != r.recipients:
         p.append(f"broadcast not settled: {len(rows)} rows, {len(pending)} pending")
     got_text = {to for job, to, part, _ in lines if job == "reply" and part == "text"}
+    r.replies = {customer(i): per_part[("reply", customer(i), "text")] for i in range(r.customers)}
     for i in range(r.customers):
         who = customer(i)
         status, _ = replies.get(who, (None, ""))
@@ -369,6 +378,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--customers", type=int, default=20)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=20261123)
+    parser.add_argument("--no-faults", action="store_true", help="kills only, no transport faults")
     args = parser.parse_args(argv)
     if args.child:
         logging.basicConfig(level=logging.ERROR)
