@@ -426,7 +426,8 @@ async def test_run_flusher_flushes_periodically(
         delays.append(delay)
         await real_sleep(0)
 
-    sql.record_event("e", ts=T0)
+    sql.record_event("e", ts=T0)  # rides along with the urgent write below
+    sql.defer("received", lambda conn: None, urgent=True)
     monkeypatch.setattr(asyncio, "sleep", fake_sleep)
     task = asyncio.create_task(sql.run_flusher())
     for _ in range(3):
