@@ -67,7 +67,7 @@ def child_env(data_dir: Path) -> dict[str, str]:
         "OUTBOX_RATE_PER_MIN": "600000",
         "OUTBOX_QUIET_HOURS": "off",
         "OUTBOX_MARKETING_MIN_INTERVAL_H": "0",
-        "OUTBOX_BREAKER_COOLDOWN_MIN": "0.005",
+        "OUTBOX_BREAKER_COOLDOWN_MIN": "0.0005",
         "OUTBOX_RETRY_BACKOFF_S": "0.05",
         "OUTBOX_CAP_SEND": str(CAP),
         "OUTBOX_CAP_BROADCAST": str(CAP),
@@ -94,11 +94,9 @@ class FaultyTransport(MemoryTransport):
         await asyncio.sleep(self._rng.uniform(0.0, 0.002))
         part = "media" if action.media is not None and not action.text else "text"
         chance = (0.3 if part == "media" else 0.05) if self._faults else 0.0
-        fault = (
-            self._rng.choice(["offline", "throttled", "timeout"])
-            if self._rng.random() < chance
-            else ""
-        )
+        # Throttles are rarer: each one trips the breaker, whose pause doubles per trip.
+        kinds, weights = ["offline", "throttled", "timeout"], [0.45, 0.1, 0.45]
+        fault = self._rng.choices(kinds, weights)[0] if self._rng.random() < chance else ""
         if fault == "offline":
             raise TransportError("UNAVAILABLE: connection lost", offline=True)
         if fault == "throttled":
@@ -232,11 +230,11 @@ def run_child(
 def mixed_loop(
     data_dir: Path,
     *,
-    recipients: int = 40,
-    customers: int = 20,
+    recipients: int = 150,
+    customers: int = 40,
     kills: int = 20,
     seed: int = 20261123,
-    max_kill_delay_s: float = 0.3,
+    max_kill_delay_s: float = 0.15,
     timeout: float = 120.0,
     clean_stops: int = 1,
     faults: bool = True,
@@ -374,8 +372,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="混合流量故障注入 (mixed traffic fault injection)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--recipients", type=int, default=40)
-    parser.add_argument("--customers", type=int, default=20)
+    parser.add_argument("--recipients", type=int, default=150)
+    parser.add_argument("--customers", type=int, default=40)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--no-faults", action="store_true", help="kills only, no transport faults")
