@@ -274,6 +274,9 @@ class Outbox:
         )
         reason = f"crash: {q.parts_done}/{parts} parts sent" if parts > 1 else "crash"
         self.ledger.mark(job, action.to, RowStatus.UNKNOWN, now, reason=reason)
+        if q.parts_done:  # parts that surely arrived: an operator's "resend" skips them
+            with self.queue.sql.engine.begin() as conn:
+                self.queue.set_row_parts(conn, job, action.to, q.parts_done)
         self.ledger.set_job_status(job, JobStatus.DONE)
         self.record(
             "out.unknown",

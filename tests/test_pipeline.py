@@ -16,6 +16,7 @@ from harness import ChatSim
 from pond import Action, ActionClass, ActionKind, Contact
 from pond.actions import Media, MediaKind
 from pond.journal import InboxStatus
+from pond.ledger import JobStatus, RowStatus
 from pond.transports.base import TransportError
 
 
@@ -224,6 +225,14 @@ async def test_a_crash_between_parts_lists_the_action_unknown(tmp_path: Path) ->
         r for j in sim.app.ledger.active_jobs() + _all_jobs(sim) for r in sim.app.ledger.rows_of(j)
     ]
     assert row.status.value == "unknown" and row.reason == "crash: 1/2 parts sent"
+    # The operator checks the phone: the picture did not arrive. "Resend" sends only it.
+    sim.transport.atomic_media = False
+    sim.app.ledger.mark(row.job, row.recipient, RowStatus.PENDING, 0.0)
+    sim.app.outbox.set_job_status(row.job, JobStatus.ACTIVE)
+    before = len(sim.transport.performed)
+    await sim.drain()
+    resent = [p.action for p in sim.transport.performed[before:]]
+    assert [(bool(a.text), a.media is not None) for a in resent] == [(False, True)]
     await sim.close()
 
 
