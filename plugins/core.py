@@ -29,6 +29,7 @@ plugin = Plugin(
         "core/breaker_alert",
         "core/cap_alert",
         "core/unknown_alert",
+        "core/clock_alert",
         "core/template_alert",
         "core/job_alert",
         "core/login_alert",

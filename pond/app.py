@@ -26,6 +26,7 @@ from pond.cron import cron_trigger
 from pond.customers import CustomerBook
 from pond.events import Event, FriendRequest, HumanTakeover, Message
 from pond.filters import Configured
+from pond.journal import Inbox, OutQueue, clean_event, event_from_json, origin
 from pond.ledger import Ledger
 from pond.outbox import Outbox
 from pond.pauses import ALL, Pauses
@@ -69,12 +70,14 @@ class App:
         )
         self.ledger = Ledger(self.store.sql.engine, self.store.sql.metadata)
         self.book = CustomerBook(self.store.sql.engine, self.store.sql.metadata)
+        self.inbox = Inbox(self.store.sql)
         self.outbox = Outbox(
             transport,
             self.clock,
             settings.outbox,
             self.ledger,
             self.store.namespace("outbox"),
+            queue=OutQueue(self.store.sql),
             record=lambda kind, data: self.record(kind, **data),
             rng=self.rng,
         )
@@ -173,7 +176,28 @@ class App:
                 except Exception as error:
                     raise StartupError(f"plugin {plugin.name} failed to start: {error}") from error
         persona_lint.warn(self)  # copy telling customers to reply a word nothing answers
+        self._resume_inbox()
         await self.transport.start(self.dispatch)
+
+    def _resume_inbox(self) -> None:
+        """Events received but not handled at the last stop are handled now (their actions
+        already queued are not queued again); those older than the cut-off are stale."""
+        now = self.clock.now()
+        for key, received_at, payload in self.inbox.unhandled():
+            try:
+                event = event_from_json(payload)
+            except (ValueError, KeyError, TypeError) as error:
+                log.error("inbox entry %s cannot be read (%s): skipped", key, error)
+                self.inbox.mark_stale(key, now.timestamp())
+                continue
+            age = now.timestamp() - received_at
+            if age > self.settings.outbox.startup_cutoff_s:
+                self.inbox.mark_stale(key, now.timestamp())
+                self.record("in.resumed", chat_id=event.chat_id, stale=True)
+                log.info("unhandled %s from %.0f s ago is stale: not answered", event.kind, age)
+                continue
+            self.record("in.resumed", chat_id=event.chat_id, stale=False)
+            self._spawn(event, key, replay=True)
 
     def _bind_configured_filters(self) -> None:
         bound = []
@@ -193,11 +217,14 @@ class App:
     # -- inbound --------------------------------------------------------------------------
     async def dispatch(self, event: Event) -> None:
         """Entry point for transports. Returns once the event is queued for its chat."""
+        # Ids and text every store can hold (a lone surrogate from a broken transport
+        # must not stop this or any later message); usually the same object.
+        event, payload = clean_event(event)
         room = getattr(event, "room", None)
         if room is not None:
             self.rooms.add(room.id)
         try:
-            admitted = self._admit(event)
+            admitted = self._admit(event, payload)
         except (SQLAlchemyError, StoreError, OSError) as error:
             # Storage trouble (disk full...) must not silence the bot: answer without the
             # dedup record; the worst case is a second answer if this very message is
@@ -207,27 +234,36 @@ class App:
                 event.kind,
                 str(getattr(error, "orig", None) or error).splitlines()[0],
             )
-            admitted = True
+            admitted = ""
+            self._spawn(event, "")
         if not admitted:
             return
-        task = asyncio.create_task(self._handle_in_order(event))
+        self._spawn(event, admitted)
+
+    def _spawn(self, event: Event, key: str, *, replay: bool = False) -> None:
+        task = asyncio.create_task(self._handle_in_order(event, key, replay))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _admit(self, event: Event) -> bool:
-        """Noise gate shared by all transports: self, known bots, duplicates, stale backlog."""
+    def _admit(self, event: Event, payload: dict[str, Any] | None = None) -> str:
+        """Noise gate shared by all transports: self, known bots, duplicates, stale backlog.
+        An admitted event is journaled in the inbox as received; returns its inbox key
+        ("" when it is not to be handled)."""
         sender = getattr(event, "sender", None)
         room = getattr(event, "room", None)
         if sender is not None and sender.id == self.transport.self_id:
-            return False
+            return ""
         if sender is not None and sender.id in self.settings.bot.known_bot_ids:
             self.record("in.ignored", reason="known_bot", chat_id=event.chat_id)
-            return False
-        if event.id and not self.store.sql.mark_seen(f"{event.kind}:{event.id}", self.clock.now()):
-            log.debug("duplicate %s %s dropped", event.kind, event.id)
-            return False
-        age = (self.clock.now() - event.timestamp).total_seconds()
+            return ""
+        key = self.inbox.key_of(event)
+        if self.inbox.known(key):
+            log.debug("duplicate %s dropped", event.kind)
+            return ""
+        now = self.clock.now()
+        age = (now - event.timestamp).total_seconds()
         stale = age > self.settings.outbox.startup_cutoff_s
+        self.inbox.received(key, event, now.timestamp(), stale=stale, payload=payload)
         contact = sender or getattr(event, "contact", None)
         data: dict[str, Any] = {"stale": stale}
         if isinstance(event, Message):
@@ -247,13 +283,19 @@ class App:
             self.book.touch(contact.id, contact.name, event.timestamp, is_friend=friend)
         if stale:
             log.info("stale %s from %.0f s ago recorded, not answered", event.kind, age)
-        return not stale
+            return ""
+        return key
 
-    async def _handle_in_order(self, event: Event) -> None:
+    async def _handle_in_order(self, event: Event, key: str = "", replay: bool = False) -> None:
         lock = self._chat_locks.setdefault(event.chat_id, asyncio.Lock())
         try:
             async with lock:
-                await self.handle(event)
+                with origin(key or self.inbox.key_of(event), replay=replay):
+                    await self.handle(event)
+                if key:
+                    # Same group commit as what the handlers queued and stored, when they
+                    # finished within one batch window; "seen" means this mark.
+                    self.inbox.handled(key, self.clock.now().timestamp())
         finally:
             if not lock.locked() and self._chat_locks.get(event.chat_id) is lock:
                 del self._chat_locks[event.chat_id]
@@ -520,9 +562,16 @@ class App:
     async def _prune_forever(self) -> None:
         while True:
             ttl = timedelta(days=self.settings.outbox.seen_ttl_days)
-            pruned = self.store.sql.prune_seen(self.clock.now() - ttl)
-            if pruned:
-                log.info("pruned %d seen message ids", pruned)
+            horizon = self.clock.now() - ttl
+            try:
+                pruned = self.store.sql.prune_seen(horizon)
+                pruned += self.inbox.prune(horizon.timestamp())
+                pruned += self.outbox.queue.prune(horizon.timestamp())
+            except (SQLAlchemyError, OSError) as error:
+                log.error("pruning the journals failed (%s)", type(error).__name__)
+            else:
+                if pruned:
+                    log.info("pruned %d journal rows older than %s", pruned, horizon.date())
             await asyncio.sleep(3600)
 
     def start_background(self, *, outbox: bool = True, scheduler: bool = True) -> None:
@@ -571,6 +620,12 @@ class App:
                         await hook(Context(self, plugin))
                 except Exception as error:  # a plugin must not block the stop
                     self._handler_failed(plugin.name, "shutdown", error)
+        grace = self.settings.outbox.stop_grace_s
+        if self._tasks:
+            # Handlers in flight get the grace period; the rest are handled at the next
+            # start (their events are journaled as received, not handled).
+            await asyncio.wait(list(self._tasks), timeout=grace)
+        outbox_ran = bool(self._background)
         for task in self._background:
             task.cancel()
         if self._persona_reload is not None:
@@ -580,6 +635,10 @@ class App:
             _, stuck = await asyncio.wait(self._background, timeout=10)
             for task in stuck:
                 log.error("background task %s did not stop", task.get_coro())
+        if outbox_ran:
+            await self.outbox.close(grace)
+        for task in list(self._tasks):
+            task.cancel()  # its event stays "received": handled again at the next start
         with contextlib.suppress(Exception):
             async with asyncio.timeout(15):
                 await self.transport.stop()

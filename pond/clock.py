@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 
 class Clock(Protocol):
+    """`now()` is the wall clock: calendars, quiet hours, day boundaries. `monotonic()` never
+    jumps: pacing (gaps, buckets, pauses) runs on it, so an NTP step or a VM resume can
+    neither stall the outbox nor release a burst."""
+
     tz: tzinfo
 
     def now(self) -> datetime: ...
+
+    def monotonic(self) -> float: ...
 
     async def sleep(self, seconds: float) -> None: ...
 
@@ -24,6 +31,9 @@ class SystemClock:
 
     def now(self) -> datetime:
         return datetime.now(self.tz)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
@@ -39,15 +49,27 @@ class FakeClock:
         self.tz = tz or ZoneInfo("Asia/Shanghai")
         self._now = (start or datetime(2026, 11, 23, 10, 0, 0)).replace(tzinfo=self.tz)
         self.slept: list[float] = []
+        self._mono = 1000.0
 
     def now(self) -> datetime:
         return self._now
 
+    def monotonic(self) -> float:
+        return self._mono
+
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
+        self._mono += max(0.0, seconds)
 
     def set(self, moment: datetime) -> None:
-        self._now = moment if moment.tzinfo else moment.replace(tzinfo=self.tz)
+        """Move time to `moment`: real time passes (forward only) on both clocks."""
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=self.tz)
+        self._mono += max(0.0, (moment - self._now).total_seconds())
+        self._now = moment
+
+    def step_wall(self, seconds: float) -> None:
+        """An NTP correction or VM resume: the wall clock jumps, no real time passes."""
+        self._now += timedelta(seconds=seconds)
 
     async def sleep(self, seconds: float) -> None:
         if seconds > 0:

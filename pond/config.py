@@ -329,6 +329,7 @@ class OutboxSettings:
     breaker_patterns: tuple[str, ...] = ("操作过于频繁", "发送消息过于频繁", "too frequent")
     breaker_cooldown_min: float = setting(30.0, gt=0)  # a throttle signal must pause sending
     retry_backoff_s: float = 5.0
+    stop_grace_s: float = setting(5.0)  # a clean stop drains for this long (0: not at all)
     # 0 would forget message ids at once (a redelivered message answered twice) and call
     # every live message stale (nothing answered).
     seen_ttl_days: float = setting(7.0, env="INBOUND_SEEN_TTL_DAYS", gt=0)

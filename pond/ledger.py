@@ -185,6 +185,24 @@ class Ledger:
                 continue  # another writer inserted the day's first row: count again
         raise RuntimeError(f"could not reserve {sorted(limits)} for {day}")
 
+    def reserve_in(self, conn: sa.Connection, day: str, limits: dict[str, int]) -> str | None:
+        """`reserve` inside the caller's transaction (the outbox's group commit): a capped
+        action counts nothing (what this call counted already is given back)."""
+        done: list[str] = []
+        for kind, cap in limits.items():
+            if not self._increment(conn, day, kind, cap):
+                # No savepoints here (pysqlite): undo this call's own increments.
+                c = self.counters.c
+                for back in done:
+                    conn.execute(
+                        sa.update(self.counters)
+                        .where(c.day == day, c.kind == back, c.n > 0)
+                        .values(n=c.n - 1)
+                    )
+                return kind
+            done.append(kind)
+        return None
+
     def _increment(self, conn: sa.Connection, day: str, kind: str, cap: int) -> bool:
         params = {"b_day": day, "b_kind": kind, "cap": cap}
         if conn.execute(self._q_increment, params).rowcount:
@@ -371,15 +389,28 @@ class Ledger:
     ) -> bool:
         """Move a row to `status`; with `expect`, only from that status (compare-and-set).
         Committed on return: the "sending" mark is durable before the transport is called."""
+        with self.engine.begin() as conn:
+            return self.mark_in(conn, job, recipient, status, at, reason, expect)
+
+    def mark_in(
+        self,
+        conn: sa.Connection,
+        job: str,
+        recipient: str,
+        status: RowStatus,
+        at: float,
+        reason: str = "",
+        expect: RowStatus | None = None,
+    ) -> bool:
+        """`mark` inside the caller's transaction."""
         query = sa.update(self.rows).where(
             self.rows.c.job == job, self.rows.c.recipient == recipient
         )
         if expect is not None:
             query = query.where(self.rows.c.status == expect.value)
-        with self.engine.begin() as conn:
-            changed = conn.execute(
-                query.values(status=status.value, reason=reason, updated_at=at)
-            ).rowcount
+        changed = conn.execute(
+            query.values(status=status.value, reason=reason, updated_at=at)
+        ).rowcount
         return bool(changed)
 
     def recover(self, at: float) -> list[BulkRow]:

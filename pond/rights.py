@@ -62,6 +62,9 @@ KERNEL_TABLES = frozenset(
         "out_marketing",
         "out_jobs",
         "out_rows",
+        "inbox",
+        "out_queue",
+        "out_row_parts",
     }
 )
 AUDIT_KIND = "admin.command"
@@ -501,6 +504,7 @@ def erase_contact(app: App, contact_id: str, *, by: str = "", origin: str = "") 
                 conn.execute(sa.delete(table).where(table.c.contact_id == contact_id)).rowcount,
             )
     done.add("deliveries", _erase_deliveries(app, s))
+    done.add("journal", app.inbox.erase(contact_id))
     done.add("events", _erase_events(app, s))
     done.add("records", _erase_kv(app, s))
     done.add("records", _erase_docs(app, s))

@@ -49,7 +49,8 @@ from pond import App, Contact, FakeClock, Message, Room, Settings
 from pond.transports.memory import MemoryTransport
 
 TARGETS = {
-    "throughput_vs_jinja": 0.3,  # pond msgs/s >= 0.3 x the Jinja2 baseline
+    "throughput_vs_jinja": 0.1,  # pond msgs/s >= 0.1 x the Jinja2 baseline (issue 19)
+    "durable_p99_ms": 5.0,  # receipt -> inbox row committed
     "p99_ms": 1.0,
     "scale_ratio": 1.5,  # per-message cost 100k / 1k contacts
     "rss_mb": 80.0,
@@ -109,7 +110,26 @@ def messages(
     return out
 
 
-async def timed_pipeline(app: App, clock: FakeClock, batch: list[Message]) -> list[float]:
+class _Committed(set[str]):
+    """The inbox's set of received-but-uncommitted keys; notes when each leaves it (its
+    group commit), for the receipt -> durable enqueue latency."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at: dict[str, float] = {}
+
+    def discard(self, key: str) -> None:
+        self.at.setdefault(key, time.perf_counter())
+        super().discard(key)
+
+
+async def timed_pipeline(
+    app: App, clock: FakeClock, batch: list[Message], durable: list[float] | None = None
+) -> list[float]:
+    watch: _Committed | None = None
+    if durable is not None and hasattr(app, "inbox"):  # older trees have no inbox
+        watch = _Committed()
+        app.inbox._pending = watch
     latencies = []
     for message in batch:
         # Keep each message fresh for the stale-backlog gate while the fake clock runs on.
@@ -125,6 +145,10 @@ async def timed_pipeline(app: App, clock: FakeClock, batch: list[Message]) -> li
         await app.dispatch(message)
         await app.settle()
         latencies.append(time.perf_counter() - start)
+        if watch is not None and durable is not None:
+            while f"message:{message.id}" not in watch.at:
+                await asyncio.sleep(0.0005)  # the committer's window: real time
+            durable.append(watch.at[f"message:{message.id}"] - start)
     return latencies
 
 
@@ -182,11 +206,15 @@ async def pipeline_run(contacts: int, rooms: int, n: int, room_share: float) -> 
     with tempfile.TemporaryDirectory(prefix="pond-bench-") as tmp:
         app, transport = make_app(Path(tmp), clock)
         await app.start()
+        # As in production: the group committer (and the book's flusher) run in the
+        # background; the outbox is driven by settle() so the fake clock paces it.
+        app.start_background(outbox=False, scheduler=False)
         prefill(app, contacts, rooms)
         batch = messages(clock, n, contacts, rooms, room_share)
         warm = max(20, n // 10)
         await timed_pipeline(app, clock, batch[:warm])
-        latencies = await timed_pipeline(app, clock, batch[warm:])
+        durable: list[float] = []
+        latencies = await timed_pipeline(app, clock, batch[warm:], durable)
         replies = len(transport.performed)
         await app.stop()
     total = sum(latencies)
@@ -197,6 +225,8 @@ async def pipeline_run(contacts: int, rooms: int, n: int, room_share: float) -> 
         "p99_ms": sorted(latencies)[int(len(latencies) * 0.99) - 1] * 1000,
         "per_message_ms": total / len(latencies) * 1000,
         "replies": replies,
+        # receipt -> durable enqueue (the inbox row committed); none on trees without it
+        "durable_p99_ms": sorted(durable)[int(len(durable) * 0.99) - 1] * 1000 if durable else -1,
     }
 
 
@@ -325,6 +355,13 @@ def run(size: str) -> tuple[list[Result], dict[str, Any]]:
                     "ms",
                     f"< {TARGETS['p99_ms']}",
                     private["p99_ms"] < TARGETS["p99_ms"],
+                ),
+                Result(
+                    "pond private receipt -> durable enqueue p99",
+                    private["durable_p99_ms"],
+                    "ms",
+                    f"< {TARGETS['durable_p99_ms']}",
+                    0 <= private["durable_p99_ms"] < TARGETS["durable_p99_ms"],
                 ),
                 Result(
                     "pond room p99",

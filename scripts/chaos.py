@@ -8,7 +8,8 @@ Breaks the bot on purpose and prints a table of scenario, expected, observed, pa
 - a template broken during hot reload;
 - a hostile template (one that would eat memory or CPU) at start-up and at hot reload;
 - the transport dropping mid-send;
-- the disk filling up while serving (a real write failure: RLIMIT_FSIZE in a child process).
+- the disk filling up while serving (a real write failure: RLIMIT_FSIZE in a child process),
+  and the messages that arrived meanwhile answered once space is back.
 Exit status 0 when every scenario passes."""
 
 from __future__ import annotations
@@ -439,12 +440,17 @@ async def disk_full_child(data_dir: Path) -> dict[str, object]:
         await app.dispatch(say(f"g{i}", "你好", clock, n))
         await app.settle()
     after = len(transport.performed) - before - during
+    await app.advance(clock, 600)
+    # Those who wrote while the disk was full: answered once space came back, once each.
+    answered = [p.action.to for p in transport.performed if p.action.to.startswith("f")]
     await app.stop()
     return {
         "crashed_calls": failures,
         "errors_logged": errors.count,
         "sent_while_full": during,
         "sent_after": after,
+        "answered_meanwhile": len(set(answered)),
+        "answered_twice": len(answered) - len(set(answered)),
     }
 
 
@@ -457,7 +463,7 @@ class _ErrorCounter(logging.Handler):
         self.count += 1
 
 
-def disk_full(tmp: Path) -> Row:
+def disk_full(tmp: Path) -> list[Row]:
     result = subprocess.run(
         [sys.executable, __file__, DISK_FULL_CHILD, str(tmp / "disk")],
         capture_output=True,
@@ -467,12 +473,14 @@ def disk_full(tmp: Path) -> Row:
         env={**os.environ, "POND_NO_VENV": "1"},
     )
     if result.returncode != 0:
-        return Row(
-            "disk full while serving",
-            "errors reported, no crash, recovers",
-            f"child failed: {result.stderr.strip()[-300:]}",
-            False,
-        )
+        return [
+            Row(
+                "disk full while serving",
+                "errors reported, no crash, recovers",
+                f"child failed: {result.stderr.strip()[-300:]}",
+                False,
+            )
+        ]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     after = int(figures["sent_after"])
     ok = figures["crashed_calls"] == 0 and int(figures["errors_logged"]) > 0 and after >= 3
@@ -481,9 +489,21 @@ def disk_full(tmp: Path) -> Row:
         f"replies while full "
         f"{figures['sent_while_full']}, replies and held sends after space returned {after}"
     )
-    return Row(
-        "disk full while serving", "errors reported, no crash, serves again after", observed, ok
-    )
+    meanwhile, twice = int(figures["answered_meanwhile"]), int(figures["answered_twice"])
+    return [
+        Row(
+            "disk full while serving",
+            "errors reported, no crash, serves again after",
+            observed,
+            ok,
+        ),
+        Row(
+            "disk full, then space back",
+            "the 5 messages that arrived while full are answered after, once each",
+            f"answered {meanwhile} of 5, {twice} twice",
+            meanwhile == 5 and twice == 0,
+        ),
+    ]
 
 
 def table(rows: list[Row]) -> str:

@@ -209,7 +209,7 @@ def sabotage(app: App, how: str) -> None:
         if app.ledger.job_status(JOB) is not None:
             app.ledger.set_job_status(JOB, JobStatus.ACTIVE)
     elif how == "nocap":
-        app.ledger.reserve = lambda day, limits: None  # type: ignore[method-assign]
+        app.ledger.reserve_in = lambda conn, day, limits: None  # type: ignore[method-assign]
     else:
         raise ValueError(f"unknown sabotage {how!r}")
 
@@ -653,7 +653,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="出站限流故障注入：在群发中随机强杀进程（SIGKILL），检查不重发、不超每日上限",
     )
     parser.add_argument(
-        "--scenario", choices=["all", "kill", "cap"], default="all", help="跑哪个场景（默认全部）"
+        "--scenario",
+        choices=["all", "kill", "cap", "mixed"],
+        default="all",
+        help="跑哪个场景（默认全部）",
+    )
+    parser.add_argument(
+        "--mixed-kills", type=int, default=20, help="混合场景（回复 + 群发 + 传输故障）：强杀几次"
     )
     parser.add_argument("--kills", type=int, default=10, help="强杀场景：强杀几次（默认 10）")
     parser.add_argument("--recipients", type=int, default=300, help="强杀场景：群发人数")
@@ -687,7 +693,7 @@ def main(argv: list[str]) -> int:
         print("需要 SIGKILL（Linux/macOS） / needs SIGKILL (Linux/macOS)", file=sys.stderr)
         return 1
     base = args.data_dir or Path(tempfile.mkdtemp(prefix="pond-fault-"))
-    for name in ("kill", "cap"):
+    for name in ("kill", "cap", "mixed"):
         if (base / name).exists():
             print(f"{base / name} 已存在，请换一个目录 / already exists", file=sys.stderr)
             return 1
@@ -697,6 +703,7 @@ def main(argv: list[str]) -> int:
     delay = args.max_delay_ms / 1000.0
     started = time.monotonic()
     reports: list[Report] = []
+    mixed_failed: list[str] = []
     print(f"故障注入中 / injecting faults (seed {args.seed}) …", file=sys.stderr, flush=True)
     try:
         if args.scenario in ("all", "kill"):
@@ -726,13 +733,21 @@ def main(argv: list[str]) -> int:
                     sabotage=args.sabotage,
                 )
             )
-    except (ChildError, ValueError) as error:
+        if args.scenario in ("all", "mixed"):
+            import fault_mixed  # replies + composite broadcast + transport faults
+
+            mixed = fault_mixed.mixed_loop(base / "mixed", kills=args.mixed_kills, seed=args.seed)
+            print(fault_mixed.format_report(mixed))
+            if not mixed.passed:
+                mixed_failed.append(mixed.label)
+    except (ChildError, ValueError, RuntimeError) as error:
         print(f"测试装置出错 / harness error: {error}", file=sys.stderr)
         print(f"数据保留在 / data kept in {base}", file=sys.stderr)
         return 1
     elapsed = time.monotonic() - started
-    passed = all(r.passed for r in reports)
-    print(format_table(reports))
+    passed = all(r.passed for r in reports) and not mixed_failed
+    if reports:
+        print(format_table(reports))
     problems = format_problems(reports)
     if problems:
         print(problems)

@@ -5,8 +5,9 @@
 Prints ``ready`` once the store is open, then:
 
 - mode ``all``: for i = N, N+1, ...: insert the document {"i": i} in namespace "crash",
-  ``kv_set("crash", f"k{i}", i)``, ``mark_seen(f"m{i}")``, then prints ``ack i``. A write
-  is acknowledged only once all three have returned.
+  ``kv_set("crash", f"k{i}", i)`` and ``flush()`` (key/values are group-committed: the
+  flush is their durability point), ``mark_seen(f"m{i}")``, then prints ``ack i``. A write
+  is acknowledged only once all of them have returned.
 - mode ``events``: records events of kind ``flood<N>`` with data {"i": i}; after every 200
   it calls ``flush()`` and prints ``flushed <count>``.
 
@@ -47,6 +48,7 @@ def main() -> None:
         while True:
             table.insert({"i": i})
             store.sql.kv_set("crash", f"k{i}", i)
+            store.sql.flush()
             store.sql.mark_seen(f"m{i}", datetime.now(UTC))
             print(f"ack {i}", flush=True)
             i += 1

@@ -17,4 +17,4 @@ def test_every_chaos_scenario_passes() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "PASS" in line]
-    assert len(rows) == 11
+    assert len(rows) == 12

@@ -11,11 +11,19 @@ local clock can never be mixed up with UTC silently.
 
 Durability:
 
-- ``mark_seen`` and the ``kv_*`` writes commit before they return.
-- ``record_event`` is write-behind: events sit in memory until ``flush()`` (called by
-  ``run_flusher`` every ``flush_interval`` seconds, when the buffer reaches ``batch_size``,
-  by ``events()`` and by ``close()``). Events recorded after the last flush are lost if the
-  process is killed. That is the price of not committing once per message.
+- ``mark_seen`` commits before it returns.
+- Group commit: ``record_event``, the ``kv_*`` writes and the writes other modules hand to
+  ``defer()`` (the inbox and outbox journals) sit in memory until ``flush()`` writes them
+  all in ONE transaction. ``run_flusher`` flushes a few ms after the first pending write
+  (``group_window``); ``events()``, ``close()`` and the outbox (before every send) flush
+  too, so no action leaves before the batch that decided it is committed. Reads through
+  ``kv_get``/``kv_items`` see pending writes. What is pending at a kill -9 is lost: the
+  inbox journal makes that safe (an event whose "handled" mark is lost is handled again,
+  and its actions are deduplicated by (event, ordinal)).
+- A batch that fails for its data (an unencodable string, a duplicate key) is split: each
+  write is tried on its own and only the bad one is dropped (logged), so one bad row never
+  blocks the others. A batch that fails for the disk (full, I/O error, locked) stays
+  pending and is retried whole.
 - SQLite runs with ``synchronous=NORMAL`` in WAL mode: a commit survives a crash or kill of
   the process; a power loss or OS crash may roll back the last few commits (never corrupt).
 
@@ -26,22 +34,24 @@ flusher task runs there too); it is not safe to share between threads or process
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Dialect, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
 from .docs import validate_namespace
 from .errors import StoreCorrupt, StoreError
 
-__all__ = ["SqlStore", "UTCDateTime"]
+__all__ = ["SqlStore", "UTCDateTime", "clean_text", "clean_value", "is_transient"]
 
 log = logging.getLogger("pond.store")
 
@@ -54,6 +64,73 @@ _SQLITE_NOTADB = 26
 
 def _json_dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def clean_text(value: str) -> str:
+    """A string every backend can store: lone surrogates (from a broken transport or a
+    bad id) become visible escapes instead of failing the whole batch at commit."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def clean_value(value: object, path: str, kinds: dict[str, str]) -> object:
+    """A JSON-safe copy of `value`; what had to change is noted in `kinds` (path -> kind)."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            kinds[path] = "float"
+            return str(value)
+        return value
+    if isinstance(value, str):
+        cleaned = clean_text(value)
+        if cleaned is not value and cleaned != value:
+            kinds[path] = "str"
+        return cleaned
+    if isinstance(value, Mapping):
+        out: dict[str, object] = {}
+        for k, v in value.items():
+            key = clean_text(k) if isinstance(k, str) else str(k)
+            out[key] = clean_value(v, f"{path}.{key}" if path else key, kinds)
+        return out
+    if isinstance(value, list | tuple | set | frozenset):
+        return [clean_value(v, f"{path}[{i}]", kinds) for i, v in enumerate(value)]
+    kinds[path] = type(value).__name__
+    return clean_text(str(value))
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for trouble of the disk or the database (full, I/O error, locked): retry the
+    same writes later. False for trouble of the data itself (encoding, duplicate key)."""
+    if isinstance(error, OSError):
+        return True
+    if isinstance(error, OperationalError):
+        return True
+    orig = getattr(error, "orig", None)
+    return isinstance(orig, OSError | sqlite3.OperationalError)
+
+
+@dataclass(slots=True)
+class _Op:
+    """A deferred write: run inside the next group transaction; `done` after its commit."""
+
+    label: str
+    run: Callable[[sa.Connection], None]
+    done: Callable[[], None] | None = None
+
+
+_DELETED = object()
+_MISSING = object()
+
+
+def _short(error: BaseException) -> str:
+    return (
+        f"{type(error).__name__}: "
+        + str(getattr(error, "orig", None) or error).splitlines()[0][:200]
+    )
 
 
 def _require_aware(ts: datetime, what: str = "ts") -> datetime:
@@ -126,7 +203,16 @@ class SqlStore:
         # oldest are dropped and counted in ``dropped_events``, so memory stays bounded.
         self.max_buffered = max_buffered if max_buffered is not None else 100 * batch_size
         self.dropped_events = 0
+        self.dropped_writes = 0  # deferred writes refused by the database for their data
+        self.commits = 0  # group transactions committed (benchmarks, tests)
+        self.group_window = 0.002  # seconds the committer waits to gather a batch
         self._buffer: list[dict[str, Any]] = []
+        self._ops: list[_Op] = []
+        self._kv_pending: dict[tuple[str, str], object] = {}
+        self._kick: asyncio.Event | None = None
+        self._urgent = False  # an urgent write waits for the next group commit
+        # Called with the error when a flush fails for the disk (the App alerts, once).
+        self.on_trouble: Callable[[BaseException | None], None] = lambda error: None
         self._next_auto_flush = batch_size
         self._closed = False
 
@@ -240,8 +326,10 @@ class SqlStore:
     ) -> None:
         """Buffer one event; it reaches the database at the next flush.
 
-        ``data`` is copied (through JSON) now, so later changes by the caller do not leak
-        in and a value JSON cannot hold fails here (TypeError/ValueError), not in the flush.
+        ``data`` is copied now, so later changes by the caller do not leak in. What cannot
+        be stored (a lone surrogate, a datetime, NaN) is stored as text and its original
+        kind listed under ``data["_sanitised"]`` (field path -> kind): the event log never
+        refuses an event and never fails a batch for it.
         """
         self._check_open()
         _check_text("kind", kind, _NAME_LENGTH, allow_empty=False)
@@ -250,18 +338,18 @@ class SqlStore:
         _check_text("contact_id", contact_id, _ID_LENGTH)
         _check_text("room_id", room_id, _ID_LENGTH)
         _require_aware(ts)
-        snapshot = json.loads(_json_dumps(dict(data))) if data else {}
-        self._buffer.append(
-            {
-                "ts": ts,
-                "kind": kind,
-                "plugin": plugin,
-                "chat_id": chat_id,
-                "contact_id": contact_id,
-                "room_id": room_id,
-                "data": snapshot,
-            }
-        )
+        kinds: dict[str, str] = {}
+        snapshot = clean_value(dict(data), "", kinds) if data else {}
+        assert isinstance(snapshot, dict)
+        ids = {"chat_id": chat_id, "contact_id": contact_id, "room_id": room_id}
+        for name, value in ids.items():
+            cleaned = clean_text(value)
+            if cleaned != value:
+                kinds[name] = "str"
+                ids[name] = cleaned[:_ID_LENGTH]
+        if kinds:
+            snapshot["_sanitised"] = kinds
+        self._buffer.append({"ts": ts, "kind": kind, "plugin": plugin, **ids, "data": snapshot})
         if len(self._buffer) >= self._next_auto_flush:
             self._auto_flush()
 
@@ -286,32 +374,188 @@ class SqlStore:
         """Number of events recorded but not yet flushed."""
         return len(self._buffer)
 
-    def flush(self) -> None:
-        """Write the buffered events in one transaction. On failure they stay buffered."""
-        if not self._buffer:
-            return
-        batch, self._buffer = self._buffer, []
+    # -- group commit -------------------------------------------------------------------
+
+    @property
+    def dirty(self) -> bool:
+        """Writes are waiting for the next group commit."""
+        return bool(self._buffer or self._ops or self._kv_pending)
+
+    def defer(
+        self,
+        label: str,
+        run: Callable[[sa.Connection], None],
+        done: Callable[[], None] | None = None,
+        *,
+        urgent: bool = False,
+    ) -> None:
+        """Run `run(conn)` inside the next group transaction; call `done()` once committed.
+        `urgent` writes (an inbound event received) are committed within `group_window`;
+        the others ride along with the next commit, at the latest `flush_interval` later."""
+        self._check_open()
+        self._ops.append(_Op(label, run, done))
+        if urgent:
+            self._urgent = True
+            self._nudge()
+
+    @property
+    def committer_running(self) -> bool:
+        return self._kick is not None
+
+    def _nudge(self) -> None:
+        if self._kick is not None:
+            self._kick.set()
+
+    def _kv_written(self) -> None:
+        """With a committer running, a key/value write waits for the group commit. Without
+        one (scripts, tools, tests driving the App by hand) it is a commit point itself, so
+        another process reading the same data sees it at once."""
+        if self._kick is not None:
+            return  # rides along with the next group commit
+        try:
+            self.flush()
+        except (SQLAlchemyError, OSError) as error:  # disk trouble: stays pending
+            log.error("cannot commit a key/value write now (%s); it stays pending", _short(error))
+
+    def flush(self, extra: Callable[[sa.Connection], Any] | None = None) -> Any:
+        """Commit everything pending (events, key/values, deferred writes) in one
+        transaction; with `extra`, run it last in the same transaction and return its
+        result (the outbox's cap reservation and "sending" mark ride along this way).
+
+        Disk trouble: everything stays pending and the error is raised. Data trouble: the
+        batch is split and only the writes the database refuses are dropped (logged)."""
+        if not self.dirty and extra is None:
+            return None
+        events, self._buffer = self._buffer, []
+        ops, self._ops = self._ops, []
+        kvs, self._kv_pending = self._kv_pending, {}
         try:
             with self.engine.begin() as conn:
-                conn.execute(sa.insert(self.events_table), batch)
-        except BaseException:
-            self._buffer[:0] = batch
-            raise
+                self._write_all(conn, events, ops, kvs)
+                result = extra(conn) if extra is not None else None
+        except BaseException as error:
+            if not isinstance(error, Exception) or is_transient(error) or extra is not None:
+                self._restore(events, ops, kvs)
+                if isinstance(error, Exception) and is_transient(error):
+                    self.on_trouble(error)
+                raise
+            log.error("a group commit failed (%s); writing one by one", _short(error))
+            self._split(events, ops, kvs)
+            result = None
+        else:
+            self.commits += 1
+            self._committed(ops)
+        self._urgent = False
+        self.on_trouble(None)
+        return result
+
+    def _write_all(
+        self,
+        conn: sa.Connection,
+        events: list[dict[str, Any]],
+        ops: list[_Op],
+        kvs: dict[tuple[str, str], object],
+    ) -> None:
+        for (namespace, key), value in kvs.items():
+            self._kv_write(conn, namespace, key, value)
+        for op in ops:
+            op.run(conn)
+        if events:
+            conn.execute(sa.insert(self.events_table), events)
+
+    def _restore(
+        self,
+        events: list[dict[str, Any]],
+        ops: list[_Op],
+        kvs: dict[tuple[str, str], object],
+    ) -> None:
+        self._buffer[:0] = events
+        self._ops[:0] = ops
+        self._kv_pending = {**kvs, **self._kv_pending}
+
+    def _split(
+        self,
+        events: list[dict[str, Any]],
+        ops: list[_Op],
+        kvs: dict[tuple[str, str], object],
+    ) -> None:
+        units: list[tuple[str, Callable[[sa.Connection], None], _Op | None]] = []
+        for (namespace, key), value in kvs.items():
+            units.append((f"kv {namespace}", self._kv_unit(namespace, key, value), None))
+        units += [(op.label, op.run, op) for op in ops]
+        for row in events:
+            units.append((f"event {row['kind']}", self._event_unit(row), None))
+        for n, (label, run, op) in enumerate(units):
+            try:
+                with self.engine.begin() as conn:
+                    run(conn)
+            except Exception as error:
+                if is_transient(error):  # the disk went away meanwhile: keep the rest
+                    self._restore_units(units[n:])
+                    raise
+                self.dropped_writes += 1
+                log.error("dropped one write the database refuses: %s (%s)", label, _short(error))
+                continue
+            self.commits += 1
+            if op is not None and op.done is not None:
+                op.done()
+
+    def _kv_unit(self, namespace: str, key: str, value: object) -> Callable[[sa.Connection], None]:
+        return lambda conn: self._kv_write(conn, namespace, key, value)
+
+    def _event_unit(self, row: dict[str, Any]) -> Callable[[sa.Connection], None]:
+        def run(conn: sa.Connection) -> None:
+            conn.execute(sa.insert(self.events_table), [row])
+
+        return run
+
+    def _restore_units(
+        self, units: list[tuple[str, Callable[[sa.Connection], None], _Op | None]]
+    ) -> None:
+        # Left-over units go back as deferred writes (events and kv lose their batching).
+        self._ops[:0] = [op or _Op(label, run) for label, run, op in units]
+
+    @staticmethod
+    def _committed(ops: list[_Op]) -> None:
+        for op in ops:
+            if op.done is not None:
+                try:
+                    op.done()
+                except Exception:  # a callback must not undo a commit
+                    log.exception("after-commit callback of %s failed", op.label)
 
     async def run_flusher(self) -> None:
-        """Flush every ``flush_interval`` seconds until cancelled; flush once more then."""
+        """The committer: a few ms after the first pending write, commit the batch; at
+        least every ``flush_interval`` seconds. It survives any error (logged; disk trouble
+        is retried) and flushes once more when cancelled."""
+        self._kick = asyncio.Event()
+        if self.dirty:
+            self._kick.set()
         try:
             while True:
-                await asyncio.sleep(self.flush_interval)
                 try:
+                    kicked = False
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.flush_interval):
+                            await self._kick.wait()
+                            kicked = True
+                    self._kick.clear()
+                    if kicked:
+                        await asyncio.sleep(self.group_window)
+                        if not self._urgent:
+                            continue  # committed meanwhile (a send commits what is pending)
                     self.flush()
-                except (SQLAlchemyError, OSError):
-                    log.exception("periodic flush of %d events failed", len(self._buffer))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    log.error("group commit failed (%s); retrying", _short(error))
+                    await asyncio.sleep(min(1.0, self.flush_interval))
         finally:
+            self._kick = None
             try:
                 self.flush()
-            except Exception:
-                log.exception("final flush of %d events failed", len(self._buffer))
+            except Exception as error:
+                log.error("final flush failed (%s)", _short(error))
 
     def events(
         self,
@@ -375,42 +619,43 @@ class SqlStore:
     # -- key/value -----------------------------------------------------------------------
 
     def kv_get(self, namespace: str, key: str, default: object = None) -> object:
-        _check_kv(namespace, key)
+        key = _check_kv(namespace, key)
+        pending = self._kv_pending.get((namespace, key), _MISSING)
+        if pending is not _MISSING:
+            return default if pending is _DELETED else pending
         with self.engine.connect() as conn:
             row = conn.execute(self._q_kv_get, {"ns": namespace, "k": key}).first()
         return default if row is None else row[0]
 
     def kv_set(self, namespace: str, key: str, value: object) -> None:
-        """Store a JSON value; committed before returning."""
+        """Store a JSON value; committed with the next group commit (reads see it now)."""
         self._check_open()
-        _check_kv(namespace, key)
-        _json_dumps(value)  # TypeError/ValueError now rather than from the driver
-        params = {"ns": namespace, "k": key, "value": value}
-        for attempt in range(2):
-            try:
-                with self.engine.begin() as conn:
-                    result = conn.execute(self._q_kv_update, params)
-                    if result.rowcount == 0:
-                        conn.execute(
-                            sa.insert(self.kv_table),
-                            {"namespace": namespace, "key": key, "value": value},
-                        )
-                return
-            except IntegrityError:
-                # Another writer inserted the key between our UPDATE and INSERT: update.
-                if attempt:
-                    raise
+        key = _check_kv(namespace, key)
+        # TypeError/ValueError now rather than from the driver; a copy, so later changes
+        # by the caller do not leak in.
+        kinds: dict[str, str] = {}
+        self._kv_pending[(namespace, key)] = clean_value(json.loads(_json_dumps(value)), "", kinds)
+        self._kv_written()
 
     def kv_delete(self, namespace: str, key: str) -> None:
         self._check_open()
-        _check_kv(namespace, key)
+        key = _check_kv(namespace, key)
+        self._kv_pending[(namespace, key)] = _DELETED
+        self._kv_written()
+
+    def _kv_write(self, conn: sa.Connection, namespace: str, key: str, value: object) -> None:
         t = self.kv_table
-        with self.engine.begin() as conn:
+        if value is _DELETED:
             conn.execute(sa.delete(t).where(t.c.namespace == namespace, t.c.key == key))
+            return
+        params = {"ns": namespace, "k": key, "value": value}
+        if conn.execute(self._q_kv_update, params).rowcount == 0:
+            conn.execute(sa.insert(t), {"namespace": namespace, "key": key, "value": value})
 
     def kv_items(self, namespace: str, prefix: str = "") -> list[tuple[str, object]]:
         """``(key, value)`` pairs of ``namespace`` whose key starts with ``prefix``, by key."""
         validate_namespace(namespace)
+        prefix = clean_text(prefix)
         t = self.kv_table
         query = sa.select(t.c.key, t.c.value).where(t.c.namespace == namespace)
         if prefix:
@@ -419,7 +664,14 @@ class SqlStore:
         query = query.order_by(t.c.key)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return [(str(k), v) for k, v in rows if str(k).startswith(prefix)]
+        found = {str(k): v for k, v in rows if str(k).startswith(prefix)}
+        for (ns, key), value in self._kv_pending.items():
+            if ns == namespace and key.startswith(prefix):
+                if value is _DELETED:
+                    found.pop(key, None)
+                else:
+                    found[key] = value
+        return sorted(found.items())
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -447,6 +699,8 @@ def _check_text(what: str, value: str, max_length: int, *, allow_empty: bool = T
         raise ValueError(f"{what} must have {low}-{max_length} characters, got {value!r}")
 
 
-def _check_kv(namespace: str, key: str) -> None:
+def _check_kv(namespace: str, key: str) -> str:
+    """The key as stored: an unencodable key (an id with a lone surrogate) is escaped."""
     validate_namespace(namespace)
     _check_text("key", key, MAX_KEY_LENGTH, allow_empty=False)
+    return clean_text(key)

@@ -49,6 +49,9 @@ class MemoryTransport:
         self.performed: list[Performed] = []
         self.sink: EventSink | None = None
         self.connected = True
+        # One record per action, text and media together (tests assert on whole actions);
+        # False makes the outbox send composite actions part by part, as on WeChat.
+        self.atomic_media = True
         self.status_listener: StatusListener = lambda status, data: None
         # Tests script failures: each perform() pops one; None means success.
         self.failures: list[TransportError | None] = []
