@@ -19,6 +19,7 @@ CODE = re.compile(
 GROUPED = {
     "pond/segments.py": (re.compile(r"""(?:SegmentError|fail)\(\s*"([a-z_]+)\""""), "segment"),
     "plugins/_calendar/parse.py": (re.compile(r"""SegmentError\(\s*"([a-z_]+)\""""), "segment"),
+    "plugins/_referral/rules.py": (re.compile(r"""_problem\(\s*"([a-z_]+)\""""), "referral"),
 }
 # Words an operator types as they are (file syntax, command words, sample values).
 ALLOWED = {
@@ -32,6 +33,8 @@ ALLOWED = {
     *("term", "nth_weekday", "aliases", "date"),
     *("now", "error", "defaults", "rooms", "moderation", "layers", "groups", "rules"),
     *("groups_rooms_file", "units"),
+    # the referral rules file's tables and fields
+    *("words", "validity", "issue", "threshold"),
 }
 
 

@@ -1,0 +1,475 @@
+"""裂变 (referral): customers bring friends with their own invite code and poster; who brought
+whom is attributed, checked against validity rules and rewarded once per threshold.
+
+Events:
+- private message 「邀请码」/「我要邀请」 (words in rules.toml): the customer's code (drawn on
+  first use) as text, then their poster (Pillow + qrcode; with no CJK font the code alone
+  goes out and the operators are told in Chinese). 「邀请排行」/「我的邀请」: their own count
+  and rank, never anyone else's.
+- FriendRequest whose hello carries a live code (priority 40, before the friends plugin's
+  rules): accepted through the governor, recorded in the customer book (first-touch channel
+  REFERRAL_CHANNEL, consent, rules.toml invitee_tags), greeted, attributed to the code's owner.
+  Requests without a code are left to the friends plugin.
+- MemberJoined with an inviter (observer): each joiner attributed to the inviter (admins'
+  invites are the brand's own, not referrals). MemberLeft: a joiner leaving before the stay
+  is over does not count. The book: an invitee who deletes us stops counting.
+Jobs: referral.tick (every 5 minutes): rules reload, stays that are over become valid,
+rewards, codes handed out by rule (rules.toml [issue] tags).
+Review queue (待办): self-invites, loops and bursts (held until an operator clears or voids).
+Commands (persona/referral/commands.toml): referral_top, referral_void, referral_clear.
+Data: persona/referral/rules.toml. Tables: referral_codes, referral_invites, referral_rewards.
+Config: REFERRAL_* (ReferralConfig, config.example.env).
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from plugins._referral import flow, poster
+from plugins._referral.state import ISSUE, ReferralState
+from pond import (
+    Action,
+    ActionClass,
+    ActionKind,
+    App,
+    Command,
+    Context,
+    Event,
+    FriendRequest,
+    Media,
+    MediaKind,
+    MemberJoined,
+    MemberLeft,
+    Message,
+    Plugin,
+    ReviewItem,
+    filters,
+    rights,
+    setting,
+)
+from pond.customers import BookChange
+
+log = logging.getLogger("pond.plugins.referral")
+
+
+@dataclass(frozen=True)
+class ReferralConfig:
+    code_length: int = setting(6, ge=4, le=12)
+    channel: str = "referral"  # first-touch channel code of friends who came with a code
+    greet: bool = True
+    room_ids: tuple[str, ...] = ()  # rooms whose joins count; empty: every room
+    font: str = ""  # a CJK font file for the poster; empty: found through fontconfig
+    poster_background: str = ""  # an image (resized to 750x1334); empty: the brand colours
+    poster_qr: str = ""  # what the QR code holds, {code} replaced; empty: the code itself
+    top_n: int = setting(10, ge=1, le=100)
+
+
+plugin = Plugin(
+    "referral",
+    persona=[
+        "referral/your_code",
+        "referral/poster",
+        "referral/poster_text",
+        "referral/font_alert",
+        "referral/welcome",
+        "referral/my_rank",
+        "referral/reward",
+        "referral/reward_alert",
+        "referral/review_alert",
+        "referral/data_alert",
+        "referral/code_issued",
+        "referral/cmd_top",
+        "referral/cmd_voided",
+        "referral/cmd_cleared",
+        "referral/cmd_usage",
+        "referral/cmd_unknown",
+    ],
+    config=ReferralConfig,
+    description="invite codes and posters, attribution, validity, rewards, leaderboards",
+)
+
+_STATES: weakref.WeakKeyDictionary[App, ReferralState] = weakref.WeakKeyDictionary()
+
+
+def state_for(app: App) -> ReferralState:
+    st = _STATES.get(app)
+    if st is None:
+        config = app.plugin_configs.get(plugin.name) or ReferralConfig()
+        st = ReferralState(app, config)
+        st.load_rules()
+        app.book.subscribe(lambda change: _book_changed(st, change))
+        _STATES[app] = st
+    return st
+
+
+def state(ctx: Context) -> ReferralState:
+    return state_for(ctx.app)
+
+
+def _book_changed(st: ReferralState, change: BookChange) -> None:
+    if change.kind == "stage" and change.stage == "churned":
+        flow.gone(st, change.contact_id)
+    elif (
+        change.kind == "tagged"
+        and set(change.tags) & set(st.rules.issue_tags)
+        and st.db.code_of(change.contact_id) is None
+    ):
+        st.kv.set(ISSUE + change.contact_id, {"at": change.at})
+
+
+@plugin.on_startup()
+async def start(ctx: Context) -> None:
+    st = state(ctx)
+    problem = st.load_rules(force=True)
+    if problem is not None:
+        raise RuntimeError(f"{problem} (fix the file and start again)")
+
+
+# -- customers: code, poster, rank --------------------------------------------------------------
+def _words(ctx: Context, which: str) -> filters.Filter:
+    st = state(ctx)
+
+    def check(event: Event) -> bool:
+        if not isinstance(event, Message) or event.room is not None:
+            return False
+        words = st.rules.ask if which == "ask" else st.rules.rank
+        return filters.strip_mentions(event.text).lower() in {w.lower() for w in words}
+
+    return check
+
+
+def _poster_for(ctx: Context, st: ReferralState, code: str, name: str) -> Path | None:
+    cfg: ReferralConfig = st.config  # type: ignore[assignment]
+    out = Path(ctx.settings.bot.data_dir) / "referral" / "posters" / f"{code}.png"
+    if out.exists():
+        return out
+    try:
+        if st.font is None:
+            st.font = poster.find_font(cfg.font)
+        text = ctx.render("referral/poster_text", chat_id=code, code=code, name=name).text
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        payload = cfg.poster_qr.replace("{code}", code) if cfg.poster_qr else code
+        return poster.render(
+            out,
+            code=code,
+            lines=lines,
+            qr_payload=payload,
+            font_path=st.font,
+            background=cfg.poster_background,
+        )
+    except poster.FontMissing as missing:
+        st.font = None
+        reason, where = "font", missing.where
+    except poster.PosterError as error:
+        reason, where = "poster", str(error)
+    log.error("referral poster not made (%s): the code goes out as text", reason)
+    ctx.record("poster_failed", reason=reason)
+    if not st.font_alerted:
+        st.font_alerted = True
+        ctx.app.alert("referral/font_alert", reason=reason, where=where)
+    return None
+
+
+@plugin.on_message(filters.configured(lambda ctx: _words(ctx, "ask")), priority=40)
+async def ask_code(event: Message, ctx: Context) -> None:
+    st = state(ctx)
+    cid = event.sender.id
+    code = st.code_for(cid, ctx.now.timestamp())
+    ctx.record("code_sent", contact_id=cid)
+    await ctx.reply(
+        "referral/your_code",
+        code=code,
+        name=event.sender.display,
+        first_threshold=_first_threshold(st),
+    )
+    path = _poster_for(ctx, st, code, event.sender.display)
+    if path is not None:
+        await ctx.reply("referral/poster", media=Media(MediaKind.IMAGE, path=str(path)), code=code)
+
+
+@plugin.on_message(filters.configured(lambda ctx: _words(ctx, "rank")), priority=40)
+async def my_rank(event: Message, ctx: Context) -> None:
+    st = state(ctx)
+    count, rank = st.db.rank_of(event.sender.id)
+    pending = sum(1 for i in st.db.by_inviter(event.sender.id) if i.status in flow.LIVE)
+    upcoming = [r for r in st.rules.rewards if r.threshold > count]
+    await ctx.reply(
+        "referral/my_rank",
+        name=event.sender.display,
+        count=count,
+        rank=rank,
+        pending=pending,
+        next_threshold=upcoming[0].threshold if upcoming else 0,
+        next_reward=upcoming[0].name if upcoming else "",
+        has_code=st.db.code_of(event.sender.id) is not None,
+        stay_hours=_hours(st.rules.stay_hours),
+    )
+
+
+def _first_threshold(st: ReferralState) -> int:
+    rewards = st.rules.rewards
+    return rewards[0].threshold if rewards else 0
+
+
+def _hours(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+# -- attribution --------------------------------------------------------------------------------
+def _carries_code(ctx: Context) -> filters.Filter:
+    st = state(ctx)
+
+    def check(event: Event) -> bool:
+        return isinstance(event, FriendRequest) and st.owner(event.hello) is not None
+
+    return check
+
+
+@plugin.on_friend_request(filters.configured(_carries_code), priority=40)
+async def friend_request(event: FriendRequest, ctx: Context) -> None:
+    st = state(ctx)
+    cfg: ReferralConfig = st.config  # type: ignore[assignment]
+    found = st.owner(event.hello)
+    if found is None:
+        return
+    _code, inviter = found
+    contact = event.contact
+    cid = contact.id
+    book = ctx.app.book
+    before = book.get(cid)
+    # The hello is a message: never recorded, only that a code matched and whose it was.
+    ctx.record("request", contact_id=cid, inviter=inviter)
+    outcome = await ctx.act(
+        Action(
+            ActionKind.ACCEPT_FRIEND,
+            to=cid,
+            ticket=event.id,
+            cls=ActionClass.SERVICE,
+            contact_id=cid,
+        )
+    )
+    if outcome.status != "sent":
+        ctx.record("accept_failed", contact_id=cid, status=outcome.status, reason=outcome.reason)
+        return
+    now = ctx.now
+    values: dict[str, object] = {"is_friend": True}
+    if contact.name:
+        values["name"] = contact.name
+    if before is None or not before.channel:
+        values["channel"] = cfg.channel
+    book.upsert(cid, now, **values)
+    source = f"referral:{inviter}"
+    book.record_consent(cid, "contact", now, how="friend_request", source=source)
+    wanted = st.rules.invitee_tags
+    tags = book.tag(cid, wanted, now, source="referral") if wanted else []
+    rights.reapply(ctx.app, cid)  # erased earlier, back now: their opt-out still holds
+    ctx.record("accepted", contact_id=cid, channel=cfg.channel, tags=tags)
+    flow.attribute(ctx, st, cid, inviter, path="friend_request", known=before is not None)
+    if cfg.greet:
+        await ctx.send(
+            cid,
+            "referral/welcome",
+            cls=ActionClass.SERVICE,
+            name=contact.display,
+            inviter_name=flow.display(ctx, inviter),
+        )
+
+
+@plugin.on_member_joined(priority=1, block=False)
+async def joined(event: MemberJoined, ctx: Context) -> None:
+    inviter = event.inviter
+    cfg: ReferralConfig = ctx.config
+    if inviter is None or (cfg.room_ids and event.room.id not in cfg.room_ids):
+        return
+    if ctx.app.admins.is_admin(inviter.id):
+        return  # the brand's own staff filling a room: not a referral
+    st = state(ctx)
+    book = ctx.app.book
+    for member in event.members:
+        known = book.get(member.id) is not None
+        flow.attribute(
+            ctx, st, member.id, inviter.id, path="room_join", room_id=event.room.id, known=known
+        )
+
+
+@plugin.on_member_left(priority=1, block=False)
+async def left(event: MemberLeft, ctx: Context) -> None:
+    st = state(ctx)
+    for member in event.members:
+        flow.left_room(ctx, st, member.id, event.room.id)
+
+
+# -- jobs -----------------------------------------------------------------------------------------
+@plugin.scheduled("*/5 * * * *")
+async def tick(ctx: Context) -> None:
+    st = state(ctx)
+    problem = st.load_rules()
+    if problem is not None:
+        ctx.app.alert("referral/data_alert", problem=str(problem))
+    await flow.settle(ctx, st)
+    await _issue(ctx, st)
+
+
+async def _issue(ctx: Context, st: ReferralState, limit: int = 20) -> None:
+    """Codes handed out by rule (a purchase tag...): as service messages, opt-out honoured."""
+    for key, _ in st.kv.items(ISSUE)[:limit]:
+        cid = key.removeprefix(ISSUE)
+        st.kv.delete(key)  # before the send: at most once
+        customer = ctx.app.book.get(cid)
+        if customer is None or not customer.is_friend or ctx.outbox.ledger.is_opted_out(cid):
+            continue
+        code = st.code_for(cid, ctx.now.timestamp())
+        name = customer.alias or customer.name
+        ctx.record("code_issued", contact_id=cid)
+        path = _poster_for(ctx, st, code, name)
+        media = Media(MediaKind.IMAGE, path=str(path)) if path is not None else None
+        await ctx.send(
+            cid,
+            "referral/code_issued",
+            media=media,
+            code=code,
+            name=name,
+            first_threshold=_first_threshold(st),
+        )
+
+
+# -- operators: reload, review, commands --------------------------------------------------------
+@plugin.on_reload()
+async def reload(ctx: Context) -> list[str]:
+    problem = state(ctx).load_rules(force=True)
+    return [str(problem)] if problem is not None else []
+
+
+@plugin.review_source()
+async def reviews(ctx: Context) -> list[ReviewItem]:
+    st = state(ctx)
+    items: list[ReviewItem] = []
+    bursts: dict[str, list[float]] = {}
+    for inv in st.db.to_review():
+        if inv.review == "burst":
+            bursts.setdefault(inv.inviter_id, []).append(inv.at)
+            continue
+        items.append(
+            ReviewItem(
+                kind="referral_review",
+                ref=f"invite:{inv.id}",
+                at=inv.at,
+                contact_id=inv.inviter_id,
+                detail=f"{inv.review}:{inv.invitee_id}",
+                command="referral_clear",
+                args=(inv.invitee_id,),
+            )
+        )
+    for inviter, times in bursts.items():
+        items.append(
+            ReviewItem(
+                kind="referral_burst",
+                ref=f"burst:{inviter}",
+                at=min(times),
+                contact_id=inviter,
+                detail=f"burst:{len(times)}",
+                command="referral_clear",
+                args=(inviter,),
+            )
+        )
+    return sorted(items, key=lambda i: i.at or 0.0)
+
+
+@plugin.command("referral_top", keep_args=True)
+async def referral_top(cmd: Command, ctx: Context) -> None:
+    """邀请排行 [人数] [天数]: the top inviters, all time or of the last N days."""
+    st = state(ctx)
+    cfg: ReferralConfig = ctx.config
+    numbers = [int(a) for a in cmd.args if a.isdigit()]
+    if len(numbers) != len(cmd.args) or len(numbers) > 2:
+        await ctx.reply("referral/cmd_usage", command="referral_top")
+        return
+    top = numbers[0] if numbers else cfg.top_n
+    days = numbers[1] if len(numbers) > 1 else 0
+    since = (ctx.now - timedelta(days=days)).timestamp() if days else None
+    board = st.db.leaderboard(since)[: max(top, 1)]
+    rows = [
+        {"rank": n, "id": cid, "name": flow.display(ctx, cid), "count": count}
+        for n, (cid, count) in enumerate(board, 1)
+    ]
+    await ctx.reply("referral/cmd_top", rows=rows, top=top, days=days)
+
+
+@plugin.command("referral_void")
+async def referral_void(cmd: Command, ctx: Context) -> None:
+    """作废邀请 <被邀请人id> <原因>: the invite stops counting; who, when and why are kept."""
+    st = state(ctx)
+    if len(cmd.args) < 2:
+        await ctx.reply("referral/cmd_usage", command="referral_void")
+        return
+    invitee = cmd.args[0]
+    reason = cmd.rest.strip().removeprefix(invitee).strip()[:200]
+    inv = st.db.invite_of(invitee)
+    if inv is None:
+        await ctx.reply("referral/cmd_unknown", ref=invitee)
+        return
+    st.db.update(
+        inv.id,
+        status="void",
+        review="",
+        void_by=cmd.sender.id,
+        void_reason=reason,
+        settled_at=ctx.now.timestamp(),
+    )
+    # The reason is the operator's words: kept in the invite's row, not in the event store.
+    ctx.record(
+        "voided", contact_id=invitee, inviter=inv.inviter_id, by=cmd.sender.id, was=inv.status
+    )
+    await ctx.reply(
+        "referral/cmd_voided",
+        invitee_id=invitee,
+        invitee_name=flow.display(ctx, invitee),
+        inviter_id=inv.inviter_id,
+        inviter_name=flow.display(ctx, inv.inviter_id),
+        reason=reason,
+        was=inv.status,
+    )
+
+
+@plugin.command("referral_clear")
+async def referral_clear(cmd: Command, ctx: Context) -> None:
+    """核实邀请 <id>: an operator looked at a flagged invite (or an inviter's burst) and lets
+    it stand: held invites count again once their stay is over."""
+    st = state(ctx)
+    if len(cmd.args) != 1:
+        await ctx.reply("referral/cmd_usage", command="referral_clear")
+        return
+    ref = cmd.args[0]
+    flagged = [i for i in st.db.to_review() if ref in (i.invitee_id, i.inviter_id)]
+    if not flagged:
+        await ctx.reply("referral/cmd_unknown", ref=ref)
+        return
+    released = 0
+    for inv in flagged:
+        if inv.status == "held":
+            st.db.update(inv.id, status="pending", review="")
+            released += 1
+        else:
+            st.db.update(inv.id, review="")
+    ctx.record("cleared", contact_id=ref, n=len(flagged), released=released, by=cmd.sender.id)
+    await ctx.reply("referral/cmd_cleared", ref=ref, n=len(flagged), released=released)
+    await flow.settle(ctx, st)
+
+
+def invite_tree(app: App, inviter_id: str) -> list[dict[str, object]]:
+    """Who this customer brought, when and how (for the CLI and other front ends)."""
+    return [
+        {
+            "invitee_id": i.invitee_id,
+            "path": i.path,
+            "room_id": i.room_id,
+            "at": datetime.fromtimestamp(i.at, app.clock.tz).isoformat(),
+            "status": i.status,
+            "reason": i.reason,
+        }
+        for i in state_for(app).db.by_inviter(inviter_id)
+    ]

@@ -1,0 +1,382 @@
+"""裂变 (referral) as customers and operators meet it: alice asks for her invite code and
+poster, her friends come with the code or are pulled into the group, the stay rule, self-
+invites, loops and bursts for review, rewards once per threshold (also across a restart),
+voiding, leaderboards, and the poster checked as an image."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+import pytest
+import zxingcpp
+from harness import ROOT, ChatSim, Transcript
+from PIL import Image, ImageFont
+
+import plugins.referral as referral
+from plugins._referral import codes, poster
+from pond import Contact, Context, MemberJoined, MemberLeft, Room, StartupError
+
+QUIET = {"OUTBOX_QUIET_HOURS": "off", "FRIENDS_GREET_DELAY_S": "10"}
+PLUGINS = ["friends", "admin", "referral"]
+DAY = 24 * 3600
+NO_CJK_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+async def make(tmp_path: Path, env: Mapping[str, str] | None = None) -> ChatSim:
+    return await ChatSim.create(tmp_path / "data", plugins=PLUGINS, env={**QUIET, **(env or {})})
+
+
+@pytest.fixture
+async def sim(tmp_path: Path) -> AsyncIterator[ChatSim]:
+    chat = await make(tmp_path)
+    yield chat
+    await chat.close()
+
+
+def kinds(said: Transcript) -> list[tuple[str, str, str]]:
+    return [(s.kind, s.to, s.key) for s in said]
+
+
+def st(sim: ChatSim) -> referral.ReferralState:
+    return referral.state_for(sim.app)
+
+
+async def code_of(sim: ChatSim, who: str) -> str:
+    said = await sim.say(Contact(who, name=who), "邀请码")
+    assert said.keys[0] == "referral/your_code"
+    code = st(sim).db.code_of(who)
+    assert code is not None and code in said.texts[0]
+    return code
+
+
+async def join(sim: ChatSim, room: str, inviter: str, *members: str) -> Transcript:
+    event = MemberJoined(
+        Room(room),
+        tuple(Contact(m, name=m) for m in members),
+        sim.clock.now(),
+        inviter=Contact(inviter, name=inviter),
+        id=sim.next_id(),
+    )
+    return await sim.send_event(event)
+
+
+async def leave(sim: ChatSim, room: str, *members: str) -> Transcript:
+    event = MemberLeft(
+        Room(room), tuple(Contact(m) for m in members), sim.clock.now(), id=sim.next_id()
+    )
+    return await sim.send_event(event)
+
+
+async def a_day_later(sim: ChatSim) -> Transcript:
+    """The stay (24 h in the shipped rules) is over; the 5-minute tick settles invites."""
+    sim.clock.advance(DAY + 60)
+    return await sim.tick("referral.tick")
+
+
+def status(sim: ChatSim, invitee: str) -> tuple[str, str]:
+    inv = st(sim).db.invite_of(invitee)
+    assert inv is not None
+    return inv.status, inv.reason
+
+
+def ctx(sim: ChatSim) -> Context:
+    return Context(sim.app, sim.app.plugins["referral"])
+
+
+def poster_path(sim: ChatSim) -> Path:
+    media = sim.transport.performed[-1].action.media
+    assert media is not None and media.kind.value == "image"
+    return Path(media.path)
+
+
+# -- codes and posters ----------------------------------------------------------------------------
+async def test_alice_asks_for_her_code_and_gets_it_as_text_and_on_her_poster(
+    sim: ChatSim,
+) -> None:
+    said = await sim.say(Contact("alice", name="小美"), "邀请码")
+    assert kinds(said) == [
+        ("send", "alice", "referral/your_code"),
+        ("send", "alice", "referral/poster"),
+    ]
+    code = st(sim).db.code_of("alice")
+    assert code is not None and code in said.texts[0]
+    assert len(code) == 6 and set(code) <= set(codes.ALPHABET)
+    image = Image.open(poster_path(sim))
+    assert image.size == poster.SIZE
+    assert [r.text for r in zxingcpp.read_barcodes(image)] == [code]
+    # The same code every time she asks; 我要邀请 works too.
+    again = await sim.say(Contact("alice", name="小美"), "我要邀请")
+    assert again.keys == ["referral/your_code", "referral/poster"]
+    assert st(sim).db.code_of("alice") == code and code in again.texts[0]
+
+
+async def test_the_poster_draws_its_chinese_lines_with_a_cjk_font(tmp_path: Path) -> None:
+    font = poster.find_font("")
+    lines = ["小美邀请你来小鱼塘", "加好友时填写下面的邀请码"]
+    assert poster.covers(ImageFont.truetype(font, 34), "".join(lines))
+    out = poster.render(
+        tmp_path / "p.png",
+        code="K7QM2P",
+        lines=lines,
+        qr_payload="https://x.cn/?c=K7QM2P",
+        font_path=font,
+    )
+    image = Image.open(out).convert("RGB")
+    assert image.size == (750, 1334)
+    # The title is white text on the brand band: there is ink where the title goes.
+    band = image.crop((0, 100, 750, 200))
+    assert (255, 255, 255) in {c for _, c in band.getcolors(100000) or []}
+    [found] = zxingcpp.read_barcodes(image)
+    assert found.text == "https://x.cn/?c=K7QM2P"
+    # A font without Chinese glyphs (it would print boxes) is refused, never used.
+    with pytest.raises(poster.FontMissing):
+        poster.find_font(NO_CJK_FONT)
+    with pytest.raises(poster.FontMissing):
+        poster.render(
+            tmp_path / "q.png",
+            code="K7QM2P",
+            lines=lines,
+            qr_payload="K7QM2P",
+            font_path=NO_CJK_FONT,
+        )
+
+
+async def test_without_a_cjk_font_the_code_goes_out_as_text_and_admins_are_told(
+    tmp_path: Path,
+) -> None:
+    sim = await make(tmp_path, {"REFERRAL_FONT": NO_CJK_FONT})
+    said = await sim.say(Contact("alice", name="小美"), "邀请码")
+    assert sorted(kinds(said)) == [
+        ("send", "admin", "referral/font_alert"),
+        ("send", "alice", "referral/your_code"),
+    ]
+    alert = next(s.text for s in said.sent if s.to == "admin")
+    assert "中文字体" in alert and "REFERRAL_FONT" in alert
+    code = st(sim).db.code_of("alice")
+    assert code is not None and code in next(s.text for s in said.sent if s.to == "alice")
+    # Told once, not on every request.
+    assert (await sim.say("bob", "邀请码")).keys == ["referral/your_code"]
+    await sim.close()
+
+
+async def test_codes_are_unique_random_and_found_inside_a_hello(sim: ChatSim) -> None:
+    drawn = {codes.new_code(6) for _ in range(2000)}
+    assert len(drawn) > 1990  # no sequence: 25^6 codes, drawn with secrets
+    alice, bob = await code_of(sim, "alice"), await code_of(sim, "bob")
+    assert alice != bob
+    assert codes.find(f"我是小美的朋友，邀请码{alice.lower()}", 6) == [alice]
+    assert codes.find(f"X{alice}", 6) == []  # part of a longer token: not a code
+
+
+# -- attribution ----------------------------------------------------------------------------------
+async def test_bobs_request_with_alices_code_is_accepted_tagged_and_attributed(
+    sim: ChatSim,
+) -> None:
+    code = await code_of(sim, "alice")
+    said = await sim.friend_request(Contact("bob", name="小王"), f"小美推荐的 {code.lower()}")
+    assert kinds(said) == [
+        ("accept_friend", "bob", ""),
+        ("send", "bob", "referral/welcome"),
+    ]
+    assert "alice" in said.texts[0]  # the welcome names who invited them (her name here)
+    bob = sim.app.book.get("bob")
+    assert bob is not None and bob.is_friend and bob.channel == "referral"
+    assert "referral" in bob.tags
+    assert bob.consent["contact"]["source"] == "referral:alice"
+    assert status(sim, "bob") == ("pending", "")
+    inv = st(sim).db.invite_of("bob")
+    assert inv is not None and (inv.inviter_id, inv.path) == ("alice", "friend_request")
+    await a_day_later(sim)
+    assert status(sim, "bob") == ("valid", "")
+    # A request without a code is still the friends plugin's business.
+    assert kinds(await sim.friend_request("zed", "你好")) == [
+        ("send", "admin", "friends/review_alert")
+    ]
+
+
+async def test_carol_joins_the_group_invited_by_alice_and_counts_after_the_stay(
+    sim: ChatSim,
+) -> None:
+    await join(sim, "r1", "alice", "carol")
+    inv = st(sim).db.invite_of("carol")
+    assert inv is not None and (inv.inviter_id, inv.path, inv.room_id) == (
+        "alice",
+        "room_join",
+        "r1",
+    )
+    assert st(sim).db.valid_count("alice") == 0  # not before the stay is over
+    await a_day_later(sim)
+    assert status(sim, "carol") == ("valid", "")
+    assert st(sim).db.valid_count("alice") == 1
+
+
+async def test_dave_leaves_after_an_hour_and_does_not_count(sim: ChatSim) -> None:
+    await join(sim, "r1", "alice", "dave")
+    sim.clock.advance(3600)
+    await leave(sim, "r1", "dave")
+    assert status(sim, "dave") == ("invalid", "left")
+    await a_day_later(sim)
+    assert st(sim).db.valid_count("alice") == 0
+
+
+async def test_an_existing_customer_is_not_new_and_does_not_count(sim: ChatSim) -> None:
+    await sim.say("erin", "你好")  # in the book already
+    sim.app.book.upsert("erin", sim.clock.now(), name="erin")
+    await join(sim, "r1", "alice", "erin")
+    assert status(sim, "erin") == ("invalid", "not_new")
+
+
+async def test_operators_own_invites_into_a_room_are_not_referrals(sim: ChatSim) -> None:
+    await join(sim, "r1", "admin", "frank")
+    assert st(sim).db.invite_of("frank") is None
+
+
+# -- fraud checks for review ----------------------------------------------------------------------
+async def test_a_self_invite_and_a_loop_are_flagged_for_the_operators(sim: ChatSim) -> None:
+    said = await join(sim, "r1", "alice", "alice")
+    assert kinds(said) == [("send", "admin", "referral/review_alert")]
+    assert status(sim, "alice") == ("invalid", "self")
+    await join(sim, "r1", "bob", "gina")
+    said = await join(sim, "r2", "gina", "bob")  # gina brought by bob, now "brings" bob
+    assert status(sim, "bob") == ("invalid", "loop")
+    assert "互相邀请" in said.texts[0]
+    items = await referral.reviews(ctx(sim))
+    assert [(i.kind, i.detail) for i in items] == [
+        ("referral_review", "self:alice"),
+        ("referral_review", "loop:bob"),
+    ]
+    todo = await sim.say("admin", "待办")
+    assert todo.texts[0].count("邀请待核实") == 2
+    said = await sim.say("admin", "核实邀请 alice")
+    assert said.keys == ["referral/cmd_cleared"]
+    assert len(await referral.reviews(ctx(sim))) == 1  # type: ignore[attr-defined]
+
+
+async def test_twenty_joins_in_five_minutes_are_held_for_review(sim: ChatSim) -> None:
+    alerts = Transcript()
+    for n in range(20):
+        said = await join(sim, "r1", "mallory", f"p{n:02d}")
+        alerts.sent.extend(said.sent)
+        sim.clock.advance(15)  # 20 joins in 5 minutes
+    assert alerts.keys == ["referral/review_alert"]  # one alert, when the line was crossed
+    assert "5 分钟内带来了 10 人" in alerts.texts[0]
+    held = [status(sim, f"p{n:02d}") for n in range(20)]
+    assert held == [("held", "")] * 20
+    items = await referral.reviews(ctx(sim))
+    assert [(i.kind, i.contact_id, i.detail) for i in items] == [
+        ("referral_burst", "mallory", "burst:20")
+    ]
+    assert "短时间大量邀请待核实" in (await sim.say("admin", "待办")).texts[0]
+    await a_day_later(sim)
+    assert st(sim).db.valid_count("mallory") == 0  # held invites never count by themselves
+    said = await sim.say("admin", "核实邀请 mallory")
+    cleared = next(s.text for s in said.sent if s.key == "referral/cmd_cleared")
+    assert "20 条恢复计数" in cleared
+    assert st(sim).db.valid_count("mallory") == 20  # their stay was over: valid at once
+    # Both reward thresholds (3 and 10) were crossed together: one message each.
+    assert sorted(s.key for s in said.sent if s.to == "mallory") == ["referral/reward"] * 2
+
+
+# -- rewards --------------------------------------------------------------------------------------
+async def test_three_valid_invites_reward_alice_once_even_across_a_restart(sim: ChatSim) -> None:
+    code = await code_of(sim, "alice")
+    await sim.friend_request(Contact("bob", name="小王"), code)
+    await join(sim, "r1", "alice", "carol", "erin")
+    said = await a_day_later(sim)
+    assert sorted(kinds(said)) == [
+        ("send", "admin", "referral/reward_alert"),
+        ("send", "alice", "referral/reward"),
+    ]
+    reward = next(s for s in said.sent if s.key == "referral/reward")
+    assert reward.cls == "service" and "3 位" in reward.text and "20元" in reward.text
+    assert "邀请达人" in sim.app.book.tags("alice")
+    assert "20元无门槛优惠券" in next(s.text for s in said.sent if s.to == "admin")
+    await sim.restart()
+    assert (await sim.tick("referral.tick")).keys == []
+    await join(sim, "r1", "alice", "hank")  # a fourth: still below the next threshold (10)
+    assert (await a_day_later(sim)).keys == []
+    assert st(sim).db.valid_count("alice") == 4
+    assert st(sim).db.rewards_of("alice") == [3]
+
+
+async def test_an_opted_out_inviter_gets_no_reward_message_but_staff_are_told(
+    sim: ChatSim,
+) -> None:
+    await sim.say("alice", "退订")
+    await join(sim, "r1", "alice", "carol", "erin", "gina")
+    said = await a_day_later(sim)
+    assert kinds(said) == [("send", "admin", "referral/reward_alert")]
+    assert "已退订" in said.texts[0]
+
+
+async def test_a_friend_who_deletes_us_stops_counting(sim: ChatSim) -> None:
+    code = await code_of(sim, "alice")
+    await sim.friend_request("bob", code)
+    await a_day_later(sim)
+    assert st(sim).db.valid_count("alice") == 1
+    sim.app.book.set_stage("bob", "churned", sim.clock.now(), source="deleted_us")
+    assert status(sim, "bob") == ("churned", "deleted")
+    assert st(sim).db.valid_count("alice") == 0
+
+
+# -- operators: void, leaderboards ----------------------------------------------------------------
+async def test_an_operator_voids_an_invite_with_a_reason_and_it_is_audited(sim: ChatSim) -> None:
+    await join(sim, "r1", "alice", "carol", "erin")
+    await a_day_later(sim)
+    assert (await sim.say("admin", "作废邀请 carol")).keys == ["referral/cmd_usage"]
+    said = await sim.say("admin", "作废邀请 carol 同一个人的小号")
+    assert said.keys == ["referral/cmd_voided"] and "同一个人的小号" in said.texts[0]
+    inv = st(sim).db.invite_of("carol")
+    assert inv is not None
+    assert (inv.status, inv.void_by, inv.void_reason) == ("void", "admin", "同一个人的小号")
+    assert st(sim).db.valid_count("alice") == 1
+    [event] = sim.app.store.sql.events(kind="referral.voided")
+    assert event["data"] == {"inviter": "alice", "by": "admin", "was": "valid"}
+    assert (await sim.say("admin", "作废邀请 nobody 理由")).keys == ["referral/cmd_unknown"]
+
+
+async def test_customers_see_their_own_rank_and_operators_the_top_n(sim: ChatSim) -> None:
+    await join(sim, "r1", "alice", "c1", "c2", "c3")
+    await join(sim, "r1", "bob", "c4")
+    await join(sim, "r1", "gina", "c5", "c6")
+    await a_day_later(sim)
+    said = await sim.say("gina", "我的邀请")
+    assert said.keys == ["referral/my_rank"]
+    assert "2 位" in said.texts[0] and "第 2 名" in said.texts[0]
+    assert "alice" not in said.texts[0] and "bob" not in said.texts[0]
+    said = await sim.say("admin", "邀请榜 2")
+    assert said.keys == ["referral/cmd_top"]
+    text = said.texts[0]
+    assert "1. alice" in text and "2. gina" in text and "bob" not in text
+    assert (await sim.say("admin", "邀请榜 十")).keys == ["referral/cmd_usage"]
+
+
+# -- rules file -----------------------------------------------------------------------------------
+def persona_with_rules(tmp_path: Path, text: str) -> Path:
+    folder = tmp_path / "persona"
+    if not folder.exists():
+        shutil.copytree(ROOT / "persona", folder)
+    (folder / "referral" / "rules.toml").write_text(text, encoding="utf-8")
+    return folder
+
+
+async def test_a_bad_rules_file_is_refused_in_chinese_and_the_last_good_rules_serve(
+    tmp_path: Path,
+) -> None:
+    good = (ROOT / "persona" / "referral" / "rules.toml").read_text(encoding="utf-8")
+    folder = persona_with_rules(tmp_path, good.replace("stay_hours = 24", "stay_hours = 2"))
+    sim = await make(tmp_path, {"BOT_PERSONA_DIR": str(folder)})
+    assert st(sim).rules.stay_hours == 2
+    persona_with_rules(tmp_path, good.replace("stay_hours = 24", 'stay_hours = "一天"'))
+    said = await sim.tick("referral.tick")
+    assert said.keys == ["referral/data_alert"]
+    assert "validity.stay_hours" not in said.texts[0] or "stay_hours" in said.texts[0]
+    assert "不小于 0 的数" in said.texts[0]
+    assert st(sim).rules.stay_hours == 2  # the last good rules keep serving
+    await sim.close()
+    persona_with_rules(tmp_path, good + "\n[[reward]]\nthreshold = 3\n")
+    with pytest.raises((StartupError, RuntimeError)) as error:
+        await make(tmp_path, {"BOT_PERSONA_DIR": str(folder)})
+    assert "写了两次" in str(error.value)
