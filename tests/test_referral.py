@@ -5,18 +5,28 @@ voiding, leaderboards, and the poster checked as an image."""
 
 from __future__ import annotations
 
+import csv
 import shutil
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 import zxingcpp
 from harness import ROOT, ChatSim, Transcript
 from PIL import Image, ImageFont
 
 import plugins.referral as referral
 from plugins._referral import codes, poster
-from pond import Contact, Context, MemberJoined, MemberLeft, Room, StartupError
+from pond import Contact, Context, MemberJoined, MemberLeft, Room, Settings, StartupError
+from pond.analytics import demo
+from pond.analytics.build import build_report, open_store
+from pond.analytics.data import Source
+from pond.analytics.render import write_report
+from pond.store import Store
 
 QUIET = {"OUTBOX_QUIET_HOURS": "off", "FRIENDS_GREET_DELAY_S": "10"}
 PLUGINS = ["friends", "admin", "referral"]
@@ -380,3 +390,129 @@ async def test_a_bad_rules_file_is_refused_in_chinese_and_the_last_good_rules_se
     with pytest.raises((StartupError, RuntimeError)) as error:
         await make(tmp_path, {"BOT_PERSONA_DIR": str(folder)})
     assert "写了两次" in str(error.value)
+
+
+# -- the 裂变 section of the report -------------------------------------------------------------
+TZ = ZoneInfo("Asia/Shanghai")
+END = date(2026, 11, 22)
+FIRST = END - timedelta(days=29)
+
+
+def report_settings(folder: Path) -> Settings:
+    return Settings.from_mapping(
+        {"BOT_DATA_DIR": str(folder), "BOT_PERSONA_DIR": str(ROOT / "persona")}
+    )
+
+
+def test_the_report_referral_section_matches_an_independent_count_of_the_demo(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "demo"
+    with Store(folder) as store:
+        demo.generate(store, end=END, tz=TZ, days=30, contacts=900, seed=3)
+        events = store.sql.events()
+    sql = open_store(report_settings(folder))
+    try:
+        report = build_report(
+            report_settings(folder),
+            Source(sql),
+            since=FIRST.isoformat(),
+            until=END.isoformat(),
+            now=datetime.combine(END + timedelta(days=1), time(9), TZ),
+        )
+    finally:
+        sql.close()
+
+    # Counted here from the raw events: the first attribution of each invitee in the
+    # range, its state = the last settle or void, valid share and K-factor.
+    def local_day(e: dict[str, object]) -> date:
+        ts = e["ts"]
+        assert isinstance(ts, datetime)
+        return ts.astimezone(TZ).date()
+
+    ordered = sorted(events, key=lambda e: e["ts"])  # type: ignore[arg-type, return-value]
+    invited: dict[str, tuple[date, str]] = {}
+    state: dict[str, str] = {}
+    for e in ordered:
+        data = e["data"]
+        assert isinstance(data, dict)
+        if not FIRST <= local_day(e) <= END:
+            continue
+        cid = str(e["contact_id"])
+        if e["kind"] == "referral.invited" and cid not in invited:
+            invited[cid] = (local_day(e), str(data["inviter"]))
+            state[cid] = "pending"
+        elif e["kind"] == "referral.settled":
+            state[cid] = str(data["status"])
+        elif e["kind"] == "referral.voided":
+            state[cid] = "void"
+    per_day = Counter(day.isoformat() for day, _ in invited.values())
+    valid_per_day = Counter(
+        day.isoformat() for cid, (day, _) in invited.items() if state[cid] == "valid"
+    )
+    inviters = {inviter for _, inviter in invited.values()}
+    valid = sum(valid_per_day.values())
+    assert len(invited) > 50 and 0 < valid < len(invited)  # the demo has referrals, all kinds
+    assert set(state.values()) >= {"valid", "invalid", "void"}
+
+    rows = report.tables["referrals"].rows
+    assert {r["day"]: r["invites"] for r in rows} == dict(per_day)
+    assert {r["day"]: r["valid"] for r in rows if r["valid"]} == dict(valid_per_day)
+    [summary] = report.tables["referrals_summary"].rows
+    assert summary["invites"] == len(invited) and summary["valid"] == valid
+    assert summary["valid_share"] == pytest.approx(valid / len(invited))
+    assert summary["inviters"] == len(inviters)
+    assert summary["k_factor"] == pytest.approx(valid / len(inviters))
+    # Referred friends are new friends too, under the referral channel.
+    new = {r["channel"]: 0 for r in report.tables["new_friends"].rows}
+    for r in report.tables["new_friends"].rows:
+        new[r["channel"]] += r["n"]
+    referred = sum(
+        1 for e in ordered if e["kind"] == "referral.accepted" and FIRST <= local_day(e) <= END
+    )
+    assert new["referral"] == referred
+
+    # Top inviters: ids and nicknames in the CSV only, never on the page.
+    engine = sa.create_engine(f"sqlite:///{folder / 'pond.sqlite3'}")
+    with engine.connect() as conn:
+        names = dict(conn.execute(sa.text("SELECT id, name FROM customers")).all())
+    engine.dispose()
+    best = Counter(inviter for cid, (_, inviter) in invited.items() if state[cid] == "valid")
+    top = report.tables["referral_top"].rows
+    assert top[0]["valid"] == max(best.values())
+    assert {r["inviter_id"]: r["valid"] for r in top if r["valid"]} == dict(best)
+    assert all(r["nickname"] == names[r["inviter_id"]] for r in top)
+    written = write_report(report, tmp_path / "report")
+    page = written.html.read_text(encoding="utf-8")
+    assert "裂变" in page and "K 因子" in page
+    assert top[0]["inviter_id"] not in page and top[0]["nickname"] not in page
+    with (tmp_path / "report" / "csv" / "referral_top.csv").open(encoding="utf-8-sig") as f:
+        lines = list(csv.reader(f))
+    assert lines[0][:3] == ["名次", "邀请人 id", "昵称"]
+    assert lines[1][1:3] == [top[0]["inviter_id"], top[0]["nickname"]]
+
+
+async def test_the_demo_writes_referral_events_in_the_shapes_the_plugin_writes(
+    sim: ChatSim, tmp_path: Path
+) -> None:
+    code = await code_of(sim, "alice")
+    await sim.friend_request("bob", code)
+    await a_day_later(sim)
+    await sim.say("admin", "作废邀请 bob 测试")
+    live: dict[str, set[str]] = {}
+    for e in sim.app.store.sql.events():
+        live.setdefault(str(e["kind"]), set()).update(e["data"])  # type: ignore[arg-type]
+    with Store(tmp_path / "demo") as store:
+        demo.generate(store, end=END, tz=TZ, days=10, contacts=300, seed=1)
+        made: dict[str, set[str]] = {}
+        for e in store.sql.events():
+            made.setdefault(str(e["kind"]), set()).update(e["data"])  # type: ignore[arg-type]
+    for kind in (
+        "referral.request",
+        "referral.accepted",
+        "referral.invited",
+        "referral.settled",
+        "referral.voided",
+    ):
+        assert kind in live and kind in made, kind
+        assert made[kind] == live[kind], (kind, made[kind] ^ live[kind])
