@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from plugins._referral import flow, poster
+from plugins._referral.db import Invite
 from plugins._referral.state import ISSUE, ReferralState
 from pond import (
     Action,
@@ -83,6 +84,7 @@ plugin = Plugin(
         "referral/data_alert",
         "referral/code_issued",
         "referral/cmd_top",
+        "referral/cmd_tree",
         "referral/cmd_voided",
         "referral/cmd_cleared",
         "referral/cmd_usage",
@@ -355,11 +357,11 @@ async def reviews(ctx: Context) -> list[ReviewItem]:
             continue
         items.append(
             ReviewItem(
-                kind="referral_review",
+                kind=f"referral_{inv.review}",  # referral_self, referral_loop
                 ref=f"invite:{inv.id}",
                 at=inv.at,
                 contact_id=inv.inviter_id,
-                detail=f"{inv.review}:{inv.invitee_id}",
+                detail=inv.invitee_id,
                 command="referral_clear",
                 args=(inv.invitee_id,),
             )
@@ -371,7 +373,7 @@ async def reviews(ctx: Context) -> list[ReviewItem]:
                 ref=f"burst:{inviter}",
                 at=min(times),
                 contact_id=inviter,
-                detail=f"burst:{len(times)}",
+                detail=f"{len(times)}",
                 command="referral_clear",
                 args=(inviter,),
             )
@@ -458,6 +460,46 @@ async def referral_clear(cmd: Command, ctx: Context) -> None:
     ctx.record("cleared", contact_id=ref, n=len(flagged), released=released, by=cmd.sender.id)
     await ctx.reply("referral/cmd_cleared", ref=ref, n=len(flagged), released=released)
     await flow.settle(ctx, st)
+
+
+@plugin.command("referral_tree")
+async def referral_tree(cmd: Command, ctx: Context) -> None:
+    """邀请记录 <id>: who brought this customer, and whom they brought (when, how, status)."""
+    st = state(ctx)
+    if len(cmd.args) != 1:
+        await ctx.reply("referral/cmd_usage", command="referral_tree")
+        return
+    cid = cmd.args[0]
+    mine = st.db.invite_of(cid)
+    brought = st.db.by_inviter(cid)
+    if mine is None and not brought and st.db.code_of(cid) is None:
+        await ctx.reply("referral/cmd_unknown", ref=cid)
+        return
+
+    def row(inv: Invite, who: str) -> dict[str, object]:
+        return {
+            "id": who,
+            "name": flow.display(ctx, who),
+            "when": datetime.fromtimestamp(inv.at, ctx.clock.tz).strftime("%m-%d %H:%M"),
+            "path": inv.path,
+            "room_id": inv.room_id,
+            "status": inv.status,
+            "reason": inv.reason,
+            "review": inv.review,
+            "void_by": inv.void_by,
+            "void_reason": inv.void_reason,
+        }
+
+    await ctx.reply(
+        "referral/cmd_tree",
+        customer_id=cid,
+        name=flow.display(ctx, cid),
+        code=st.db.code_of(cid) or "",
+        invited_by=row(mine, mine.inviter_id) if mine is not None else None,
+        rows=[row(inv, inv.invitee_id) for inv in brought[-30:]],
+        total=len(brought),
+        valid=st.db.valid_count(cid),
+    )
 
 
 def invite_tree(app: App, inviter_id: str) -> list[dict[str, object]]:

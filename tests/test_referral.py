@@ -254,11 +254,12 @@ async def test_a_self_invite_and_a_loop_are_flagged_for_the_operators(sim: ChatS
     assert "互相邀请" in said.texts[0]
     items = await referral.reviews(ctx(sim))
     assert [(i.kind, i.detail) for i in items] == [
-        ("referral_review", "self:alice"),
-        ("referral_review", "loop:bob"),
+        ("referral_self", "alice"),
+        ("referral_loop", "bob"),
     ]
     todo = await sim.say("admin", "待办")
-    assert todo.texts[0].count("邀请待核实") == 2
+    assert "自己邀请自己（裂变待核实）" in todo.texts[0]
+    assert "互相邀请（裂变待核实）" in todo.texts[0]
     said = await sim.say("admin", "核实邀请 alice")
     assert said.keys == ["referral/cmd_cleared"]
     assert len(await referral.reviews(ctx(sim))) == 1  # type: ignore[attr-defined]
@@ -276,9 +277,9 @@ async def test_twenty_joins_in_five_minutes_are_held_for_review(sim: ChatSim) ->
     assert held == [("held", "")] * 20
     items = await referral.reviews(ctx(sim))
     assert [(i.kind, i.contact_id, i.detail) for i in items] == [
-        ("referral_burst", "mallory", "burst:20")
+        ("referral_burst", "mallory", "20")
     ]
-    assert "短时间大量邀请待核实" in (await sim.say("admin", "待办")).texts[0]
+    assert "短时间大量邀请（裂变待核实）" in (await sim.say("admin", "待办")).texts[0]
     await a_day_later(sim)
     assert st(sim).db.valid_count("mallory") == 0  # held invites never count by themselves
     said = await sim.say("admin", "核实邀请 mallory")
@@ -516,3 +517,50 @@ async def test_the_demo_writes_referral_events_in_the_shapes_the_plugin_writes(
     ):
         assert kind in live and kind in made, kind
         assert made[kind] == live[kind], (kind, made[kind] ^ live[kind])
+
+
+# -- more of the operators' and customers' side ----------------------------------------------------
+async def test_a_purchase_hands_the_customer_a_code_and_poster_once(sim: ChatSim) -> None:
+    await sim.friend_request(Contact("ivy", name="小艾"), "我是小鱼塘的老客户")
+    await sim.drain()
+    said = await sim.say("admin", "成交 ivy")
+    assert "referral/code_issued" not in said.keys  # the next tick hands it out
+    said = await sim.tick("referral.tick")
+    assert said.keys == ["referral/code_issued"]
+    code = st(sim).db.code_of("ivy")
+    assert code is not None and code in said.texts[0]
+    assert [r.text for r in zxingcpp.read_barcodes(Image.open(poster_path(sim)))] == [code]
+    await sim.say("admin", "成交 ivy")  # a second purchase: she has her code already
+    assert (await sim.tick("referral.tick")).keys == []
+
+
+async def test_an_operator_reads_who_brought_whom(sim: ChatSim) -> None:
+    code = await code_of(sim, "alice")
+    await sim.friend_request(Contact("bob", name="小王"), code)
+    await join(sim, "r1", "bob", "carol")
+    await a_day_later(sim)
+    await sim.say("admin", "作废邀请 carol 同一个人")
+    said = await sim.say("admin", "邀请记录 bob")
+    assert said.keys == ["referral/cmd_tree"]
+    text = said.texts[0]
+    assert "alice" in text and "邀请码加好友" in text and "有效" in text
+    assert "carol" in text and "拉进群" in text and "已作废" in text and "同一个人" in text
+    assert (await sim.say("admin", "邀请记录 nobody")).keys == ["referral/cmd_unknown"]
+
+
+async def test_with_every_default_plugin_the_referral_words_and_codes_still_work(
+    tmp_path: Path,
+) -> None:
+    sim = await ChatSim.create(
+        tmp_path / "data",
+        plugins=["greeter", "auto_reply", "friends", "groups", "admin", "analytics", "referral"],
+        env=QUIET,
+    )
+    code = await code_of(sim, "alice")
+    said = await sim.friend_request(Contact("bob", name="小王"), f"邀请码 {code}")
+    assert kinds(said)[:2] == [("accept_friend", "bob", ""), ("send", "bob", "referral/welcome")]
+    assert "friends/welcome" not in said.keys  # one greeting, not two
+    await join(sim, "r1", "alice", "carol")
+    assert status(sim, "carol") == ("pending", "")
+    assert (await sim.say("alice", "我的邀请")).keys == ["referral/my_rank"]
+    await sim.close()
