@@ -25,20 +25,18 @@ from __future__ import annotations
 
 import logging
 import weakref
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
 from pathlib import Path
 
-from plugins._referral import flow, poster
+from plugins._referral import accepts, flow, poster
 from plugins._referral.db import Invite
 from plugins._referral.state import ISSUE, ReferralState
 from pond import (
-    Action,
-    ActionClass,
-    ActionKind,
     App,
     Command,
     Context,
+    DailyWindow,
     Event,
     FriendRequest,
     Media,
@@ -49,7 +47,6 @@ from pond import (
     Plugin,
     ReviewItem,
     filters,
-    rights,
     setting,
 )
 from pond.customers import BookChange
@@ -67,6 +64,10 @@ class ReferralConfig:
     poster_background: str = ""  # an image (resized to 750x1334); empty: the brand colours
     poster_qr: str = ""  # what the QR code holds, {code} replaced; empty: the code itself
     top_n: int = setting(10, ge=1, le=100)
+    # Requests over the daily accept cap are tried again the next day, in these hours only.
+    accept_hours: DailyWindow = field(
+        default_factory=lambda: DailyWindow(time(9, 30), time(20, 30))
+    )
 
 
 plugin = Plugin(
@@ -234,51 +235,16 @@ def _carries_code(ctx: Context) -> filters.Filter:
 @plugin.on_friend_request(filters.configured(_carries_code), priority=40)
 async def friend_request(event: FriendRequest, ctx: Context) -> None:
     st = state(ctx)
-    cfg: ReferralConfig = st.config  # type: ignore[assignment]
     found = st.owner(event.hello)
     if found is None:
         return
     _code, inviter = found
-    contact = event.contact
-    cid = contact.id
-    book = ctx.app.book
-    before = book.get(cid)
+    cid = event.contact.id
+    known = ctx.app.book.get(cid) is not None
     # The hello is a message: never recorded, only that a code matched and whose it was.
     ctx.record("request", contact_id=cid, inviter=inviter)
-    outcome = await ctx.act(
-        Action(
-            ActionKind.ACCEPT_FRIEND,
-            to=cid,
-            ticket=event.id,
-            cls=ActionClass.SERVICE,
-            contact_id=cid,
-        )
-    )
-    if outcome.status != "sent":
-        ctx.record("accept_failed", contact_id=cid, status=outcome.status, reason=outcome.reason)
-        return
-    now = ctx.now
-    values: dict[str, object] = {"is_friend": True}
-    if contact.name:
-        values["name"] = contact.name
-    if before is None or not before.channel:
-        values["channel"] = cfg.channel
-    book.upsert(cid, now, **values)
-    source = f"referral:{inviter}"
-    book.record_consent(cid, "contact", now, how="friend_request", source=source)
-    wanted = st.rules.invitee_tags
-    tags = book.tag(cid, wanted, now, source="referral") if wanted else []
-    rights.reapply(ctx.app, cid)  # erased earlier, back now: their opt-out still holds
-    ctx.record("accepted", contact_id=cid, channel=cfg.channel, tags=tags)
-    flow.attribute(ctx, st, cid, inviter, path="friend_request", known=before is not None)
-    if cfg.greet:
-        await ctx.send(
-            cid,
-            "referral/welcome",
-            cls=ActionClass.SERVICE,
-            name=contact.display,
-            inviter_name=flow.display(ctx, inviter),
-        )
+    req = accepts.request_of(event, inviter, known, ctx.now.timestamp())
+    await accepts.finish(ctx, st, req, await accepts.submit(ctx, req))
 
 
 @plugin.on_member_joined(priority=1, block=False)
@@ -287,8 +253,8 @@ async def joined(event: MemberJoined, ctx: Context) -> None:
     cfg: ReferralConfig = ctx.config
     if inviter is None or (cfg.room_ids and event.room.id not in cfg.room_ids):
         return
-    if ctx.app.admins.is_admin(inviter.id):
-        return  # the brand's own staff filling a room: not a referral
+    if ctx.app.admins.is_admin(inviter.id) or inviter.id == ctx.app.transport.self_id:
+        return  # the brand's own staff (or the bot's own invites) filling a room
     st = state(ctx)
     book = ctx.app.book
     for member in event.members:
@@ -312,6 +278,9 @@ async def tick(ctx: Context) -> None:
     problem = st.load_rules()
     if problem is not None:
         ctx.app.alert("referral/data_alert", problem=str(problem))
+    await accepts.settle(ctx, st)
+    cfg: ReferralConfig = ctx.config
+    accepts.retry(ctx, st, in_hours=cfg.accept_hours.contains(ctx.now.time()))
     await flow.settle(ctx, st)
     await _issue(ctx, st)
 

@@ -564,3 +564,30 @@ async def test_with_every_default_plugin_the_referral_words_and_codes_still_work
     assert status(sim, "carol") == ("pending", "")
     assert (await sim.say("alice", "我的邀请")).keys == ["referral/my_rank"]
     await sim.close()
+
+
+async def test_a_request_over_the_daily_accept_cap_waits_for_the_next_day(tmp_path: Path) -> None:
+    sim = await make(tmp_path, {"OUTBOX_CAP_ACCEPT_FRIEND": "1"})
+    code = await code_of(sim, "alice")
+    assert kinds(await sim.friend_request("bob", code))[0] == ("accept_friend", "bob", "")
+    said = await sim.friend_request(Contact("carol", name="小卡"), code)
+    # Over today's cap: nothing goes to carol (the admins hear of the cap), nothing is lost.
+    assert kinds(said) == [("send", "admin", "core/cap_alert")]
+    assert st(sim).db.invite_of("carol") is None
+    assert (await sim.tick("referral.tick")).keys == []  # not again today
+    sim.clock.advance(DAY)  # 10:00 the next day, inside the accept hours
+    said = await sim.tick("referral.tick")  # handed to the governor...
+    assert kinds(said) == [("accept_friend", "carol", "")]
+    sim.clock.advance(300)
+    said = await sim.tick("referral.tick")  # ...and finished at the next tick
+    assert kinds(said) == [("send", "carol", "referral/welcome")]
+    assert status(sim, "carol") == ("pending", "")
+    assert sim.app.book.get("carol").is_friend  # type: ignore[union-attr]
+    sim.clock.advance(300)
+    assert (await sim.tick("referral.tick")).keys == []
+    await sim.close()
+
+
+async def test_the_bots_own_invites_into_a_room_are_not_referrals(sim: ChatSim) -> None:
+    await join(sim, "r1", sim.transport.self_id, "kim")
+    assert st(sim).db.invite_of("kim") is None

@@ -3,11 +3,13 @@ version), the poster font, and the kv marks of codes to hand out by rule."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
-from pond import App, Problem
+from pond import App, Outcome, Problem
 
 from . import codes, rules
 from .db import ReferralDB
@@ -27,6 +29,8 @@ class ReferralState:
         self.stamp: tuple[int, int] | None = None
         self.font: str | None = None
         self.font_alerted = False
+        # accepts handed to the outbox by a tick, finished at the next one
+        self.inflight: dict[str, tuple[asyncio.Future[Outcome], dict[str, Any]]] = {}
         self.code_length: int = int(getattr(config, "code_length", 6))
 
     @property
