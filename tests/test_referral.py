@@ -434,6 +434,7 @@ def test_the_report_referral_section_matches_an_independent_count_of_the_demo(
     ordered = sorted(events, key=lambda e: e["ts"])  # type: ignore[arg-type, return-value]
     invited: dict[str, tuple[date, str]] = {}
     state: dict[str, str] = {}
+    paths: Counter[str] = Counter()
     for e in ordered:
         data = e["data"]
         assert isinstance(data, dict)
@@ -442,6 +443,7 @@ def test_the_report_referral_section_matches_an_independent_count_of_the_demo(
         cid = str(e["contact_id"])
         if e["kind"] == "referral.invited" and cid not in invited:
             invited[cid] = (local_day(e), str(data["inviter"]))
+            paths[str(data["path"])] += 1
             state[cid] = "pending"
         elif e["kind"] == "referral.settled":
             state[cid] = str(data["status"])
@@ -454,9 +456,12 @@ def test_the_report_referral_section_matches_an_independent_count_of_the_demo(
     inviters = {inviter for _, inviter in invited.values()}
     valid = sum(valid_per_day.values())
     assert len(invited) > 50 and 0 < valid < len(invited)  # the demo has referrals, all kinds
-    assert set(state.values()) >= {"valid", "invalid", "void"}
+    assert set(state.values()) == {"valid", "invalid", "void", "pending"}
 
     rows = report.tables["referrals"].rows
+    assert sum(r["room_join"] for r in rows) == paths["room_join"] > 10
+    assert sum(r["friend_request"] for r in rows) == paths["friend_request"] > 10
+    assert sum(r["pending"] for r in rows) == sum(1 for s in state.values() if s == "pending")
     assert {r["day"]: r["invites"] for r in rows} == dict(per_day)
     assert {r["day"]: r["valid"] for r in rows if r["valid"]} == dict(valid_per_day)
     [summary] = report.tables["referrals_summary"].rows
@@ -485,7 +490,7 @@ def test_the_report_referral_section_matches_an_independent_count_of_the_demo(
     assert all(r["nickname"] == names[r["inviter_id"]] for r in top)
     written = write_report(report, tmp_path / "report")
     page = written.html.read_text(encoding="utf-8")
-    assert "裂变" in page and "K 因子" in page
+    assert "裂变" in page and f"K 因子 {valid / len(inviters):.2f}" in page
     assert top[0]["inviter_id"] not in page and top[0]["nickname"] not in page
     with (tmp_path / "report" / "csv" / "referral_top.csv").open(encoding="utf-8-sig") as f:
         lines = list(csv.reader(f))

@@ -65,7 +65,7 @@ def generate(
         WordCounts(segmenter),
     )
     people = _people(month, contacts)
-    invited = demo_referrals.pick(rng, people)
+    invited, inviters = demo_referrals.pick(rng, people)
     for room_id, topic, _ in ROOMS:
         if topic:
             store.sql.kv_set(TOPICS_NAMESPACE, TOPIC_PREFIX + room_id, topic)
@@ -84,6 +84,7 @@ def generate(
             month.joins_and_tags(c)
         month.messages(c)
         month.outcomes(c)
+    demo_referrals.room_joins(month, inviters, [r for r, _, _ in ROOMS])
     month.leaves()
     month.hourly()
     month.operator()

@@ -15,12 +15,12 @@ STAY = 24 * 3600.0
 CHANNEL = "referral"
 
 
-def pick(rng: random.Random, people: list[Contact]) -> dict[str, str]:
+def pick(rng: random.Random, people: list[Contact]) -> tuple[dict[str, str], list[str]]:
     """invitee -> inviter, for new friends who came with a code (their channel becomes
-    the referral channel, as the plugin records it)."""
+    the referral channel, as the plugin records it); and the customers who invite."""
     old = [c for c in people if c.added is None and c.is_friend]
     if not old:
-        return {}
+        return {}, []
     ambassadors = rng.sample(old, k=min(AMBASSADORS, len(old)))
     weights = [1.0 / (i + 1) for i in range(len(ambassadors))]
     found: dict[str, str] = {}
@@ -28,7 +28,7 @@ def pick(rng: random.Random, people: list[Contact]) -> dict[str, str]:
         if c.added is not None and rng.random() < SHARE:
             found[c.id] = rng.choices(ambassadors, weights)[0].id
             c.channel = CHANNEL
-    return found
+    return found, [a.id for a in ambassadors]
 
 
 def referred(m: Month, c: Contact, inviter: str) -> None:
@@ -62,3 +62,55 @@ def referred(m: Month, c: Contact, inviter: str) -> None:
             by=OPERATOR,
             was="valid",
         )
+
+
+def room_joins(m: Month, inviters: list[str], rooms: list[str]) -> None:
+    """Customers pulling friends into a group (the transport names the inviter): about one a
+    day; most stay the 24 hours, some leave within hours (not counted)."""
+    rng, w = m.rng, m.w
+    if not inviters or not rooms:
+        return
+    for n, day in enumerate(m.days):
+        for k in range(rng.choice((0, 1, 1, 2))):
+            cid = f"wxid_demo_pulled_{n:03d}_{k}"
+            inviter = rng.choice(inviters[:8])
+            room_id = rng.choice(rooms)
+            at = m.at(day)
+            m.sizes[room_id] += 1
+            w.event(
+                "groups.join",
+                at,
+                contact_id=cid,
+                room_id=room_id,
+                members=m.sizes[room_id],
+                invited=False,
+                inviter=inviter,
+            )
+            w.event("in.member_joined", at, contact_id=cid, room_id=room_id, stale=False)
+            w.event(
+                "referral.invited",
+                at,
+                contact_id=cid,
+                room_id=room_id,
+                inviter=inviter,
+                path="room_join",
+            )
+            settled = dict(contact_id=cid, inviter=inviter, path="room_join")
+            if rng.random() < 0.2:
+                left = at + rng.uniform(600, 6 * 3600)
+                if left < m.end_ts:
+                    m.sizes[room_id] -= 1
+                    w.event(
+                        "groups.leave",
+                        left,
+                        contact_id=cid,
+                        room_id=room_id,
+                        members=m.sizes[room_id],
+                        removed=False,
+                        by_us=False,
+                    )
+                    w.event("referral.settled", left, status="invalid", reason="left", **settled)
+                continue
+            due = at + STAY + rng.uniform(0, 300)
+            if due < m.end_ts:
+                w.event("referral.settled", due, status="valid", reason="", **settled)

@@ -133,7 +133,7 @@ def tables(facts: Facts) -> list[Table]:
                 Column("k_factor", "K 因子（每位邀请人带来的新客户）", "ratio"),
             ),
             summary,
-            note="邀请人排行（含客户 id 和昵称）只写在 csv/referral_top.csv，不出现在网页里。",
+            note=_summary_note(total, valid, len(per_inviter)),
         ),
         Table(
             "referral_top",
@@ -148,3 +148,15 @@ def tables(facts: Facts) -> list[Table]:
             top,
         ),
     ]
+
+
+def _summary_note(invites: int, valid: int, inviters: int) -> str:
+    share = rate(valid, invites)
+    k = rate(valid, inviters)
+    numbers = (
+        f"本期邀请 {invites} 次，有效 {valid} 次"
+        + (f"（{share * 100:.1f}%）" if share is not None else "")
+        + f"，{inviters} 位客户发起邀请"
+        + (f"，K 因子 {k:.2f}（每位邀请人带来的新客户）" if k is not None else "")
+    )
+    return numbers + "。邀请人排行（含客户 id 和昵称）只写在 csv/referral_top.csv，不出现在网页里。"

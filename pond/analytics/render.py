@@ -233,6 +233,8 @@ def render_html(report: Report) -> str:
     sections = []
     if report.has_data:
         for anchor, title, names, make in SECTIONS:
+            if anchor == "referrals" and not report.tables["referrals"].rows:
+                continue  # no referral plugin, or no invites yet: no empty section
             tables: list[Table] = [report.tables[n] for n in names]
             sections.append(
                 {
