@@ -23,7 +23,9 @@ Config: REFERRAL_* (ReferralConfig, config.example.env).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -52,6 +54,7 @@ from pond import (
 from pond.customers import BookChange
 
 log = logging.getLogger("pond.plugins.referral")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,80}$")
 
 
 @dataclass(frozen=True)
@@ -145,17 +148,26 @@ def _words(ctx: Context, which: str) -> filters.Filter:
     return check
 
 
-def _poster_for(ctx: Context, st: ReferralState, code: str, name: str) -> Path | None:
+def _poster_for(ctx: Context, st: ReferralState, cid: str, code: str, name: str) -> Path | None:
+    """The customer's poster, made again when its copy or settings change. Its file name
+    and PNG text carry the contact id, so erasing the contact's data deletes it (a "." and
+    not a "-" after the id: pond.rights reads "-" as part of an id)."""
     cfg: ReferralConfig = st.config  # type: ignore[assignment]
-    out = Path(ctx.settings.bot.data_dir) / "referral" / "posters" / f"{code}.png"
+    text = ctx.render("referral/poster_text", chat_id=cid, contact_id=cid, code=code, name=name)
+    lines = [line.strip() for line in text.text.splitlines() if line.strip()]
+    payload = cfg.poster_qr.replace("{code}", code) if cfg.poster_qr else code
+    digest = hashlib.sha1(
+        "\n".join([*lines, payload, cfg.poster_background, cfg.font]).encode()
+    ).hexdigest()[:10]
+    safe = cid if _SAFE_NAME.match(cid) else hashlib.sha1(cid.encode()).hexdigest()[:16]
+    out = Path(ctx.settings.bot.data_dir) / "referral" / "posters" / f"{safe}.{code}.{digest}.png"
     if out.exists():
         return out
     try:
         if st.font is None:
             st.font = poster.find_font(cfg.font)
-        text = ctx.render("referral/poster_text", chat_id=code, code=code, name=name).text
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        payload = cfg.poster_qr.replace("{code}", code) if cfg.poster_qr else code
+        for old in out.parent.glob(f"{safe}.{code}.*.png"):
+            old.unlink(missing_ok=True)  # an earlier version of this customer's poster
         return poster.render(
             out,
             code=code,
@@ -163,6 +175,7 @@ def _poster_for(ctx: Context, st: ReferralState, code: str, name: str) -> Path |
             qr_payload=payload,
             font_path=st.font,
             background=cfg.poster_background,
+            meta={"contact_id": cid},
         )
     except poster.FontMissing as missing:
         st.font = None
@@ -189,7 +202,7 @@ async def ask_code(event: Message, ctx: Context) -> None:
         name=event.sender.display,
         first_threshold=_first_threshold(st),
     )
-    path = _poster_for(ctx, st, code, event.sender.display)
+    path = _poster_for(ctx, st, cid, code, event.sender.display)
     if path is not None:
         await ctx.reply("referral/poster", media=Media(MediaKind.IMAGE, path=str(path)), code=code)
 
@@ -296,7 +309,7 @@ async def _issue(ctx: Context, st: ReferralState, limit: int = 20) -> None:
         code = st.code_for(cid, ctx.now.timestamp())
         name = customer.alias or customer.name
         ctx.record("code_issued", contact_id=cid)
-        path = _poster_for(ctx, st, code, name)
+        path = _poster_for(ctx, st, cid, code, name)
         media = Media(MediaKind.IMAGE, path=str(path)) if path is not None else None
         await ctx.send(
             cid,

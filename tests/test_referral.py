@@ -21,7 +21,16 @@ from PIL import Image, ImageFont
 
 import plugins.referral as referral
 from plugins._referral import codes, poster
-from pond import Contact, Context, MemberJoined, MemberLeft, Room, Settings, StartupError
+from pond import (
+    Contact,
+    Context,
+    MemberJoined,
+    MemberLeft,
+    Room,
+    Settings,
+    StartupError,
+    rights,
+)
 from pond.analytics import demo
 from pond.analytics.build import build_report, open_store
 from pond.analytics.data import Source
@@ -596,3 +605,14 @@ async def test_a_request_over_the_daily_accept_cap_waits_for_the_next_day(tmp_pa
 async def test_the_bots_own_invites_into_a_room_are_not_referrals(sim: ChatSim) -> None:
     await join(sim, "r1", sim.transport.self_id, "kim")
     assert st(sim).db.invite_of("kim") is None
+
+
+async def test_erasing_a_customer_deletes_their_code_invites_and_poster(sim: ChatSim) -> None:
+    code = await code_of(sim, "alice")
+    picture = poster_path(sim)
+    assert picture.exists() and "alice" in picture.name
+    await sim.friend_request("bob", code)
+    rights.erase_contact(sim.app, "alice", by="admin")
+    assert not picture.exists()
+    assert st(sim).db.code_of("alice") is None and st(sim).db.owner_of(code) is None
+    assert st(sim).db.by_inviter("alice") == []

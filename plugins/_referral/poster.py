@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import qrcode
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 SIZE = (750, 1334)
 BRAND = (28, 92, 74)  # tea green
@@ -126,6 +126,7 @@ def render(
     qr_payload: str,
     font_path: str,
     background: str = "",
+    meta: dict[str, str] | None = None,
 ) -> Path:
     """Write the poster to `out` (atomically) and return it. Raises FontMissing when the
     font cannot draw the lines, PosterError for an unusable background or folder."""
@@ -149,7 +150,10 @@ def render(
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG")
+            info = PngImagePlugin.PngInfo()
+            for key, value in (meta or {}).items():
+                info.add_text(key, value)
+            image.save(handle, format="PNG", pnginfo=info)
         os.replace(tmp, out)
     except OSError as error:
         raise PosterError(f"{out}: {error}") from None
