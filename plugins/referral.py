@@ -133,6 +133,14 @@ async def start(ctx: Context) -> None:
     problem = st.load_rules(force=True)
     if problem is not None:
         raise RuntimeError(f"{problem} (fix the file and start again)")
+    cfg: ReferralConfig = ctx.config
+    try:
+        st.font = poster.find_font(cfg.font)
+    except poster.FontMissing as missing:
+        # Not fatal: codes still go out as text. Told now, not at the first customer.
+        log.warning("referral: no CJK font for the poster; codes go out as text only")
+        st.font_alerted = True
+        ctx.app.alert("referral/font_alert", reason="font", where=missing.where)
 
 
 # -- customers: code, poster, rank --------------------------------------------------------------
