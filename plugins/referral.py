@@ -28,11 +28,11 @@ import logging
 import re
 import weakref
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 from pathlib import Path
+from typing import Any
 
-from plugins._referral import accepts, flow, poster
-from plugins._referral.db import Invite
+from plugins._referral import accepts, commands, flow, poster
 from plugins._referral.state import ISSUE, ReferralState
 from pond import (
     App,
@@ -51,7 +51,6 @@ from pond import (
     filters,
     setting,
 )
-from pond.customers import BookChange
 
 log = logging.getLogger("pond.plugins.referral")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,80}$")
@@ -116,7 +115,8 @@ def state(ctx: Context) -> ReferralState:
     return state_for(ctx.app)
 
 
-def _book_changed(st: ReferralState, change: BookChange) -> None:
+def _book_changed(st: ReferralState, change: Any) -> None:
+    """`change` is the book's BookChange (kind, contact_id, at, tags, stage)."""
     if change.kind == "stage" and change.stage == "churned":
         flow.gone(st, change.contact_id)
     elif (
@@ -371,125 +371,16 @@ async def reviews(ctx: Context) -> list[ReviewItem]:
     return sorted(items, key=lambda i: i.at or 0.0)
 
 
-@plugin.command("referral_top", keep_args=True)
-async def referral_top(cmd: Command, ctx: Context) -> None:
-    """邀请排行 [人数] [天数]: the top inviters, all time or of the last N days."""
-    st = state(ctx)
-    cfg: ReferralConfig = ctx.config
-    numbers = [int(a) for a in cmd.args if a.isdigit()]
-    if len(numbers) != len(cmd.args) or len(numbers) > 2:
-        await ctx.reply("referral/cmd_usage", command="referral_top")
-        return
-    top = numbers[0] if numbers else cfg.top_n
-    days = numbers[1] if len(numbers) > 1 else 0
-    since = (ctx.now - timedelta(days=days)).timestamp() if days else None
-    board = st.db.leaderboard(since)[: max(top, 1)]
-    rows = [
-        {"rank": n, "id": cid, "name": flow.display(ctx, cid), "count": count}
-        for n, (cid, count) in enumerate(board, 1)
-    ]
-    await ctx.reply("referral/cmd_top", rows=rows, top=top, days=days)
+def _command(name: str, handler: commands.Handler, keep_args: bool) -> None:
+    async def run(cmd: Command, ctx: Context) -> None:
+        await handler(cmd, ctx, state(ctx))
+
+    run.__name__ = name
+    plugin.command(name, keep_args=keep_args)(run)
 
 
-@plugin.command("referral_void")
-async def referral_void(cmd: Command, ctx: Context) -> None:
-    """作废邀请 <被邀请人id> <原因>: the invite stops counting; who, when and why are kept."""
-    st = state(ctx)
-    if len(cmd.args) < 2:
-        await ctx.reply("referral/cmd_usage", command="referral_void")
-        return
-    invitee = cmd.args[0]
-    reason = cmd.rest.strip().removeprefix(invitee).strip()[:200]
-    inv = st.db.invite_of(invitee)
-    if inv is None:
-        await ctx.reply("referral/cmd_unknown", ref=invitee)
-        return
-    st.db.update(
-        inv.id,
-        status="void",
-        review="",
-        void_by=cmd.sender.id,
-        void_reason=reason,
-        settled_at=ctx.now.timestamp(),
-    )
-    # The reason is the operator's words: kept in the invite's row, not in the event store.
-    ctx.record(
-        "voided", contact_id=invitee, inviter=inv.inviter_id, by=cmd.sender.id, was=inv.status
-    )
-    await ctx.reply(
-        "referral/cmd_voided",
-        invitee_id=invitee,
-        invitee_name=flow.display(ctx, invitee),
-        inviter_id=inv.inviter_id,
-        inviter_name=flow.display(ctx, inv.inviter_id),
-        reason=reason,
-        was=inv.status,
-    )
-
-
-@plugin.command("referral_clear")
-async def referral_clear(cmd: Command, ctx: Context) -> None:
-    """核实邀请 <id>: an operator looked at a flagged invite (or an inviter's burst) and lets
-    it stand: held invites count again once their stay is over."""
-    st = state(ctx)
-    if len(cmd.args) != 1:
-        await ctx.reply("referral/cmd_usage", command="referral_clear")
-        return
-    ref = cmd.args[0]
-    flagged = [i for i in st.db.to_review() if ref in (i.invitee_id, i.inviter_id)]
-    if not flagged:
-        await ctx.reply("referral/cmd_unknown", ref=ref)
-        return
-    released = 0
-    for inv in flagged:
-        if inv.status == "held":
-            st.db.update(inv.id, status="pending", review="")
-            released += 1
-        else:
-            st.db.update(inv.id, review="")
-    ctx.record("cleared", contact_id=ref, n=len(flagged), released=released, by=cmd.sender.id)
-    await ctx.reply("referral/cmd_cleared", ref=ref, n=len(flagged), released=released)
-    await flow.settle(ctx, st)
-
-
-@plugin.command("referral_tree")
-async def referral_tree(cmd: Command, ctx: Context) -> None:
-    """邀请记录 <id>: who brought this customer, and whom they brought (when, how, status)."""
-    st = state(ctx)
-    if len(cmd.args) != 1:
-        await ctx.reply("referral/cmd_usage", command="referral_tree")
-        return
-    cid = cmd.args[0]
-    mine = st.db.invite_of(cid)
-    brought = st.db.by_inviter(cid)
-    if mine is None and not brought and st.db.code_of(cid) is None:
-        await ctx.reply("referral/cmd_unknown", ref=cid)
-        return
-
-    def row(inv: Invite, who: str) -> dict[str, object]:
-        return {
-            "id": who,
-            "name": flow.display(ctx, who),
-            "when": datetime.fromtimestamp(inv.at, ctx.clock.tz).strftime("%m-%d %H:%M"),
-            "path": inv.path,
-            "room_id": inv.room_id,
-            "status": inv.status,
-            "reason": inv.reason,
-            "review": inv.review,
-            "void_by": inv.void_by,
-            "void_reason": inv.void_reason,
-        }
-
-    await ctx.reply(
-        "referral/cmd_tree",
-        customer_id=cid,
-        name=flow.display(ctx, cid),
-        code=st.db.code_of(cid) or "",
-        invited_by=row(mine, mine.inviter_id) if mine is not None else None,
-        rows=[row(inv, inv.invitee_id) for inv in brought[-30:]],
-        total=len(brought),
-        valid=st.db.valid_count(cid),
-    )
+for _name, (_handler, _keep) in commands.COMMANDS.items():
+    _command(_name, _handler, _keep)
 
 
 def invite_tree(app: App, inviter_id: str) -> list[dict[str, object]]:
