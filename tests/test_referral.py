@@ -6,6 +6,7 @@ voiding, leaderboards, and the poster checked as an image."""
 from __future__ import annotations
 
 import csv
+import io
 import shutil
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
@@ -16,9 +17,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 import zxingcpp
-from harness import ROOT, ChatSim, Transcript
+from harness import ROOT, START, ChatSim, Transcript
 from PIL import Image, ImageFont
 
+import plugins as plugin_modules
 import plugins.referral as referral
 from plugins._referral import codes, poster
 from pond import (
@@ -614,3 +616,26 @@ async def test_erasing_a_customer_deletes_their_code_invites_and_poster(sim: Cha
     assert not picture.exists()
     assert st(sim).db.code_of("alice") is None and st(sim).db.owner_of(code) is None
     assert st(sim).db.by_inviter("alice") == []
+
+
+async def test_the_console_simulator_can_say_who_pulled_whom_into_a_group(
+    tmp_path: Path,
+) -> None:
+    from pond import App, FakeClock
+    from pond.transports.console import ConsoleTransport, Simulator
+
+    settings = Settings.from_mapping(
+        {"BOT_DATA_DIR": str(tmp_path), "BOT_PERSONA_DIR": str(ROOT / "persona")}
+    )
+    clock = FakeClock(START)
+    out = io.StringIO()
+    app = App(settings, ConsoleTransport(clock.now, out), clock=clock)
+    for plugin in plugin_modules.load(["referral"]):
+        app.include(plugin)
+    await app.start()
+    console = Simulator(app, clock)
+    await console.play(["/join r1 carol dave by=alice", "/join r1 erin"])
+    db = referral.state_for(app).db
+    assert [i.invitee_id for i in db.by_inviter("alice")] == ["carol", "dave"]
+    assert db.invite_of("erin") is None
+    await app.stop()
