@@ -639,3 +639,16 @@ async def test_the_console_simulator_can_say_who_pulled_whom_into_a_group(
     assert [i.invitee_id for i in db.by_inviter("alice")] == ["carol", "dave"]
     assert db.invite_of("erin") is None
     await app.stop()
+
+
+async def test_a_cleared_burst_stays_cleared_when_more_joins_follow(sim: ChatSim) -> None:
+    for n in range(10):
+        await join(sim, "r1", "mallory", f"p{n}")
+    assert status(sim, "p0") == ("held", "")
+    await sim.say("admin", "核实邀请 mallory")
+    assert status(sim, "p0") == ("pending", "")
+    said = await join(sim, "r1", "mallory", "p10")  # still inside the 5 minutes
+    assert status(sim, "p10") == ("held", "") and status(sim, "p0") == ("pending", "")
+    assert said.keys == ["referral/review_alert"]  # the new hold is told again
+    items = await referral.reviews(ctx(sim))
+    assert [(i.kind, i.detail) for i in items] == [("referral_burst", "1")]

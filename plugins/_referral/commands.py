@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from pond import Command, Context
 
 from . import flow
-from .db import Invite
+from .db import CLEARED, Invite
 from .state import ReferralState
 
 Handler = Callable[[Command, Context, ReferralState], Awaitable[None]]
@@ -80,10 +80,10 @@ async def clear(cmd: Command, ctx: Context, st: ReferralState) -> None:
     released = 0
     for inv in flagged:
         if inv.status == "held":
-            st.db.update(inv.id, status="pending", review="")
+            st.db.update(inv.id, status="pending", review=CLEARED)
             released += 1
         else:
-            st.db.update(inv.id, review="")
+            st.db.update(inv.id, review=CLEARED)
     ctx.record("cleared", contact_id=ref, n=len(flagged), released=released, by=cmd.sender.id)
     await ctx.reply("referral/cmd_cleared", ref=ref, n=len(flagged), released=released)
     await flow.settle(ctx, st)

@@ -7,7 +7,8 @@ attribution wins, later ones are recorded as events only.
 Invite status: pending (waiting out the stay), held (a burst waits for an operator), valid,
 invalid (reason: self, loop, not_new, left, deleted), void (an operator's decision, with
 who, when and why), churned (was valid; the invitee deleted us later, so it stops counting).
-`review` is what an operator should look at: self, loop, burst ("" when nothing)."""
+`review` is what an operator should look at: self, loop, burst ("" when nothing, "ok" once
+an operator cleared it)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 COUNTED = ("valid",)
+CLEARED = "ok"  # review: an operator looked and let it stand (never flagged again)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +176,12 @@ class ReferralDB:
 
     def to_review(self, limit: int = 200) -> list[Invite]:
         i = self.invites.c
-        query = sa.select(self.invites).where(i.review != "").order_by(i.at).limit(limit)
+        query = (
+            sa.select(self.invites)
+            .where(i.review.not_in(["", CLEARED]))
+            .order_by(i.at)
+            .limit(limit)
+        )
         with self.engine.connect() as conn:
             return [_invite(r) for r in conn.execute(query)]
 

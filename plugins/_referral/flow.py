@@ -13,7 +13,7 @@ import logging
 
 from pond import ActionClass, Context
 
-from .db import Invite
+from .db import CLEARED, Invite
 from .state import ReferralState
 
 log = logging.getLogger("pond.plugins.referral")
@@ -72,8 +72,7 @@ def attribute(
         _record_settled(ctx, inv, status, reason)
     if review:
         _alert_review(ctx, st, review, inviter_id, invitee_id, 1)
-    if status == "pending":
-        _check_burst(ctx, st, inviter_id, now)
+    _check_burst(ctx, st, inviter_id, now)
     return st.db.invite_of(invitee_id)
 
 
@@ -82,13 +81,16 @@ def _check_burst(ctx: Context, st: ReferralState, inviter_id: str, now: float) -
     recent = st.db.recent_by(inviter_id, now - rules.burst_minutes * 60)
     if len(recent) < rules.burst_count:
         return
-    held = [r for r in recent if r.status == "pending"]
+    # Every attribution counts toward the burst (invalid ones too); only pending ones are
+    # held. One alert per burst: when none of the window's invites was flagged yet.
+    flagged_before = any(r.review == "burst" for r in recent)
+    held = [r for r in recent if r.status == "pending" and r.review != CLEARED]
     for r in held:
         st.db.update(r.id, status="held", review="burst")
     if held:
         ctx.record("burst", contact_id=inviter_id, n=len(recent), held=len(held))
-    if len(recent) == rules.burst_count:  # the join that crossed the line: one alert
-        _alert_review(ctx, st, "burst", inviter_id, "", len(recent))
+        if not flagged_before:
+            _alert_review(ctx, st, "burst", inviter_id, "", len(recent))
 
 
 def _alert_review(
