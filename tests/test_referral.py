@@ -486,6 +486,9 @@ def test_the_report_referral_section_matches_an_independent_count_of_the_demo(
         1 for e in ordered if e["kind"] == "referral.accepted" and FIRST <= local_day(e) <= END
     )
     assert new["referral"] == referred
+    assert {
+        r["channel_name"] for r in report.tables["new_friends"].rows if r["channel"] == "referral"
+    } == {"老带新（邀请码）"}
 
     # Top inviters: ids and nicknames in the CSV only, never on the page.
     engine = sa.create_engine(f"sqlite:///{folder / 'pond.sqlite3'}")
