@@ -19,6 +19,7 @@ CODE = re.compile(
 GROUPED = {
     "pond/segments.py": (re.compile(r"""(?:SegmentError|fail)\(\s*"([a-z_]+)\""""), "segment"),
     "plugins/_calendar/parse.py": (re.compile(r"""SegmentError\(\s*"([a-z_]+)\""""), "segment"),
+    "plugins/_referral/rules.py": (re.compile(r"""_problem\(\s*"([a-z_]+)\""""), "referral"),
 }
 # Words an operator types as they are (file syntax, command words, sample values).
 ALLOWED = {
@@ -34,6 +35,8 @@ ALLOWED = {
     *("groups_rooms_file", "units"),
     # a call to action's [reply] table, in campaign files and calendar posts
     *("reply", "keywords", "answer", "days", "notify", "broadcasts", "reply_new_tea"),
+    # the referral rules file's tables and fields
+    *("words", "validity", "issue", "threshold"),
 }
 
 

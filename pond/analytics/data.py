@@ -19,7 +19,8 @@ from pond.store.sql import SqlStore
 
 from . import keywords, orders
 
-NEW_FRIEND_KINDS = ("friends.accepted", "friends.add_accepted")
+# referral.accepted: a request carrying an invite code, accepted by the referral plugin.
+NEW_FRIEND_KINDS = ("friends.accepted", "friends.add_accepted", "referral.accepted")
 SIZE_LOOKBACK = timedelta(days=31)
 
 
@@ -139,6 +140,18 @@ class Source:
             query = query.where(c.channel.in_(list(channels)))
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar() or 0)
+
+    def names(self, ids: Collection[str]) -> dict[str, str]:
+        """contact id -> nickname (the account's remark, else their WeChat name)."""
+        if not ids or not self.has(self.customers):
+            return {}
+        c = self.customers.c
+        found: dict[str, str] = {}
+        wanted = list(ids)
+        for i in range(0, len(wanted), 500):  # bounded IN lists
+            query = sa.select(c.id, c.alias, c.name).where(c.id.in_(wanted[i : i + 500]))
+            found.update((cid, alias or name or "") for cid, alias, name in self._run(query))
+        return found
 
     def tagged_contacts(self, ignore_prefix: str) -> set[str]:
         """Contacts with at least one tag not given automatically (source not ignore_prefix*)."""

@@ -18,7 +18,7 @@ from pond.customers import CustomerBook
 from pond.ledger import Ledger
 from pond.store import Store
 
-from . import keywords, orders
+from . import demo_referrals, keywords, orders
 from .demo_month import (
     ACCEPTS_PER_DAY,
     CHANNELS,
@@ -65,6 +65,7 @@ def generate(
         WordCounts(segmenter),
     )
     people = _people(month, contacts)
+    invited, inviters = demo_referrals.pick(rng, people)
     for room_id, topic, _ in ROOMS:
         if topic:
             store.sql.kv_set(TOPICS_NAMESPACE, TOPIC_PREFIX + room_id, topic)
@@ -75,11 +76,15 @@ def generate(
             c.rooms.append(room_id)
             month.sizes[room_id] += 1
     for c in people:
-        if c.added is not None:
+        if c.id in invited:
+            demo_referrals.referred(month, c, invited[c.id])
+            month.joins_and_tags(c)
+        elif c.added is not None:
             month.friend_added(c)
             month.joins_and_tags(c)
         month.messages(c)
         month.outcomes(c)
+    demo_referrals.room_joins(month, inviters, [r for r, _, _ in ROOMS])
     month.leaves()
     month.hourly()
     month.operator()

@@ -1,8 +1,9 @@
 """The numbers: every table of the report, computed from a Source for a Scope.
 
 Definitions (also shown in the report, so operators and tests agree on them):
-- New friend: a `friends.accepted` (request accepted) or `friends.add_accepted` (our add
-  request accepted) event; a contact counts once, on their first such day in the range.
+- New friend: a `friends.accepted` or `referral.accepted` (request accepted) or
+  `friends.add_accepted` (our add request accepted) event; a contact counts once, on their
+  first such day in the range.
   Channel: the contact's first-touch channel in the customer book, else the event's.
 - Funnel (contacts added in the range): tagged = has a tag not given automatically on
   adding (source not `friends:*`); joined a group = a `groups.join` after being added;
@@ -16,6 +17,7 @@ Definitions (also shown in the report, so operators and tests agree on them):
   the range, those who have converted on two or more days (earlier days count too).
 - Campaign reactions: a private reply within 24 h after the contact's own message went
   out, an opt-out within 24 h, a conversion within 7 days.
+- 裂变 (referrals): see referrals.py (invites, valid share, K-factor, top inviters).
 Operators' own chats are left out everywhere."""
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import growth, operations
+from . import growth, operations, referrals
 from .data import Source
 from .facts import CONVERSION_SOURCES, Facts, Names, distinct_days
 from .growth import FUNNEL_STEPS
@@ -72,6 +74,7 @@ def compute(
             operations.outbound(facts, caps or {}),
             operations.campaigns(facts),
             operations.top_keywords(facts),
+            *referrals.tables(facts),
         )
     }
     return Report(

@@ -46,4 +46,7 @@ def load_names(persona_dir: Path, source: Source | None = None) -> Names:
         for code, spec in _toml(persona_dir / "friends" / "channels.toml").items()
         if isinstance(spec, dict)
     }
+    # Friends who came with an invite code (the referral plugin's default REFERRAL_CHANNEL);
+    # channels.toml may name it otherwise.
+    channels.setdefault("referral", "老带新（邀请码）")
     return Names(rooms=rooms, channels=channels)

@@ -200,6 +200,21 @@ def _care_charts(report: Report) -> list[str]:
     ]
 
 
+def _referral_charts(report: Report) -> list[str]:
+    rows = report.tables["referrals"].rows
+    return [
+        charts.bars(
+            [r["day"][5:] for r in rows],
+            [
+                ("有效", _series(rows, "valid")),
+                ("其他", [float(r["invites"] - r["valid"]) for r in rows]),
+            ],
+            title="每日邀请（有效 / 其他）",
+            stacked=True,
+        )
+    ]
+
+
 SECTIONS = (
     ("friends", "新增好友", ("new_friends",), _new_friends_charts),
     ("funnel", "渠道转化漏斗", ("funnel",), _funnel_charts),
@@ -209,6 +224,8 @@ SECTIONS = (
     ("sales", "成交与复购", ("conversions",), _conversion_charts),
     ("campaigns", "群发与跟进", ("campaigns",), _campaign_charts),
     ("care", "退订、流失与账号安全", ("optouts_churn", "outbound"), _care_charts),
+    # referral_top (ids and nicknames) is written to the CSV only.
+    ("referrals", "裂变", ("referrals_summary", "referrals"), _referral_charts),
 )
 
 
@@ -216,6 +233,8 @@ def render_html(report: Report) -> str:
     sections = []
     if report.has_data:
         for anchor, title, names, make in SECTIONS:
+            if anchor == "referrals" and not report.tables["referrals"].rows:
+                continue  # no referral plugin, or no invites yet: no empty section
             tables: list[Table] = [report.tables[n] for n in names]
             sections.append(
                 {

@@ -12,7 +12,7 @@ from typing import Any
 class Column:
     key: str
     label: str
-    kind: str = "int"  # int | pct | money | text
+    kind: str = "int"  # int | pct | money | ratio | text
 
 
 @dataclass
@@ -39,6 +39,8 @@ def cell_text(value: Any, kind: str) -> str:
         return f"{value * 100:.1f}%"
     if kind == "money":
         return f"{value:,.2f}"
+    if kind == "ratio":
+        return f"{value:.2f}"
     if kind == "int" and isinstance(value, int | float):
         return f"{int(value):,}"
     return str(value)
@@ -49,7 +51,7 @@ def _csv_value(value: Any, kind: str) -> Any:
         return ""
     if kind == "pct":
         return round(value * 100, 1)  # a number Excel can chart; the header says (%)
-    if kind == "money":
+    if kind in ("money", "ratio"):
         return round(value, 2)
     return value
 

@@ -69,6 +69,7 @@ HELP = """控制台模拟器：不连微信，在终端里试用全部插件。�
     alice@r1: 群规              alice 在群 r1 里说话；文字里写 @bot 表示 @了机器人
     /friend bob 我想了解一下     bob 发来好友申请，验证消息「我想了解一下」
     /join r1 carol dave         carol 和 dave 进群 r1；      /leave r1 carol  carol 退群
+    /join r1 carol by=alice     alice 把 carol 拉进群 r1（裂变：记到 alice 名下）
     /image alice[@r1] [文件]    alice 发一张图片（可带图片文件，例如二维码图片）
     /link alice[@r1] 网址       alice 发一个链接
     /takeover alice             账号主人在手机上接手了和 alice 的聊天
@@ -217,7 +218,8 @@ class Simulator:
             if verb in {"join", "leave"}:
                 if len(args) < 2:
                     raise ConsoleError(f"用法: /{verb} 群ID 名字 [名字...]")
-                room_id, names = args[0], args[1:]
+                room_id, names = args[0], [n for n in args[1:] if not n.startswith("by=")]
+                by = next((n[3:] for n in args[1:] if n.startswith("by=") and n[3:]), "")
                 members = self.rooms.setdefault(room_id, set())
                 if verb == "join":
                     members.update(names)
@@ -225,6 +227,7 @@ class Simulator:
                         self._room(room_id),
                         tuple(map(self._contact, names)),
                         now,
+                        inviter=self._contact(by) if by else None,
                         id=self._next_id(),
                     )
                 members.difference_update(names)

@@ -1,0 +1,1 @@
+"""Helpers of the referral plugin (plugins/referral.py): codes, tables, rules, poster."""

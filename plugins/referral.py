@@ -1,0 +1,398 @@
+"""裂变 (referral): customers bring friends with their own invite code and poster; who brought
+whom is attributed, checked against validity rules and rewarded once per threshold.
+
+Events:
+- private message 「邀请码」/「我要邀请」 (words in rules.toml): the customer's code (drawn on
+  first use) as text, then their poster (Pillow + qrcode; with no CJK font the code alone
+  goes out and the operators are told in Chinese). 「邀请排行」/「我的邀请」: their own count
+  and rank, never anyone else's.
+- FriendRequest whose hello carries a live code (priority 40, before the friends plugin's
+  rules): accepted through the governor, recorded in the customer book (first-touch channel
+  REFERRAL_CHANNEL, consent, rules.toml invitee_tags), greeted, attributed to the code's owner.
+  Requests without a code are left to the friends plugin.
+- MemberJoined with an inviter (observer): each joiner attributed to the inviter (admins'
+  invites are the brand's own, not referrals). MemberLeft: a joiner leaving before the stay
+  is over does not count. The book: an invitee who deletes us stops counting.
+Jobs: referral.tick (every 5 minutes): rules reload, stays that are over become valid,
+rewards, codes handed out by rule (rules.toml [issue] tags).
+Review queue (待办): self-invites, loops and bursts (held until an operator clears or voids).
+Commands (persona/referral/commands.toml): referral_top, referral_void, referral_clear.
+Data: persona/referral/rules.toml. Tables: referral_codes, referral_invites, referral_rewards.
+Config: REFERRAL_* (ReferralConfig, config.example.env).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import weakref
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from pathlib import Path
+from typing import Any
+
+from plugins._referral import accepts, commands, flow, poster
+from plugins._referral.state import ISSUE, ReferralState
+from pond import (
+    App,
+    Command,
+    Context,
+    DailyWindow,
+    Event,
+    FriendRequest,
+    Media,
+    MediaKind,
+    MemberJoined,
+    MemberLeft,
+    Message,
+    Plugin,
+    ReviewItem,
+    filters,
+    setting,
+)
+
+log = logging.getLogger("pond.plugins.referral")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,80}$")
+
+
+@dataclass(frozen=True)
+class ReferralConfig:
+    code_length: int = setting(6, ge=4, le=12)
+    channel: str = "referral"  # first-touch channel code of friends who came with a code
+    greet: bool = True
+    room_ids: tuple[str, ...] = ()  # rooms whose joins count; empty: every room
+    font: str = ""  # a CJK font file for the poster; empty: found through fontconfig
+    poster_background: str = ""  # an image (resized to 750x1334); empty: the brand colours
+    poster_qr: str = ""  # what the QR code holds, {code} replaced; empty: the code itself
+    top_n: int = setting(10, ge=1, le=100)
+    # Requests over the daily accept cap are tried again the next day, in these hours only.
+    accept_hours: DailyWindow = field(
+        default_factory=lambda: DailyWindow(time(9, 30), time(20, 30))
+    )
+
+
+plugin = Plugin(
+    "referral",
+    persona=[
+        "referral/your_code",
+        "referral/poster",
+        "referral/poster_text",
+        "referral/font_alert",
+        "referral/welcome",
+        "referral/my_rank",
+        "referral/reward",
+        "referral/reward_alert",
+        "referral/review_alert",
+        "referral/data_alert",
+        "referral/code_issued",
+        "referral/cmd_top",
+        "referral/cmd_tree",
+        "referral/cmd_voided",
+        "referral/cmd_cleared",
+        "referral/cmd_usage",
+        "referral/cmd_unknown",
+    ],
+    config=ReferralConfig,
+    description="invite codes and posters, attribution, validity, rewards, leaderboards",
+)
+
+_STATES: weakref.WeakKeyDictionary[App, ReferralState] = weakref.WeakKeyDictionary()
+
+
+def state_for(app: App) -> ReferralState:
+    st = _STATES.get(app)
+    if st is None:
+        config = app.plugin_configs.get(plugin.name) or ReferralConfig()
+        st = ReferralState(app, config)
+        st.load_rules()
+        app.book.subscribe(lambda change: _book_changed(st, change))
+        _STATES[app] = st
+    return st
+
+
+def state(ctx: Context) -> ReferralState:
+    return state_for(ctx.app)
+
+
+def _book_changed(st: ReferralState, change: Any) -> None:
+    """`change` is the book's BookChange (kind, contact_id, at, tags, stage)."""
+    if change.kind == "stage" and change.stage == "churned":
+        flow.gone(st, change.contact_id)
+    elif (
+        change.kind == "tagged"
+        and set(change.tags) & set(st.rules.issue_tags)
+        and st.db.code_of(change.contact_id) is None
+    ):
+        st.kv.set(ISSUE + change.contact_id, {"at": change.at})
+
+
+@plugin.on_startup()
+async def start(ctx: Context) -> None:
+    st = state(ctx)
+    problem = st.load_rules(force=True)
+    if problem is not None:
+        raise RuntimeError(f"{problem} (fix the file and start again)")
+    cfg: ReferralConfig = ctx.config
+    try:
+        st.font = poster.find_font(cfg.font)
+    except poster.FontMissing as missing:
+        # Not fatal: codes still go out as text. Told now, not at the first customer.
+        log.warning("referral: no CJK font for the poster; codes go out as text only")
+        st.font_alerted = True
+        ctx.app.alert("referral/font_alert", reason="font", where=missing.where)
+
+
+# -- customers: code, poster, rank --------------------------------------------------------------
+def _words(ctx: Context, which: str) -> filters.Filter:
+    st = state(ctx)
+
+    def check(event: Event) -> bool:
+        if not isinstance(event, Message) or event.room is not None:
+            return False
+        words = st.rules.ask if which == "ask" else st.rules.rank
+        return filters.strip_mentions(event.text).lower() in {w.lower() for w in words}
+
+    return check
+
+
+def _poster_for(ctx: Context, st: ReferralState, cid: str, code: str, name: str) -> Path | None:
+    """The customer's poster, made again when its copy or settings change. Its file name
+    and PNG text carry the contact id, so erasing the contact's data deletes it (a "." and
+    not a "-" after the id: pond.rights reads "-" as part of an id)."""
+    cfg: ReferralConfig = st.config  # type: ignore[assignment]
+    text = ctx.render("referral/poster_text", chat_id=cid, contact_id=cid, code=code, name=name)
+    lines = [line.strip() for line in text.text.splitlines() if line.strip()]
+    payload = cfg.poster_qr.replace("{code}", code) if cfg.poster_qr else code
+    digest = hashlib.sha1(
+        "\n".join([*lines, payload, cfg.poster_background, cfg.font]).encode()
+    ).hexdigest()[:10]
+    safe = cid if _SAFE_NAME.match(cid) else hashlib.sha1(cid.encode()).hexdigest()[:16]
+    out = Path(ctx.settings.bot.data_dir) / "referral" / "posters" / f"{safe}.{code}.{digest}.png"
+    if out.exists():
+        return out
+    try:
+        if st.font is None:
+            st.font = poster.find_font(cfg.font)
+        for old in out.parent.glob(f"{safe}.{code}.*.png"):
+            old.unlink(missing_ok=True)  # an earlier version of this customer's poster
+        return poster.render(
+            out,
+            code=code,
+            lines=lines,
+            qr_payload=payload,
+            font_path=st.font,
+            background=cfg.poster_background,
+            meta={"contact_id": cid},
+        )
+    except poster.FontMissing as missing:
+        st.font = None
+        reason, where = "font", missing.where
+    except poster.PosterError as error:
+        reason, where = "poster", str(error)
+    log.error("referral poster not made (%s): the code goes out as text", reason)
+    ctx.record("poster_failed", reason=reason)
+    if not st.font_alerted:
+        st.font_alerted = True
+        ctx.app.alert("referral/font_alert", reason=reason, where=where)
+    return None
+
+
+@plugin.on_message(filters.configured(lambda ctx: _words(ctx, "ask")), priority=40)
+async def ask_code(event: Message, ctx: Context) -> None:
+    st = state(ctx)
+    cid = event.sender.id
+    code = st.code_for(cid, ctx.now.timestamp())
+    ctx.record("code_sent", contact_id=cid)
+    await ctx.reply(
+        "referral/your_code",
+        code=code,
+        name=event.sender.display,
+        first_threshold=_first_threshold(st),
+    )
+    path = _poster_for(ctx, st, cid, code, event.sender.display)
+    if path is not None:
+        await ctx.reply("referral/poster", media=Media(MediaKind.IMAGE, path=str(path)), code=code)
+
+
+@plugin.on_message(filters.configured(lambda ctx: _words(ctx, "rank")), priority=40)
+async def my_rank(event: Message, ctx: Context) -> None:
+    st = state(ctx)
+    count, rank = st.db.rank_of(event.sender.id)
+    pending = sum(1 for i in st.db.by_inviter(event.sender.id) if i.status in flow.LIVE)
+    upcoming = [r for r in st.rules.rewards if r.threshold > count]
+    await ctx.reply(
+        "referral/my_rank",
+        name=event.sender.display,
+        count=count,
+        rank=rank,
+        pending=pending,
+        next_threshold=upcoming[0].threshold if upcoming else 0,
+        next_reward=upcoming[0].name if upcoming else "",
+        has_code=st.db.code_of(event.sender.id) is not None,
+        stay_hours=_hours(st.rules.stay_hours),
+    )
+
+
+def _first_threshold(st: ReferralState) -> int:
+    rewards = st.rules.rewards
+    return rewards[0].threshold if rewards else 0
+
+
+def _hours(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+# -- attribution --------------------------------------------------------------------------------
+def _carries_code(ctx: Context) -> filters.Filter:
+    st = state(ctx)
+
+    def check(event: Event) -> bool:
+        return isinstance(event, FriendRequest) and st.owner(event.hello) is not None
+
+    return check
+
+
+@plugin.on_friend_request(filters.configured(_carries_code), priority=40)
+async def friend_request(event: FriendRequest, ctx: Context) -> None:
+    st = state(ctx)
+    found = st.owner(event.hello)
+    if found is None:
+        return
+    _code, inviter = found
+    cid = event.contact.id
+    known = ctx.app.book.get(cid) is not None
+    # The hello is a message: never recorded, only that a code matched and whose it was.
+    ctx.record("request", contact_id=cid, inviter=inviter)
+    req = accepts.request_of(event, inviter, known, ctx.now.timestamp())
+    await accepts.finish(ctx, st, req, await accepts.submit(ctx, req))
+
+
+@plugin.on_member_joined(priority=1, block=False)
+async def joined(event: MemberJoined, ctx: Context) -> None:
+    inviter = event.inviter
+    cfg: ReferralConfig = ctx.config
+    if inviter is None or (cfg.room_ids and event.room.id not in cfg.room_ids):
+        return
+    if ctx.app.admins.is_admin(inviter.id) or inviter.id == ctx.app.transport.self_id:
+        return  # the brand's own staff (or the bot's own invites) filling a room
+    st = state(ctx)
+    book = ctx.app.book
+    for member in event.members:
+        known = book.get(member.id) is not None
+        flow.attribute(
+            ctx, st, member.id, inviter.id, path="room_join", room_id=event.room.id, known=known
+        )
+
+
+@plugin.on_member_left(priority=1, block=False)
+async def left(event: MemberLeft, ctx: Context) -> None:
+    st = state(ctx)
+    for member in event.members:
+        flow.left_room(ctx, st, member.id, event.room.id)
+
+
+# -- jobs -----------------------------------------------------------------------------------------
+@plugin.scheduled("*/5 * * * *")
+async def tick(ctx: Context) -> None:
+    st = state(ctx)
+    problem = st.load_rules()
+    if problem is not None:
+        ctx.app.alert("referral/data_alert", problem=str(problem))
+    await accepts.settle(ctx, st)
+    cfg: ReferralConfig = ctx.config
+    accepts.retry(ctx, st, in_hours=cfg.accept_hours.contains(ctx.now.time()))
+    await flow.settle(ctx, st)
+    await _issue(ctx, st)
+
+
+async def _issue(ctx: Context, st: ReferralState, limit: int = 20) -> None:
+    """Codes handed out by rule (a purchase tag...): as service messages, opt-out honoured."""
+    for key, _ in st.kv.items(ISSUE)[:limit]:
+        cid = key.removeprefix(ISSUE)
+        st.kv.delete(key)  # before the send: at most once
+        customer = ctx.app.book.get(cid)
+        if customer is None or not customer.is_friend or ctx.outbox.ledger.is_opted_out(cid):
+            continue
+        code = st.code_for(cid, ctx.now.timestamp())
+        name = customer.alias or customer.name
+        ctx.record("code_issued", contact_id=cid)
+        path = _poster_for(ctx, st, cid, code, name)
+        media = Media(MediaKind.IMAGE, path=str(path)) if path is not None else None
+        await ctx.send(
+            cid,
+            "referral/code_issued",
+            media=media,
+            code=code,
+            name=name,
+            first_threshold=_first_threshold(st),
+        )
+
+
+# -- operators: reload, review, commands --------------------------------------------------------
+@plugin.on_reload()
+async def reload(ctx: Context) -> list[str]:
+    problem = state(ctx).load_rules(force=True)
+    return [str(problem)] if problem is not None else []
+
+
+@plugin.review_source()
+async def reviews(ctx: Context) -> list[ReviewItem]:
+    st = state(ctx)
+    items: list[ReviewItem] = []
+    bursts: dict[str, list[float]] = {}
+    for inv in st.db.to_review():
+        if inv.review == "burst":
+            bursts.setdefault(inv.inviter_id, []).append(inv.at)
+            continue
+        items.append(
+            ReviewItem(
+                kind=f"referral_{inv.review}",  # referral_self, referral_loop
+                ref=f"invite:{inv.id}",
+                at=inv.at,
+                contact_id=inv.inviter_id,
+                detail=inv.invitee_id,
+                command="referral_clear",
+                args=(inv.invitee_id,),
+            )
+        )
+    for inviter, times in bursts.items():
+        items.append(
+            ReviewItem(
+                kind="referral_burst",
+                ref=f"burst:{inviter}",
+                at=min(times),
+                contact_id=inviter,
+                detail=f"{len(times)}",
+                command="referral_clear",
+                args=(inviter,),
+            )
+        )
+    return sorted(items, key=lambda i: i.at or 0.0)
+
+
+def _command(name: str, handler: commands.Handler, keep_args: bool) -> None:
+    async def run(cmd: Command, ctx: Context) -> None:
+        await handler(cmd, ctx, state(ctx))
+
+    run.__name__ = name
+    plugin.command(name, keep_args=keep_args)(run)
+
+
+for _name, (_handler, _keep) in commands.COMMANDS.items():
+    _command(_name, _handler, _keep)
+
+
+def invite_tree(app: App, inviter_id: str) -> list[dict[str, object]]:
+    """Who this customer brought, when and how (for the CLI and other front ends)."""
+    return [
+        {
+            "invitee_id": i.invitee_id,
+            "path": i.path,
+            "room_id": i.room_id,
+            "at": datetime.fromtimestamp(i.at, app.clock.tz).isoformat(),
+            "status": i.status,
+            "reason": i.reason,
+        }
+        for i in state_for(app).db.by_inviter(inviter_id)
+    ]
