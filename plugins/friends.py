@@ -37,6 +37,7 @@ from pond import (
     Command,
     Context,
     DailyWindow,
+    Event,
     FriendRequest,
     MemberJoined,
     MemberLeft,
@@ -44,6 +45,7 @@ from pond import (
     Plugin,
     Range,
     ReviewItem,
+    filters,
     rights,
 )
 from pond.customers import BookChange
@@ -160,6 +162,25 @@ def _book_changed(st: FriendsState, change: BookChange) -> None:
 
 
 # -- events ---------------------------------------------------------------------------------
+def _blocked_request(ctx: Context) -> filters.Filter:
+    st = state(ctx)
+
+    def check(event: Event) -> bool:
+        return (
+            isinstance(event, FriendRequest)
+            and requests.decide(st, event.contact.id, event.hello).verdict == "block"
+        )
+
+    return check
+
+
+# A blocked person stays blocked whichever plugin would accept the request (a referral
+# code in the hello must not open the door an operator closed): this route runs first.
+@plugin.on_friend_request(filters.configured(_blocked_request), priority=10)
+async def blocked_request(event: FriendRequest, ctx: Context) -> None:
+    await requests.handle(event, ctx, state(ctx))
+
+
 @plugin.on_friend_request(priority=50)
 async def friend_request(event: FriendRequest, ctx: Context) -> None:
     await requests.handle(event, ctx, state(ctx))

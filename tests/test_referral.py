@@ -215,6 +215,16 @@ async def test_bobs_request_with_alices_code_is_accepted_tagged_and_attributed(
     ]
 
 
+async def test_a_blocked_person_stays_blocked_even_with_a_code(sim: ChatSim) -> None:
+    code = await code_of(sim, "alice")
+    await sim.friend_request("pest", "hello")
+    assert (await sim.say("admin", "拉黑 1")).keys == ["friends/cmd_blocked"]
+    assert kinds(await sim.friend_request("pest", f"alice 推荐的 {code}")) == []
+    assert st(sim).db.invite_of("pest") is None
+    # A blocked word is the operator's rule too, code or not.
+    assert kinds(await sim.friend_request("spam", f"兼职刷单日赚500 {code}")) == []
+
+
 async def test_carol_joins_the_group_invited_by_alice_and_counts_after_the_stay(
     sim: ChatSim,
 ) -> None:
