@@ -8,6 +8,7 @@ nothing is sent before the batch that queued it is committed. See docs/DURABILIT
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import uuid
@@ -428,6 +429,7 @@ class OutQueue:
                 updated_at=sa.bindparam("b_at"),
             )
         )
+        self._q_final = self._q_status.values(action=sa.bindparam("b_action"))
 
     def add(
         self,
@@ -464,13 +466,27 @@ class OutQueue:
         self.sql.defer("outbox queued", run, committed)
 
     def set_status(
-        self, qid: str, status: QueueStatus, at: float, *, reason: str = "", parts_done: int = 0
+        self,
+        qid: str,
+        status: QueueStatus,
+        at: float,
+        *,
+        reason: str = "",
+        parts_done: int = 0,
+        finished: Action | None = None,
     ) -> None:
-        """Deferred to the next group commit (use `sending` for the durable-now mark)."""
+        """Deferred to the next group commit (use `sending` for the durable-now mark).
+        `finished`: the action reached a final status; its text and media are dropped from
+        the row (the row stays for idempotency and the operator's counts, but the message,
+        which may quote a customer's phone or address, is not kept longer than needed)."""
         params = self._params(qid, status, at, reason, parts_done)
+        statement = self._q_status
+        if finished is not None:
+            params["b_action"] = action_to_json(dataclasses.replace(finished, text="", media=None))
+            statement = self._q_final
 
         def run(conn: sa.Connection) -> None:
-            conn.execute(self._q_status, params)
+            conn.execute(statement, params)
 
         self.sql.defer("outbox status", run)
 

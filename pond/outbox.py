@@ -663,6 +663,7 @@ class Outbox:
                 now,
                 reason=outcome.reason,
                 parts_done=item.parts_done,
+                finished=action,
             )
         if item.future is not None and not item.future.done():
             item.future.set_result(outcome)
@@ -799,7 +800,9 @@ class Outbox:
         ]
         for item in gone:
             self._items.remove(item)
-            self.queue.set_status(item.qid, QueueStatus.SKIPPED, self._ts(), reason="erased")
+            self.queue.set_status(
+                item.qid, QueueStatus.SKIPPED, self._ts(), reason="erased", finished=item.action
+            )
             if item.future is not None and not item.future.done():
                 item.future.set_result(Outcome("skipped", "erased"))
         self.pacer.forget(contact_id)
