@@ -171,7 +171,14 @@ class App:
                 try:
                     await hook(Context(self, plugin))
                 except Exception as error:
-                    raise StartupError(f"plugin {plugin.name} failed to start: {error}") from error
+                    raise StartupError(
+                        problems.Problem(
+                            "startup.plugin_failed",
+                            "plugin {plugin} failed to start: {error}",
+                            plugin=plugin.name,
+                            error=error,
+                        )
+                    ) from error
         persona_lint.warn(self)  # copy telling customers to reply a word nothing answers
         await self.transport.start(self.dispatch)
 
