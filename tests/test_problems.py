@@ -13,12 +13,13 @@ from harness import ROOT, ChatSim
 from pond import Problem, problems
 
 CODE = re.compile(
-    r"""(?:Problem|_say|bad|fail|problem)\(\s*(?:where,\s*[^,]+,\s*)?"([a-z_]+(?:\.[a-z_]+)+)\""""
+    r"""(?:Problem|_say|bad|fail|problem|__init__)\(\s*(?:where,\s*[^,]+,\s*)?"([a-z_]+(?:\.[a-z_]+)+)\""""
 )
 # SegmentError and the calendar's parser take the code without its group.
 GROUPED = {
     "pond/segments.py": (re.compile(r"""(?:SegmentError|fail)\(\s*"([a-z_]+)\""""), "segment"),
     "plugins/_calendar/parse.py": (re.compile(r"""SegmentError\(\s*"([a-z_]+)\""""), "segment"),
+    "plugins/_friends/data.py": (re.compile(r"""_say\(\s*"([a-z_]+)\""""), "friends"),
 }
 # Words an operator types as they are (file syntax, command words, sample values).
 ALLOWED = {
@@ -32,6 +33,11 @@ ALLOWED = {
     *("term", "nth_weekday", "aliases", "date"),
     *("now", "error", "defaults", "rooms", "moderation", "layers", "groups", "rules"),
     *("groups_rooms_file", "units"),
+    # calls to action declared in campaign and calendar files
+    *("reply", "answer", "keywords", "broadcasts", "reply_new_tea"),
+    # the friends plugin's data files (persona/friends/*.toml): tables, keys and values
+    *("accept", "words", "scope", "private", "all", "anchor", "friend_added", "purchased"),
+    *("joined_room", "tagged", "steps", "after", "fu_day"),
 }
 
 
@@ -43,6 +49,8 @@ def raised_codes() -> set[str]:
         grouped = GROUPED.get(path.relative_to(ROOT).as_posix())
         if grouped:
             found.update(f"{grouped[1]}.{code}" for code in grouped[0].findall(text))
+    # tomllib's messages, translated by pond.problems.toml_problem
+    found.update(f"toml.{code}" for _, code in problems._TOML_WHAT)
     return found
 
 
@@ -50,6 +58,7 @@ def test_every_problem_raised_has_chinese_text_in_the_catalogue() -> None:
     catalogue = problems.load(ROOT / "persona" / problems.CATALOGUE)
     raised = raised_codes()
     assert {"segment.ends_early", "customer.bad_stage", "csv.no_consent"} <= raised
+    assert {"friends.anchor", "friends.line", "toml.unclosed_array", "duration.bad"} <= raised
     assert sorted(raised - set(catalogue)) == []
     for code, text in catalogue.items():
         outside = re.sub(
