@@ -20,6 +20,8 @@ GROUPED = {
     "pond/segments.py": (re.compile(r"""(?:SegmentError|fail)\(\s*"([a-z_]+)\""""), "segment"),
     "plugins/_calendar/parse.py": (re.compile(r"""SegmentError\(\s*"([a-z_]+)\""""), "segment"),
     "plugins/_friends/data.py": (re.compile(r"""_say\(\s*"([a-z_]+)\""""), "friends"),
+    "plugins/_auto_reply/data.py": (re.compile(r"""say\(\s*"([a-z_]+)\""""), "auto_reply"),
+    "plugins/_auto_reply/toml.py": (re.compile(r"""say\(\s*"([a-z_]+)\""""), "auto_reply"),
 }
 # Words an operator types as they are (file syntax, command words, sample values).
 ALLOWED = {
@@ -38,6 +40,10 @@ ALLOWED = {
     # the friends plugin's data files (persona/friends/*.toml): tables, keys and values
     *("accept", "words", "scope", "private", "all", "anchor", "friend_added", "purchased"),
     *("joined_room", "tagged", "steps", "after", "fu_day"),
+    # the auto-reply files (rules.toml, catalog.toml)
+    *("price", "any", "all", "exact", "regex", "room_mention", "room", "hours", "open"),
+    *("always", "oolong", "longjing", "auto_reply", "https", "key", "table", "name"),
+    *("auto_reply_llm_enabled", "auto_reply_llm_base_url", "auto_reply_llm_model"),
 }
 
 
@@ -59,6 +65,7 @@ def test_every_problem_raised_has_chinese_text_in_the_catalogue() -> None:
     raised = raised_codes()
     assert {"segment.ends_early", "customer.bad_stage", "csv.no_consent"} <= raised
     assert {"friends.anchor", "friends.line", "toml.unclosed_array", "duration.bad"} <= raised
+    assert {"auto_reply.where_key", "auto_reply.synonym_unknown", "auto_reply.llm_needs"} <= raised
     assert sorted(raised - set(catalogue)) == []
     for code, text in catalogue.items():
         outside = re.sub(
