@@ -477,7 +477,12 @@ class App:
     def _persona_reloaded(self, version: int, errors: list[PersonaError]) -> list[PersonaError]:
         for error in errors:
             log.error("template change refused: %s", error)
-            self.alert("core/template_alert", file=error.file, reason=error.reason)
+            self.alert(
+                "core/template_alert",
+                file=error.file,
+                line=error.line or 0,
+                reason=str(error.reason),
+            )
         if self.persona.version != version:
             persona_lint.warn(self)
         return errors

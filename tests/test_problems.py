@@ -11,6 +11,7 @@ import pytest
 from harness import ROOT, ChatSim
 
 from pond import Problem, problems
+from pond.persona.templates import _SYNTAX
 
 CODE = re.compile(
     r"""(?:Problem|_say|bad|fail|problem|__init__)\(\s*(?:where,\s*[^,]+,\s*)?"([a-z_]+(?:\.[a-z_]+)+)\""""
@@ -22,7 +23,13 @@ GROUPED = {
     "plugins/_friends/data.py": (re.compile(r"""_say\(\s*"([a-z_]+)\""""), "friends"),
     "plugins/_auto_reply/data.py": (re.compile(r"""say\(\s*"([a-z_]+)\""""), "auto_reply"),
     "plugins/_auto_reply/toml.py": (re.compile(r"""say\(\s*"([a-z_]+)\""""), "auto_reply"),
+    **{
+        f"pond/persona/{name}.py": (re.compile(r"""\bsay\(\s*"([a-z_]+)\""""), "persona")
+        for name in ("engine", "errors", "files", "guards", "state", "templates")
+    },
 }
+# Render limits: RenderLimitError("steps", ...) is persona.limit_steps.
+LIMITS = re.compile(r"""RenderLimitError\(\s*"([a-z_]+)\"""")
 # Words an operator types as they are (file syntax, command words, sample values).
 ALLOWED = {
     *("and", "or", "not", "vip", "churned", "new", "engaged", "customer", "repeat"),
@@ -44,6 +51,10 @@ ALLOWED = {
     *("price", "any", "all", "exact", "regex", "room_mention", "room", "hours", "open"),
     *("always", "oolong", "longjing", "auto_reply", "https", "key", "table", "name"),
     *("auto_reply_llm_enabled", "auto_reply_llm_base_url", "auto_reply_llm_model"),
+    # template syntax copywriters type ({% if %}, loop.index, |join, |yuan...), persona.toml's
+    # keys, and the names of the template engine and units
+    *("if", "include", "loop", "index", "first", "join", "namespace", "none", "round", "int"),
+    *("range", "yuan", "voice", "brand", "contacts", "jinja", "cpu", "kb"),
 }
 
 
@@ -55,6 +66,11 @@ def raised_codes() -> set[str]:
         grouped = GROUPED.get(path.relative_to(ROOT).as_posix())
         if grouped:
             found.update(f"{grouped[1]}.{code}" for code in grouped[0].findall(text))
+    for path in ROOT.joinpath("pond", "persona").glob("*.py"):
+        found.update(f"persona.limit_{c}" for c in LIMITS.findall(path.read_text("utf-8")))
+    # Jinja's syntax errors and tomllib's messages, translated by their own tables
+    found.update(f"persona.syntax_{code}" for _, code in _SYNTAX)
+    found.add("persona.syntax_expected_name")
     # tomllib's messages, translated by pond.problems.toml_problem
     found.update(f"toml.{code}" for _, code in problems._TOML_WHAT)
     return found
@@ -66,6 +82,8 @@ def test_every_problem_raised_has_chinese_text_in_the_catalogue() -> None:
     assert {"segment.ends_early", "customer.bad_stage", "csv.no_consent"} <= raised
     assert {"friends.anchor", "friends.line", "toml.unclosed_array", "duration.bad"} <= raised
     assert {"auto_reply.where_key", "auto_reply.synonym_unknown", "auto_reply.llm_needs"} <= raised
+    assert {"persona.no_sample", "persona.limit_steps", "persona.syntax_unknown_tag"} <= raised
+    assert {"persona.kind_loop", "persona.layer_both", "persona.limit_cpu"} <= raised
     assert sorted(raised - set(catalogue)) == []
     for code, text in catalogue.items():
         outside = re.sub(
