@@ -678,18 +678,28 @@ def test_contacts_cli_exports_erases_and_imports(tmp_path: Path) -> None:
     out = tmp_path / "me.json"
     result = cli("export", WHO, "--out", str(out))
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"已导出：{out}（") and "个标签" in result.stdout
     assert json.loads(out.read_text(encoding="utf-8"))["customer"]["name"] == NAME
-    assert cli("export", "nobody").returncode == 2
-    assert cli("delete", WHO).returncode == 1  # refuses without --yes
+    nobody = cli("export", "nobody")
+    assert nobody.returncode == 2 and "没有找到 nobody 的任何数据" in nobody.stderr
+    refused = cli("delete", WHO)
+    assert refused.returncode == 1  # refuses without --yes
+    assert "无法恢复。确认请加 --yes" in refused.stderr
     result = cli("delete", WHO, "--yes")
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("已删除：1 客户资料、")
+    for shown in (result, refused, nobody):  # no English halves left in what the tool says
+        assert not re.search(
+            r"[A-Za-z]{4,}", re.sub(rf"--yes|\S*/\S*|{WHO}|nobody", "", shown.stdout + shown.stderr)
+        )
     out.unlink()
     assert files_mentioning(tmp_path / "data", [WHO, NAME]) == []
     book = write_csv(
         tmp_path / "b.csv", ["x1,甲,门店,vip", "x 2,乙,门店,"], "id,name,consent_source,tags"
     )
     result = cli("import", str(book))
-    assert result.returncode == 1 and "b.csv:3" in result.stdout + result.stderr
+    assert result.returncode == 1 and "b.csv 第 3 行：未导入：" in result.stdout
+    assert "共 2 行，导入 1 行（新客户 1 位），出错 1 行" in result.stdout
 
 
 async def test_admin_tags_exports_and_erases_a_contact_from_chat(sim: ChatSim) -> None:
