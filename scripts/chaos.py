@@ -521,7 +521,7 @@ def main(argv: list[str]) -> int:
         for step in steps:
             got = step()
             rows.extend(got if isinstance(got, list) else [got])
-            print(f"  {rows[-1].scenario}: {'PASS' if rows[-1].passed else 'FAIL'}", flush=True)
+            print(f"  {rows[-1].scenario}：{'通过' if rows[-1].passed else '未通过'}", flush=True)
     print()
     print(table(rows))
     return 0 if all(r.passed for r in rows) else 1
