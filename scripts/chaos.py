@@ -341,7 +341,8 @@ async def hostile_template_at_reload(tmp: Path) -> Row:
     keys = [p.action.key for p in transport.performed]
     texts = [p.action.text for p in transport.performed if p.action.key == "greeter/hello"]
     await app.stop()
-    refused = "steps" in " ".join(problems.get("persona", []))
+    said = " ".join(problems.get("persona", []))
+    refused = "步（循环次数" in said  # the steps limit, as the operator reads it
     ok = (
         refused
         and keys.count("greeter/hello") == 2
