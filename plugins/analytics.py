@@ -33,7 +33,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pond import App, Command, Context, Message, MessageType, Plugin
+from pond import App, Command, Context, Message, MessageType, Plugin, Problem, toml_problem
 from pond.actions import Media, MediaKind
 from pond.analytics import keywords
 from pond.analytics.metrics import CONVERSION_SOURCES
@@ -86,13 +86,24 @@ def _order_words(path: Path) -> OrderWords:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return OrderWords()
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise ValueError(f"{path}: {error}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise Problem(
+            "files.invalid", "{path}: {problem}", path=path, problem=toml_problem(error)
+        ) from error
+    except OSError as error:
+        raise Problem(
+            "files.unreadable", "{path}: {error}", path=path, error=error.strerror or error
+        ) from error
     lists = {}
     for key in ("words", "exclude"):
         value = data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise ValueError(f"{path}: `{key}` must be a list of non-empty strings")
+            raise Problem(
+                "files.word_list",
+                "{path}: `{key}` must be a list of non-empty strings",
+                path=path,
+                key=key,
+            )
         lists[key] = tuple(value)
     return OrderWords(**lists)
 
@@ -119,8 +130,11 @@ def state(ctx: Context) -> AnalyticsState:
 async def start(ctx: Context) -> None:
     unknown = set(ctx.config.conversion) - set(CONVERSION_SOURCES)
     if unknown:
-        raise ValueError(
-            f"ANALYTICS_CONVERSION: unknown {sorted(unknown)}; use {', '.join(CONVERSION_SOURCES)}"
+        raise Problem(
+            "startup.analytics_conversion",
+            "ANALYTICS_CONVERSION: unknown {unknown}; use {known}",
+            unknown=sorted(unknown),
+            known=CONVERSION_SOURCES,
         )
     state(ctx)  # a broken orders.toml stops start-up here, naming the file
 

@@ -61,6 +61,7 @@ from pond import (
     MessageType,
     PersonaError,
     Plugin,
+    Problem,
     filters,
 )
 
@@ -126,11 +127,16 @@ async def load_data(ctx: Context) -> None:
     try:
         st.load(ctx)
     except DataError as error:
-        raise ValueError(str(error)) from None
+        raise Problem(
+            "startup.fix_file", "{error} (fix the file and start again)", error=error
+        ) from None
     cfg: AutoReplyConfig = ctx.config
     if cfg.llm_enabled:
         if not cfg.llm_base_url or not cfg.llm_model:
-            raise ValueError("AUTO_REPLY_LLM_ENABLED needs AUTO_REPLY_LLM_BASE_URL and _MODEL")
+            raise Problem(
+                "auto_reply.llm_needs",
+                "AUTO_REPLY_LLM_ENABLED needs AUTO_REPLY_LLM_BASE_URL and _MODEL",
+            )
         api_key = ctx.settings.raw.get("AUTO_REPLY_LLM_API_KEY", "")
         if not api_key:
             ctx.log.warning(

@@ -26,7 +26,7 @@ from typing import Any
 
 from plugins._broadcasts import progress, report, runner, state
 from plugins._broadcasts.spec import CampaignError, Spec, load, resolve_path
-from pond import AgendaItem, Command, Context, Plugin, ReviewItem, bot_running
+from pond import AgendaItem, Command, Context, Plugin, Problem, ReviewItem, bot_running
 
 HEARTBEAT_FRESH_S = 150.0  # the tick writes one a minute; two missed ones mean no bot
 
@@ -394,9 +394,15 @@ async def startup(ctx: Context) -> None:
     # Bad config fails start-up here, with its key; the campaigns are then brought up to
     # date at once (a restart should not wait a minute to resume the schedule).
     if ctx.config.sample_size < 0 or ctx.config.max_late_h < 0:
-        raise ValueError("BROADCASTS_SAMPLE_SIZE and BROADCASTS_MAX_LATE_H must be >= 0")
+        raise Problem(
+            "startup.broadcasts_negative",
+            "BROADCASTS_SAMPLE_SIZE and BROADCASTS_MAX_LATE_H must be >= 0",
+        )
     if not ctx.config.copy_prefixes:
-        raise ValueError("BROADCASTS_COPY_PREFIXES must name at least one key prefix")
+        raise Problem(
+            "startup.broadcasts_prefixes",
+            "BROADCASTS_COPY_PREFIXES must name at least one key prefix",
+        )
     runner.Runner(ctx).reconcile()
 
 

@@ -43,6 +43,7 @@ from pond import (
     MemberLeft,
     Message,
     Plugin,
+    Problem,
     Range,
     ReviewItem,
     filters,
@@ -134,7 +135,9 @@ async def start(ctx: Context) -> None:
     try:
         st = state(ctx)
     except DataError as error:
-        raise RuntimeError(f"{error} (fix the file and start again)") from None
+        raise Problem(
+            "startup.fix_file", "{error} (fix the file and start again)", error=error
+        ) from None
     for warning in followups.frequency_warnings(st, ctx.settings.outbox.marketing_min_interval_h):
         log.warning("%s", warning)
     sync.outbound(ctx, st)  # the first run starts its cursor here, not from years back
@@ -266,7 +269,7 @@ async def _reload(ctx: Context, st: FriendsState) -> None:
         log.error("friends data refused, the last good version keeps serving: %s", error)
         ctx.record("data_reload", ok=False, file=error.file, line=error.line or 0)
         ctx.app.alert(
-            "friends/data_alert", file=error.file, line=error.line or 0, reason=error.reason
+            "friends/data_alert", file=error.file, line=error.line or 0, reason=str(error.reason)
         )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 
-from pond import Context, Message, Plugin, filters
+from pond import Context, Message, Plugin, Problem, filters, toml_problem
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,16 @@ def trigger_filter(ctx: Context) -> filters.Filter:
     path = ctx.settings.bot.persona_dir / "greeter" / "triggers.toml"
     try:
         words = tomllib.loads(path.read_text(encoding="utf-8"))["words"]
-    except (OSError, tomllib.TOMLDecodeError, KeyError) as error:
-        raise ValueError(f"{path}: needs `words = [...]` ({error})") from error
+    except tomllib.TOMLDecodeError as error:
+        raise Problem(
+            "files.invalid", "{path}: {problem}", path=path, problem=toml_problem(error)
+        ) from error
+    except (OSError, KeyError) as error:
+        raise Problem(
+            "files.needs_words", "{path}: needs `words = [...]` ({error})", path=path, error=error
+        ) from error
     if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
-        raise ValueError(f"{path}: `words` must be a list of strings")
+        raise Problem("files.words_list", "{path}: `words` must be a list of strings", path=path)
     return filters.keyword(*words)
 
 

@@ -22,7 +22,7 @@ from pond.ledger import JobStatus, RowStatus
 from pond.outbox import Outbox, Outcome
 from pond.persona import Persona, PersonaError, Rendered
 from pond.plugin import AgendaItem, Plugin, ReviewItem
-from pond.problems import Problem
+from pond.problems import Problem, toml_line, toml_problem
 from pond.store.lock import running as bot_running
 from pond.transports import base as capabilities
 
@@ -68,4 +68,6 @@ __all__ = [
     "capabilities",
     "filters",
     "setting",
+    "toml_line",
+    "toml_problem",
 ]

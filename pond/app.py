@@ -174,7 +174,14 @@ class App:
                 try:
                     await hook(Context(self, plugin))
                 except Exception as error:
-                    raise StartupError(f"plugin {plugin.name} failed to start: {error}") from error
+                    raise StartupError(
+                        problems.Problem(
+                            "startup.plugin_failed",
+                            "plugin {plugin} failed to start: {error}",
+                            plugin=plugin.name,
+                            error=error,
+                        )
+                    ) from error
         persona_lint.warn(self)  # copy telling customers to reply a word nothing answers
         self._resume_inbox()
         await self.transport.start(self.dispatch)
@@ -512,7 +519,12 @@ class App:
     def _persona_reloaded(self, version: int, errors: list[PersonaError]) -> list[PersonaError]:
         for error in errors:
             log.error("template change refused: %s", error)
-            self.alert("core/template_alert", file=error.file, reason=error.reason)
+            self.alert(
+                "core/template_alert",
+                file=error.file,
+                line=error.line or 0,
+                reason=str(error.reason),
+            )
         if self.persona.version != version:
             persona_lint.warn(self)
         return errors

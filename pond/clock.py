@@ -10,6 +10,8 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from pond.problems import Problem
+
 
 class Clock(Protocol):
     """`now()` is the wall clock: calendars, quiet hours, day boundaries. `monotonic()` never
@@ -83,14 +85,16 @@ def parse_duration(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     text = text.strip().lower()
     if not text:
-        raise ValueError("empty duration")
+        raise Problem("duration.empty", "empty duration")
     try:
         value = float(text)
     except ValueError:
         pass
     else:
         if not math.isfinite(value):  # "nan", "inf": no moment is that far away
-            raise ValueError(f"bad duration {text!r}: not a finite number")
+            raise Problem(
+                "duration.not_finite", "bad duration {text!r}: not a finite number", text=text
+            )
         return value
     total, number = 0.0, ""
     for ch in text:
@@ -100,7 +104,13 @@ def parse_duration(text: str) -> float:
             total += float(number) * units[ch]
             number = ""
         else:
-            raise ValueError(f"bad duration {text!r} (use e.g. 90s, 15m, 2h, 1d)")
+            raise Problem(
+                "duration.bad", "bad duration {text!r} (use e.g. 90s, 15m, 2h, 1d)", text=text
+            )
     if number:
-        raise ValueError(f"bad duration {text!r}: a number without a unit at the end")
+        raise Problem(
+            "duration.no_unit",
+            "bad duration {text!r}: a number without a unit at the end",
+            text=text,
+        )
     return total

@@ -15,6 +15,7 @@ from pond.commands import Command
 from pond.events import Contact, Event, Message, Room
 from pond.outbox import Outcome
 from pond.persona import PersonaError, Rendered
+from pond.problems import Problem
 
 if TYPE_CHECKING:
     from pond.app import App
@@ -71,9 +72,15 @@ class Context:
     ) -> Rendered:
         if key not in self.plugin.persona_keys:
             raise PersonaError(
-                f"plugin {self.plugin.name}",
+                f"plugins/{self.plugin.name}",
                 None,
-                f"renders {key!r} but does not declare it in Plugin(persona=...)",
+                Problem(
+                    "persona.undeclared",
+                    "plugin {plugin!r} renders {key!r} but does not declare it in "
+                    "Plugin(persona=...)",
+                    plugin=self.plugin.name,
+                    key=key,
+                ),
             )
         tags = self.app.book.tags(contact_id) if contact_id else frozenset[str]()
         return self.persona.render(

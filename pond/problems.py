@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -39,10 +40,16 @@ class Problem(ValueError):
     """`Problem("segment.ends_early", "segment {text!r} ends too early", text=..., pos=8)`.
     Subclasses (SegmentError, CalendarError...) keep their own catch sites working."""
 
+    english: str
+
     def __init__(self, code: str, english: str, /, **values: Any) -> None:
         self.code = code
         self.values = values
-        self.english = _format(english, values)
+        # A problem inside another (a file's line wrapping what is wrong there) reads in
+        # English in the English text, in Chinese in the Chinese one.
+        self.english = _format(
+            english, {k: v.english if isinstance(v, Problem) else v for k, v in values.items()}
+        )
         super().__init__(self.english)
 
     def __str__(self) -> str:
@@ -125,3 +132,81 @@ def _refresh() -> None:
     except (OSError, tomllib.TOMLDecodeError) as error:
         # The last good catalogue keeps serving.
         log.error("problem catalogue %s not read: %s", _path, error)
+
+
+# tomllib's messages (Python 3.11) -> catalogue codes; the message is "<what> (at line L,
+# column C)" or "<what> (at end of document)". Unknown ones keep tomllib's text as a detail.
+_TOML_WHAT = (
+    ("Cannot declare", "declared_twice"),
+    ("Duplicate inline table key", "declared_twice"),
+    ("Cannot overwrite a value", "declared_twice"),
+    ("Cannot mutate immutable namespace", "declared_twice"),
+    ("Cannot redefine namespace", "declared_twice"),
+    ("Expected '=' after a key", "expected_equals"),
+    ("Expected ']' at the end of a table", "unclosed_table"),
+    ("Expected ']]' at the end of an array", "unclosed_table"),
+    ("Expected newline or end of document", "expected_newline"),
+    ("Unclosed array", "unclosed_array"),
+    ("Unclosed inline table", "unclosed_inline"),
+    ("Unterminated string", "unterminated_string"),
+    ("Invalid value", "invalid_value"),
+    ("Invalid date or datetime", "invalid_value"),
+    ("Invalid initial character for a key part", "bad_key"),
+    ("Invalid statement", "invalid_statement"),
+    ("Illegal character", "illegal_character"),
+    ("Found invalid character", "illegal_character"),
+    ("Unescaped", "bad_escape"),
+    ("Escaped character", "bad_escape"),
+    ("Invalid hex value", "bad_escape"),
+)
+
+
+def toml_problem(error: Exception, text: str = "") -> Problem:
+    """A `tomllib.TOMLDecodeError` as a Chinese problem naming the line (and column) and what
+    is wrong there. `text` (the document) turns "at end of document" into its last line."""
+    line, column, what = _toml_parts(error, text)
+    if column is not None:
+        return Problem(
+            "toml.at",
+            "not valid TOML at line {line}, column {column}: {what}",
+            line=line,
+            column=column,
+            what=what,
+        )
+    if line is not None:
+        return Problem(
+            "toml.at_end", "not valid TOML at the end (line {line}): {what}", line=line, what=what
+        )
+    return Problem("toml.whole", "not valid TOML: {what}", what=what)
+
+
+def toml_line(error: Exception, text: str = "") -> tuple[int | None, Problem]:
+    """The line of a TOML error and a problem that names only the rest (for messages that
+    already say "file, line N: ...")."""
+    line, column, what = _toml_parts(error, text)
+    if column is not None:
+        return line, Problem(
+            "toml.column", "not valid TOML near column {column}: {what}", column=column, what=what
+        )
+    if line is not None:
+        return line, Problem("toml.end", "not valid TOML at the end of the file: {what}", what=what)
+    return None, Problem("toml.whole", "not valid TOML: {what}", what=what)
+
+
+def _toml_parts(error: Exception, text: str) -> tuple[int | None, int | None, Problem]:
+    message = str(error)
+    at = re.search(r"\(at line (\d+), column (\d+)\)", message)
+    end = "(at end of document)" in message
+    cut = at.start() if at else message.find("(at end of document)") if end else len(message)
+    what_en = message[:cut].strip()
+    code = next((c for prefix, c in _TOML_WHAT if what_en.startswith(prefix)), "")
+    what = (
+        Problem(f"toml.{code}", what_en)
+        if code
+        else Problem("toml.unknown", "{detail}", detail=what_en)
+    )
+    if at:
+        return int(at[1]), int(at[2]), what
+    if end:
+        return text.rstrip("\n").count("\n") + 1, None, what
+    return None, None, what

@@ -184,8 +184,7 @@ async def run(
                 return _no_answer(beat)
             if answer.get("error") == "unknown_command":
                 print(
-                    f"正在运行的机器人没有「{words[0]}」这个命令（插件没在 BOT_PLUGINS 里？）"
-                    " / the running bot has no such command",
+                    f"正在运行的机器人没有「{words[0]}」这个命令（插件没在 BOT_PLUGINS 里？）",
                     file=sys.stderr,
                 )
                 return 2
@@ -207,7 +206,7 @@ async def _run_here(app: App, command: Command, out: TextIO) -> list[str]:
 
 def _exit_code(keys: list[str]) -> int:
     if not keys:
-        print("（命令出错，详情见日志 / the command failed, see the log）", file=sys.stderr)
+        print("（命令出错，详情见日志）", file=sys.stderr)
         return 1
     return 2 if set(keys) & USAGE_KEYS else 0
 
@@ -239,8 +238,7 @@ async def _code(app: App, live: bool, new: bool, timeout: float, sleep: Sleep, o
 def _no_answer(beat: dict[str, object] | None) -> int:
     pid = beat.get("pid") if beat else "?"
     print(
-        f"机器人（pid {pid}）在运行但没有响应，请稍后再试或查看日志 "
-        "/ the running bot did not answer",
+        f"机器人（pid {pid}）在运行但没有响应，请稍后再试或查看日志",
         file=sys.stderr,
     )
     return 1

@@ -439,7 +439,7 @@ def main() -> int:
     args = parser.parse_args()
     size = "smoke" if args.smoke else "quick" if args.quick else "full"
     print(
-        f"pond benchmarks ({size}), python {sys.version.split()[0]}, {os.cpu_count()} cpu",
+        f"pond 基准测试（{size}），Python {sys.version.split()[0]}，{os.cpu_count()} 个 CPU",
         flush=True,
     )
     results, raw = run(size)
@@ -455,7 +455,7 @@ def main() -> int:
     Path(args.out).write_text(
         table + "\n\n```json\n" + json.dumps(raw, indent=2) + "\n```\n", encoding="utf-8"
     )
-    print(f"\nwritten to {args.out}")
+    print(f"\n已写入 {args.out}")
     return 0
 
 

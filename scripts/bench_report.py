@@ -265,8 +265,8 @@ def main() -> int:
     now = datetime.combine(end + timedelta(days=1), datetime.min.time(), UTC)
     size = "smoke" if args.smoke else f"{args.contacts:,} contacts"
     print(
-        f"pond report benchmark ({size}, {args.days} days to {end}), "
-        f"python {sys.version.split()[0]}, {os.cpu_count()} cpu",
+        f"pond 报表基准测试（{size}，截至 {end} 的 {args.days} 天），"
+        f"Python {sys.version.split()[0]}，{os.cpu_count()} 个 CPU",
         flush=True,
     )
 
@@ -276,13 +276,13 @@ def main() -> int:
     try:
         settings = settings_for(data_dir, args.env_file)
         if (data_dir / "pond.sqlite3").exists():
-            print(f"  reusing the database in {data_dir} (no generation)", flush=True)
+            print(f"  沿用 {data_dir} 里的数据库（不重新生成）", flush=True)
             gen: dict[str, Any] | None = None
         else:
             gen = generate(settings, data_dir, args.contacts, args.days, end, args.events_target)
             print(
-                f"  generated: {gen['contacts']:,} contacts, {gen['demo_events']:,} demo events"
-                f" + {gen['extra_events']:,} top-up in.message, {gen['seconds']:.1f} s",
+                f"  已生成：{gen['contacts']:,} 位客户，{gen['demo_events']:,} 条演示事件"
+                f" + {gen['extra_events']:,} 条补充的 in.message，用时 {gen['seconds']:.1f} 秒",
                 flush=True,
             )
         events, contacts = counts(settings)
@@ -299,8 +299,8 @@ def main() -> int:
             written, took = timed(lambda r=report: write_report(r, out))
             writes.append(took)
             print(
-                f"  run {i + 1}/{repeat}: baseline scan {scans[-1]:.2f} s, "
-                f"compute {computes[-1]:.2f} s, write {writes[-1]:.2f} s",
+                f"  第 {i + 1}/{repeat} 轮：基线全表扫描 {scans[-1]:.2f} 秒，"
+                f"计算 {computes[-1]:.2f} 秒，写出 {writes[-1]:.2f} 秒",
                 flush=True,
             )
         assert report is not None and report.has_data, "the report saw no data"
@@ -308,7 +308,7 @@ def main() -> int:
         process, rss = whole_process(
             data_dir, since, end, data_dir / "reports" / "process", args.env_file
         )
-        print(f"  whole process (scripts/report.py): {process:.2f} s, {rss:.0f} MB", flush=True)
+        print(f"  整个进程（scripts/report.py）：{process:.2f} 秒，{rss:.0f} MB", flush=True)
 
         scan_min, scan_med = summary(scans)
         comp_min, comp_med = summary(computes)
@@ -340,7 +340,7 @@ def main() -> int:
         for name, value in rows:
             print(f"| {name} | {value} |")
         if args.profile:
-            print("\nprofile of one compute + write (cProfile):", flush=True)
+            print("\n一次计算加写出的性能剖析（cProfile）：", flush=True)
             print(profile(lambda: write_report(compute(settings, since, end, now), out)))
         met = total < TARGET_S
         print(
@@ -352,7 +352,7 @@ def main() -> int:
         if owned and not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
         elif owned:
-            print(f"data kept in {data_dir}")
+            print(f"数据保留在 {data_dir}")
 
 
 if __name__ == "__main__":

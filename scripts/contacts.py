@@ -1,14 +1,14 @@
 """客户资料命令行：在终端里处理客户资料，用的是机器人的数据目录。
 
-    python3 scripts/contacts.py export ID [--format json|csv] [--out FILE]
+    python3 scripts/contacts.py export 客户id [--format json|csv] [--out 文件]
                                                   导出一位客户的全部数据（个人信息查阅/复制请求）
-    python3 scripts/contacts.py delete ID --yes   删除一位客户的全部数据（个人信息删除请求）
-    python3 scripts/contacts.py import FILE.csv   导入/更新客户表（坏行报告行号，其余照常导入）
-    python3 scripts/contacts.py export-book FILE.csv
+    python3 scripts/contacts.py delete 客户id --yes 删除一位客户的全部数据（个人信息删除请求）
+    python3 scripts/contacts.py import 文件.csv   导入/更新客户表（坏行报告行号，其余照常导入）
+    python3 scripts/contacts.py export-book 文件.csv
                                                   导出整个客户表（UTF-8 带 BOM，Excel 直接打开）
-    python3 scripts/contacts.py add-friends FILE.csv
+    python3 scripts/contacts.py add-friends 文件.csv
                                                   加入批量加好友队列（需要「同意来源」列）
-    python3 scripts/contacts.py purge-inactive [--days N]
+    python3 scripts/contacts.py purge-inactive [--days 天数]
                                                   立即清理长期不活跃客户的消息衍生数据
 
 CSV 表头可以用英文列名（id, name, alias, channel, stage, tags, notes, consent_source,
@@ -91,14 +91,33 @@ def _user() -> str:
         return "cli"
 
 
+# What the counts of an export, erasure or purge are called (pond.rights' keys).
+COUNT_NAMES = {
+    "customer": "客户资料",
+    "contacts": "位客户",
+    "tags": "个标签",
+    "events": "条事件",
+    "deliveries": "条发送记录",
+    "records": "条插件记录",
+    "queued_actions": "个待发送动作",
+    "files": "个文件",
+}
+
+
+def counts(found: dict[str, int]) -> str:
+    """{"tags": 2, "events": 5} -> "2 个标签、5 条事件" ("无" when empty)."""
+    parts = [f"{n} {COUNT_NAMES.get(kind, kind)}" for kind, n in found.items() if n]
+    return "、".join(parts) or "无"
+
+
 def _report(report: csvio.Report, label: str) -> int:
     for line, reason in report.warnings:
-        print(f"{label}:{line}: 提示 / warning: {reason}")
+        print(f"{label} 第 {line} 行：提示：{reason}")
     for line, reason in report.errors:
-        print(f"{label}:{line}: 未导入 / refused: {reason}")
+        print(f"{label} 第 {line} 行：未导入：{reason}")
     print(
-        f"{report.rows} 行 / rows, {report.imported} 导入 / imported "
-        f"({report.created} 新 / new), {len(report.errors)} 出错 / failed"
+        f"共 {report.rows} 行，导入 {report.imported} 行（新客户 {report.created} 位），"
+        f"出错 {len(report.errors)} 行"
     )
     return 1 if report.errors else 0
 
@@ -108,13 +127,11 @@ async def act(app: App, args: argparse.Namespace) -> int:
     who = f"cli:{_user()}"
     if args.action in ("export", "delete"):
         if not args.target:
-            print("需要联系人 id / a contact id is needed", file=sys.stderr)
+            print("需要联系人 id", file=sys.stderr)
             return 2
         data = rights.export_contact(app, args.target, by=who, origin="cli")
         if rights.is_empty(data):
-            print(
-                f"没有找到 {args.target} 的任何数据 / nothing is stored about it", file=sys.stderr
-            )
+            print(f"没有找到 {args.target} 的任何数据", file=sys.stderr)
             return 2
     if args.action == "export":
         if args.out:
@@ -129,38 +146,37 @@ async def act(app: App, args: argparse.Namespace) -> int:
                 f.write(text)
         else:
             path = rights.write_export(app, data, st.config.exports_dir, args.format)
-        print(f"已导出 / exported: {path}  {json.dumps(rights.summary(data))}")
-        print("文件含个人信息，请妥善保管 / the file holds personal data", file=sys.stderr)
+        print(f"已导出：{path}（{counts(rights.summary(data))}）")
+        print("文件含个人信息，请妥善保管", file=sys.stderr)
         return 0
     if args.action == "delete":
         if not args.yes:
             print(
-                f"将删除 {args.target} 的全部数据（{json.dumps(rights.summary(data))}），无法恢复。"
-                f"确认请加 --yes / add --yes to delete for good",
+                f"将删除 {args.target} 的全部数据（{counts(rights.summary(data))}），无法恢复。"
+                "确认请加 --yes",
                 file=sys.stderr,
             )
             return 1
         erased = rights.erase_contact(app, args.target, by=who, origin="cli")
-        print(f"已删除 / erased: {json.dumps(erased.counts)}")
+        print(f"已删除：{counts(erased.counts)}")
         for name in erased.left:
-            print(
-                f"仍提到该联系人的文件（请手动处理）/ still mentions them: {name}", file=sys.stderr
-            )
+            print(f"仍提到该联系人的文件（请手动处理）：{name}", file=sys.stderr)
         return 0
     if args.action == "purge-inactive":
         days = args.days if args.days is not None else st.config.retention_days
         if days <= 0:
-            print("保留期为 0：不清理 / retention is off", file=sys.stderr)
+            print("保留期为 0：不清理", file=sys.stderr)
             return 1
-        print(json.dumps(rights.purge_message_data(app, days)))
+        purged = rights.purge_message_data(app, days)
+        print(f"已清理沉默超过 {days:g} 天的客户的消息数据：{counts(purged)}")
         return 0
     if not args.target:
-        print("需要 CSV 文件路径 / a CSV file is needed", file=sys.stderr)
+        print("需要 CSV 文件路径", file=sys.stderr)
         return 2
     path = Path(args.target)
     if args.action == "export-book":
         rows = csvio.export_book(st, path)
-        print(f"已导出 {rows} 位客户 / customers exported: {path}")
+        print(f"已导出 {rows} 位客户：{path}")
         return 0
     try:
         if args.action == "import":
@@ -171,7 +187,7 @@ async def act(app: App, args: argparse.Namespace) -> int:
         return 2
     result = adds.queue(st, rows_to_add, f"csv:{path.name}", app.clock.now().timestamp())
     _report(report, str(path))
-    print(f"加入队列 / queued: {result['queued']}, 跳过 / skipped: {result['skipped']}")
+    print(f"加入加好友队列 {result['queued']} 位，跳过 {result['skipped']} 位")
     return 1 if report.errors else 0
 
 
@@ -182,9 +198,9 @@ async def run(argv: list[str]) -> int:
         app = App(settings, OfflineTransport("the contacts tool"))  # type: ignore[arg-type]
         app.include(friends.plugin)
     except (ConfigError, PersonaError, StartupError, StoreError) as error:
-        print(f"无法启动 / cannot start: {error}", file=sys.stderr)
+        print(f"无法启动：{error}", file=sys.stderr)
         return 2
-    print(f"数据目录 / data dir: {settings.bot.data_dir}", file=sys.stderr)
+    print(f"数据目录：{settings.bot.data_dir}", file=sys.stderr)
     pid = instance_lock.holder(settings.bot.data_dir)  # a held lock = a running bot
     if pid is not None:
         print(
@@ -195,7 +211,7 @@ async def run(argv: list[str]) -> int:
     try:
         return await act(app, args)
     except DataError as error:
-        print(f"配置文件有误 / a data file is wrong: {error}", file=sys.stderr)
+        print(f"配置文件有误：{error}", file=sys.stderr)
         return 2
     finally:
         await app.stop()

@@ -690,12 +690,12 @@ def main(argv: list[str]) -> int:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         return asyncio.run(child_main(args))
     if not hasattr(signal, "SIGKILL"):
-        print("需要 SIGKILL（Linux/macOS） / needs SIGKILL (Linux/macOS)", file=sys.stderr)
+        print("需要 SIGKILL 信号（只能在 Linux 或 macOS 上运行）", file=sys.stderr)
         return 1
     base = args.data_dir or Path(tempfile.mkdtemp(prefix="pond-fault-"))
     for name in ("kill", "cap", "mixed"):
         if (base / name).exists():
-            print(f"{base / name} 已存在，请换一个目录 / already exists", file=sys.stderr)
+            print(f"{base / name} 已存在，请换一个目录", file=sys.stderr)
             return 1
     progress: Progress = (
         (lambda m: print(m, file=sys.stderr, flush=True)) if args.verbose else _quiet
@@ -704,7 +704,7 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     reports: list[Report] = []
     mixed_failed: list[str] = []
-    print(f"故障注入中 / injecting faults (seed {args.seed}) …", file=sys.stderr, flush=True)
+    print(f"故障注入中（随机种子 {args.seed}）…", file=sys.stderr, flush=True)
     try:
         if args.scenario in ("all", "kill"):
             reports.append(
@@ -741,8 +741,8 @@ def main(argv: list[str]) -> int:
             if not mixed.passed:
                 mixed_failed.append(mixed.label)
     except (ChildError, ValueError, RuntimeError) as error:
-        print(f"测试装置出错 / harness error: {error}", file=sys.stderr)
-        print(f"数据保留在 / data kept in {base}", file=sys.stderr)
+        print(f"测试装置出错：{error}", file=sys.stderr)
+        print(f"数据保留在：{base}", file=sys.stderr)
         return 1
     elapsed = time.monotonic() - started
     passed = all(r.passed for r in reports) and not mixed_failed
@@ -751,12 +751,12 @@ def main(argv: list[str]) -> int:
     problems = format_problems(reports)
     if problems:
         print(problems)
-    verdict = "通过 PASS" if passed else "未通过 FAIL"
-    print(f"{verdict}  ({elapsed:.1f} s, seed {args.seed})")
+    verdict = "通过" if passed else "未通过"
+    print(f"{verdict}（用时 {elapsed:.1f} 秒，随机种子 {args.seed}）")
     if passed and not args.data_dir and not args.keep:
         shutil.rmtree(base, ignore_errors=True)
     else:
-        print(f"数据目录 / data dir: {base}")
+        print(f"数据目录：{base}")
     return 0 if passed else 1
 
 

@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         persona = Persona(args.persona)
     except PersonaError as err:
-        print(err, file=sys.stderr)
+        print(f"人设模板错误：{err}", file=sys.stderr)
         return 2
     table = collect(persona, args.key)
     print_text(table)

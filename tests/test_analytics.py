@@ -369,14 +369,17 @@ async def test_broken_order_words_stop_start_up_and_a_reload_keeps_the_last_good
     good = orders_file.read_text(encoding="utf-8")
     orders_file.write_text('words = ["已付款"', encoding="utf-8")
     env = {**QUIET, "BOT_PERSONA_DIR": str(persona)}
-    with pytest.raises(StartupError, match=r"orders\.toml"):
+    with pytest.raises(
+        StartupError,
+        match=r"orders\.toml：第 1 行（文件末尾）附近写法不对：列表的方括号“]”没有闭合",
+    ):
         await ChatSim.create(tmp_path / "a", plugins=["analytics"], env=env)
     orders_file.write_text(good, encoding="utf-8")
     sim = await ChatSim.create(tmp_path / "b", plugins=["analytics", "admin"], env=env)
     try:
         orders_file.write_text("words = 3", encoding="utf-8")
         said = await sim.say("admin", "重新加载")
-        assert "orders.toml" in said.texts[0]
+        assert "orders.toml 的 words 要写成不为空的文字列表" in said.texts[0]
         await sim.say("alice", "已付款")  # the last good words still apply
         assert sim.app.store.sql.events(kind="analytics.order_keyword")
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -378,7 +379,7 @@ async def test_a_synonym_must_name_known_products(tmp_path: Path) -> None:
         catalog,
         catalog.read_text(encoding="utf-8").replace('"绿茶" = ["longjing"]', '"绿茶" = ["pu_er"]'),
     )
-    with pytest.raises(StartupError, match=r"synonyms\.绿茶: no enabled product with id 'pu_er'"):
+    with pytest.raises(StartupError, match=r"\[synonyms\] 的 绿茶：没有 id 是「pu_er」的在售商品"):
         await make(tmp_path)
 
 
@@ -719,14 +720,14 @@ async def test_a_catalog_error_is_reported_too(sim: ChatSim, tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("rule", "where"),
     [
-        ('id = "x"\nany = ["a"]\nreply = "auto_reply/missing"', "persona key 'auto_reply/missing'"),
-        ('id = "x"\nany = ["a"]\nscope = ["everywhere"]\nreply = "auto_reply/price"', ".scope"),
-        ('id = "x"\nregex = "(unclosed"\nreply = "auto_reply/price"', "bad regular expression"),
-        ('id = "x"\nreply = "auto_reply/price"', "needs at least one of"),
-        ('id = "x"\nany = ["a"]\nscope = ["room"]\nreply = "auto_reply/price"', "`rooms`"),
-        ('id = "x"\nany = ["a"]\nhandoff = true\nscope = ["room_mention"]', "hand-off"),
-        ('id = "x"\nany = ["a"]\nreply = "auto_reply/price"\ncolour = "red"', "unknown key"),
-        ('id = "price"\nany = ["a"]\nreply = "auto_reply/price"', "also used by rule"),
+        ('id = "x"\nany = ["a"]\nreply = "auto_reply/missing"', "文案键「auto_reply/missing」没有"),
+        ('id = "x"\nany = ["a"]\nscope = ["everywhere"]\nreply = "auto_reply/price"', "的 scope："),
+        ('id = "x"\nregex = "(unclosed"\nreply = "auto_reply/price"', "正则表达式「(unclosed」"),
+        ('id = "x"\nreply = "auto_reply/price"', "至少要写 any、all、exact、regex 中的一项"),
+        ('id = "x"\nany = ["a"]\nscope = ["room"]\nreply = "auto_reply/price"', "在 rooms 里列出"),
+        ('id = "x"\nany = ["a"]\nhandoff = true\nscope = ["room_mention"]', "转人工会暂停私聊"),
+        ('id = "x"\nany = ["a"]\nreply = "auto_reply/price"\ncolour = "red"', "不认识这一项"),
+        ('id = "price"\nany = ["a"]\nreply = "auto_reply/price"', "id「price」和第 3 条规则重复了"),
     ],
 )
 async def test_bad_rules_stop_start_up_naming_file_line_and_key(
@@ -740,8 +741,10 @@ async def test_bad_rules_stop_start_up_naming_file_line_and_key(
     with pytest.raises(StartupError) as caught:
         await make(tmp_path)
     message = str(caught.value)
-    assert "auto_reply/rules.toml:" in message and where in message
-    assert any(f"rules.toml:{n}:" in message for n in range(line - 1, line + 4))
+    assert "auto_reply/rules.toml 第 " in message and where in message
+    assert any(f"rules.toml 第 {n} 行：" in message for n in range(line - 1, line + 4))
+    assert "（id = x）" in message or "（id = price）" in message
+    assert not re.search(r"expected|unknown|needs|also used|persona key", message)
 
 
 async def test_bad_hours_name_the_key(tmp_path: Path) -> None:
@@ -751,8 +754,10 @@ async def test_bad_hours_name_the_key(tmp_path: Path) -> None:
     at = next(i for i, line in enumerate(lines) if line.startswith("open = "))
     lines[at] = 'open = "9点-21点"'
     edit(rules, "\n".join(lines))
-    with pytest.raises(StartupError, match=rf"rules.toml:{at + 1}: hours.open: expected"):
+    with pytest.raises(StartupError) as caught:
         await make(tmp_path)
+    assert f"rules.toml 第 {at + 1} 行：[hours] 的 open：营业时间要写成" in str(caught.value)
+    assert "现在是 9点-21点" in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -23,12 +23,12 @@ def test_bench_report_smoke_prints_every_figure() -> None:
     out = result.stdout
     assert "| contacts | 2,000 |" in out
     # Topped up to issue 12's 10 events a contact when the demo gives fewer by itself.
-    gen = re.search(r"generated: 2,000 contacts, ([\d,]+) demo events \+ ([\d,]+) top-up", out)
+    gen = re.search(r"已生成：2,000 位客户，([\d,]+) 条演示事件 \+ ([\d,]+) 条补充的", out)
     assert gen is not None, out
     demo, extra = (int(g.replace(",", "")) for g in gen.groups())
     assert demo > 2000 and demo + extra == max(demo, 20_000)
     assert f"| events (all kinds) | {demo + extra:,} |" in out
-    assert out.count("  run ") == 2
+    assert out.count("  第 ") == 2 and "轮：基线全表扫描" in out
     for figure in [
         "| generation events/s |",
         "| baseline full scan (min / median) |",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -562,11 +563,16 @@ async def test_retention_purges_message_derived_data_of_silent_contacts(tmp_path
 async def test_a_broken_sequence_file_stops_start_up_naming_file_and_line(tmp_path: Path) -> None:
     bad = SOP.replace('after = "1d"', 'after = "1d"\ncondition = "vip and"')
     folder = persona_with(tmp_path, {"friends/followups.toml": bad})
-    with pytest.raises(StartupError, match=r"followups\.toml:\d+: condition: .*第 8 个字符"):
+    with pytest.raises(StartupError, match=r"followups\.toml 第 \d+ 行：condition：.*第 8 个字符"):
         await make(tmp_path, {"BOT_PERSONA_DIR": str(folder)})
     folder = persona_with(tmp_path, {"friends/followups.toml": SOP.replace("fu_offer", "fu_nope")})
-    with pytest.raises(StartupError, match=r"followups\.toml:16: key 'friends/fu_nope'"):
+    with pytest.raises(StartupError) as got:
         await make(tmp_path, {"BOT_PERSONA_DIR": str(folder)})
+    assert str(got.value) == (
+        "「friends」插件没能启动：persona/friends/followups.toml 第 16 行："
+        "文案键「friends/fu_nope」没有对应的文件 persona/friends/fu_nope.j2（改好这个文件后再启动）"
+    )
+    assert not re.search(r"failed|start again|there is no", str(got.value))
 
 
 async def test_a_broken_edit_keeps_the_last_good_version_and_tells_the_admins(
@@ -590,21 +596,31 @@ async def test_a_broken_edit_keeps_the_last_good_version_and_tells_the_admins(
 def test_data_file_errors_say_file_line_and_what_is_expected(tmp_path: Path) -> None:
     from plugins._friends.data import DataError, parse_channels, parse_followups, parse_tags
 
-    with pytest.raises(DataError, match=r"c\.toml:3: unknown key 'tag'"):
+    with pytest.raises(DataError, match=r"c\.toml 第 3 行：\[A1\] 里不认识「tag」这一项") as got:
         parse_channels("c.toml", '[A1]\nname = "x"\ntag = ["y"]\n')
-    with pytest.raises(DataError, match=r"t\.toml:4: scope must be one of"):
+    assert got.value.english.startswith("c.toml:3: unknown key 'tag'")
+    with pytest.raises(DataError, match=r"t\.toml 第 4 行：scope「dm」不对，可选：private") as got:
         parse_tags("t.toml", '[[rules]]\nwords = ["a"]\ntags = ["b"]\nscope = "dm"\n')
-    with pytest.raises(DataError, match=r"f\.toml:1: not valid TOML"):
+    assert got.value.english.startswith("t.toml:4: scope must be one of")
+    with pytest.raises(DataError, match=r"f\.toml 第 1 行：第 3 列附近写法不对") as got:
         parse_followups("f.toml", "[x\n", lambda key: None)
-    with pytest.raises(DataError, match=r"f\.toml:8: steps must be in time order"):
+    assert got.value.english.startswith("f.toml:1: not valid TOML")
+    with pytest.raises(DataError, match=r"f\.toml 第 8 行：步骤要按时间先后排列") as got:
         parse_followups(
             "f.toml",
             '[s]\nanchor = "friend_added"\n[[s.steps]]\nafter = "2d"\nkey = "k"\n'
             '[[s.steps]]\nkey = "k"\nafter = "1d"\n',
             lambda key: None,
         )
-    with pytest.raises(DataError, match=r"f\.toml:2: anchor must be"):
+    assert got.value.english.startswith("f.toml:8: steps must be in time order")
+    with pytest.raises(DataError, match=r"f\.toml 第 2 行：anchor 不对，可选") as got:
         parse_followups("f.toml", '[s]\nanchor = "bought"\n', lambda key: None)
+    assert got.value.english.startswith("f.toml:2: anchor must be")
+    with pytest.raises(DataError, match=r"f\.toml 第 4 行：after：时长「2x」不对") as got:
+        parse_followups(
+            "f.toml", '[s]\nanchor = "friend_added"\n[[s.steps]]\nafter = "2x"\n', lambda k: None
+        )
+    assert "bad duration '2x'" in got.value.english
 
 
 # -- CSV ------------------------------------------------------------------------------------------
@@ -662,18 +678,28 @@ def test_contacts_cli_exports_erases_and_imports(tmp_path: Path) -> None:
     out = tmp_path / "me.json"
     result = cli("export", WHO, "--out", str(out))
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"已导出：{out}（") and "个标签" in result.stdout
     assert json.loads(out.read_text(encoding="utf-8"))["customer"]["name"] == NAME
-    assert cli("export", "nobody").returncode == 2
-    assert cli("delete", WHO).returncode == 1  # refuses without --yes
+    nobody = cli("export", "nobody")
+    assert nobody.returncode == 2 and "没有找到 nobody 的任何数据" in nobody.stderr
+    refused = cli("delete", WHO)
+    assert refused.returncode == 1  # refuses without --yes
+    assert "无法恢复。确认请加 --yes" in refused.stderr
     result = cli("delete", WHO, "--yes")
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("已删除：1 客户资料、")
+    for shown in (result, refused, nobody):  # no English halves left in what the tool says
+        assert not re.search(
+            r"[A-Za-z]{4,}", re.sub(rf"--yes|\S*/\S*|{WHO}|nobody", "", shown.stdout + shown.stderr)
+        )
     out.unlink()
     assert files_mentioning(tmp_path / "data", [WHO, NAME]) == []
     book = write_csv(
         tmp_path / "b.csv", ["x1,甲,门店,vip", "x 2,乙,门店,"], "id,name,consent_source,tags"
     )
     result = cli("import", str(book))
-    assert result.returncode == 1 and "b.csv:3" in result.stdout + result.stderr
+    assert result.returncode == 1 and "b.csv 第 3 行：未导入：" in result.stdout
+    assert "共 2 行，导入 1 行（新客户 1 位），出错 1 行" in result.stdout
 
 
 async def test_admin_tags_exports_and_erases_a_contact_from_chat(sim: ChatSim) -> None:

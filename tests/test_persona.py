@@ -101,7 +101,7 @@ def test_files_map_to_plugin_slash_name_keys(tmp_path: Path) -> None:
 def test_template_outside_a_plugin_folder_is_refused(tmp_path: Path) -> None:
     err = load_error(tmp_path, {"hello.j2": "你好"})
     assert err.file == "persona/hello.j2"
-    assert "plugin folder" in err.reason
+    assert "模板要放在插件文件夹里：<插件>/<名字>.j2" in str(err.reason)
 
 
 def test_file_names_with_spaces_are_refused(tmp_path: Path) -> None:
@@ -144,8 +144,8 @@ def test_missing_call_variable_names_key_file_line_and_variable(tmp_path: Path) 
     err = caught.value
     assert err.file == "persona/greeter/hello.j2"
     assert err.line in (4, 6, 8)  # the line of whichever variant was picked
-    assert "greeter/hello" in err.reason
-    assert "'name'" in err.reason
+    assert "greeter/hello" in str(err.reason)
+    assert "变量 name 没有定义" in str(err.reason)
 
 
 def test_output_is_capped_and_the_cut_is_logged_without_the_text(
@@ -270,7 +270,8 @@ def test_invalid_toml_in_sample_block_reports_its_line(tmp_path: Path) -> None:
         },
     )
     assert (err.file, err.line) == ("persona/a/x.j2", 3)
-    assert "TOML" in err.reason
+    assert "开头的示例变量块写法不对：" in str(err.reason)
+    assert "the sample block: not valid TOML" in err.english
 
 
 def test_undefined_variable_is_reported_at_its_file_line(tmp_path: Path) -> None:
@@ -288,12 +289,13 @@ def test_undefined_variable_is_reported_at_its_file_line(tmp_path: Path) -> None
             """
         },
     )
-    assert str(err).startswith("persona/a/x.j2:7: variant 2 uses variable 'nope'")
+    assert str(err).startswith("persona/a/x.j2:7: 第 2 个变体用到了变量 nope，但没有示例值")
+    assert err.english.startswith("persona/a/x.j2:7: variant 2 uses variable 'nope'")
 
 
 def test_undefined_variable_in_an_untaken_branch_is_still_caught(tmp_path: Path) -> None:
     err = load_error(tmp_path, {"a/x.j2": "hi\n{% if false %}\n{{ ghost }}\n{% endif %}"})
-    assert (err.line, "ghost" in err.reason) == (3, True)
+    assert (err.line, "ghost" in str(err.reason)) == (3, True)
 
 
 def test_missing_attribute_of_a_sample_is_reported_from_the_trial_render(tmp_path: Path) -> None:
@@ -310,13 +312,13 @@ def test_missing_attribute_of_a_sample_is_reported_from_the_trial_render(tmp_pat
         },
     )
     assert (err.file, err.line) == ("persona/shop/item.j2", 5)
-    assert "weight" in err.reason
+    assert "weight" in str(err.reason)
 
 
 def test_variable_used_without_any_sample_block_is_an_error(tmp_path: Path) -> None:
     err = load_error(tmp_path, {"a/x.j2": "你好\n{{ name }}"})
     assert (err.file, err.line) == ("persona/a/x.j2", 2)
-    assert "'name'" in err.reason
+    assert "用到了变量 name，但没有示例值" in str(err.reason)
 
 
 def test_syntax_error_line_counts_the_header(tmp_path: Path) -> None:
@@ -332,7 +334,7 @@ def test_syntax_error_line_counts_the_header(tmp_path: Path) -> None:
         },
     )
     assert (err.file, err.line) == ("persona/a/x.j2", 4)
-    assert "syntax error" in err.reason
+    assert "模板语法错误（第 4 行）：" in str(err.reason)
 
 
 def test_syntax_error_line_in_the_second_variant(tmp_path: Path) -> None:
@@ -349,17 +351,21 @@ def test_syntax_error_line_in_the_second_variant(tmp_path: Path) -> None:
             """
         },
     )
-    assert (err.line, "variant 2" in err.reason) == (6, True)
+    assert (err.line, str(err.reason)) == (
+        6,
+        "模板语法错误（第 6 行，第 2 个变体）：这里写了 {% endfor %}，"
+        "但前面的 {% if %} 还没有结束：应该先写 {% endif %}",
+    )
 
 
 def test_empty_variant_is_an_error(tmp_path: Path) -> None:
     err = load_error(tmp_path, {"a/x.j2": "你好\n---\n\n"})
-    assert (err.line, "empty" in err.reason) == (3, True)
+    assert (err.line, "第 2 个变体是空的（是不是多写了一行 ---" in str(err.reason)) == (3, True)
 
 
 def test_variant_that_renders_empty_is_an_error(tmp_path: Path) -> None:
     err = load_error(tmp_path, {"a/x.j2": "{# vip = false #}\n{% if vip %}尊贵的客人{% endif %}"})
-    assert (err.line, "empty" in err.reason) == (2, True)
+    assert (err.line, "模板用示例变量生成的是空文字" in str(err.reason)) == (2, True)
 
 
 # --------------------------------------------------------------------------- sandbox
@@ -368,19 +374,20 @@ def test_variant_that_renders_empty_is_an_error(tmp_path: Path) -> None:
 def test_sandbox_blocks_dunder_access_at_load(tmp_path: Path) -> None:
     err = load_error(tmp_path, {"a/x.j2": "ok\n{{ ''.__class__.__mro__ }}"})
     assert (err.file, err.line) == ("persona/a/x.j2", 2)
-    assert "sandbox" in err.reason
+    assert "模板里不允许这样写，被安全沙箱拦下了" in str(err.reason)
+    assert "blocked by the sandbox" in err.english
 
 
 def test_sandbox_blocks_huge_repetition(tmp_path: Path) -> None:
     err = load_error(tmp_path, {"a/x.j2": "{{ 'x' * 100000000 }}"})
-    assert "sandbox" in err.reason
+    assert str(err.reason) == "模板：超出模板限制：* 会生成超过 100000 个元素"
 
 
 @pytest.mark.parametrize("target", ["greeter/hello.j2", "../../etc/passwd", "/etc/passwd"])
 def test_only_shared_underscore_files_can_be_included(tmp_path: Path, target: str) -> None:
     err = load_error(tmp_path, {"a/x.j2": f'{{% include "{target}" %}}'})
     assert (err.file, err.line) == ("persona/a/x.j2", 1)
-    assert "only shared files" in err.reason
+    assert "只能引入 _voice.j2 或 <插件>/_<名字>.j2 这样的共享文件" in str(err.reason)
 
 
 def test_plugin_helper_file_can_be_imported(tmp_path: Path) -> None:
@@ -467,26 +474,26 @@ def test_layer_override_file_must_trial_render(tmp_path: Path) -> None:
 def test_override_in_unknown_layer_dir_is_an_error(tmp_path: Path) -> None:
     err = load_error(tmp_path, {"_layers/gold/greeter/hello.j2": "hi"})
     assert err.file == "persona/_layers/gold/greeter/hello.j2"
-    assert "[layers.gold]" in err.reason
+    assert "[layers.gold]" in str(err.reason)
 
 
 def test_override_without_base_file_is_an_error(tmp_path: Path) -> None:
     err = load_error(tmp_path, {**LAYERED, "_layers/vip/greeter/bye.j2": "hi"})
-    assert "persona/greeter/bye.j2" in err.reason
+    assert "persona/greeter/bye.j2" in str(err.reason)
 
 
 def test_layer_without_tags_rooms_or_contacts_is_an_error(tmp_path: Path) -> None:
     err = load_error(tmp_path, {"persona.toml": "[layers.vip]\nvars = { title = 'V' }\n"})
     assert (err.file, err.line) == ("persona/persona.toml", 1)
-    assert "layers.vip" in err.reason
+    assert "layers.vip" in str(err.reason)
 
 
 def test_wrong_types_in_persona_toml_name_the_key(tmp_path: Path) -> None:
     err = load_error(tmp_path, {"persona.toml": '[brand]\nx = 1\n\n[layers.vip]\ntags = "vip"\n'})
     assert (err.file, err.line) == ("persona/persona.toml", 5)
-    assert "layers.vip.tags" in err.reason
+    assert "layers.vip.tags" in str(err.reason)
     err = load_error(tmp_path, {"persona.toml": "[layer.vip]\ntags = ['vip']\n"})
-    assert "layer" in err.reason  # a typo'd table name is not silently ignored
+    assert "layer" in str(err.reason)  # a typo'd table name is not silently ignored
 
 
 def test_persona_toml_syntax_error_has_a_line(tmp_path: Path) -> None:
@@ -504,8 +511,8 @@ def test_require_names_owner_and_expected_file(tmp_path: Path) -> None:
         persona.require(["greeter/hello", "greeter/bye", "greeter/later"], owner="greeter")
     err = caught.value
     assert err.file == "persona/greeter/bye.j2"
-    assert "'greeter'" in err.reason
-    assert "persona/greeter/later.j2" in err.reason
+    assert "插件「greeter」需要的文案没有模板文件" in str(err.reason)
+    assert "persona/greeter/later.j2" in str(err.reason)
 
 
 # --------------------------------------------------------------------------- hot reload
@@ -532,7 +539,7 @@ def test_reload_broken_change_keeps_last_good_version(tmp_path: Path) -> None:
     edit(root, "a/y.j2", "y2")
     errors = persona.reload_if_changed()
     assert [(e.file, e.line) for e in errors] == [("persona/a/x.j2", 2)]
-    assert "keeps serving" in errors[0].reason
+    assert "；继续使用上一个正确版本" in str(errors[0].reason)
     assert persona.render("a/x", chat_id="c").text == "旧"
     assert persona.render("a/y", chat_id="c").text == "y2"  # the good change next to it applies
     assert persona.reload_if_changed() == []  # reported once, not on every poll
@@ -580,9 +587,9 @@ def test_reload_refuses_toml_change_that_breaks_working_templates(tmp_path: Path
     persona = make(tmp_path, {})
     edit(root, "persona.toml", '[brand]\nsignature = "s"\n')  # drops `brand_name`
     errors = persona.reload_if_changed()
-    assert "reload refused" in errors[0].reason
+    assert "没有重新加载：这次修改会让原本正常的模板出错" in str(errors[0].reason)
     assert [(e.file, e.line) for e in errors[1:]] == [("persona/greeter/hello.j2", 8)]
-    assert "brand_name" in errors[1].reason
+    assert "brand_name" in str(errors[1].reason)
     assert persona.render("greeter/hello", chat_id="c", name="x").text
     assert persona.version == 1
 

@@ -164,19 +164,19 @@ REFUSED_FOR: dict[str, str] = {
     "nested loops over loop.cycle": r"more than 20000 steps",
     "range with a huge step": r"range\(\) is limited",
     "range too large for len()": r"range\(\) is limited",
-    "a list repeated into a huge nested list": r"`\*` would build more than",
+    "a list repeated into a huge nested list": r"\* would build more than",
     "a join of a huge lazy list": r"\|join would build more than",
     "str.join with a huge separator": r"str.join\(\) would build more than",
     "|sum of lists": r"characters or items in all",
     "|batch padding a billion fills": r"\|batch: 999999999 is over the limit",
     "|slice into a billion slices": r"\|slice: 999999999 is over the limit",
-    "dict.fromkeys with a huge value": r"calling fromkeys would build more than",
-    "namespace text doubling": r"`~` would build more than",
-    "namespace list doubling": r"`\+` would build more than",
-    "set blocks doubling": r"printing a value would build more than",
+    "dict.fromkeys with a huge value": r"fromkeys\(\) would build more than",
+    "namespace text doubling": r"~ would build more than",
+    "namespace list doubling": r"\+ would build more than",
+    "set blocks doubling": r"\{\{ \}\} would build more than",
     "literal text repeated by a macro": r"characters or items in all",
     "|format with a huge width": r"a width of 999999999",
-    "'%' repeating one long argument": r"'%' formatting would build more than 100000",
+    "'%' repeating one long argument": r"% would build more than 100000",
     "str.format repeating one long argument": r"str.format would build more than 100000",
     "'%*d' with a dynamic width": r"'\*' width is not allowed",
     "format_map with a nested width": r"str.format: a width of 999999999",
@@ -302,14 +302,17 @@ def test_hostile_template_is_refused_at_start(tmp_path: Path, name: str) -> None
         try:
             Persona(root, rng=random.Random(1))
         except PersonaError as err:
-            return {"refused": str(err)}
+            return {"refused": err.english, "shown": str(err)}
         return {"loaded": True}
 
     report = run_in_child(start)
     assert_cheap(report)
     assert "refused" in report, report
     assert report["refused"].startswith("persona/evil/x.j2:"), report
-    assert re.search(REFUSED_FOR[name], report["refused"]), report
+    assert re.search(REFUSED_FOR[name], report["refused"]), report  # the developers' text
+    shown = report["shown"]  # what the operator reads: the same place, in Chinese
+    assert shown.startswith(report["refused"].split(" ")[0]), report
+    assert re.search(r"[\u4e00-\u9fff]", shown), report
 
 
 # --------------------------------------------------------------------------- at reload
@@ -326,12 +329,13 @@ def test_hostile_edit_is_refused_at_reload_and_the_last_good_copy_serves(
     def reload() -> dict[str, Any]:
         errors = persona.reload_if_changed()
         served = persona.render("evil/x", chat_id="c", name="阿明").text
-        return {"errors": [str(e) for e in errors], "served": served}
+        return {"errors": [e.english for e in errors], "shown": str(errors[0]), "served": served}
 
     report = run_in_child(reload)
     assert_cheap(report)
     assert re.search(REFUSED_FOR[name], report["errors"][0]), report
     assert "the last good version keeps serving" in report["errors"][0]
+    assert "继续使用上一个正确版本" in report["shown"], report
     assert report["served"] == "你好 阿明"  # the customer gets the last good copy
 
 
@@ -345,27 +349,31 @@ def refused(tmp_path: Path, source: str) -> str:
 
 
 def test_printing_python_objects_is_refused_with_a_hint(tmp_path: Path) -> None:
-    assert "cannot print the loop object (use loop.index" in refused(
+    assert "不能输出循环对象 loop（请用 loop.index 或 loop.first）" in refused(
         tmp_path / "a", "{% for i in [1] %}{{ loop }}{% endfor %}"
     )
-    assert "cannot print a function" in refused(tmp_path / "b", "{{ range }}")
-    assert "cannot print the type 'dict'" in refused(tmp_path / "c", "{{ dict }}")
-    assert "cannot print the macro 'sign' without calling it" in refused(
+    assert "{{ ... }} 不能输出函数：发给客户的只能是文字、数字和日期" in refused(
+        tmp_path / "b", "{{ range }}"
+    )
+    assert "不能输出类型 dict" in refused(tmp_path / "c", "{{ dict }}")
+    assert "不能输出没有调用的宏 sign（请写成 sign()）" in refused(
         tmp_path / "d", "{{ voice.sign }}"
     )
-    assert "cannot print a whole list (use |join" in refused(tmp_path / "e", "{{ [1, 2] }}")
-    assert "cannot print None" in refused(tmp_path / "f", "{{ none }}")
+    assert "不能输出整个 list（请用 |join 连起来" in refused(tmp_path / "e", "{{ [1, 2] }}")
+    assert "不能输出空值 None" in refused(tmp_path / "f", "{{ none }}")
+    with pytest.raises(PersonaError) as caught:
+        Persona(write(tmp_path / "g" / "persona", {**BASIC, HOSTILE_FILE: "{{ range }}"}))
+    assert "cannot print a function" in caught.value.english
 
 
 def test_refusals_name_the_file_line_and_the_limit(tmp_path: Path) -> None:
     text = refused(tmp_path, "第一行\n{{ 'x'|center(999999999) }}")
-    assert text.startswith("persona/evil/x.j2:2: ")
-    assert "a width of 999999999 is over the limit of 1000" in text
+    assert text == "persona/evil/x.j2:2: 模板：超出模板限制：|center：宽度 999999999 超过上限 1000"
 
 
 def test_recursion_is_a_render_error(tmp_path: Path) -> None:
     text = refused(tmp_path, "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}")
-    assert "calls nest more than 32 deep" in text
+    assert "调用嵌套超过 32 层（是不是有宏或递归循环调用了自己？）" in text
 
 
 def test_loading_a_folder_that_takes_too_long_is_stopped_at_start(
@@ -381,7 +389,7 @@ def test_loading_a_folder_that_takes_too_long_is_stopped_at_start(
 
     monkeypatch.setattr(engine, "_stopped_after", time_is_up)
     stopped = refused(tmp_path, '{# name = "x" #}\n{{ name|upper }}')
-    assert "the template was stopped: loading took too long" in stopped
+    assert "模板被停止了：加载用时太长" in stopped
 
 
 def test_running_out_of_memory_is_a_render_error(tmp_path: Path) -> None:
@@ -401,8 +409,7 @@ def test_running_out_of_memory_is_a_render_error(tmp_path: Path) -> None:
 
     report = run_in_child(start)
     assert report["refused"] == (
-        "persona/evil/x.j2:1: the template: needs more memory than the bot has "
-        "(a huge string or list?)"
+        "persona/evil/x.j2:1: 模板：需要的内存超过了机器人能用的（字符串或列表太大？）"
     )
 
 
@@ -495,9 +502,14 @@ async def test_customers_are_answered_while_a_hostile_edit_is_checked(
     [problem] = problems["persona"]
     assert [str(error) for error in await poll] == [problem]  # one check, seen by both
     assert "greeter/hello.j2:4" in problem
-    assert "a width of 999999999 is over the limit of 1000" in problem
+    assert "模板：超出模板限制：%：宽度 999999999 超过上限 1000；继续使用上一个正确版本" in problem
     said = await sim.say("carol", "你好")
     assert said.keys == ["core/template_alert", "greeter/hello"]  # the operator is told once
+    assert said.texts[0] == (
+        "【pond 提醒】人设模板 persona/greeter/hello.j2 第 4 行修改后有错误（模板：超出模板限制："
+        "%：宽度 999999999 超过上限 1000；继续使用上一个正确版本），已继续使用上一个正确版本。"
+        "请修改后保存。"
+    )
     assert said.sent[0].to == "admin"
     assert "carol" in said.texts[1]
     assert "0000" not in said.texts[1]
@@ -520,7 +532,8 @@ async def test_a_reload_that_takes_too_long_is_stopped_and_refused(tmp_path: Pat
         [error] = await persona.reload_in_worker(timeout=0.01)
     finally:
         release.set()
-    assert "reload stopped: loading took longer than 0.01 s" in str(error)
+    assert str(error) == "persona: 重新加载停止了：加载超过 0.01 秒，继续使用之前的人设"
+    assert "reload stopped: loading took longer than 0.01 s" in error.english
     assert persona.render("evil/x", chat_id="c", name="阿明").text == "你好 阿明"
     assert persona.version == 1
     assert await persona.reload_in_worker() == []  # not retried until the files change again

@@ -19,7 +19,7 @@ from typing import Any
 
 from plugins._auto_reply.hours import Hours, parse_window
 from plugins._auto_reply.match import normalize
-from plugins._auto_reply.toml import SCOPES, DataError, Doc, Table, table, tables
+from plugins._auto_reply.toml import SCOPES, DataError, Doc, Table, say, table, tables
 
 RULES_FILE = "rules.toml"
 CATALOG_FILE = "catalog.toml"
@@ -175,7 +175,13 @@ def load(folder: Path, label: str, has_key: Callable[[str], bool]) -> Data:
         max_cards=g.integer("max_cards", 2, low=1, high=5),
     )
     if "room" in guide.scope and not guide.rooms:
-        g.fail("scope", '"room" answers every message in a room: list those rooms in `rooms`')
+        g.fail(
+            "scope",
+            say(
+                "room_needs_rooms",
+                '"room" answers every message in a room: list those rooms in `rooms`',
+            ),
+        )
 
     llm = table(doc, "llm")
     llm.only(["blocked_words", "blocked_patterns"])
@@ -186,7 +192,15 @@ def load(folder: Path, label: str, has_key: Callable[[str], bool]) -> Data:
         rule = _rule(t, default_scope, default_cooldown, handoff.reply, has_key)
         assert t.index is not None
         if rule.id in seen:
-            t.fail("id", f"id {rule.id!r} is also used by rule {seen[rule.id] + 1}")
+            t.fail(
+                "id",
+                say(
+                    "rule_id_twice",
+                    "id {id!r} is also used by rule {n}",
+                    id=rule.id,
+                    n=seen[rule.id] + 1,
+                ),
+            )
         seen[rule.id] = t.index
         if t.flag("enabled", True):  # a disabled rule is still checked, then left out
             rules.append(rule)
@@ -223,7 +237,14 @@ def _hours(t: Table) -> Hours:
     try:
         start, end = parse_window(window)
     except ValueError:
-        t.fail("open", f'expected "09:00-21:00" (may cross midnight) or "always", got {window!r}')
+        t.fail(
+            "open",
+            say(
+                "open",
+                'expected "09:00-21:00" (may cross midnight) or "always", got {got!r}',
+                got=window,
+            ),
+        )
     days = t.values.get("days", list(range(1, 8)))
     if (
         not isinstance(days, list)
@@ -232,12 +253,19 @@ def _hours(t: Table) -> Hours:
     ):
         t.fail(
             "days",
-            f"expected weekdays 1 (Monday) to 7 (Sunday), e.g. [1, 2, 3, 4, 5], got {days!r}",
+            say(
+                "days",
+                "expected weekdays 1 (Monday) to 7 (Sunday), e.g. [1, 2, 3, 4, 5], got {got!r}",
+                got=days,
+            ),
         )
     closed: set[date] = set()
     raw = t.values.get("closed_dates", [])
     if not isinstance(raw, list):
-        t.fail("closed_dates", f'expected a list of dates, e.g. ["2026-02-17"], got {raw!r}')
+        t.fail(
+            "closed_dates",
+            say("dates", 'expected a list of dates, e.g. ["2026-02-17"], got {got!r}', got=raw),
+        )
     for item in raw:
         if isinstance(item, date):
             closed.add(item)
@@ -245,7 +273,10 @@ def _hours(t: Table) -> Hours:
         try:
             closed.add(date.fromisoformat(str(item)))
         except ValueError:
-            t.fail("closed_dates", f'expected dates like "2026-02-17", got {item!r}')
+            t.fail(
+                "closed_dates",
+                say("date", 'expected dates like "2026-02-17", got {got!r}', got=item),
+            )
     return Hours(start=start, end=end, days=frozenset(days), closed=frozenset(closed))
 
 
@@ -265,20 +296,36 @@ def _rule(
     t.only(_RULE_KEYS)
     ident = t.text("id", required=True)
     if not _ID.match(ident):
-        t.fail("id", f'expected lowercase letters, digits and _, e.g. "price", got {ident!r}')
+        t.fail(
+            "id",
+            say(
+                "id",
+                'expected lowercase letters, digits and _, e.g. "price", got {got!r}',
+                got=ident,
+            ),
+        )
     line = t.doc.line("rule", t.index, None) or 0
     handoff = t.flag("handoff", False)
     scope = t.scope("scope", frozenset({"private"}) if handoff else default_scope)
     if handoff and scope != {"private"}:
-        t.fail("scope", 'a hand-off pauses a private chat: use scope = ["private"]')
+        t.fail(
+            "scope",
+            say("handoff_scope", 'a hand-off pauses a private chat: use scope = ["private"]'),
+        )
     rooms = t.ids("rooms")
     if "room" in scope and not rooms:
-        t.fail("scope", '"room" answers every message in a room: list those rooms in `rooms`')
+        t.fail(
+            "scope",
+            say(
+                "room_needs_rooms",
+                '"room" answers every message in a room: list those rooms in `rooms`',
+            ),
+        )
     hours = t.choice("hours", "always", HOUR_MODES)
     off_hours_reply = ""
     if t.has("off_hours_reply"):
         if hours != "open":
-            t.fail("off_hours_reply", 'only used with hours = "open"')
+            t.fail("off_hours_reply", say("off_hours_only", 'only used with hours = "open"'))
         off_hours_reply = t.reply("off_hours_reply", "", has_key)
     rule = Rule(
         id=ident,
@@ -300,7 +347,7 @@ def _rule(
         line=line,
     )
     if not (rule.any or rule.all or rule.exact or rule.regex):
-        t.fail(None, "needs at least one of any, all, exact, regex")
+        t.fail(None, say("rule_needs", "needs at least one of any, all, exact, regex"))
     t.flag("enabled", True)
     return rule
 
@@ -337,19 +384,32 @@ def load_catalog(
         product = _product(t, folder)
         assert t.index is not None
         if any(p.id == product.id for p in products):
-            t.fail("id", f"id {product.id!r} is used twice")
+            t.fail("id", say("product_id_twice", "id {id!r} is used twice", id=product.id))
         if not t.flag("enabled", True):
             continue
         for key, words in (("name", (product.name,)), ("aliases", product.aliases)):
             for word in words:
                 term = normalize(word)
                 if len(term) < 2:
-                    t.fail(key, f"{word!r} is too short to recognise a product (2+ characters)")
+                    t.fail(
+                        key,
+                        say(
+                            "word_short",
+                            "{word!r} is too short to recognise a product (2+ characters)",
+                            word=word,
+                        ),
+                    )
                 owner = owners.get(term)
                 if owner is not None and owner[0].id != product.id:
                     t.fail(
                         key,
-                        f"{word!r} already names product {owner[0].id!r} (product {owner[1] + 1})",
+                        say(
+                            "word_taken",
+                            "{word!r} already names product {id!r} (product {n})",
+                            word=word,
+                            id=owner[0].id,
+                            n=owner[1] + 1,
+                        ),
                     )
                 owners[term] = (product, t.index)
                 terms.append((term, product))
@@ -362,7 +422,15 @@ def load_catalog(
     not_sold = missing.words("words")
     for word in not_sold:
         if word in owners:
-            missing.fail("words", f"{word!r} names product {owners[word][0].id!r}, which is sold")
+            missing.fail(
+                "words",
+                say(
+                    "not_sold_sold",
+                    "{word!r} names product {id!r}, which is sold",
+                    word=word,
+                    id=owners[word][0].id,
+                ),
+            )
     return Catalog(
         products=tuple(products),
         terms=ordered,
@@ -383,14 +451,28 @@ def _synonyms(
     for word, ids in t.values.items():
         term = normalize(word)
         if len(term) < 2:
-            t.fail(word, "too short to recognise a product (2+ characters)")
+            t.fail(word, say("synonym_short", "too short to recognise a product (2+ characters)"))
         if term in owners:
-            t.fail(word, f"already a name or alias of product {owners[term][0].id!r}")
+            t.fail(
+                word,
+                say(
+                    "synonym_taken",
+                    "already a name or alias of product {id!r}",
+                    id=owners[term][0].id,
+                ),
+            )
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-            t.fail(word, f'expected a list of product ids, e.g. ["longjing"], got {ids!r}')
+            t.fail(
+                word,
+                say(
+                    "synonym_ids",
+                    'expected a list of product ids, e.g. ["longjing"], got {got!r}',
+                    got=ids,
+                ),
+            )
         for ident in ids:
             if ident not in by_id:
-                t.fail(word, f"no enabled product with id {ident!r}")
+                t.fail(word, say("synonym_unknown", "no enabled product with id {id!r}", id=ident))
             found.append((term, by_id[ident]))
     return found
 
@@ -398,23 +480,42 @@ def _synonyms(
 def _product(t: Table, folder: Path) -> Product:
     ident = t.text("id", required=True)
     if not _ID.match(ident):
-        t.fail("id", f"expected lowercase letters, digits and _, got {ident!r}")
+        t.fail(
+            "id",
+            say("product_id", "expected lowercase letters, digits and _, got {got!r}", got=ident),
+        )
     price: float | None = None
     if t.has("price"):
         price = t.number("price", 0.0)
     link = t.text("link")
     if link and not _URL.match(link):
-        t.fail("link", f"expected a web address starting with https://, got {link!r}")
+        t.fail(
+            "link",
+            say("link", "expected a web address starting with https://, got {got!r}", got=link),
+        )
     image = t.text("image")
     if image and not _URL.match(image):
         path = (folder / image).resolve()
         if not path.is_file():
-            t.fail("image", f"no such file {image!r} (paths are relative to {folder.name}/)")
+            t.fail(
+                "image",
+                say(
+                    "image",
+                    "no such file {image!r} (paths are relative to {folder}/)",
+                    image=image,
+                    folder=folder.name,
+                ),
+            )
         image = str(path)
     aliases = t.values.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a.strip() for a in aliases):
         t.fail(
-            "aliases", f'expected a list of names, e.g. ["alias one", "alias two"], got {aliases!r}'
+            "aliases",
+            say(
+                "aliases",
+                'expected a list of names, e.g. ["alias one", "alias two"], got {got!r}',
+                got=aliases,
+            ),
         )
     return Product(
         id=ident,

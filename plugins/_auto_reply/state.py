@@ -127,7 +127,7 @@ class State:
             "auto_reply/data_alert",
             file=error.file,
             line=error.line or 0,
-            reason=error.reason,
+            reason=str(error.reason),
             kept=kept,
         )
 

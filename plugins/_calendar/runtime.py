@@ -181,7 +181,7 @@ class Runtime(Publisher):
         try:
             persona.render_variants(entry.key, **variables)
         except PersonaError as error:
-            missing = _UNDEFINED.search(str(error))
+            missing = _UNDEFINED.search(error.english)  # the developers' text names it
             if missing:
                 return _say(
                     "var_missing",

@@ -32,6 +32,7 @@ from plugins._friends.rules import (
     TagRules,
     header_key,
 )
+from pond import Problem, toml_line
 from pond.clock import parse_duration
 from pond.customers import check_tag
 from pond.segments import Segment, SegmentError
@@ -43,12 +44,23 @@ ANCHORS = ("friend_added", "purchased", "joined_room", "tagged")
 SCOPES = ("private", "rooms", "all")
 
 
-class DataError(ValueError):
-    def __init__(self, file: str, line: int | None, reason: str) -> None:
+def _say(code: str, english: str, /, **values: Any) -> Problem:
+    return Problem(f"friends.{code}", english, **values)
+
+
+class DataError(Problem):
+    """`file:line: reason`; str() is the catalogue's Chinese, `.english` the developers'."""
+
+    def __init__(self, file: str, line: int | None, reason: Problem) -> None:
         self.file = file
         self.line = line
         self.reason = reason
-        super().__init__(f"{file}:{line}: {reason}" if line else f"{file}: {reason}")
+        if line:
+            super().__init__(
+                "friends.line", "{file}:{line}: {reason}", file=file, line=line, reason=reason
+            )
+        else:
+            super().__init__("friends.line_whole", "{file}: {reason}", file=file, reason=reason)
 
 
 # -- locating lines in TOML ------------------------------------------------------------------
@@ -98,7 +110,11 @@ class _Reader:
         self.text = text
 
     def fail(
-        self, reason: str, table: str | None = None, key: str | None = None, nth: int | None = None
+        self,
+        reason: Problem,
+        table: str | None = None,
+        key: str | None = None,
+        nth: int | None = None,
     ) -> DataError:
         line = line_of(self.text, table, key, nth)
         if line is None and key is not None:
@@ -112,7 +128,10 @@ class _Reader:
             return ()
         if not isinstance(value, list) or not all(isinstance(w, str) and w.strip() for w in value):
             raise self.fail(
-                f'{key} must be a list of non-empty words, e.g. ["A", "B"]', table, key, nth
+                _say("words", '{key} must be a list of non-empty words, e.g. ["A", "B"]', key=key),
+                table,
+                key,
+                nth,
             )
         return tuple(w.strip() for w in value)
 
@@ -124,7 +143,7 @@ class _Reader:
             try:
                 check_tag(tag)
             except ValueError as error:
-                raise self.fail(f"{key}: {error}", table, key, nth) from None
+                raise self.fail(_about(key, error), table, key, nth) from None
         return tags
 
     def segment(
@@ -133,11 +152,16 @@ class _Reader:
         if value is None:
             return None
         if not isinstance(value, str):
-            raise self.fail(f"{key} must be a tag expression in quotes", table, key, nth)
+            raise self.fail(
+                _say("segment_text", "{key} must be a tag expression in quotes", key=key),
+                table,
+                key,
+                nth,
+            )
         try:
             return Segment.parse(value)
         except SegmentError as error:
-            raise self.fail(f"{key}: {error}", table, key, nth) from None
+            raise self.fail(_about(key, error), table, key, nth) from None
 
     def unknown(
         self,
@@ -148,28 +172,37 @@ class _Reader:
     ) -> None:
         extra = sorted(set(data) - set(allowed))
         if extra:
-            where = f"[{table}]" if table else "the top level"
-            raise self.fail(
-                f"unknown key {extra[0]!r} in {where}; "
-                f"expected one of: {', '.join(sorted(allowed))}",
-                table,
-                extra[0],
-                nth,
+            reason = (
+                _say(
+                    "unknown_key",
+                    "unknown key {key!r} in [{table}]; expected one of: {allowed}",
+                    key=extra[0],
+                    table=table,
+                    allowed=sorted(allowed),
+                )
+                if table
+                else _say(
+                    "unknown_key_top",
+                    "unknown key {key!r} at the top level; expected one of: {allowed}",
+                    key=extra[0],
+                    allowed=sorted(allowed),
+                )
             )
+            raise self.fail(reason, table, extra[0], nth)
+
+
+def _about(key: str, error: Exception) -> Problem:
+    """A problem of a value (a tag, a segment, a duration) under the key it was read from."""
+    detail = error if isinstance(error, Problem) else Problem("friends.detail", str(error))
+    return _say("about_key", "{key}: {detail}", key=key, detail=detail)
 
 
 def _toml(label: str, text: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        message = str(error)
-        m = re.search(r"\(at line (\d+), column (\d+)\)", message)
-        end = re.search(r"\(at end of document\)", message)
-        line = int(m.group(1)) if m else (text.rstrip("\n").count("\n") + 1 if end else None)
-        cut = m or end
-        reason = message[: cut.start()].strip() if cut else message
-        where = f" (column {m.group(2)})" if m else " (the file ends too early)" if end else ""
-        raise DataError(label, line, f"not valid TOML: {reason}{where}") from None
+        line, problem = toml_line(error, text)
+        raise DataError(label, line, problem) from None
 
 
 # -- the parsers -----------------------------------------------------------------------------
@@ -179,14 +212,14 @@ def parse_requests(label: str, text: str) -> RequestRules:
     r.unknown(data, ["accept", "block", "review"], None)
     for name in ("accept", "block", "review"):
         if not isinstance(data.get(name, {}), dict):
-            raise r.fail(f"{name} must be a table: [{name}]", None, name)
+            raise r.fail(_say("table", "{name} must be a table: [{name}]", name=name), None, name)
     accept, block, review = data.get("accept", {}), data.get("block", {}), data.get("review", {})
     r.unknown(accept, ["keywords", "tags"], "accept")
     r.unknown(block, ["keywords", "ids"], "block")
     r.unknown(review, ["notify"], "review")
     notify = review.get("notify", True)
     if not isinstance(notify, bool):
-        raise r.fail("notify must be true or false", "review", "notify")
+        raise r.fail(_say("bool", "{key} must be true or false", key="notify"), "review", "notify")
     return RequestRules(
         accept_words=r.words(accept.get("keywords"), "accept", "keywords"),
         accept_tags=r.tags(accept.get("tags"), "accept", "tags"),
@@ -204,17 +237,29 @@ def parse_channels(label: str, text: str) -> Channels:
     for code, table in data.items():
         if not _CODE.match(code) or not isinstance(table, dict):
             raise r.fail(
-                f"[{code}]: a channel is a table named by its code (letters, digits, - or _, "
-                "up to 32), e.g. [A1]",
+                _say(
+                    "channel_code",
+                    "[{code}]: a channel is a table named by its code (letters, digits, - or _, "
+                    "up to 32), e.g. [A1]",
+                    code=code,
+                ),
                 code,
             )
         if code.lower() in seen:
-            raise r.fail(f"[{code}]: the same code as [{seen[code.lower()]}]", code)
+            raise r.fail(
+                _say(
+                    "channel_twice",
+                    "[{code}]: the same code as [{other}]",
+                    code=code,
+                    other=seen[code.lower()],
+                ),
+                code,
+            )
         seen[code.lower()] = code
         r.unknown(table, ["name", "words", "tags"], code)
         name = table.get("name", "")
         if not isinstance(name, str):
-            raise r.fail("name must be text in quotes", code, "name")
+            raise r.fail(_say("name_text", "name must be text in quotes"), code, "name")
         items.append(
             Channel(
                 code=code,
@@ -232,46 +277,67 @@ def parse_tags(label: str, text: str) -> TagRules:
     r.unknown(data, ["rules"], None)
     rules_data = data.get("rules", [])
     if not isinstance(rules_data, list):
-        raise r.fail("rules must be written as [[rules]] tables", None, "rules")
+        raise r.fail(
+            _say("rules_tables", "rules must be written as [[rules]] tables"), None, "rules"
+        )
     rules = []
     for i, rule in enumerate(rules_data):
         r.unknown(rule, ["words", "tags", "scope"], "rules", i)
         words = r.words(rule.get("words"), "rules", "words", i)
         tags = r.tags(rule.get("tags"), "rules", "tags", i)
         if not words or not tags:
-            raise r.fail("each [[rules]] needs words = [...] and tags = [...]", "rules", None, i)
+            raise r.fail(
+                _say("rule_needs", "each [[rules]] needs words = [...] and tags = [...]"),
+                "rules",
+                None,
+                i,
+            )
         scope = rule.get("scope", "private")
         if scope not in SCOPES:
-            raise r.fail(f"scope must be one of {', '.join(SCOPES)}", "rules", "scope", i)
+            raise r.fail(
+                _say("scope", "scope must be one of {scopes}", scopes=SCOPES, got=scope),
+                "rules",
+                "scope",
+                i,
+            )
         rules.append(TagRule(words, tags, scope))
     return TagRules.of(rules)
 
 
-def parse_followups(label: str, text: str, check_key: Callable[[str], str | None]) -> Followups:
+def parse_followups(label: str, text: str, check_key: Callable[[str], Problem | None]) -> Followups:
     r = _Reader(label, text)
     data = _toml(label, text)
     sequences: dict[str, Sequence] = {}
     for seq_id, table in data.items():
         if not _SEQ.match(seq_id) or not isinstance(table, dict):
             raise r.fail(
-                f"[{seq_id}]: a sequence is a table named in lowercase letters, digits and _",
+                _say(
+                    "sequence_name",
+                    "[{id}]: a sequence is a table named in lowercase letters, digits and _",
+                    id=seq_id,
+                ),
                 seq_id,
             )
         r.unknown(table, ["anchor", "segment", "exit_on_reply", "exit", "reenter", "steps"], seq_id)
         anchor = table.get("anchor")
         if not isinstance(anchor, str) or not _anchor_ok(anchor):
             raise r.fail(
-                "anchor must be friend_added, purchased, joined_room, joined_room:<room id> "
-                "or tagged:<tag>",
+                _say(
+                    "anchor",
+                    "anchor must be friend_added, purchased, joined_room, "
+                    "joined_room:<room id> or tagged:<tag>",
+                ),
                 seq_id,
                 "anchor",
             )
         for flag in ("exit_on_reply", "reenter"):
             if not isinstance(table.get(flag, True), bool):
-                raise r.fail(f"{flag} must be true or false", seq_id, flag)
+                raise r.fail(_say("bool", "{key} must be true or false", key=flag), seq_id, flag)
         steps_data = table.get("steps")
         if not isinstance(steps_data, list) or not steps_data:
-            raise r.fail(f"[{seq_id}] needs at least one [[{seq_id}.steps]]", seq_id)
+            raise r.fail(
+                _say("no_steps", "[{id}] needs at least one [[{id}.steps]]", id=seq_id), seq_id
+            )
         steps: list[Step] = []
         steps_table = f"{seq_id}.steps"
         for i, step in enumerate(steps_data):
@@ -280,16 +346,24 @@ def parse_followups(label: str, text: str, check_key: Callable[[str], str | None
             try:
                 after_s = parse_duration(str(after))
             except ValueError as error:
-                raise r.fail(f"after: {error}", steps_table, "after", i) from None
+                raise r.fail(_about("after", error), steps_table, "after", i) from None
             at = step.get("at")
             at_time = None
             if at is not None:
                 m = _TIME.match(str(at))
                 if not m:
-                    raise r.fail('at must be a time of day like "10:00"', steps_table, "at", i)
+                    raise r.fail(
+                        _say("at", 'at must be a time of day like "10:00"', got=at),
+                        steps_table,
+                        "at",
+                        i,
+                    )
                 if after_s % 86400:
                     raise r.fail(
-                        'with at = "HH:MM", after must be whole days ("0d", "1d", "3d")',
+                        _say(
+                            "at_whole_days",
+                            'with at = "HH:MM", after must be whole days ("0d", "1d", "3d")',
+                        ),
                         steps_table,
                         "after",
                         i,
@@ -298,15 +372,21 @@ def parse_followups(label: str, text: str, check_key: Callable[[str], str | None
             key = step.get("key")
             if not isinstance(key, str) or not key:
                 raise r.fail(
-                    'key must name a persona key, e.g. "friends/fu_day1"', steps_table, "key", i
+                    _say("key", 'key must name a persona key, e.g. "friends/fu_day1"'),
+                    steps_table,
+                    "key",
+                    i,
                 )
             problem = check_key(key)
             if problem:
-                raise r.fail(f"key {key!r}: {problem}", steps_table, "key", i)
+                raise r.fail(problem, steps_table, "key", i)
             condition = r.segment(step.get("condition"), steps_table, "condition", i)
             if steps and after_s < steps[-1].after_s:
                 raise r.fail(
-                    "steps must be in time order (after is earlier than the step before)",
+                    _say(
+                        "step_order",
+                        "steps must be in time order (after is earlier than the step before)",
+                    ),
                     steps_table,
                     "after",
                     i,
@@ -349,7 +429,7 @@ def parse_columns(label: str, text: str) -> Columns:
     values = data.get("values", {})
     for name, value in (("columns", table), ("values", values)):
         if not isinstance(value, dict):
-            raise r.fail(f"{name} must be a table: [{name}]", None, name)
+            raise r.fail(_say("table", "{name} must be a table: [{name}]", name=name), None, name)
     r.unknown(table, DEFAULT_COLUMNS, "columns")
     r.unknown(values, ["true", "false"], "values")
     aliases = dict(DEFAULT_COLUMNS)
@@ -360,7 +440,15 @@ def parse_columns(label: str, text: str) -> Columns:
             other = seen.setdefault(header_key(word), canonical)
             if other != canonical:
                 raise r.fail(
-                    f"{word!r} names two columns: {other} and {canonical}", "columns", canonical
+                    _say(
+                        "column_twice",
+                        "{word!r} names two columns: {other} and {column}",
+                        word=word,
+                        other=other,
+                        column=canonical,
+                    ),
+                    "columns",
+                    canonical,
                 )
     return Columns.of(
         aliases,
@@ -376,7 +464,9 @@ FILES = ("requests.toml", "channels.toml", "tags.toml", "followups.toml", "csv.t
 class DataFiles:
     """The parsed files and the (mtime, size) they were read at."""
 
-    def __init__(self, folder: Path, label: str, check_key: Callable[[str], str | None]) -> None:
+    def __init__(
+        self, folder: Path, label: str, check_key: Callable[[str], Problem | None]
+    ) -> None:
         self.folder = folder
         self.label = label  # how files are named in messages, e.g. "persona/friends"
         self.check_key = check_key
@@ -400,7 +490,9 @@ class DataFiles:
         try:
             text = path.read_text(encoding="utf-8") if path.exists() else ""
         except (OSError, UnicodeDecodeError) as error:
-            raise DataError(label, None, f"cannot read: {error}") from None
+            raise DataError(
+                label, None, _say("unreadable", "cannot read: {error}", error=error)
+            ) from None
         if name == "requests.toml":
             return parse_requests(label, text)
         if name == "channels.toml":

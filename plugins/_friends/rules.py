@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import time
 
+from pond import Problem
 from pond.segments import Segment
 
 
@@ -198,7 +199,13 @@ class Columns:
             return True
         if word in self.false_words:
             return False
-        raise ValueError(f"{cell!r} is not a yes/no value")
+        raise Problem(
+            "csv.not_bool",
+            "{cell!r} is not a yes/no value",
+            cell=cell,
+            yes=sorted(self.true_words),
+            no=sorted(self.false_words),
+        )
 
 
 def header_key(text: str) -> str:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from plugins._friends import tables
 from plugins._friends.data import DataFiles
+from pond import Problem
 
 if TYPE_CHECKING:
     from pond import App, Outcome, Plugin
@@ -41,11 +42,20 @@ class FriendsState:
         self.said: set[str] = set()  # log-once reasons
 
     # -- data files ----------------------------------------------------------------------
-    def check_key(self, key: str) -> str | None:
+    def check_key(self, key: str) -> Problem | None:
         if not key.startswith("friends/"):
-            return "follow-up copy lives in persona/friends/, so the key starts with friends/"
+            return Problem(
+                "friends.key_folder",
+                "key {key!r}: follow-up copy lives in persona/friends/, so the key starts with "
+                "friends/",
+                key=key,
+            )
         if not self.app.persona.has(key):
-            return f"there is no template persona/{key}.j2"
+            return Problem(
+                "friends.key_missing",
+                "key {key!r}: there is no template persona/{key}.j2",
+                key=key,
+            )
         return None
 
     def use_followup_keys(self) -> None:

@@ -86,7 +86,9 @@ def _collect(chunks: Iterable[str], limit: int) -> str:
     for chunk in chunks:
         total += len(chunk)
         if total > limit:
-            raise RenderLimitError(f"the template writes more than {limit} characters")
+            raise RenderLimitError(
+                "output", "the template writes more than {limit} characters", limit=limit
+            )
         parts.append(chunk)
     return "".join(parts)
 

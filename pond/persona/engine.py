@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pond.persona.errors import PersonaError, UnknownKeyError, _combine
+from pond.persona.errors import PersonaError, UnknownKeyError, _combine, say
 from pond.persona.files import BRAND, CONFIG_FILE, VOICE_GLOBAL, _scan, _Snapshot
 from pond.persona.limits import cancellable
 from pond.persona.state import _build, _State, _voice_module
@@ -87,7 +87,7 @@ class Persona:
         self._version = 1
         self._reloading = False
         if not self._root.is_dir():
-            raise PersonaError(str(root), None, "persona folder not found")
+            raise PersonaError(str(root), None, say("no_folder", "persona folder not found"))
         self._snapshot = _scan(self._root)
         cache_key = (str(self._root.resolve()), tuple(sorted(self._snapshot.items())))
         state = _BUILT.get(cache_key)
@@ -132,9 +132,16 @@ class Persona:
         if not missing:
             return
         paths = [self._expected_path(key) for key in missing]
-        listed = ", ".join(f"{key!r} ({path})" for key, path in zip(missing, paths, strict=True))
+        listed = [f"{key} ({path})" for key, path in zip(missing, paths, strict=True)]
         raise PersonaError(
-            paths[0], None, f"plugin {owner!r} needs persona key(s) with no template: {listed}"
+            paths[0],
+            None,
+            say(
+                "required",
+                "plugin {plugin!r} needs persona key(s) with no template: {keys}",
+                plugin=owner,
+                keys=listed,
+            ),
         )
 
     def layers_for(
@@ -262,8 +269,12 @@ class Persona:
                 PersonaError(
                     self._label,
                     None,
-                    f"reload stopped: loading took longer than {timeout:g} s; "
-                    "the previous persona keeps serving",
+                    say(
+                        "reload_slow",
+                        "reload stopped: loading took longer than {seconds} s; "
+                        "the previous persona keeps serving",
+                        seconds=f"{timeout:g}",
+                    ),
                 )
             ]
         except asyncio.CancelledError:
@@ -280,7 +291,13 @@ class Persona:
         try:
             snapshot = _scan(self._root)
         except OSError as exc:
-            return [PersonaError(self._label, None, f"cannot read persona folder: {exc}")]
+            return [
+                PersonaError(
+                    self._label,
+                    None,
+                    say("folder_unreadable", "cannot read persona folder: {error}", error=exc),
+                )
+            ]
         if snapshot == self._snapshot:
             return None
         self._snapshot = snapshot
@@ -295,7 +312,11 @@ class Persona:
                 return _build(self._root, self._label, snapshot, previous)
         except Exception as exc:  # a bug here must not stop a running bot
             log.exception("persona reload failed")
-            return None, [PersonaError(self._label, None, f"reload failed: {exc!r}")]
+            return None, [
+                PersonaError(
+                    self._label, None, say("reload_failed", "reload failed: {error!r}", error=exc)
+                )
+            ]
 
     def _apply(self, loaded: tuple[_State | None, list[PersonaError]]) -> list[PersonaError]:
         state, errors = loaded
@@ -320,13 +341,19 @@ class Persona:
         entry = self._state.entries.get((BRAND, key))
         if entry is None:
             raise UnknownKeyError(
-                self._expected_path(key), None, f"unknown persona key {key!r}: no template file"
+                self._expected_path(key),
+                None,
+                say("unknown_key", "unknown persona key {key!r}: no template file", key=key),
             )
         return entry
 
     def _layer(self, layer: str) -> None:
         if layer != BRAND and layer not in self._state.layers:
-            raise PersonaError(f"{self._label}/{CONFIG_FILE}", None, f"unknown layer {layer!r}")
+            raise PersonaError(
+                f"{self._label}/{CONFIG_FILE}",
+                None,
+                say("unknown_layer", "unknown layer {layer!r}", layer=layer),
+            )
 
     @staticmethod
     def _layer_vars(state: _State, chain: Sequence[str]) -> dict[str, Any]:
@@ -372,7 +399,13 @@ class Persona:
         context: dict[str, Any],
     ) -> Rendered:
         variant = entry.variants[index]
-        where = f"{entry.key} ({entry.layer}, variant {variant.number})"
+        where = say(
+            "where",
+            "{key} ({layer}, variant {n})",
+            key=entry.key,
+            layer=entry.layer,
+            n=variant.number,
+        )
         try:
             voice = self._voice_for(state, chain)
             if voice is not None:
@@ -380,9 +413,17 @@ class Persona:
             text = variant.template.render(context).strip()
         except Exception as exc:
             line, via = _locate(exc, variant, state.env)
-            raise PersonaError(entry.path, line, f"{where}: {_describe(exc)}{via}") from exc
+            raise PersonaError(
+                entry.path,
+                line,
+                say("render", "{what}: {detail}{via}", what=where, detail=_describe(exc), via=via),
+            ) from exc
         if not text:
-            raise PersonaError(entry.path, variant.line, f"{where}: rendered empty text")
+            raise PersonaError(
+                entry.path,
+                variant.line,
+                say("rendered_empty", "{what}: rendered empty text", what=where),
+            )
         if len(text) > self._max_chars:
             log.warning(
                 "persona %s rendered %d chars; cut to %d", where, len(text), self._max_chars

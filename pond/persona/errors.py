@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+from pond.problems import Problem
+
+
+def say(code: str, english: str, /, **values: Any) -> Problem:
+    """A persona problem's reason: Chinese from persona/core/problems.toml ([persona]),
+    English for developers in `.english`."""
+    return Problem(f"persona.{code}", english, **values)
 
 
 class PersonaError(Exception):
@@ -17,7 +26,7 @@ class PersonaError(Exception):
         self,
         file: str,
         line: int | None,
-        reason: str,
+        reason: Problem | str,
         *,
         errors: Sequence[PersonaError] = (),
     ) -> None:
@@ -32,6 +41,14 @@ class PersonaError(Exception):
             return f"{self.file}: {self.reason}"
         return f"{self.file}:{self.line}: {self.reason}"
 
+    @property
+    def english(self) -> str:
+        """The developers' text (the reason's English)."""
+        reason = self.reason.english if isinstance(self.reason, Problem) else self.reason
+        return (
+            f"{self.file}: {reason}" if self.line is None else f"{self.file}:{self.line}: {reason}"
+        )
+
 
 class UnknownKeyError(PersonaError, KeyError):
     """`render` was asked for a key that has no template file."""
@@ -42,5 +59,11 @@ def _combine(errors: Sequence[PersonaError]) -> PersonaError:
         return errors[0]
     first = errors[0]
     more = "\n".join(f"  {err}" for err in errors[1:])
-    reason = f"{first.reason}\nand {len(errors) - 1} more problem(s):\n{more}"
+    reason = say(
+        "more",
+        "{first}\nand {count} more problem(s):\n{more}",
+        first=first.reason,
+        count=len(errors) - 1,
+        more=more,
+    )
     return PersonaError(first.file, first.line, reason, errors=errors)

@@ -17,7 +17,8 @@ from typing import Any, NoReturn
 
 from jinja2.defaults import DEFAULT_NAMESPACE
 
-from pond.persona.errors import PersonaError
+from pond.persona.errors import PersonaError, say
+from pond.problems import Problem, toml_line
 
 BRAND = "brand"
 CONFIG_FILE = "persona.toml"
@@ -26,7 +27,6 @@ LAYERS_DIR = "_layers"
 VOICE_GLOBAL = "voice"
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
-_TOML_WHERE = re.compile(r"\s*\(at (?:line (\d+), column \d+|end of document)\)\s*\Z")
 _RESERVED = frozenset({VOICE_GLOBAL, *DEFAULT_NAMESPACE})
 
 _Snapshot = dict[str, tuple[int, int, int]]
@@ -77,15 +77,17 @@ class _Files:
     shared: list[str] = field(default_factory=list)
     bases: list[tuple[str, str]] = field(default_factory=list)  # (key, rel)
     overrides: list[tuple[str, str, str]] = field(default_factory=list)  # (layer, key, rel)
-    misplaced: list[tuple[str, str]] = field(default_factory=list)  # (rel, reason)
+    misplaced: list[tuple[str, Problem]] = field(default_factory=list)  # (rel, reason)
 
 
-def _bad_name(plugin: str, stem: str) -> str | None:
+def _bad_name(plugin: str, stem: str) -> Problem | None:
     for part in (plugin, stem):
         if not _NAME.match(part):
-            return (
-                f"{part!r} cannot be part of a key: use letters, digits, '_' and '-' "
-                "(no spaces), not starting with '_' or '-'"
+            return say(
+                "bad_name",
+                "{part!r} cannot be part of a key: use letters, digits, '_' and '-' "
+                "(no spaces), not starting with '_' or '-'",
+                part=part,
             )
     return None
 
@@ -103,7 +105,13 @@ def _classify(paths: Iterable[str]) -> _Files:
                 continue  # helpers inside layer folders are ignored
             if len(parts) != 4:
                 files.misplaced.append(
-                    (rel, "a layer override must be _layers/<layer>/<plugin>/<name>.j2")
+                    (
+                        rel,
+                        say(
+                            "layer_path",
+                            "a layer override must be _layers/<layer>/<plugin>/<name>.j2",
+                        ),
+                    )
                 )
                 continue
             problem = _bad_name(parts[2], stem)
@@ -116,7 +124,13 @@ def _classify(paths: Iterable[str]) -> _Files:
                 files.shared.append(rel)
             else:
                 files.misplaced.append(
-                    (rel, "a template must live in a plugin folder: <plugin>/<name>.j2")
+                    (
+                        rel,
+                        say(
+                            "top_level",
+                            "a template must live in a plugin folder: <plugin>/<name>.j2",
+                        ),
+                    )
                 )
         elif len(parts) == 2:
             if name.startswith("_"):
@@ -129,7 +143,12 @@ def _classify(paths: Iterable[str]) -> _Files:
                 files.bases.append((f"{parts[0]}/{stem}", rel))
         else:
             files.misplaced.append(
-                (rel, "too deep: templates are <plugin>/<name>.j2, one folder level")
+                (
+                    rel,
+                    say(
+                        "too_nested", "too deep: templates are <plugin>/<name>.j2, one folder level"
+                    ),
+                )
             )
     return files
 
@@ -144,18 +163,24 @@ def _read(root: Path, rel: str, label: str) -> str:
         with (root / rel).open("rb") as file:
             data = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise PersonaError(f"{label}/{rel}", None, f"cannot read: {exc.strerror}") from exc
+        raise PersonaError(
+            f"{label}/{rel}", None, say("unreadable", "cannot read: {error}", error=exc.strerror)
+        ) from exc
     if len(data) > MAX_FILE_BYTES:
         raise PersonaError(
             f"{label}/{rel}",
             None,
-            f"is larger than {MAX_FILE_BYTES // 1024} KB: split it into several keys, "
-            "or move shared macros into a '_'-prefixed file",
+            say(
+                "too_large",
+                "is larger than {kb} KB: split it into several keys, "
+                "or move shared macros into a '_'-prefixed file",
+                kb=MAX_FILE_BYTES // 1024,
+            ),
         )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PersonaError(f"{label}/{rel}", None, "is not UTF-8 text") from exc
+        raise PersonaError(f"{label}/{rel}", None, say("not_utf8", "is not UTF-8 text")) from exc
     return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -163,16 +188,11 @@ def _read(root: Path, rel: str, label: str) -> str:
 
 
 def _toml_error(
-    exc: tomllib.TOMLDecodeError, path: str, first_line: int, what: str
+    exc: tomllib.TOMLDecodeError, path: str, first_line: int, what: Problem | str
 ) -> PersonaError:
-    message = str(exc)
-    where = _TOML_WHERE.search(message)
-    line: int | None = None
-    if where:
-        message = message[: where.start()]
-        if where.group(1):
-            line = first_line + int(where.group(1)) - 1
-    return PersonaError(path, line, f"{what} is not valid TOML: {message}")
+    line, problem = toml_line(exc)
+    where = None if line is None else first_line + line - 1
+    return PersonaError(path, where, say("toml", "{what}: {problem}", what=what, problem=problem))
 
 
 def _toml_line(text: str, dotted: str) -> int | None:
@@ -203,38 +223,65 @@ def _parse_config(text: str, path: str) -> tuple[dict[str, Any], dict[str, _Laye
     except tomllib.TOMLDecodeError as exc:
         raise _toml_error(exc, path, 1, CONFIG_FILE) from exc
     except RecursionError:  # tomllib recurses into nested arrays and tables
-        raise PersonaError(path, None, f"{CONFIG_FILE} is nested too deeply") from None
+        raise PersonaError(
+            path, None, say("config_too_deep", "{file} is nested too deeply", file=CONFIG_FILE)
+        ) from None
 
-    def fail(key: str, reason: str) -> NoReturn:
-        raise PersonaError(path, _toml_line(text, key), f"{key}: {reason}")
+    def fail(key: str, reason: Problem) -> NoReturn:
+        raise PersonaError(
+            path,
+            _toml_line(text, key),
+            say("config_key", "{key}: {reason}", key=key, reason=reason),
+        )
 
     def check_vars(table: object, where: str) -> dict[str, Any]:
         if not isinstance(table, dict):
-            fail(where, "must be a table of variables")
+            fail(where, say("vars_table", "must be a table of variables"))
         for name in table:
             if not name.isidentifier():
-                fail(f"{where}.{name}", "a variable name must be letters, digits and '_'")
+                fail(
+                    f"{where}.{name}",
+                    say("var_name", "a variable name must be letters, digits and '_'"),
+                )
             if name in _RESERVED:
-                fail(f"{where}.{name}", f"{name!r} is reserved, choose another name")
+                fail(
+                    f"{where}.{name}",
+                    say("var_reserved", "{name!r} is reserved, choose another name", name=name),
+                )
         return dict(table)
 
     for name in data:
         if name not in (BRAND, "layers"):
-            fail(name, "unknown entry; persona.toml has a [brand] table and [layers.<name>] tables")
+            fail(
+                name,
+                say(
+                    "config_unknown",
+                    "unknown entry; persona.toml has a [brand] table and [layers.<name>] tables",
+                ),
+            )
     brand = check_vars(data.get(BRAND, {}), BRAND)
     raw_layers = data.get("layers", {})
     if not isinstance(raw_layers, dict):
-        fail("layers", "must hold tables, e.g. [layers.vip]")
+        fail("layers", say("layers_tables", "must hold tables, e.g. [layers.vip]"))
     layers: dict[str, _Layer] = {}
     for name, spec in raw_layers.items():
         where = f"layers.{name}"
         if not _NAME.match(name) or name == BRAND:
-            fail(where, "a layer name uses letters, digits, '_' and '-' ('brand' is reserved)")
+            fail(
+                where,
+                say(
+                    "layer_name",
+                    "a layer name uses letters, digits, '_' and '-' ('brand' is reserved)",
+                ),
+            )
         if not isinstance(spec, dict):
-            fail(where, f"must be a table: [{where}]")
+            fail(where, say("layer_table", "must be a table: [{where}]", where=where))
         for key in spec:
             if key not in ("tags", "rooms", "contacts", "vars"):
-                fail(f"{where}.{key}", "unknown key; a layer has tags, rooms, contacts and vars")
+                fail(
+                    f"{where}.{key}",
+                    say("layer_key", "unknown key; a layer has tags, rooms, contacts and vars"),
+                )
         kinds: list[tuple[str, str, frozenset[str]]] = []
         for key, kind in (("contacts", "contact"), ("rooms", "room"), ("tags", "segment")):
             members = spec.get(key)
@@ -243,16 +290,27 @@ def _parse_config(text: str, path: str) -> tuple[dict[str, Any], dict[str, _Laye
             if not isinstance(members, list) or not all(
                 isinstance(m, str) and m.strip() for m in members
             ):
-                fail(f"{where}.{key}", 'must be a list of non-empty strings, e.g. ["vip"]')
+                fail(
+                    f"{where}.{key}",
+                    say("layer_list", 'must be a list of non-empty strings, e.g. ["vip"]'),
+                )
             if members:
                 kinds.append((key, kind, frozenset(members)))
         if not kinds:
-            fail(where, "needs tags, rooms or contacts: whom does this layer apply to?")
+            fail(
+                where,
+                say("layer_whom", "needs tags, rooms or contacts: whom does this layer apply to?"),
+            )
         if len(kinds) > 1:
             fail(
                 where,
-                f"sets both {kinds[0][0]} and {kinds[1][0]}; a layer applies by exactly one "
-                "of tags, rooms or contacts (make two layers)",
+                say(
+                    "layer_both",
+                    "sets both {a} and {b}; a layer applies by exactly one "
+                    "of tags, rooms or contacts (make two layers)",
+                    a=kinds[0][0],
+                    b=kinds[1][0],
+                ),
             )
         layers[name] = _Layer(
             name=name,

@@ -21,7 +21,9 @@ from jinja2.filters import make_attrgetter
 from jinja2.runtime import LoopContext, Macro, Undefined
 from jinja2.utils import Namespace, pass_environment
 
+from pond.persona.errors import say
 from pond.persona.limits import RenderLimitError, check_value, current, size_of
+from pond.problems import Problem
 
 _Fn = Callable[..., Any]
 
@@ -32,7 +34,12 @@ def check_input(value: object, what: str) -> None:
     """Refuse a value a filter or format would read when it is over the size limit."""
     budget = current()
     if budget.measure(value) > budget.limits.value:
-        raise RenderLimitError(f"{what} was given more than {budget.limits.value} characters")
+        raise RenderLimitError(
+            "input",
+            "{what} was given more than {limit} characters",
+            what=what,
+            limit=budget.limits.value,
+        )
 
 
 def text_of(value: object, what: str) -> str:
@@ -41,7 +48,12 @@ def text_of(value: object, what: str) -> str:
         return value
     limit = current().limits.value
     if size_of(value, limit) > limit:
-        raise RenderLimitError(f"{what} would turn a value of over {limit} characters into text")
+        raise RenderLimitError(
+            "text_of",
+            "{what} would turn a value of over {limit} characters into text",
+            what=what,
+            limit=limit,
+        )
     return str(value)
 
 
@@ -51,13 +63,21 @@ def check_pad(width: object, what: str, have: int = 0) -> None:
     if isinstance(width, str):
         width = len(width)
     if isinstance(width, int) and width > max(pad, have):
-        raise RenderLimitError(f"{what}: a width of {width} is over the limit of {pad}")
+        raise RenderLimitError(
+            "width",
+            "{what}: a width of {width} is over the limit of {pad}",
+            what=what,
+            width=width,
+            pad=pad,
+        )
 
 
 def check_estimate(estimate: int, what: str) -> None:
     limit = current().limits.value
     if estimate > limit:
-        raise RenderLimitError(f"{what} would build more than {limit} characters")
+        raise RenderLimitError(
+            "chars", "{what} would build more than {limit} characters", what=what, limit=limit
+        )
 
 
 _PERCENT_FIELD = re.compile(r"%(?:\([^)]*\))?([^a-zA-Z%]*)[a-zA-Z%]")
@@ -72,14 +92,16 @@ def check_percent(fmt: str, args: object) -> None:
     widest = 0
     for flags in fields:
         if "*" in flags:
-            raise RenderLimitError("'%' formatting with a '*' width is not allowed in templates")
+            raise RenderLimitError(
+                "percent_star", "'%' formatting with a '*' width is not allowed in templates"
+            )
         for number in _NUMBER.findall(flags):
-            check_pad(int(number), "'%' formatting")
+            check_pad(int(number), "%")
             widest = max(widest, int(number))
-    check_input(args, "'%' formatting")
+    check_input(args, "%")
     if fields:
         each = widest + size_of(args, current().limits.value)
-        check_estimate(len(fmt) + len(fields) * each, "'%' formatting")
+        check_estimate(len(fmt) + len(fields) * each, "%")
 
 
 def check_format_spec(spec: str) -> None:
@@ -100,7 +122,9 @@ def bounded_join(sep: str, items: Iterable[object], what: str, *, strict: bool) 
         text = text_of(item, what)
         total += len(text) + len(sep)
         if total > limit:
-            raise RenderLimitError(f"{what} would build more than {limit} characters")
+            raise RenderLimitError(
+                "chars", "{what} would build more than {limit} characters", what=what, limit=limit
+            )
         parts.append(text)
     budget.charge(total)
     return sep.join(parts)
@@ -142,31 +166,40 @@ def finalize(value: Any) -> Any:
         return value  # StrictUndefined raises its own error when printed
     if isinstance(value, bool) or value is None or not isinstance(value, _PRINTABLE):
         raise RenderLimitError(
-            f"{{{{ ... }}}} cannot print {_kind(value)}: "
-            "only text, numbers and dates may reach a customer"
+            "print",
+            "{{{{ ... }}}} cannot print {kind}: only text, numbers and dates may reach a customer",
+            kind=_kind(value),
         )
-    check_value(value, "printing a value")
+    check_value(value, "{{ }}")
     return value
 
 
-def _kind(value: object) -> str:
+def _kind(value: object) -> Problem:
     if value is None:
-        return "None (an empty value)"
+        return say("kind_none", "None (an empty value)")
     if isinstance(value, bool):
-        return f"{value} (a yes/no value)"
+        return say("kind_bool", "{value} (a yes/no value)", value=value)
     if isinstance(value, LoopContext):
-        return "the loop object (use loop.index or loop.first)"
+        return say("kind_loop", "the loop object (use loop.index or loop.first)")
     if isinstance(value, Macro):
-        return f"the macro {value.name!r} without calling it (write {value.name}())"
+        return say(
+            "kind_macro",
+            "the macro {name!r} without calling it (write {name}())",
+            name=value.name,
+        )
     if isinstance(value, type):
-        return f"the type {value.__name__!r}"
+        return say("kind_type", "the type {name!r}", name=value.__name__)
     if callable(value):
-        return "a function"
+        return say("kind_function", "a function")
     if isinstance(value, list | tuple | set | frozenset | dict):
-        return f"a whole {type(value).__name__} (use |join or pick one item)"
+        return say(
+            "kind_container",
+            "a whole {name} (use |join or pick one item)",
+            name=type(value).__name__,
+        )
     if isinstance(value, Namespace):
-        return "a namespace"
-    return f"a {type(value).__name__} object"
+        return say("kind_namespace", "a namespace")
+    return say("kind_object", "a {name} object", name=type(value).__name__)
 
 
 # --------------------------------------------------------------------------- calls
@@ -181,11 +214,11 @@ def check_call(obj: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _F
     name = obj.__name__
     what = f"{type(owner).__name__}.{name}()"
     if isinstance(owner, int) and name in {"to_bytes", "from_bytes"}:
-        raise RenderLimitError(f"{what} is not available in templates")
+        raise RenderLimitError("unavailable", "{what} is not available in templates", what=what)
     if not isinstance(owner, str):
         return None
     if name in {"encode", "translate", "maketrans"}:
-        raise RenderLimitError(f"{what} is not available in templates")
+        raise RenderLimitError("unavailable", "{what} is not available in templates", what=what)
     first = args[0] if args else None
     if name in {"center", "ljust", "rjust", "zfill"}:
         check_pad(kwargs.get("width", first), what, len(owner))
@@ -255,12 +288,16 @@ def _slice(value: object, slices: object = 1, *_: object) -> None:
 
 def _round(value: object, precision: object = 0, *_: object) -> None:
     if isinstance(precision, int) and abs(precision) > 100:
-        raise RenderLimitError(f"|round: a precision of {precision} is over the limit of 100")
+        raise RenderLimitError(
+            "round",
+            "|round: a precision of {precision} is over the limit of 100",
+            precision=precision,
+        )
 
 
 def _int(value: object, *_: object, **__: object) -> None:
     if isinstance(value, Decimal) and value.is_finite() and value.adjusted() > 4000:
-        raise RenderLimitError("|int: the number has too many digits")
+        raise RenderLimitError("int", "|int: the number has too many digits")
 
 
 def _tojson(value: object, indent: object = None) -> None:
@@ -278,13 +315,17 @@ def _heavy(text: str, what: str) -> None:
     """Filters that run regular expressions or Python loops per word get shorter input."""
     limit = current().limits.value // 5
     if len(text) > limit:
-        raise RenderLimitError(f"{what} was given more than {limit} characters")
+        raise RenderLimitError(
+            "input", "{what} was given more than {limit} characters", what=what, limit=limit
+        )
 
 
 def _count(n: int, what: str) -> None:
     limit = current().limits.range
     if n > limit:
-        raise RenderLimitError(f"{what}: {n} is over the limit of {limit}")
+        raise RenderLimitError(
+            "count", "{what}: {n} is over the limit of {limit}", what=what, n=n, limit=limit
+        )
 
 
 PRECHECKS: dict[str, Callable[..., None]] = {
@@ -333,7 +374,7 @@ def sum_filter(
 def guard_filter(name: str, func: _Fn, skip: int) -> _Fn:
     """One step per call, inputs checked, the named pre-check, the result checked."""
     precheck = PRECHECKS.get(name)
-    what = f"the filter |{name}"
+    what = f"|{name}"
 
     @functools.wraps(func)
     def guarded(*args: Any, **kwargs: Any) -> Any:

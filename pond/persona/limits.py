@@ -20,13 +20,24 @@ from datetime import date, timedelta
 from datetime import time as clock_time
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 from jinja2.exceptions import SecurityError
 from jinja2.utils import Namespace
 
+from pond.problems import Problem
+
 
 class RenderLimitError(SecurityError):
-    """A template went over one of the limits of a render."""
+    """A template went over one of the limits of a render. `problem` says which, in the
+    catalogue's words (persona/core/problems.toml, [persona] limit_*)."""
+
+    def __init__(self, code: str, english: str, /, **values: Any) -> None:
+        self.problem = Problem(f"persona.limit_{code}", english, **values)
+        super().__init__(self.problem.english)
+
+    def __str__(self) -> str:
+        return str(self.problem)
 
 
 @dataclass(frozen=True)
@@ -81,8 +92,10 @@ class _Budget:
         self.steps -= 1
         if self.steps < 0:
             raise RenderLimitError(
-                f"the template runs more than {self.limits.steps} steps "
-                "(loop iterations, calls, filters): too much work for one message"
+                "steps",
+                "the template runs more than {steps} steps "
+                "(loop iterations, calls, filters): too much work for one message",
+                steps=self.limits.steps,
             )
         self.unclocked -= 1
         if self.unclocked > 0:
@@ -90,10 +103,12 @@ class _Budget:
         self.unclocked = 8
         if time.thread_time() > self.deadline:
             raise RenderLimitError(
-                f"the template used more than {self.limits.cpu_s:g} s of CPU time"
+                "cpu",
+                "the template used more than {seconds} s of CPU time",
+                seconds=f"{self.limits.cpu_s:g}",
             )
         if self.cancel is not None and self.cancel.is_set():
-            raise RenderLimitError("the template was stopped: loading took too long")
+            raise RenderLimitError("cancelled", "the template was stopped: loading took too long")
 
     def measure(self, value: object) -> int:
         """The size of `value` (see `size_of`), charged the first time it is seen."""
@@ -111,8 +126,10 @@ class _Budget:
         self.units -= units
         if self.units < 0:
             raise RenderLimitError(
-                f"the template builds more than {self.limits.units} characters or items "
-                "in all: too much text for one message"
+                "units",
+                "the template builds more than {units} characters or items "
+                "in all: too much text for one message",
+                units=self.limits.units,
             )
 
 
@@ -122,7 +139,7 @@ def current() -> _Budget:
     if budget is None:
         # Jinja also evaluates constant expressions while compiling; refusing here makes it
         # leave them to run time, where the budget applies.
-        raise SecurityError("template code can only run inside a bounded render")
+        raise RenderLimitError("unbounded", "template code can only run inside a bounded render")
     return budget
 
 
@@ -213,7 +230,17 @@ def check_value(value: object, what: str) -> None:
     limit = budget.limits.value
     if isinstance(value, int) and not isinstance(value, bool):
         if value.bit_length() > budget.limits.bits:
-            raise RenderLimitError(f"{what} would build a number over {budget.limits.bits} bits")
+            raise RenderLimitError(
+                "bits",
+                "{what} would build a number over {bits} bits",
+                what=what,
+                bits=budget.limits.bits,
+            )
         return
     if budget.measure(value) > limit:
-        raise RenderLimitError(f"{what} would build more than {limit} characters or items")
+        raise RenderLimitError(
+            "value",
+            "{what} would build more than {limit} characters or items",
+            what=what,
+            limit=limit,
+        )

@@ -16,7 +16,6 @@ from functools import update_wrapper
 from typing import Any, cast
 
 import jinja2
-from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, LoopContext, markup_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import _PassArg
@@ -40,6 +39,7 @@ from pond.persona.guards import (
     text_of,
 )
 from pond.persona.limits import RenderLimitError, check_value, current, size_of
+from pond.problems import Problem
 
 _MAX_EXPONENT = 1_000  # largest exponent a template may use with `**`
 _MAX_YUAN_DIGITS = 15  # a price of 10^15 or more is a mistake (and `int()` of 1e999999 is slow)
@@ -113,7 +113,12 @@ class _Env(ImmutableSandboxedEnvironment):
         texts = [text_of(part, "`~`") for part in parts]
         size = sum(map(len, texts))
         if size > budget.limits.value:
-            raise RenderLimitError(f"`~` would build more than {budget.limits.value} characters")
+            raise RenderLimitError(
+                "chars",
+                "{what} would build more than {limit} characters",
+                what="~",
+                limit=budget.limits.value,
+            )
         budget.charge(size)
         if autoescape:  # {% autoescape true %}: escaping can make the text longer
             joined = markup_join(texts)
@@ -129,7 +134,7 @@ class _Env(ImmutableSandboxedEnvironment):
         except OverflowError:
             count = limit + 1
         if count > limit:
-            raise RenderLimitError(f"range() is limited to {limit} numbers")
+            raise RenderLimitError("range", "range() is limited to {limit} numbers", limit=limit)
         return numbers
 
     # -- the sandbox's own hooks ----------------------------------------------------------
@@ -152,9 +157,9 @@ class _Env(ImmutableSandboxedEnvironment):
         budget = current()
         budget.tick()
         if not __self.is_safe_callable(__obj):
-            raise SecurityError(f"{__obj!r} is not safely callable")
-        name = getattr(__obj, "__name__", None) or getattr(__obj, "name", None) or "a function"
-        what = f"calling {name}"
+            raise RenderLimitError("unsafe_call", "{what!r} is not safely callable", what=__obj)
+        name = getattr(__obj, "__name__", None) or getattr(__obj, "name", None) or ""
+        what = f"{name}()"
         # Calls inside loops and blocks carry Jinja's own scope arguments; Context.call
         # drops them, and so must the checks and replacements of built-in methods.
         given = {k: v for k, v in kwargs.items() if k not in ("_loop_vars", "_block_vars")}
@@ -165,8 +170,9 @@ class _Env(ImmutableSandboxedEnvironment):
             args = (guarded_items(args[0]), *args[1:])
         if budget.depth >= budget.limits.depth:
             raise RenderLimitError(
-                f"calls nest more than {budget.limits.depth} deep "
-                "(a macro or recursive loop calling itself?)"
+                "depth",
+                "calls nest more than {depth} deep (a macro or recursive loop calling itself?)",
+                depth=budget.limits.depth,
             )
         budget.depth += 1
         try:
@@ -178,7 +184,7 @@ class _Env(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Context | None, operator: str, left: Any, right: Any) -> Any:
         budget = current()
         budget.tick()
-        what = f"`{operator}`"
+        what = operator
         limit = budget.limits.value
         if operator == "+":
             if (
@@ -186,7 +192,9 @@ class _Env(ImmutableSandboxedEnvironment):
                 and isinstance(right, str | list | tuple)
                 and size_of(left, limit) + size_of(right, limit) > limit
             ):
-                raise RenderLimitError(f"`+` would build more than {limit} items")
+                raise RenderLimitError(
+                    "items", "{what} would build more than {limit} items", what="+", limit=limit
+                )
         elif operator == "*":
             for seq, times in ((left, right), (right, left)):
                 if (
@@ -195,9 +203,13 @@ class _Env(ImmutableSandboxedEnvironment):
                     and times > 0
                     and size_of(seq, limit) * times > limit
                 ):
-                    raise RenderLimitError(f"`*` would build more than {limit} items")
+                    raise RenderLimitError(
+                        "items", "{what} would build more than {limit} items", what="*", limit=limit
+                    )
         elif operator == "**" and isinstance(right, int | float) and abs(right) > _MAX_EXPONENT:
-            raise RenderLimitError(f"`**` exponents are limited to {_MAX_EXPONENT}")
+            raise RenderLimitError(
+                "exponent", "`**` exponents are limited to {most}", most=_MAX_EXPONENT
+            )
         elif operator == "%" and isinstance(left, str):
             check_percent(left, right)
         # Chained powers ((10**1000)**1000)**10 stay within the exponent limit but not
@@ -209,7 +221,9 @@ class _Env(ImmutableSandboxedEnvironment):
                 else left.bit_length() + right.bit_length()
             )
             if bits > budget.limits.bits:
-                raise RenderLimitError(f"{what} would build a number over {bits} bits")
+                raise RenderLimitError(
+                    "bits", "{what} would build a number over {bits} bits", what=what, bits=bits
+                )
         result = self.binop_table[operator](left, right)
         check_value(result, what)
         return result
@@ -271,11 +285,13 @@ def _yuan(value: object) -> str:
     try:
         amount = Decimal(str(value).strip())
     except ArithmeticError:  # InvalidOperation, or an exponent beyond Decimal's range
-        raise ValueError(f"yuan expects a number, got {value!r}") from None
+        raise Problem("persona.yuan", "yuan expects a number, got {got!r}", got=value) from None
     if not amount.is_finite():
-        raise ValueError(f"yuan expects a finite number, got {value!r}")
+        raise Problem("persona.yuan", "yuan expects a finite number, got {got!r}", got=value)
     if amount.adjusted() >= _MAX_YUAN_DIGITS:  # (abs() would round, and overflow)
-        raise ValueError(f"yuan expects a price below 10^15, got {value!r}")
+        raise Problem(
+            "persona.yuan_big", "yuan expects a price below 10^15, got {got!r}", got=value
+        )
     if amount == amount.to_integral_value():
         return f"¥{int(amount)}"
     return f"¥{amount.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP)}"

@@ -14,7 +14,7 @@ from typing import Any
 
 import jinja2
 
-from pond.persona.errors import PersonaError
+from pond.persona.errors import PersonaError, say
 from pond.persona.files import (
     BRAND,
     CONFIG_FILE,
@@ -25,7 +25,7 @@ from pond.persona.files import (
     _read,
 )
 from pond.persona.sandbox import _Env, _make_env
-from pond.persona.templates import _TOO_DEEP, _describe, _Entry, _load_entry
+from pond.persona.templates import _TOO_DEEP, _describe, _Entry, _load_entry, syntax_problem
 
 
 @dataclass
@@ -63,9 +63,16 @@ def _build(
         try:
             env.get_template(rel)
         except jinja2.TemplateSyntaxError as exc:
-            return None, [PersonaError(shown(rel), exc.lineno, f"syntax error: {exc.message}")]
+            syntax = say(
+                "syntax_file",
+                "syntax error (line {line}): {detail}",
+                line=exc.lineno,
+                detail=syntax_problem(exc.message or ""),
+            )
+            return None, [PersonaError(shown(rel), exc.lineno, syntax)]
         except (RecursionError, MemoryError, SyntaxError):
-            return None, [PersonaError(shown(rel), None, f"the file {_TOO_DEEP}")]
+            the_file = say("the_file", "the file")
+            return None, [PersonaError(shown(rel), None, say("too_deep", _TOO_DEEP, what=the_file))]
     voice = env.get_template(VOICE_FILE) if VOICE_FILE in shared else None
     contexts: dict[str, Mapping[str, Any]] = {BRAND: {}}
     contexts.update((name, layer.vars) for name, layer in layers.items())
@@ -82,12 +89,17 @@ def _build(
                 for f in traceback.extract_tb(exc.__traceback__)
                 if f.filename == shown(VOICE_FILE)
             ]
-            which = "" if name == BRAND else f" with the vars of layer {name!r}"
-            return None, [
-                PersonaError(
-                    shown(VOICE_FILE), frames[-1] if frames else None, f"{_describe(exc)}{which}"
+            reason = (
+                _describe(exc)
+                if name == BRAND
+                else say(
+                    "voice_layer",
+                    "{detail} with the vars of layer {layer!r}",
+                    detail=_describe(exc),
+                    layer=name,
                 )
-            ]
+            )
+            return None, [PersonaError(shown(VOICE_FILE), frames[-1] if frames else None, reason)]
 
     errors = [PersonaError(shown(rel), None, reason) for rel, reason in files.misplaced]
     entries: dict[tuple[str, str], _Entry] = {}
@@ -120,7 +132,13 @@ def _build(
             return
         errors.append(
             PersonaError(
-                failure.file, failure.line, f"{failure.reason}; the last good version keeps serving"
+                failure.file,
+                failure.line,
+                say(
+                    "kept",
+                    "{reason}; the last good version keeps serving",
+                    reason=failure.reason,
+                ),
             )
         )
 
@@ -132,7 +150,12 @@ def _build(
                 PersonaError(
                     shown(rel),
                     None,
-                    f"unknown layer {layer!r}: add a [layers.{layer}] table to {CONFIG_FILE}",
+                    say(
+                        "unknown_layer_file",
+                        "unknown layer {layer!r}: add a [layers.{layer}] table to {file}",
+                        layer=layer,
+                        file=CONFIG_FILE,
+                    ),
                 )
             )
         elif (BRAND, key) not in entries:
@@ -140,7 +163,12 @@ def _build(
                 PersonaError(
                     shown(rel),
                     None,
-                    f"overrides {key!r}, which has no working base file {shown(key + '.j2')}",
+                    say(
+                        "no_base",
+                        "overrides {key!r}, which has no working base file {base}",
+                        key=key,
+                        base=shown(key + ".j2"),
+                    ),
                 )
             )
         else:
@@ -151,8 +179,11 @@ def _build(
             PersonaError(
                 label,
                 None,
-                "reload refused: the change breaks templates that were working; "
-                "the previous persona keeps serving",
+                say(
+                    "reload_refused",
+                    "reload refused: the change breaks templates that were working; "
+                    "the previous persona keeps serving",
+                ),
             ),
         )
         return None, errors

@@ -17,16 +17,59 @@ import jinja2
 from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError
 
-from pond.persona.errors import PersonaError
+from pond.persona.errors import PersonaError, say
 from pond.persona.files import _RESERVED, VOICE_GLOBAL, _toml_error
+from pond.persona.limits import RenderLimitError
 from pond.persona.sandbox import _Env
+from pond.problems import Problem
 
 SEPARATOR = "---"
 
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined\Z")
 _TOO_DEEP = (
-    "is nested too deeply to compile (too many brackets, filters, ifs or loops inside one another)"
+    "{what} is nested too deeply to compile "
+    "(too many brackets, filters, ifs or loops inside one another)"
 )
+# Jinja's syntax errors (English) -> catalogue codes with the parts they name. The first
+# match wins; an unknown message is kept as a trailing detail.
+_SYNTAX: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"Encountered unknown tag '(?P<tag>[^']+)'\. Jinja was looking for the following "
+                r"tags: (?:'[^']+' or )*'(?P<end>end\w+)'.*The innermost block that needs to "
+                r"be closed is '(?P<block>[^']+)'"), "wrong_end"),
+    (re.compile(r"Unexpected end of template\. Jinja was looking for the following tags: "
+                r"(?:'[^']+' or )*'(?P<end>end\w+)'.*The innermost block that needs to be closed "
+                r"is '(?P<block>[^']+)'"), "unclosed_block"),
+    (re.compile(r"Encountered unknown tag '(?P<tag>[^']+)'"), "unknown_tag"),
+    (re.compile(r"unexpected end of template, expected 'end of print statement'"),
+     "unclosed_variable"),
+    (re.compile(r"unexpected end of template, expected 'end of statement block'"),
+     "unclosed_statement"),
+    (re.compile(r"Missing end of comment tag"), "unclosed_comment"),
+    (re.compile(r"unexpected end of template"), "unexpected_end"),
+    (re.compile(r"expected token '(?P<want>[^']+)', got '(?P<got>[^']*)'"), "expected_token"),
+    (re.compile(r"Expected an expression, got '(?P<got>[^']*)'"), "expected_expression"),
+    (re.compile(r"unexpected char '(?P<char>.)'"), "unexpected_char"),
+    (re.compile(r"unexpected '(?P<got>[^']*)'"), "unexpected_token"),
+)  # fmt: skip
+_TOKENS = {"end of print statement": "}}", "end of statement block": "%}"}
+
+
+def syntax_problem(message: str) -> Problem:
+    """What a Jinja syntax error means, in the catalogue's words (Chinese for operators)."""
+    for pattern, code in _SYNTAX:
+        found = pattern.search(message)
+        if found:
+            values = {k: _TOKENS.get(v, v) for k, v in found.groupdict().items()}
+            if code == "expected_token" and values["want"] == "name":
+                code = "expected_name"  # a filter or attribute name is missing
+            return say(f"syntax_{code}", "{detail}", detail=message, **values)
+    return say("syntax_unknown", "{detail}", detail=message)
+
+
+def _what(number: int, several: bool) -> Problem:
+    if several:
+        return say("variant", "variant {n}", n=number)
+    return say("the_template", "the template")
 
 
 @dataclass(frozen=True)
@@ -73,7 +116,9 @@ def _parse_samples(inner: str, path: str, first_line: int) -> dict[str, Any]:
     try:
         return _parse_sample_toml(inner, path, first_line)
     except RecursionError:  # tomllib recurses into nested arrays and tables
-        raise PersonaError(path, first_line, "the sample block is nested too deeply") from None
+        raise PersonaError(
+            path, first_line, say("samples_too_deep", "the sample block is nested too deeply")
+        ) from None
 
 
 def _parse_sample_toml(inner: str, path: str, first_line: int) -> dict[str, Any]:
@@ -82,18 +127,26 @@ def _parse_sample_toml(inner: str, path: str, first_line: int) -> dict[str, Any]
     except tomllib.TOMLDecodeError as whole:
         label, _, rest = inner.partition("\n")
         if _is_toml(label):
-            raise _toml_error(whole, path, first_line, "the sample block") from whole
+            raise _toml_error(
+                whole, path, first_line, say("samples", "the sample block")
+            ) from whole
         try:
             samples = tomllib.loads(rest)
         except tomllib.TOMLDecodeError as exc:
-            raise _toml_error(exc, path, first_line + 1, "the sample block") from exc
+            raise _toml_error(
+                exc, path, first_line + 1, say("samples", "the sample block")
+            ) from exc
     for name in samples:
         if not name.isidentifier() or name in _RESERVED:
             raise PersonaError(
                 path,
                 first_line,
-                f"sample variable {name!r} is not a usable name "
-                "(letters, digits and '_'; 'voice' and Jinja's own names are reserved)",
+                say(
+                    "sample_name",
+                    "sample variable {name!r} is not a usable name "
+                    "(letters, digits and '_'; 'voice' and Jinja's own names are reserved)",
+                    name=name,
+                ),
             )
     return samples
 
@@ -107,7 +160,11 @@ def _split_source(text: str, path: str) -> _Split:
         open_line = text.count("\n", 0, head.end()) + 1
         close = text.find("#}", head.end())
         if close < 0:
-            raise PersonaError(path, open_line, "the comment opened here is never closed with #}")
+            raise PersonaError(
+                path,
+                open_line,
+                say("comment_open", "the comment opened here is never closed with #}}"),
+            )
         inner = text[head.end() : close].removesuffix("-")
         samples = _parse_samples(inner, path, open_line)
         start = close + 2
@@ -129,21 +186,41 @@ def _split_source(text: str, path: str) -> _Split:
     return _Split(samples, variants)
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException) -> Problem:
+    if isinstance(exc, Problem):
+        return exc
+    detail: Problem | str = exc.problem if isinstance(exc, RenderLimitError) else str(exc)
     if isinstance(exc, SecurityError):
-        return f"blocked by the sandbox: {exc}"
+        if isinstance(detail, Problem):  # our own limits say what was too much
+            return say("limit", "stopped by the sandbox: {detail}", detail=detail)
+        return say("sandbox", "blocked by the sandbox: {detail}", detail=detail)
     if isinstance(exc, jinja2.UndefinedError):
         found = _UNDEFINED_NAME.match(str(exc))
-        return f"undefined variable {found.group(1)!r}" if found else f"undefined value: {exc}"
+        if found:
+            return say("undefined", "undefined variable {name!r}", name=found.group(1))
+        return say("undefined_value", "undefined value: {detail}", detail=detail)
     if isinstance(exc, jinja2.TemplateNotFound):
-        return str(exc.message)
+        return say(
+            "include_denied",
+            "cannot import or include {name!r}: only shared files such as "
+            "'_voice.j2' or '<plugin>/_<name>.j2' can be used",
+            name=exc.name,
+        )
     if isinstance(exc, jinja2.TemplateSyntaxError):
-        return f"syntax error in {exc.filename or exc.name}:{exc.lineno}: {exc.message}"
+        return say(
+            "syntax_in",
+            "syntax error in {file}:{line}: {detail}",
+            file=exc.filename or exc.name,
+            line=exc.lineno,
+            detail=syntax_problem(exc.message or ""),
+        )
     if isinstance(exc, RecursionError):
-        return "nests too deeply (a macro, include or loop that calls itself?)"
+        return say("recursion", "nests too deeply (a macro, include or loop that calls itself?)")
     if isinstance(exc, MemoryError):
-        return "needs more memory than the bot has (a huge string or list?)"
-    return f"{type(exc).__name__}: {exc}"
+        return say("memory", "needs more memory than the bot has (a huge string or list?)")
+    if isinstance(detail, Problem):
+        return detail
+    return say("failed", "{kind}: {detail}", kind=type(exc).__name__, detail=detail)
 
 
 def _locate(exc: BaseException, variant: _Variant, env: _Env) -> tuple[int, str]:
@@ -157,7 +234,7 @@ def _locate(exc: BaseException, variant: _Variant, env: _Env) -> tuple[int, str]
         if filename == variant.code_name:
             line, via = variant.line + lineno - 1, ""
         elif filename in env.shared_files and line is not None:
-            via = f" (in {filename}:{lineno})"
+            via = f" ({filename}:{lineno})"
     if line is None:
         line = variant.line
         found = _UNDEFINED_NAME.match(str(exc)) if isinstance(exc, jinja2.UndefinedError) else None
@@ -199,23 +276,40 @@ def _load_entry(
     several = len(split.variants) > 1
     variants: list[_Variant] = []
     for number, (line, source) in enumerate(split.variants, 1):
-        what = f"variant {number}" if several else "the template"
+        what = _what(number, several)
         if not source.strip():
-            hint = " (a --- line with nothing after it?)" if several else ""
-            raise PersonaError(path, line, f"{what} is empty{hint}")
+            empty = (
+                say(
+                    "empty_variant",
+                    "{what} is empty (a --- line with nothing after it?)",
+                    what=what,
+                )
+                if several
+                else say("empty", "{what} is empty", what=what)
+            )
+            raise PersonaError(path, line, empty)
         code_name = f"{path}#{number}"
         try:
             ast = env.parse(source, key, code_name)
             code = env.compile(ast, key, code_name)
             undeclared = meta.find_undeclared_variables(ast)
         except jinja2.TemplateSyntaxError as exc:
+            at = line + (exc.lineno or 1) - 1
             raise PersonaError(
-                path, line + (exc.lineno or 1) - 1, f"syntax error in {what}: {exc.message}"
+                path,
+                at,
+                say(
+                    "syntax_variant" if several else "syntax",
+                    "syntax error in {what} (line {line}): {detail}",
+                    what=what,
+                    line=at,
+                    detail=syntax_problem(exc.message or ""),
+                ),
             ) from exc
         except (RecursionError, MemoryError, SyntaxError) as exc:
             # Jinja's parser recurses per bracket, filter and block; Python's compiler
             # limits nested blocks and indentation of the code Jinja generates.
-            raise PersonaError(path, line, f"{what} {_TOO_DEEP}") from exc
+            raise PersonaError(path, line, say("too_deep", _TOO_DEEP, what=what)) from exc
         missing = undeclared - allowed
         if missing:
             first = _first_uses(ast, missing)
@@ -223,8 +317,13 @@ def _load_entry(
             raise PersonaError(
                 path,
                 line + first.get(name, 1) - 1,
-                f"{what} uses variable {name!r}, which has no sample value: declare it "
-                f"in the {{# ... #}} block at the top of the file, e.g. {name} = ...",
+                say(
+                    "no_sample",
+                    "{what} uses variable {name!r}, which has no sample value: declare it "
+                    "in the {{# ... #}} block at the top of the file, e.g. {name} = ...",
+                    what=what,
+                    name=name,
+                ),
             )
         template = env.template_class.from_code(env, code, env.make_globals(None))
         variant = _Variant(template, number, line, code_name, source)
@@ -232,8 +331,16 @@ def _load_entry(
             output = template.render(trial).strip()
         except Exception as exc:
             at, via = _locate(exc, variant, env)
-            raise PersonaError(path, at, f"{what}: {_describe(exc)}{via}") from exc
+            raise PersonaError(
+                path,
+                at,
+                say("render", "{what}: {detail}{via}", what=what, detail=_describe(exc), via=via),
+            ) from exc
         if not output:
-            raise PersonaError(path, line, f"{what} renders empty text with the sample values")
+            raise PersonaError(
+                path,
+                line,
+                say("renders_empty", "{what} renders empty text with the sample values", what=what),
+            )
         variants.append(variant)
     return _Entry(key, layer, path, text, split.samples, tuple(variants))
