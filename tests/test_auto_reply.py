@@ -509,6 +509,18 @@ async def test_copy_asking_for_a_reply_no_rule_answers_is_flagged(
         await sim.close()
 
 
+async def test_the_shipped_persona_names_no_word_nothing_answers(tmp_path: Path) -> None:
+    # The default plugins on the shipped copy: operator copy of a plugin that is off (the
+    # calendar's 回复「朋友圈计划 帖子id」) names a command, not a customer's word.
+    sim = await ChatSim.create(
+        tmp_path / "data", plugins=["greeter", "auto_reply", "friends", "groups", "admin"]
+    )
+    try:
+        assert lint.app_unanswered(sim.app) == []
+    finally:
+        await sim.close()
+
+
 # -- hand-off ----------------------------------------------------------------------------------
 
 

@@ -152,10 +152,18 @@ def app_unanswered(app: App) -> list[Call]:
         return None
 
     catch_all = route_for(CONTROL)
+    # Operator copy names commands ("回复“结束人工 3”"), also those of plugins that are
+    # not running (their copy reaches nobody then).
+    described = {
+        name.lower()
+        for info in app.commands.catalog.infos.values()
+        for name in (info.name, *info.names)
+    }
 
     def answered(word: str) -> bool:
-        if app.commands.resolve(word.split()[0]) is not None:
-            return True  # operator copy: "回复“结束人工 3”"
+        first = word.split()[0]
+        if app.commands.resolve(first) is not None or first.lower() in described:
+            return True
         taken = route_for(word)
         return taken is not None and taken != catch_all
 
