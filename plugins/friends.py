@@ -166,12 +166,12 @@ def _book_changed(st: FriendsState, change: BookChange) -> None:
 
 # -- events ---------------------------------------------------------------------------------
 def _blocked_request(ctx: Context) -> filters.Filter:
-    st = state(ctx)
-
+    # The state is read when a request comes, not here: filters are built before the
+    # plugin starts, and a broken data file must be told as the plugin's start-up problem.
     def check(event: Event) -> bool:
         return (
             isinstance(event, FriendRequest)
-            and requests.decide(st, event.contact.id, event.hello).verdict == "block"
+            and requests.decide(state(ctx), event.contact.id, event.hello).verdict == "block"
         )
 
     return check

@@ -427,8 +427,16 @@ class Outbox:
             await self._nap(wait)
         if item.row is None:
             self._items.remove(item)
+        work = asyncio.ensure_future(self._process(item))
         try:
-            await self._process(item)
+            try:
+                await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # A clean stop (or the stop's grace running out) must not cut a send in
+                # half: the part in flight finishes and is journaled, then the stop goes on.
+                # Cut here, it would be "sending" at the next start: unknown, never sent.
+                await asyncio.wait([work])
+                raise
         except Exception as error:
             # A bug here must not stop the one worker; the item is failed, never retried
             # blindly (a row left "sending" becomes "unknown" at the next start).

@@ -98,6 +98,7 @@ COUNT_NAMES = {
     "tags": "个标签",
     "events": "条事件",
     "deliveries": "条发送记录",
+    "journal": "条收发日志",
     "records": "条插件记录",
     "queued_actions": "个待发送动作",
     "files": "个文件",
