@@ -11,12 +11,14 @@ import tomllib
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import CodeType
 from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError
 
+from pond.persona.codecache import CodeCache
 from pond.persona.errors import PersonaError
 from pond.persona.files import _RESERVED, VOICE_GLOBAL, _toml_error
 from pond.persona.sandbox import _Env
@@ -188,8 +190,12 @@ def _load_entry(
     text: str,
     context: Mapping[str, Any],
     voice: Any | None,
+    cache: CodeCache | None = None,
+    brand: Mapping[str, Any] | None = None,
 ) -> _Entry:
-    """Parse, check and trial-render every variant of one file; raise the first problem."""
+    """Parse, check and trial-render every variant of one file; raise the first problem.
+    With a `cache`, a variant compiled at an earlier start is not parsed or compiled again
+    (its variable check and trial render still run)."""
     split = _split_source(text, path)
     allowed = set(env.globals) | set(context) | set(split.samples)
     trial = {**context, **split.samples}
@@ -204,28 +210,14 @@ def _load_entry(
             hint = " (a --- line with nothing after it?)" if several else ""
             raise PersonaError(path, line, f"{what} is empty{hint}")
         code_name = f"{path}#{number}"
-        try:
-            ast = env.parse(source, key, code_name)
-            code = env.compile(ast, key, code_name)
-            undeclared = meta.find_undeclared_variables(ast)
-        except jinja2.TemplateSyntaxError as exc:
-            raise PersonaError(
-                path, line + (exc.lineno or 1) - 1, f"syntax error in {what}: {exc.message}"
-            ) from exc
-        except (RecursionError, MemoryError, SyntaxError) as exc:
-            # Jinja's parser recurses per bracket, filter and block; Python's compiler
-            # limits nested blocks and indentation of the code Jinja generates.
-            raise PersonaError(path, line, f"{what} {_TOO_DEEP}") from exc
-        missing = undeclared - allowed
-        if missing:
-            first = _first_uses(ast, missing)
-            name = min(missing, key=lambda n: (first.get(n, 1), n))
-            raise PersonaError(
-                path,
-                line + first.get(name, 1) - 1,
-                f"{what} uses variable {name!r}, which has no sample value: declare it "
-                f"in the {{# ... #}} block at the top of the file, e.g. {name} = ...",
-            )
+        digest = cache.digest(brand or {}, key, code_name, source) if cache else ""
+        cached = cache.get(digest) if cache else None
+        if cached is not None and not cached[1] - allowed:
+            code, undeclared = cached
+        else:
+            code, undeclared = _compile(env, key, path, line, what, code_name, source, allowed)
+            if cache is not None:
+                cache.put(digest, code, set(undeclared))
         template = env.template_class.from_code(env, code, env.make_globals(None))
         variant = _Variant(template, number, line, code_name, source)
         try:
@@ -237,3 +229,39 @@ def _load_entry(
             raise PersonaError(path, line, f"{what} renders empty text with the sample values")
         variants.append(variant)
     return _Entry(key, layer, path, text, split.samples, tuple(variants))
+
+
+def _compile(
+    env: _Env,
+    key: str,
+    path: str,
+    line: int,
+    what: str,
+    code_name: str,
+    source: str,
+    allowed: set[str],
+) -> tuple[CodeType, frozenset[str]]:
+    """Parse and compile one variant; refuse a syntax error or a variable with no sample."""
+    try:
+        ast = env.parse(source, key, code_name)
+        code = env.compile(ast, key, code_name)
+        undeclared = meta.find_undeclared_variables(ast)
+    except jinja2.TemplateSyntaxError as exc:
+        raise PersonaError(
+            path, line + (exc.lineno or 1) - 1, f"syntax error in {what}: {exc.message}"
+        ) from exc
+    except (RecursionError, MemoryError, SyntaxError) as exc:
+        # Jinja's parser recurses per bracket, filter and block; Python's compiler
+        # limits nested blocks and indentation of the code Jinja generates.
+        raise PersonaError(path, line, f"{what} {_TOO_DEEP}") from exc
+    missing = undeclared - allowed
+    if missing:
+        first = _first_uses(ast, missing)
+        name = min(missing, key=lambda n: (first.get(n, 1), n))
+        raise PersonaError(
+            path,
+            line + first.get(name, 1) - 1,
+            f"{what} uses variable {name!r}, which has no sample value: declare it "
+            f"in the {{# ... #}} block at the top of the file, e.g. {name} = ...",
+        )
+    return code, frozenset(undeclared)
