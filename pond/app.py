@@ -293,6 +293,7 @@ class App:
         lock = self._chat_locks.setdefault(event.chat_id, asyncio.Lock())
         try:
             async with lock:
+                self.store.sql.flush_if_overdue()  # a burst's receipts: durable soon
                 with origin(key or self.inbox.key_of(event), replay=replay):
                     await self.handle(event)
                 if key:
