@@ -16,7 +16,9 @@ Durability:
   ``defer()`` (the inbox and outbox journals) sit in memory until ``flush()`` writes them
   all in ONE transaction. ``run_flusher`` flushes a few ms after the first pending write
   (``group_window``); ``events()``, ``close()`` and the outbox (before every send) flush
-  too, so no action leaves before the batch that decided it is committed. Reads through
+  too, so no action leaves before the batch that decided it is committed. While a burst
+  keeps the loop busy, the next handler to start commits overdue receipts
+  (``flush_if_overdue``). Reads through
   ``kv_get``/``kv_items`` see pending writes. What is pending at a kill -9 is lost: the
   inbox journal makes that safe (an event whose "handled" mark is lost is handled again,
   and its actions are deduplicated by (event, ordinal)).
