@@ -82,3 +82,15 @@ def test_an_unwritable_cache_only_costs_speed(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     persona = start(root, blocker / "cache" / "persona-code.bin")
     assert hello(persona) == {"你好 小美", "嗨 小美", "小美，欢迎光临小鱼塘"}
+
+
+def test_versions_edited_away_leave_the_cache_file(tmp_path: Path) -> None:
+    root = write(tmp_path / "persona", BASIC)
+    cache = tmp_path / "persona-code.bin"
+    start(root, cache)
+    size = cache.stat().st_size
+    for n in range(5):
+        text = f'{{# 示例变量\nname = "小美"\n#}}\n第{n}版 {{{{ name }}}}\n'
+        edit(root, "greeter/hello.j2", text)
+        start(root, cache)
+    assert cache.stat().st_size <= size  # one variant now, where there were three

@@ -32,7 +32,7 @@ from jinja2.bccache import Bucket
 log = logging.getLogger("pond.persona")
 
 _FORMAT = 1
-_MAX_ENTRIES = 5000  # a few persona folders' worth; beyond it the oldest go
+_MAX_ENTRIES = 5000  # in memory, across many reloads; beyond it the oldest go
 
 
 def _code_salt() -> bytes:
@@ -64,6 +64,7 @@ class CodeCache:
         self.path = path
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[CodeType, tuple[str, ...]]] = {}
+        self._used: set[str] = set()  # what this process loaded or compiled: what is kept
         self._loaded = False
         self._changed = False
         self.hits = 0
@@ -104,11 +105,13 @@ class CodeCache:
                 self.misses += 1
                 return None
             self.hits += 1
+            self._used.add(digest)
             return found[0], frozenset(found[1])
 
     def put(self, digest: str, code: CodeType, undeclared: set[str]) -> None:
         with self._lock:
             self._entries[digest] = (code, tuple(sorted(undeclared)))
+            self._used.add(digest)
             while len(self._entries) > _MAX_ENTRIES:
                 self._entries.pop(next(iter(self._entries)))
             self._changed = True
@@ -118,7 +121,9 @@ class CodeCache:
         with self._lock:
             if not self._changed:
                 return
-            blob = marshal.dumps({"salt": _salt(), "entries": self._entries})
+            # Versions of files edited away are dropped: the file stays one persona's size.
+            kept = {d: e for d, e in self._entries.items() if d in self._used}
+            blob = marshal.dumps({"salt": _salt(), "entries": kept})
             self._changed = False
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
