@@ -66,7 +66,10 @@ class App:
         self.strict = strict
         self.store = store or Store(settings.bot.data_dir, settings.bot.database_url or None)
         self.persona = persona or Persona(
-            settings.bot.persona_dir, max_chars=settings.bot.persona_max_chars, rng=self.rng
+            settings.bot.persona_dir,
+            max_chars=settings.bot.persona_max_chars,
+            rng=self.rng,
+            code_cache=settings.bot.data_dir / "cache" / "persona-code.bin",
         )
         self.ledger = Ledger(self.store.sql.engine, self.store.sql.metadata)
         self.book = CustomerBook(self.store.sql.engine, self.store.sql.metadata)
@@ -297,6 +300,7 @@ class App:
         lock = self._chat_locks.setdefault(event.chat_id, asyncio.Lock())
         try:
             async with lock:
+                self.store.sql.flush_if_overdue()  # a burst's receipts: durable soon
                 with origin(key or self.inbox.key_of(event), replay=replay):
                     await self.handle(event)
                 if key:

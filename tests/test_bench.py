@@ -28,5 +28,9 @@ def test_bench_smoke_prints_and_writes_the_table(tmp_path: Path) -> None:
         "scale ratio",
         "RSS",
         "startup to first reply",
+        "restart to first reply",
+        "msgs/s, bursts of 25",
+        "bursts of 25: receipt -> durable enqueue p99",
+        "commits per message",
     ]:
         assert figure in table

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pond.persona.codecache import CodeCache
 from pond.persona.errors import PersonaError, UnknownKeyError, _combine, say
 from pond.persona.files import BRAND, CONFIG_FILE, VOICE_GLOBAL, _scan, _Snapshot
 from pond.persona.limits import cancellable
@@ -66,6 +67,7 @@ class Persona:
     `Persona(root)` loads and trial-renders everything and raises PersonaError if anything is
     broken. `render()` picks a variant (never the same one twice in a row in one chat),
     resolves layers and caps the length. `reload_if_changed()` is meant to be polled.
+    With `code_cache` (a file), compiled variants are kept there for the next start.
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class Persona:
         max_chars: int = 1500,
         rng: random.Random | None = None,
         variant_memory: int = VARIANT_MEMORY,
+        code_cache: Path | None = None,
     ) -> None:
         if max_chars < 2:
             raise ValueError("max_chars must be at least 2")
@@ -86,6 +89,7 @@ class Persona:
         self._last: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._version = 1
         self._reloading = False
+        self._cache = CodeCache(code_cache) if code_cache is not None else None
         if not self._root.is_dir():
             raise PersonaError(str(root), None, say("no_folder", "persona folder not found"))
         self._snapshot = _scan(self._root)
@@ -93,7 +97,7 @@ class Persona:
         state = _BUILT.get(cache_key)
         if state is None:
             with _stopped_after(RELOAD_TIMEOUT_S) as stop, cancellable(stop):
-                state, errors = _build(self._root, self._label, self._snapshot, None)
+                state, errors = _build(self._root, self._label, self._snapshot, None, self._cache)
             if errors or state is None:
                 raise _combine(errors)
             while len(_BUILT) >= 4:
@@ -309,7 +313,7 @@ class Persona:
         """Build a new state; reads `previous` but changes nothing (it may run in a thread)."""
         try:
             with cancellable(cancel):
-                return _build(self._root, self._label, snapshot, previous)
+                return _build(self._root, self._label, snapshot, previous, self._cache)
         except Exception as exc:  # a bug here must not stop a running bot
             log.exception("persona reload failed")
             return None, [

@@ -14,6 +14,7 @@ from typing import Any
 
 import jinja2
 
+from pond.persona.codecache import CodeCache, SharedFilesCache
 from pond.persona.errors import PersonaError, say
 from pond.persona.files import (
     BRAND,
@@ -44,7 +45,11 @@ def _voice_module(voice: jinja2.Template, variables: Mapping[str, Any]) -> Any:
 
 
 def _build(
-    root: Path, label: str, paths: Iterable[str], previous: _State | None
+    root: Path,
+    label: str,
+    paths: Iterable[str],
+    previous: _State | None,
+    cache: CodeCache | None = None,
 ) -> tuple[_State | None, list[PersonaError]]:
     """Load a persona folder. Returns (None, errors) when the whole load must be refused."""
 
@@ -59,6 +64,8 @@ def _build(
     except PersonaError as err:
         return None, [err]
     env = _make_env(brand, shared, label)
+    if cache is not None:
+        env.bytecode_cache = SharedFilesCache(cache, brand)
     for rel in shared:
         try:
             env.get_template(rel)
@@ -114,6 +121,8 @@ def _build(
             "path": path,
             "context": contexts[layer],
             "voice": modules[layer],
+            "cache": cache,
+            "brand": brand,
         }
         try:
             entries[layer, key] = _load_entry(env, text=_read(root, rel, label), **kwargs)
@@ -173,6 +182,8 @@ def _build(
             )
         else:
             load(layer, key, rel)
+    if cache is not None:
+        cache.save()
     if refused:
         errors.insert(
             0,

@@ -11,12 +11,14 @@ import tomllib
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import CodeType
 from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError
 
+from pond.persona.codecache import CodeCache
 from pond.persona.errors import PersonaError, say
 from pond.persona.files import _RESERVED, VOICE_GLOBAL, _toml_error
 from pond.persona.limits import RenderLimitError
@@ -265,8 +267,12 @@ def _load_entry(
     text: str,
     context: Mapping[str, Any],
     voice: Any | None,
+    cache: CodeCache | None = None,
+    brand: Mapping[str, Any] | None = None,
 ) -> _Entry:
-    """Parse, check and trial-render every variant of one file; raise the first problem."""
+    """Parse, check and trial-render every variant of one file; raise the first problem.
+    With a `cache`, a variant compiled at an earlier start is not parsed or compiled again
+    (its variable check and trial render still run)."""
     split = _split_source(text, path)
     allowed = set(env.globals) | set(context) | set(split.samples)
     trial = {**context, **split.samples}
@@ -289,42 +295,16 @@ def _load_entry(
             )
             raise PersonaError(path, line, empty)
         code_name = f"{path}#{number}"
-        try:
-            ast = env.parse(source, key, code_name)
-            code = env.compile(ast, key, code_name)
-            undeclared = meta.find_undeclared_variables(ast)
-        except jinja2.TemplateSyntaxError as exc:
-            at = line + (exc.lineno or 1) - 1
-            raise PersonaError(
-                path,
-                at,
-                say(
-                    "syntax_variant" if several else "syntax",
-                    "syntax error in {what} (line {line}): {detail}",
-                    what=what,
-                    line=at,
-                    detail=syntax_problem(exc.message or ""),
-                ),
-            ) from exc
-        except (RecursionError, MemoryError, SyntaxError) as exc:
-            # Jinja's parser recurses per bracket, filter and block; Python's compiler
-            # limits nested blocks and indentation of the code Jinja generates.
-            raise PersonaError(path, line, say("too_deep", _TOO_DEEP, what=what)) from exc
-        missing = undeclared - allowed
-        if missing:
-            first = _first_uses(ast, missing)
-            name = min(missing, key=lambda n: (first.get(n, 1), n))
-            raise PersonaError(
-                path,
-                line + first.get(name, 1) - 1,
-                say(
-                    "no_sample",
-                    "{what} uses variable {name!r}, which has no sample value: declare it "
-                    "in the {{# ... #}} block at the top of the file, e.g. {name} = ...",
-                    what=what,
-                    name=name,
-                ),
+        digest = cache.digest(brand or {}, key, code_name, source) if cache else ""
+        cached = cache.get(digest) if cache else None
+        if cached is not None and not cached[1] - allowed:
+            code, undeclared = cached
+        else:
+            code, undeclared = _compile(
+                env, key, path, line, what, code_name, source, allowed, several
             )
+            if cache is not None:
+                cache.put(digest, code, set(undeclared))
         template = env.template_class.from_code(env, code, env.make_globals(None))
         variant = _Variant(template, number, line, code_name, source)
         try:
@@ -344,3 +324,54 @@ def _load_entry(
             )
         variants.append(variant)
     return _Entry(key, layer, path, text, split.samples, tuple(variants))
+
+
+def _compile(
+    env: _Env,
+    key: str,
+    path: str,
+    line: int,
+    what: Problem,
+    code_name: str,
+    source: str,
+    allowed: set[str],
+    several: bool,
+) -> tuple[CodeType, frozenset[str]]:
+    """Parse and compile one variant; refuse a syntax error or a variable with no sample."""
+    try:
+        ast = env.parse(source, key, code_name)
+        code = env.compile(ast, key, code_name)
+        undeclared = meta.find_undeclared_variables(ast)
+    except jinja2.TemplateSyntaxError as exc:
+        at = line + (exc.lineno or 1) - 1
+        raise PersonaError(
+            path,
+            at,
+            say(
+                "syntax_variant" if several else "syntax",
+                "syntax error in {what} (line {line}): {detail}",
+                what=what,
+                line=at,
+                detail=syntax_problem(exc.message or ""),
+            ),
+        ) from exc
+    except (RecursionError, MemoryError, SyntaxError) as exc:
+        # Jinja's parser recurses per bracket, filter and block; Python's compiler
+        # limits nested blocks and indentation of the code Jinja generates.
+        raise PersonaError(path, line, say("too_deep", _TOO_DEEP, what=what)) from exc
+    missing = undeclared - allowed
+    if missing:
+        first = _first_uses(ast, missing)
+        name = min(missing, key=lambda n: (first.get(n, 1), n))
+        raise PersonaError(
+            path,
+            line + first.get(name, 1) - 1,
+            say(
+                "no_sample",
+                "{what} uses variable {name!r}, which has no sample value: declare it "
+                "in the {{# ... #}} block at the top of the file, e.g. {name} = ...",
+                what=what,
+                name=name,
+            ),
+        )
+    return code, frozenset(undeclared)

@@ -16,7 +16,9 @@ Durability:
   ``defer()`` (the inbox and outbox journals) sit in memory until ``flush()`` writes them
   all in ONE transaction. ``run_flusher`` flushes a few ms after the first pending write
   (``group_window``); ``events()``, ``close()`` and the outbox (before every send) flush
-  too, so no action leaves before the batch that decided it is committed. Reads through
+  too, so no action leaves before the batch that decided it is committed. While a burst
+  keeps the loop busy, the next handler to start commits overdue receipts
+  (``flush_if_overdue``). Reads through
   ``kv_get``/``kv_items`` see pending writes. What is pending at a kill -9 is lost: the
   inbox journal makes that safe (an event whose "handled" mark is lost is handled again,
   and its actions are deduplicated by (event, ordinal)).
@@ -38,6 +40,7 @@ import contextlib
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -211,6 +214,7 @@ class SqlStore:
         self._kv_pending: dict[tuple[str, str], object] = {}
         self._kick: asyncio.Event | None = None
         self._urgent = False  # an urgent write waits for the next group commit
+        self._urgent_at = 0.0  # monotonic time of the oldest urgent write pending
         # Called with the error when a flush fails for the disk (the App alerts, once).
         self.on_trouble: Callable[[BaseException | None], None] = lambda error: None
         self._next_auto_flush = batch_size
@@ -395,8 +399,23 @@ class SqlStore:
         self._check_open()
         self._ops.append(_Op(label, run, done))
         if urgent:
+            if not self._urgent:
+                self._urgent_at = time.monotonic()
             self._urgent = True
             self._nudge()
+
+    def flush_if_overdue(self) -> None:
+        """Commit now if an urgent write has waited longer than `group_window`. The
+        committer's timer cannot fire while the loop is busy (a burst of events being
+        handled one after another), so the handlers call this between events: a burst's
+        receipts are committed within about one window plus one handler, not after all of
+        them. Disk trouble leaves everything pending for the committer to retry."""
+        if not self._urgent or time.monotonic() - self._urgent_at < self.group_window:
+            return
+        try:
+            self.flush()
+        except (SQLAlchemyError, OSError) as error:
+            log.debug("early group commit failed (%s); the committer retries", _short(error))
 
     @property
     def committer_running(self) -> bool:
