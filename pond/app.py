@@ -218,8 +218,15 @@ class App:
                     fs = tuple(
                         f.make(ctx) if isinstance(f, Configured) else f for f in route.filters
                     )
-                except Exception as error:
-                    raise StartupError(f"{route.name}: cannot build its filter: {error}") from error
+                except Exception as error:  # a filter reads the plugin's data: its problem
+                    raise StartupError(
+                        problems.Problem(
+                            "startup.plugin_failed",
+                            "plugin {plugin} failed to start: {error}",
+                            plugin=route.plugin,
+                            error=error,
+                        )
+                    ) from error
                 route = dataclasses.replace(route, filters=fs)
             bound.append(route)
         self.routes = bound

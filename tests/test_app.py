@@ -158,6 +158,22 @@ async def test_missing_persona_file_stops_startup(tmp_path: Path) -> None:
         await ChatSim.create(tmp_path / "d", plugins=[plugin])
 
 
+async def test_a_filter_that_cannot_be_built_is_the_plugins_start_up_problem(
+    tmp_path: Path,
+) -> None:
+    plugin = Plugin("picky")
+
+    def from_data(ctx: Context) -> filters.Filter:
+        raise ValueError("picky.toml 第 3 行：写法不对")
+
+    @plugin.on_message(filters.configured(from_data))
+    async def answer(event: Message, ctx: Context) -> None: ...
+
+    with pytest.raises(StartupError) as caught:
+        await ChatSim.create(tmp_path / "d", plugins=[plugin])
+    assert str(caught.value) == "「picky」插件没能启动：picky.toml 第 3 行：写法不对"
+
+
 def run_bot(
     *args: str, stdin: str = "", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
