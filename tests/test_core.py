@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from harness import ROOT, ChatSim
 
-from plugins._core.optout import Verdict, load
+from plugins._core.optout import OptoutDataError, Verdict, load
 from pond import Action, ActionClass, ActionKind
 
 CORPUS = ROOT / "tests" / "data" / "optout_corpus.tsv"
@@ -117,6 +117,23 @@ async def test_copywriters_add_ways_of_saying_stop_without_a_restart(own: ChatSi
     await own.advance(5)
     assert (await own.say("carol", "再见不联系")).keys == ["core/optout_confirm"]
     assert (await own.say("dave", "别发了")).keys == ["core/optout_confirm"]
+
+
+def test_a_broken_word_list_is_told_in_chinese(tmp_path: Path) -> None:
+    words = tmp_path / "optout.toml"
+    told = "core/optout.toml："
+    for content, expected in (
+        ("[extra]\n", "不认识的表 extra，只能用 [optout]、[optin]、[ambiguous] 和 [guards]"),
+        ("[guards]\nmax_chars = 0\n", "[guards] 的 max_chars 要写 1 到 500 之间的整数"),
+        (
+            '[optout]\nexact = "退订"\n',
+            '[optout] 的 exact 要写成词语列表，例如 ["别发了", "不要再发了"]',
+        ),
+    ):
+        words.write_text(content, encoding="utf-8")
+        with pytest.raises(OptoutDataError) as caught:
+            load(words, "core/optout.toml", ["退订"], [])
+        assert str(caught.value) == told + expected
 
 
 async def test_opt_out_is_confirmed_once_and_recorded(sim: ChatSim) -> None:

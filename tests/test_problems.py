@@ -49,6 +49,8 @@ ALLOWED = {
     *("groups_rooms_file", "units"),
     # a call to action's [reply] table, in campaign files and calendar posts
     *("reply", "keywords", "answer", "days", "notify", "broadcasts", "reply_new_tea"),
+    # optout.toml's tables (退订 / 恢复订阅 / 要确认的说法 / guards)
+    *("optout", "optin", "ambiguous", "guards"),
     # the referral rules file's tables and fields
     *("words", "validity", "issue", "threshold"),
     # the friends plugin's data files (persona/friends/*.toml): tables, keys and values

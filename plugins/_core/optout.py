@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pond import filters
+from pond import Problem, filters, toml_problem
 
 FILE = "optout.toml"
 NEVER = "(?!x)x"  # what an empty word list matches: nothing
@@ -40,8 +40,13 @@ class Verdict(enum.Enum):
     NONE = "none"
 
 
-class OptoutDataError(ValueError):
-    """A problem in optout.toml, written so a copywriter can fix it from the message."""
+class OptoutDataError(Problem):
+    """A problem in optout.toml, written so a copywriter can fix it from the message
+    (Chinese text: `optout.<code>` in persona/core/problems.toml)."""
+
+
+def _problem(code: str, english: str, **values: object) -> OptoutDataError:
+    return OptoutDataError(code, english, **values)
 
 
 def fold(text: str) -> str:
@@ -158,17 +163,30 @@ def _alternatives(words: Iterable[str]) -> str:
 def _words(doc: dict[str, object], where: str, key: str, label: str) -> tuple[str, ...]:
     value = doc.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise OptoutDataError(f"{label}: [{where}] {key}: expected a list of words")
+        raise _problem(
+            "optout.words",
+            "{file}: [{table}] {key}: expected a list of words",
+            file=label,
+            table=where,
+            key=key,
+        )
     return tuple(dict.fromkeys(f for f in (fold(v) for v in value) if f))
 
 
 def _table(doc: dict[str, object], name: str, label: str, keys: set[str]) -> dict[str, object]:
     table = doc.get(name, {})
     if not isinstance(table, dict):
-        raise OptoutDataError(f"{label}: [{name}] must be a table")
+        raise _problem("optout.table", "{file}: [{table}] must be a table", file=label, table=name)
     unknown = sorted(set(table) - keys)
     if unknown:
-        raise OptoutDataError(f"{label}: [{name}] unknown key(s) {', '.join(unknown)}")
+        raise _problem(
+            "optout.unknown_keys",
+            "{file}: [{table}] unknown key(s) {keys}; known: {known}",
+            file=label,
+            table=name,
+            keys=unknown,
+            known=sorted(keys),
+        )
     return table
 
 
@@ -192,10 +210,14 @@ def load(
         try:
             doc = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-            raise OptoutDataError(f"{label}: {error}") from None
+            raise _problem(
+                "optout.toml", "{file}: {error}", file=label, error=toml_problem(error)
+            ) from None
     unknown = sorted(set(doc) - {"optout", "optin", "ambiguous", "guards"})
     if unknown:
-        raise OptoutDataError(f"{label}: unknown table(s) {', '.join(unknown)}")
+        raise _problem(
+            "optout.unknown_tables", "{file}: unknown table(s) {tables}", file=label, tables=unknown
+        )
     guards = _table(
         doc,
         "guards",
@@ -213,7 +235,12 @@ def load(
     for key, default in (("max_chars", 40), ("ambiguous_max_chars", 8)):
         value = guards.get(key, default)
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 500:
-            raise OptoutDataError(f"{label}: [guards] {key}: expected a number from 1 to 500")
+            raise _problem(
+                "optout.number",
+                "{file}: [guards] {key}: expected a number from 1 to 500",
+                file=label,
+                key=key,
+            )
         numbers[key] = value
     return Matcher(
         optout=_wordset(doc, "optout", label, optout_extra),
