@@ -340,8 +340,10 @@ def _compile(
     """Parse and compile one variant; refuse a syntax error or a variable with no sample."""
     try:
         ast = env.parse(source, key, code_name)
-        code = env.compile(ast, key, code_name)
         undeclared = meta.find_undeclared_variables(ast)
+        # Compiling costs as much as the variable check: a variant refused for a variable
+        # with no sample (1,300 of them, in the red-team set) is not compiled at all.
+        code = None if undeclared - allowed else env.compile(ast, key, code_name)
     except jinja2.TemplateSyntaxError as exc:
         at = line + (exc.lineno or 1) - 1
         raise PersonaError(
@@ -374,4 +376,5 @@ def _compile(
                 name=name,
             ),
         )
+    assert code is not None  # compiled above whenever no variable was missing
     return code, frozenset(undeclared)
