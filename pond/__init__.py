@@ -1,12 +1,24 @@
-"""pond: a WeChat private-traffic (私域流量) assistant kernel. Plugins import only from here."""
+"""pond: a WeChat private-traffic (私域流量) assistant kernel. Plugins import only from here
+(tests/test_boundaries.py holds them to it): everything a plugin needs is re-exported below,
+and everything it does with the kernel goes through its Context."""
 
 from pond import filters
 from pond.actions import Action, ActionClass, ActionKind, Media, MediaKind
 from pond.app import App, HandlerError, StartupError
-from pond.clock import Clock, FakeClock, SystemClock
-from pond.commands import Command
-from pond.config import ConfigError, DailyWindow, Range, Settings, setting
+from pond.clock import Clock, FakeClock, SystemClock, parse_duration
+from pond.commands import Admins, Arg, Command, Commands, UsageError
+from pond.config import ConfigError, DailyWindow, OutboxSettings, Range, Settings, setting
 from pond.context import Context
+from pond.cron import cron_trigger
+from pond.customers import (
+    STAGES,
+    BookChange,
+    Customer,
+    CustomerBook,
+    bad_stage,
+    check_tag,
+    facts_of,
+)
 from pond.events import (
     Contact,
     Event,
@@ -18,25 +30,38 @@ from pond.events import (
     MessageType,
     Room,
 )
-from pond.ledger import JobStatus, RowStatus
+from pond.ledger import BulkRow, JobStatus, Ledger, RowStatus
 from pond.outbox import Outbox, Outcome
+from pond.pauses import ALL as ALL_CHATS
+from pond.pauses import Pauses
 from pond.persona import Persona, PersonaError, Rendered
 from pond.plugin import AgendaItem, Plugin, ReviewItem
 from pond.problems import Problem, toml_line, toml_problem
+from pond.segments import Segment, SegmentError
+from pond.store import Namespace, SqlStore
 from pond.store.lock import running as bot_running
 from pond.transports import base as capabilities
 
 __all__ = [
+    "ALL_CHATS",
+    "STAGES",
     "Action",
     "ActionClass",
     "ActionKind",
+    "Admins",
     "AgendaItem",
     "App",
+    "Arg",
+    "BookChange",
+    "BulkRow",
     "Clock",
     "Command",
+    "Commands",
     "ConfigError",
     "Contact",
     "Context",
+    "Customer",
+    "CustomerBook",
     "DailyWindow",
     "Event",
     "FakeClock",
@@ -44,14 +69,18 @@ __all__ = [
     "HandlerError",
     "HumanTakeover",
     "JobStatus",
+    "Ledger",
     "Media",
     "MediaKind",
     "MemberJoined",
     "MemberLeft",
     "Message",
     "MessageType",
+    "Namespace",
     "Outbox",
+    "OutboxSettings",
     "Outcome",
+    "Pauses",
     "Persona",
     "PersonaError",
     "Plugin",
@@ -61,12 +90,21 @@ __all__ = [
     "ReviewItem",
     "Room",
     "RowStatus",
+    "Segment",
+    "SegmentError",
     "Settings",
+    "SqlStore",
     "StartupError",
     "SystemClock",
+    "UsageError",
+    "bad_stage",
     "bot_running",
     "capabilities",
+    "check_tag",
+    "cron_trigger",
+    "facts_of",
     "filters",
+    "parse_duration",
     "setting",
     "toml_line",
     "toml_problem",

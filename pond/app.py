@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from pond import binding, problems, rights
 from pond.actions import Action, ActionClass, ActionKind
 from pond.clock import Clock, FakeClock, SystemClock
-from pond.commands import Admins, Command, CommandCatalog, CommandError, Commands, audit_data
+from pond.commands import (
+    Admins,
+    Command,
+    CommandCatalog,
+    CommandError,
+    Commands,
+    UsageError,
+    audit_data,
+    parse_args,
+)
 from pond.config import ConfigError, Settings
 from pond.context import Context
 from pond.cron import cron_trigger
@@ -101,6 +111,7 @@ class App:
         self.outbox.on_error = lambda error: self._handler_failed("outbox", "action", error)
         self.plugins: dict[str, Plugin] = {}
         self.plugin_configs: dict[str, Any] = {}
+        self.plugin_states: dict[str, Any] = {}
         self.routes: list[Route] = []
         self.jobs: dict[str, Job] = {}
         self.triggers: dict[str, BaseTrigger] = {}
@@ -163,6 +174,7 @@ class App:
                 self.persona.require(plugin.persona_keys, owner=plugin.name)
             except PersonaError as error:
                 raise StartupError(str(error)) from error
+        await self._build_states()
         self._bind_configured_filters()
         # Read every existing document file now: a corrupt one stops start-up naming it,
         # rather than failing the first customer whose message touches it.
@@ -208,6 +220,29 @@ class App:
                 continue
             self.record("in.resumed", chat_id=event.chat_id, stale=False)
             self._spawn(event, key, replay=True)
+
+    def context(self, plugin: str) -> Context:
+        """A plugin's Context outside any event (scripts, tests, the command line)."""
+        return Context(self, self.plugins[plugin])
+
+    async def _build_states(self) -> None:
+        for plugin in self.plugins.values():
+            if plugin.state_factory is None or plugin.name in self.plugin_states:
+                continue
+            try:
+                state = plugin.state_factory(Context(self, plugin))
+                if inspect.isawaitable(state):
+                    state = await state
+            except Exception as error:
+                raise StartupError(
+                    problems.Problem(
+                        "startup.plugin_failed",
+                        "plugin {plugin} failed to start: {error}",
+                        plugin=plugin.name,
+                        error=error,
+                    )
+                ) from error
+            self.plugin_states[plugin.name] = state
 
     def _bind_configured_filters(self) -> None:
         bound = []
@@ -342,11 +377,20 @@ class App:
                 and not event.mentions_self
             ):
                 continue
-            if not all(f(event) for f in route.filters):
+            matched: Any = None
+            for check in route.filters:
+                found = check(event)
+                if not found:
+                    break
+                if found is not True:
+                    matched = found  # a filter that says what it matched hands it on
+            else:
+                found = True
+            if not found:
                 continue
             plugin = self.plugins[route.plugin]
             try:
-                await route.handler(event, Context(self, plugin, event))
+                await route.handler(event, Context(self, plugin, event, matched=matched))
             except Exception as error:
                 self._handler_failed(route.name, event.kind, error)
             if route.block:
@@ -373,8 +417,23 @@ class App:
         spec = self.commands.specs[command.name]
         audit = audit_data(command, spec.keep_args, self.is_known_id)
         self.record("admin.command", contact_id=command.sender.id, **audit)
+        ctx = Context(self, self.plugins[spec.plugin], command)
+        if spec.args is not None:
+            try:
+                command = dataclasses.replace(command, values=parse_args(spec.args, command))
+            except UsageError as wrong:
+                info = self.commands.catalog.info(command.name)
+                await ctx.reply(
+                    "core/command_usage",
+                    name=info.display,
+                    usage=info.usage,
+                    reason=wrong.reason,
+                    value=wrong.value[:30],
+                )
+                return
+            ctx = Context(self, self.plugins[spec.plugin], command)
         try:
-            await spec.handler(command, Context(self, self.plugins[spec.plugin], command))
+            await spec.handler(command, ctx)
         except Exception as error:
             self._handler_failed(f"{spec.plugin}.{command.name}", "command", error)
 
@@ -447,9 +506,18 @@ class App:
     def is_room(self, chat_id: str) -> bool:
         return chat_id in self.rooms
 
-    def alert(self, key: str, data: dict[str, Any] | None = None, **more: Any) -> None:
-        """Tell every admin, in the service voice. A broken alert template is logged, never
-        raised: alerts happen exactly when things are already going wrong."""
+    def alert(
+        self,
+        key: str,
+        data: dict[str, Any] | None = None,
+        *,
+        also: Iterable[str] = (),
+        plugin: str = "core",
+        **more: Any,
+    ) -> None:
+        """Tell every admin (and the ids in `also`), in the service voice. A broken alert
+        template is logged, never raised: alerts happen exactly when things are already
+        going wrong."""
         variables = {**(data or {}), **more}
         if self.alert_listener is not None:
             self.alert_listener(key, variables)
@@ -458,7 +526,7 @@ class App:
             # line is not the place for a dict of customer data.
             log.warning("alert %s", key)
             log.debug("alert %s %s", key, {k: v for k, v in variables.items() if k != "text"})
-        for admin in self.admins.ids():
+        for admin in dict.fromkeys([*self.admins.ids(), *also]):
             try:
                 text = self.persona.render(key, chat_id=admin, contact_id=admin, **variables).text
             except PersonaError as error:
@@ -471,7 +539,7 @@ class App:
                     cls=ActionClass.SERVICE,
                     text=text,
                     key=key,
-                    plugin="core",
+                    plugin=plugin,
                 )
             )
 

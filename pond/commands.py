@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import re
 import tomllib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -41,6 +41,7 @@ class Command:
     id: str = ""
     origin: str = "chat"  # "chat" (WeChat or console) or "cli"
     room: Room | None = None  # always None: commands are private
+    values: Mapping[str, Any] = field(default_factory=dict)  # declared args, parsed
 
     kind = "command"
 
@@ -50,11 +51,60 @@ class Command:
 
 
 @dataclass(frozen=True, slots=True)
+class Arg:
+    """A declared command argument: `Arg("who")`, `Arg("n", int)`, or a last one that takes
+    the rest of the line, `Arg("note", rest=True, required=False)`. `type` is str, int or
+    float (or any callable raising ValueError on a bad word)."""
+
+    name: str
+    type: Callable[[str], Any] = str
+    required: bool = True
+    rest: bool = False
+
+
+class UsageError(ValueError):
+    """Wrong arguments: `reason` is missing, not_a_number or too_many; `value` the word."""
+
+    def __init__(self, reason: str, value: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.value = value
+
+
+def parse_args(spec: tuple[Arg, ...], command: Command) -> dict[str, Any]:
+    words = list(command.args)
+    values: dict[str, Any] = {}
+    for i, arg in enumerate(spec):
+        if arg.rest:
+            parts = command.rest.split(None, i)
+            text = parts[i] if len(parts) > i else ""
+            words = []
+            if not text and arg.required:
+                raise UsageError("missing")
+            values[arg.name] = text or None
+            continue
+        if not words:
+            if arg.required:
+                raise UsageError("missing")
+            values[arg.name] = None
+            continue
+        word = words.pop(0)
+        try:
+            values[arg.name] = arg.type(word)
+        except (TypeError, ValueError):
+            raise UsageError("not_a_number" if arg.type in (int, float) else "bad", word) from None
+    if words:
+        raise UsageError("too_many", words[0])
+    return values
+
+
+@dataclass(frozen=True, slots=True)
 class CommandSpec:
     name: str
     plugin: str
     handler: CommandHandler
     keep_args: bool = False  # its arguments are plain words, safe to audit verbatim
+    args: tuple[Arg, ...] | None = None  # declared: parsed by the kernel, usage on error
 
 
 @dataclass(frozen=True, slots=True)

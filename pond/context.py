@@ -1,41 +1,59 @@
-"""What a handler gets besides its event: the plugin's settings, store, persona and the
-outbox. Customer-facing text only comes from persona keys the plugin declared."""
+"""What a handler gets besides its event: everything a plugin may use of the kernel.
+Context is the whole plugin API: the plugin's typed config and state, its stores, the
+customer book, pauses, admins and alerts, the persona and the outbox. Customer-facing text
+only comes from persona keys the plugin declared."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, cast
+
+from apscheduler.triggers.base import BaseTrigger
 
 from pond.actions import Action, ActionClass, ActionKind, Media
-from pond.commands import Command
+from pond.commands import Admins, Command, Commands
+from pond.customers import CustomerBook
 from pond.events import Contact, Event, Message, Room
+from pond.ledger import Ledger
 from pond.outbox import Outcome
+from pond.pauses import Pauses
 from pond.persona import PersonaError, Rendered
+from pond.plugin import CfgT, StT
 from pond.problems import Problem
+from pond.store import SqlStore
 
 if TYPE_CHECKING:
     from pond.app import App
     from pond.plugin import AgendaItem, Plugin
 
+# Kernel copy any plugin may render (a command's usage when its arguments are wrong).
+KERNEL_KEYS = frozenset({"core/command_usage"})
+_NO_STATE = object()
 
-class Context:
+
+class Context(Generic[CfgT, StT]):
+    """`Context[Config, State]` in a handler's signature types ctx.config and ctx.state."""
+
     def __init__(
         self,
         app: App,
-        plugin: Plugin,
+        plugin: Plugin[Any, Any],
         event: Event | Command | None = None,
         fire_time: datetime | None = None,
+        matched: Any = None,
     ) -> None:
-        self.app = app
+        self._app = app
         self.plugin = plugin
         self.event = event
         self.fire_time = fire_time  # scheduled jobs: the fire time being served
+        self.matched = matched  # what the route's filters found (a rule, a word), if said
         self.settings = app.settings
-        self.config: Any = app.plugin_configs.get(plugin.name)
+        self.config = cast(CfgT, app.plugin_configs.get(plugin.name))
         self.store = app.store.namespace(plugin.name)
         self.persona = app.persona
         self.clock = app.clock
@@ -43,11 +61,104 @@ class Context:
         self.log = logging.getLogger(f"pond.plugins.{plugin.name}")
 
     @property
+    def app(self) -> App:
+        """Transitional: plugins are moving to the accessors below (issue 20)."""
+        return self._app
+
+    @property
+    def state(self) -> StT:
+        """The plugin's state for this App, built at start-up by Plugin(state=...)."""
+        found = self._app.plugin_states.get(self.plugin.name, _NO_STATE)
+        if found is _NO_STATE:
+            raise RuntimeError(f"plugin {self.plugin.name}: no state (Plugin(state=...)) yet")
+        return cast(StT, found)
+
+    @property
     def now(self) -> datetime:
         return self.clock.now()
 
+    # -- the kernel's services -------------------------------------------------------------
+    @property
+    def book(self) -> CustomerBook:
+        return self._app.book
+
+    @property
+    def pauses(self) -> Pauses:
+        return self._app.pauses
+
+    @property
+    def admins(self) -> Admins:
+        return self._app.admins
+
+    @property
+    def ledger(self) -> Ledger:
+        """The send journal and bulk jobs (opt-outs, job status, rows)."""
+        return self._app.ledger
+
+    @property
+    def sql(self) -> SqlStore:
+        """The SQL store: the event log, the plugin's own tables (on sql.metadata, named
+        <plugin>_<table>, created at start-up), key/value rows."""
+        return self._app.store.sql
+
+    @property
+    def commands(self) -> Commands:
+        return self._app.commands
+
+    @property
+    def rng(self) -> random.Random:
+        return self._app.rng
+
+    @property
+    def self_id(self) -> str:
+        return self._app.transport.self_id
+
+    @property
+    def transport_name(self) -> str:
+        return self._app.transport.name
+
+    @property
+    def running(self) -> bool:
+        """False from the command line (scripts/admin.py): no transport, no scheduler."""
+        return self._app.started_at is not None
+
     def can(self, capability: str) -> bool:
-        return capability in self.app.transport.capabilities
+        return capability in self._app.transport.capabilities
+
+    def is_room(self, chat_id: str) -> bool:
+        return self._app.is_room(chat_id)
+
+    def plugin_config(self, name: str) -> Any:
+        """Another plugin's config (read-only), or None when that plugin is not loaded."""
+        return self._app.plugin_configs.get(name)
+
+    def has_job(self, job_id: str) -> bool:
+        return job_id in self._app.jobs
+
+    def set_trigger(self, job_id: str, trigger: BaseTrigger) -> None:
+        """A job whose times come from data (a content calendar): see App.set_trigger."""
+        self._app.set_trigger(job_id, trigger)
+
+    async def reload(self) -> dict[str, list[str]]:
+        """The operator's reload of persona, command names and every plugin's data."""
+        return await self._app.reload()
+
+    def alert(self, key: str, *, also: Iterable[str] = (), **variables: Any) -> None:
+        """Tell every admin (and the contact ids in `also`) in the service voice, at alert
+        priority: the one way a plugin tells the people who run the bot."""
+        self._check_declared(key)
+        self._app.alert(key, also=also, plugin=self.plugin.name, **variables)
+
+    def check_keys(self, keys: Iterable[str]) -> list[Problem]:
+        """Persona keys named by the plugin's data (checked when the data loads): each must
+        be declared (Plugin(persona=...) or persona_prefixes) and have a template."""
+        found = []
+        for key in dict.fromkeys(keys):
+            if not self.plugin.declares(key):
+                found.append(self._undeclared(key))
+            elif not self.persona.has(key):
+                found.append(Problem("persona.missing_key", "no template for {key!r}", key=key))
+        return found
 
     async def agenda(self) -> list[tuple[str, AgendaItem]]:
         """Every plugin's agenda (see Plugin.agenda_source) as (plugin, item), in time order;
@@ -59,7 +170,7 @@ class Context:
 
     def record(self, kind: str, **data: Any) -> None:
         """An analytics/audit event in the event store (never message text)."""
-        self.app.record(f"{self.plugin.name}.{kind}", plugin=self.plugin.name, **data)
+        self._app.record(f"{self.plugin.name}.{kind}", plugin=self.plugin.name, **data)
 
     def render(
         self,
@@ -70,19 +181,8 @@ class Context:
         room_id: str | None = None,
         **variables: Any,
     ) -> Rendered:
-        if key not in self.plugin.persona_keys:
-            raise PersonaError(
-                f"plugins/{self.plugin.name}",
-                None,
-                Problem(
-                    "persona.undeclared",
-                    "plugin {plugin!r} renders {key!r} but does not declare it in "
-                    "Plugin(persona=...)",
-                    plugin=self.plugin.name,
-                    key=key,
-                ),
-            )
-        tags = self.app.book.tags(contact_id) if contact_id else frozenset[str]()
+        self._check_declared(key)
+        tags = self._app.book.tags(contact_id) if contact_id else frozenset[str]()
         return self.persona.render(
             key, chat_id=chat_id, contact_id=contact_id, room_id=room_id, tags=tags, **variables
         )
@@ -108,7 +208,7 @@ class Context:
         if isinstance(event, Command) and event.origin == "cli":
             # The operator is at the terminal: print, do not message anyone.
             rendered = self.render(key, chat_id=event.chat_id, **variables)
-            self.app.cli_output(rendered.key, rendered.text)
+            self._app.cli_output(rendered.key, rendered.text)
             done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
             done.set_result(Outcome("sent", "cli"))
             return done
@@ -163,7 +263,7 @@ class Context:
     ) -> Action:
         """Render and build a send action without queueing it (bulk jobs journal these)."""
         chat_id = to if isinstance(to, str) else to.id
-        is_room = isinstance(to, Room) or self.app.is_room(chat_id)
+        is_room = isinstance(to, Room) or self._app.is_room(chat_id)
         if not is_room and contact_id is None:
             contact_id = chat_id
         rendered = self.render(
@@ -184,6 +284,18 @@ class Context:
             plugin=self.plugin.name,
             job=job,
             contact_id="" if is_room else (contact_id or ""),
+        )
+
+    def _check_declared(self, key: str) -> None:
+        if not self.plugin.declares(key) and key not in KERNEL_KEYS:
+            raise PersonaError(f"plugins/{self.plugin.name}", None, self._undeclared(key))
+
+    def _undeclared(self, key: str) -> Problem:
+        return Problem(
+            "persona.undeclared",
+            "plugin {plugin!r} renders {key!r} but does not declare it in Plugin(persona=...)",
+            plugin=self.plugin.name,
+            key=key,
         )
 
     def act(self, action: Action) -> asyncio.Future[Outcome]:

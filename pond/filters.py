@@ -12,7 +12,9 @@ from pond.events import Event, Message, MessageType
 if TYPE_CHECKING:
     from pond.context import Context
 
-Filter = Callable[[Event], bool]
+# A filter returns whether the event passes; a filter that returns something other than
+# True (a matched rule, a word) hands it to the handler as ctx.matched.
+Filter = Callable[[Event], object]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,12 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic
 
-from pond.commands import CommandHandler, CommandSpec
+from typing_extensions import TypeVar
+
+from pond.commands import Arg, CommandHandler, CommandSpec
 from pond.events import FriendRequest, HumanTakeover, MemberJoined, MemberLeft, Message
 from pond.filters import Filter
 
@@ -23,6 +26,12 @@ JobHandler = Callable[["Context"], Awaitable[None]]
 ReloadHandler = Callable[["Context"], Awaitable[Iterable[str] | None]]
 ReviewSource = Callable[["Context"], Awaitable[list["ReviewItem"]]]
 AgendaSource = Callable[["Context"], Awaitable[list["AgendaItem"]]]
+# A plugin's config dataclass and its per-App state; bare `Context` means Context[Any, Any].
+CfgT = TypeVar("CfgT", default=Any)
+StT = TypeVar("StT", default=Any)
+# Builds the plugin's state for one App at start-up, before its filters are bound; may be
+# async. Raising stops start-up with the plugin's name, like an on_startup hook.
+StateFactory = Callable[["Context[Any, Any]"], Any]
 H = TypeVar("H", bound=EventHandler)
 J = TypeVar("J", bound=JobHandler)
 C = TypeVar("C", bound=CommandHandler)
@@ -94,26 +103,37 @@ class AgendaItem:
     title: str = ""  # the operator's own name for it, if any
 
 
-class Plugin:
-    """`plugin = Plugin("greeter", persona=["greeter/hello"], config=GreeterConfig)`.
+class Plugin(Generic[CfgT, StT]):
+    """`plugin = Plugin("points", persona=["points/added"], config=Cfg, state=Points)`.
 
     `persona` lists every key the plugin may render: they are checked at load, so a
-    missing file stops start-up instead of surprising a customer.
-    `config` is a dataclass whose fields are read from <NAME>_<FIELD> settings."""
+    missing file stops start-up instead of surprising a customer. Keys named by the
+    plugin's data files (a campaign's template, a room's rules) are declared by prefix in
+    `persona_prefixes` ("broadcasts/") and checked when the data loads (ctx.check_keys).
+    `config` is a dataclass whose fields are read from <NAME>_<FIELD> settings (ctx.config).
+    `state(ctx)` builds the plugin's state for each App (ctx.state), once, at start-up.
+    `persona_dir` is a folder the plugin ships with its own templates (<dir>/<plugin>/*.j2);
+    the brand's persona folder overrides any of them."""
 
     def __init__(
         self,
         name: str,
         *,
         persona: Iterable[str] = (),
-        config: type | None = None,
+        persona_prefixes: Iterable[str] = (),
+        config: type[CfgT] | None = None,
+        state: Callable[[Context[CfgT, Any]], StT | Awaitable[StT]] | None = None,
+        persona_dir: Path | str | None = None,
         description: str = "",
     ) -> None:
         if not _NAME.match(name):
             raise ValueError(f"plugin name {name!r}: use lowercase letters, digits, _")
         self.name = name
         self.persona_keys: tuple[str, ...] = tuple(persona)
+        self.persona_prefixes: tuple[str, ...] = tuple(persona_prefixes)
         self.config_type = config
+        self.state_factory: StateFactory | None = state
+        self.persona_dir = Path(persona_dir) if persona_dir is not None else None
         self.description = description
         self.routes: list[Route] = []
         self.jobs: list[Job] = []
@@ -195,15 +215,31 @@ class Plugin:
 
         return register
 
-    def command(self, name: str, *, keep_args: bool = False) -> Callable[[C], C]:
+    def declares(self, key: str) -> bool:
+        """The plugin may render `key`: listed in persona=, or under a persona_prefixes one."""
+        return key in self.persona_keys or (
+            bool(self.persona_prefixes) and key.startswith(self.persona_prefixes)
+        )
+
+    def command(
+        self, name: str, *, args: Iterable[Arg] | None = None, keep_args: bool = False
+    ) -> Callable[[C], C]:
         """An operator command, `async (cmd: Command, ctx)`, admins only, private chat only.
         Its Chinese names and help live in persona/_commands.toml under [name]. The audit
         log keeps its arguments only where they are known ids; `keep_args=True` says they
-        are plain words (durations, "all", dates), never free text about a customer."""
+        are plain words (durations, "all", dates), never free text about a customer.
+        `args` declares the arguments (`Arg("who")`, `Arg("n", int)`, ...): the kernel
+        parses them into `cmd.values` and answers wrong ones with the command's usage."""
 
         def register(handler: C) -> C:
             self.commands.append(
-                CommandSpec(name=name, plugin=self.name, handler=handler, keep_args=keep_args)
+                CommandSpec(
+                    name=name,
+                    plugin=self.name,
+                    handler=handler,
+                    keep_args=keep_args,
+                    args=None if args is None else tuple(args),
+                )
             )
             return handler
 
