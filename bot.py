@@ -319,11 +319,12 @@ def binding_code_line(code: str, expires_at: datetime, *, new: bool = False) -> 
 
 
 def build_app(settings: Settings, transport: object, clock: object | None = None) -> App:
-    unknown = [name for name in settings.bot.plugins if name not in plugins.available()]
-    if unknown:
+    if plugins.unknown(settings.bot.plugins):
         raise ConfigError(
             "BOT_PLUGINS",
-            "逗号分隔的插件名，可用的有：" + ", ".join(plugins.available()),
+            "逗号分隔的插件名，可用的有："
+            + ", ".join(plugins.available())
+            + "；自己的插件写成 包.模块:变量名",
             settings.raw.get("BOT_PLUGINS", ",".join(settings.bot.plugins)),
         )
     loaded = plugins.load(settings.bot.plugins)

@@ -11,6 +11,7 @@ import logging
 import random
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -19,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pond import binding, problems, rights
 from pond.actions import Action, ActionClass, ActionKind
-from pond.clock import Clock, FakeClock, SystemClock
+from pond.clock import Clock, SystemClock
 from pond.commands import (
     Admins,
     Command,
@@ -105,6 +106,7 @@ class App:
             binding.Limits.of(settings),
             self.clock.now,
         )
+        self.persona_folders: list[Path] = []  # plugins' own templates (Plugin(persona_dir=))
         self.commands = Commands(CommandCatalog.load_dir(settings.bot.persona_dir))
         problems.use(settings.bot.persona_dir)  # operators read validation problems in Chinese
         transport.status_listener = self._transport_status
@@ -133,6 +135,8 @@ class App:
         if plugin.name in self.plugins:
             raise StartupError(f"plugin {plugin.name} is included twice")
         self.plugins[plugin.name] = plugin
+        if plugin.persona_dir is not None:
+            self._add_persona_folder(plugin.persona_dir)
         if plugin.config_type is not None:
             self.plugin_configs[plugin.name] = self.settings.plugin_config(
                 plugin.name, plugin.config_type
@@ -155,6 +159,18 @@ class App:
                 raise ConfigError(key, "五段式 cron 表达式，如 0 9 * * *，或 off", cron) from error
             self.jobs[job.id] = job
             self.triggers[job.id] = trigger
+
+    def _add_persona_folder(self, folder: Path) -> None:
+        """A plugin's own templates and command names, under the brand's persona folder."""
+        refused = self.persona.add_folder(folder)
+        if refused:
+            raise StartupError(str(refused[0]))
+        self.persona_folders = [*self.persona_folders, folder]
+        try:
+            catalog = CommandCatalog.load_dir(self.settings.bot.persona_dir, self.persona_folders)
+        except CommandError as error:
+            raise StartupError(str(error)) from error
+        self.commands.catalog = catalog
 
     def set_trigger(self, job_id: str, trigger: BaseTrigger) -> None:
         """Give a code-defined job a trigger computed from data (a content calendar fires at
@@ -474,12 +490,6 @@ class App:
             self.alert("core/job_alert", job=job_id)
         return True
 
-    async def advance(self, clock: FakeClock, seconds: float) -> None:
-        """Kept for callers written before pond.simulation: use SimDriver(app, clock)."""
-        from pond.simulation import SimDriver  # simulated time lives outside the App
-
-        await SimDriver(self, clock).advance(seconds)
-
     def _transport_status(self, status: str, data: dict[str, Any]) -> None:
         """Connection news from the transport: recorded, logged, and told to the admins."""
         safe: dict[str, Any] = {
@@ -544,34 +554,12 @@ class App:
             )
 
     # -- running -------------------------------------------------------------------------------
-    async def settle(self, *, jump: bool = False) -> None:
-        """Run handlers and the outbox until nothing can move (tests and the console drive
-        the outbox this way instead of run()). Handlers may await their send's outcome: the
-        outbox is stepped while they wait. A handler still waiting for deferred work (quiet
-        hours, say) is left waiting; with jump=True the clock jumps to that work instead, up
-        to a week ahead (work held by a transport that never comes back would otherwise
-        make the jumps endless)."""
-        stalled = 0
-        horizon = self.clock.now().timestamp() + 7 * 86400
-        while True:
-            await asyncio.sleep(0)
-            if await self.outbox.step():
-                stalled = 0
-                continue
-            if self._tasks:
-                done, _ = await asyncio.wait(
-                    list(self._tasks), timeout=0.005, return_when=asyncio.FIRST_COMPLETED
-                )
-                if done or self.outbox.next_due() is None:
-                    continue  # progress, or handlers doing real I/O: keep waiting
-                stalled += 1
-                if stalled < 40:
-                    continue
-            due = self.outbox.next_due()
-            if not jump or due is None or due > horizon:
-                break
-            stalled = 0
-            await self.clock.sleep(max(0.0, due - self.clock.now().timestamp()))
+    def in_flight(self) -> list[asyncio.Task[None]]:
+        """Handlers running now (a simulation waits for them; production never needs to)."""
+        return list(self._tasks)
+
+    def raise_errors(self) -> None:
+        """Strict mode (tests): raise the handler errors collected since the last call."""
         if self.strict and self.errors:
             errors, self.errors = self.errors, []
             raise HandlerError(f"{len(errors)} handler error(s)") from errors[0]
@@ -617,7 +605,9 @@ class App:
         if refused:
             problems["persona"] = [str(error) for error in refused]
         try:
-            commands = Commands(CommandCatalog.load_dir(self.settings.bot.persona_dir))
+            commands = Commands(
+                CommandCatalog.load_dir(self.settings.bot.persona_dir, self.persona_folders)
+            )
             for spec in self.commands.specs.values():
                 commands.register(spec)
         except CommandError as error:

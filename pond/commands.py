@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import re
 import tomllib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -130,8 +130,10 @@ class CommandCatalog:
     infos: dict[str, CommandInfo] = field(default_factory=dict)
 
     @classmethod
-    def load_dir(cls, persona_dir: Path) -> CommandCatalog:
-        """persona/_commands.toml plus each plugin's persona/<plugin>/commands.toml."""
+    def load_dir(cls, persona_dir: Path, plugin_dirs: Iterable[Path] = ()) -> CommandCatalog:
+        """persona/_commands.toml plus each plugin's persona/<plugin>/commands.toml, then
+        those in plugins' own folders (Plugin(persona_dir=...)) for commands the brand's
+        folder does not describe."""
         catalog = cls()
         paths = [persona_dir / "_commands.toml", *sorted(persona_dir.glob("*/commands.toml"))]
         for path in paths:
@@ -139,6 +141,10 @@ class CommandCatalog:
                 if name in catalog.infos:
                     raise CommandError(f"{path}: [{name}] is already described elsewhere")
                 catalog.infos[name] = info
+        for folder in plugin_dirs:
+            for path in sorted(folder.glob("*/commands.toml")):
+                for name, info in cls.load(path).infos.items():
+                    catalog.infos.setdefault(name, info)
         return catalog
 
     @classmethod

@@ -46,6 +46,7 @@ import sqlalchemy as sa
 
 import plugins
 from pond import App, Contact, FakeClock, Message, Room, Settings
+from pond.simulation import SimDriver
 from pond.transports.memory import MemoryTransport
 
 TARGETS = {
@@ -145,7 +146,7 @@ async def timed_pipeline(
         )
         start = time.perf_counter()
         await app.dispatch(message)
-        await app.settle()
+        await SimDriver(app, clock).settle()
         latencies.append(time.perf_counter() - start)
         if watch is not None and durable is not None:
             while f"message:{message.id}" not in watch.at:
@@ -198,7 +199,7 @@ async def burst_pipeline(
             for message in burst:
                 received[message.id] = time.perf_counter()
                 await app.dispatch(message)
-            await app.settle()
+            await SimDriver(app, clock).settle()
             total += time.perf_counter() - begin
             for message in burst:
                 while f"message:{message.id}" not in watch.at:
@@ -366,6 +367,7 @@ from datetime import datetime
 from pathlib import Path
 sys.path.insert(0, {scripts!r}); sys.path.insert(0, {root!r})
 import bench
+from pond.simulation import SimDriver
 from pond import Contact, FakeClock, Message
 async def main():
     with tempfile.TemporaryDirectory() as scratch:
@@ -374,7 +376,7 @@ async def main():
         app, transport = bench.make_app(Path(tmp), clock)
         await app.start()
         await app.dispatch(Message(f"m{{time.time_ns()}}", Contact("alice"), "你好", clock.now()))
-        await app.settle()
+        await SimDriver(app, clock).settle()
         assert transport.performed, "no reply"
         print(time.perf_counter() - t0)
         await app.stop()

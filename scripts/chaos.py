@@ -46,6 +46,7 @@ import fault_inject
 
 import plugins
 from pond import Action, ActionClass, ActionKind, App, Contact, FakeClock, Message, Settings
+from pond.simulation import SimDriver
 from pond.transports.base import TransportError
 from pond.transports.memory import MemoryTransport
 
@@ -140,7 +141,7 @@ async def _served(data: Path) -> Path:
     app, _, clock = build(data)
     await app.start()
     await app.dispatch(say("alice", "你好", clock, 1))
-    await app.settle()
+    await SimDriver(app, clock).settle()
     app.outbox.opt_out("bob", "chaos")
     await app.stop()
     return data / "pond.sqlite3"
@@ -232,14 +233,14 @@ async def broken_template(tmp: Path) -> Row:
     app, transport, clock = build(tmp / "template", persona)
     await app.start()
     await app.dispatch(say("alice", "你好", clock, 1))
-    await app.settle()
+    await SimDriver(app, clock).settle()
     before = transport.performed[-1].action.text
     hello = persona / "greeter" / "hello.j2"
     hello.write_text(hello.read_text(encoding="utf-8") + "\n{% if %}\n", encoding="utf-8")
     os.utime(hello, ns=(hello.stat().st_atime_ns, hello.stat().st_mtime_ns + 10**10))
     errors = app.reload_persona()
     await app.dispatch(say("bob", "你好", clock, 2))
-    await app.settle()
+    await SimDriver(app, clock).settle()
     keys = [p.action.key for p in transport.performed[1:]]
     await app.stop()
     ok = bool(errors) and "greeter/hello" in keys and "core/template_alert" in keys
@@ -333,12 +334,12 @@ async def hostile_template_at_reload(tmp: Path) -> Row:
     cpu = time.process_time()
     reload = asyncio.create_task(app.reload())  # the operator's reload: trial render in a worker
     await app.dispatch(say("bob", "你好", clock, 1))  # a customer writes meanwhile
-    await app.settle()
+    await SimDriver(app, clock).settle()
     problems = await reload
     cpu = time.process_time() - cpu
     extra_mb = (_proc_status("VmHWM") - rss) / 2**20 if rss is not None else float("nan")
     await app.dispatch(say("carol", "你好", clock, 2))
-    await app.settle()
+    await SimDriver(app, clock).settle()
     keys = [p.action.key for p in transport.performed]
     texts = [p.action.text for p in transport.performed if p.action.key == "greeter/hello"]
     await app.stop()
@@ -386,11 +387,11 @@ async def transport_drops(tmp: Path) -> Row:
         for i in range(10)
     ]
     app.outbox.enqueue_bulk("chaos", job)
-    await app.settle()
+    await SimDriver(app, clock).settle()
     transport.connected = False
-    await app.advance(clock, 60)
+    await SimDriver(app, clock).advance(60)
     transport.connected = True
-    await app.advance(clock, 3600)
+    await SimDriver(app, clock).advance(3600)
     delivered = [p.action.to for p in transport.performed]
     summary = app.ledger.summary("chaos")
     await app.stop()
@@ -416,7 +417,7 @@ async def disk_full_child(data_dir: Path) -> dict[str, object]:
     for who in ("a0", "a1"):
         n += 1
         await app.dispatch(say(who, "你好", clock, n))
-        await app.settle()
+        await SimDriver(app, clock).settle()
     before = len(transport.performed)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write returns EFBIG instead
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -430,18 +431,18 @@ async def disk_full_child(data_dir: Path) -> dict[str, object]:
         n += 1
         try:
             await app.dispatch(say(f"f{i}", "你好", clock, n))
-            await app.settle()
+            await SimDriver(app, clock).settle()
         except Exception:
             failures += 1  # must not happen: the bot keeps serving
     during = len(transport.performed) - before
     resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-    await app.advance(clock, 120)
+    await SimDriver(app, clock).advance(120)
     for i in range(3):
         n += 1
         await app.dispatch(say(f"g{i}", "你好", clock, n))
-        await app.settle()
+        await SimDriver(app, clock).settle()
     after = len(transport.performed) - before - during
-    await app.advance(clock, 600)
+    await SimDriver(app, clock).advance(600)
     # Those who wrote while the disk was full: answered once space came back, once each.
     answered = [p.action.to for p in transport.performed if p.action.to.startswith("f")]
     await app.stop()

@@ -148,7 +148,8 @@ def main() -> int:
     ensure_puppet_server()
     ensure_chromium()
     steps = [
-        ("ruff", "check", "pond", "plugins", "scripts", "tests", "bot.py"),
+        ("ruff", "check", "pond", "plugins", "scripts", "tests", "examples", "bot.py"),
+        ("mypy", "examples"),
         ("mypy", "pond", "plugins"),
         ("pytest", "-q", *sys.argv[1:]),
     ]

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from harness import ChatSim  # noqa: E402
+from harness import ChatSim, sims  # noqa: E402, F401  (sims: a fixture for every test)
 
 
 @pytest.fixture

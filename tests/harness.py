@@ -1,23 +1,30 @@
 """ChatSim: drive the real App through the memory transport on a fake clock.
 
-    sim = await ChatSim.create(tmp_path, plugins=["greeter"])
-    said = await sim.say("alice", "你好")
-    assert said.keys == ["greeter/hello"]
+    async def test_hello(sims) -> None:          # the fixture closes every App it made
+        sim = await sims(plugins=["greeter"])    # or "package.module:plugin", or a Plugin
+        said = await sim.say("alice", "你好")
+        assert said.keys == ["greeter/hello"]
+        assert sim.events("in.message")          # what the bot recorded
+        sim.state("greeter")                     # a plugin's state (Plugin(state=...))
 
 Every call returns what the bot did in response (keys, texts, recipients, fake times).
-No real sleeps, no network, no threads; a handler error fails the test."""
+No real sleeps, no network, no threads; a handler error fails the test. `persona=` overlays
+templates for one test ({"greeter/hello": "..."}) on a copy of the persona folder."""
 
 from __future__ import annotations
 
 import importlib.util
 import itertools
 import random
+import shutil
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import plugins as plugin_modules
 from pond import (
@@ -53,6 +60,16 @@ def load_script(name: str, as_module: str) -> Any:
 
 
 START = datetime(2026, 11, 23, 10, 0, 0)
+
+
+def overlay_persona(target: Path, templates: Mapping[str, str]) -> Path:
+    """A copy of the shipped persona folder with some templates replaced ("key": text)."""
+    shutil.copytree(ROOT / "persona", target, dirs_exist_ok=True)
+    for key, text in templates.items():
+        path = target / f"{key}.j2"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return target
 
 
 @dataclass(frozen=True)
@@ -105,6 +122,7 @@ class ChatSim:
         self.clock = clock
         self.seed = seed
         self._ids = itertools.count(1)
+        self.closed = False
         self.app: App
         self.driver: SimDriver
         self.transport: MemoryTransport
@@ -118,10 +136,22 @@ class ChatSim:
         env: Mapping[str, str] | None = None,
         start: datetime = START,
         seed: int = 7,
+        persona: Mapping[str, str] | None = None,
     ) -> ChatSim:
-        sim = cls(data_dir, plugins, env or {}, FakeClock(start), seed)
+        env = dict(env or {})
+        if persona:
+            env["BOT_PERSONA_DIR"] = str(overlay_persona(data_dir.parent / "persona", persona))
+        sim = cls(data_dir, plugins, env, FakeClock(start), seed)
         await sim._boot()
         return sim
+
+    def state(self, plugin: str) -> Any:
+        """A plugin's state in the running App (built by its Plugin(state=...))."""
+        return self.app.plugin_states[plugin]
+
+    def events(self, kind: str | None = None, **where: Any) -> list[dict[str, object]]:
+        """What the bot recorded in its event log (never message text), oldest first."""
+        return self.app.store.sql.events(kind=kind, **where)
 
     def settings(self) -> Settings:
         base = {
@@ -151,9 +181,12 @@ class ChatSim:
         """Stop cleanly and start a new App on the same data (a deploy, a reboot)."""
         await self.app.stop()
         await self._boot()
+        self.closed = False
 
     async def close(self) -> None:
-        await self.app.stop()
+        if not self.closed:
+            self.closed = True
+            await self.app.stop()
 
     # -- building events ---------------------------------------------------------------------
     def next_id(self) -> str:
@@ -168,7 +201,7 @@ class ChatSim:
         before = len(self.transport.performed)
         if event is not None:
             await self.app.dispatch(event)
-        await self.app.settle(jump=jump)
+        await self.driver.settle(jump=jump)
         return Transcript([Sent.of(p) for p in self.transport.performed[before:]])
 
     async def send_event(self, event: Event) -> Transcript:
@@ -215,7 +248,7 @@ class ChatSim:
     async def tick(self, job_id: str) -> Transcript:
         before = len(self.transport.performed)
         await self.app.run_job(job_id)
-        await self.app.settle()
+        await self.driver.settle()
         return Transcript([Sent.of(p) for p in self.transport.performed[before:]])
 
     async def advance(self, seconds: float) -> Transcript:
@@ -227,3 +260,23 @@ class ChatSim:
     async def drain(self) -> Transcript:
         """Let everything deferred go out, jumping the clock as far as needed."""
         return await self._run(jump=True)
+
+
+Sims = Callable[..., Awaitable[ChatSim]]  # the type of the `sims` fixture
+
+
+@pytest.fixture
+async def sims(tmp_path: Path) -> AsyncIterator[Sims]:
+    """`sim = await sims(plugins=[...], env={...}, persona={...})`: as many bots as a test
+    needs, each on its own data folder; every one is stopped when the test ends."""
+    made: list[ChatSim] = []
+
+    async def make(**options: Any) -> ChatSim:
+        folder = tmp_path / f"sim{len(made) + 1}"
+        chat = await ChatSim.create(folder / "data", **options)
+        made.append(chat)
+        return chat
+
+    yield make
+    for chat in made:
+        await chat.close()

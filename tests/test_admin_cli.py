@@ -42,7 +42,7 @@ async def tool(
     async def sleep(seconds: float) -> None:
         if bot is not None:
             await bot.serve_mailbox()
-            await sim.app.settle()
+            await sim.driver.settle()
 
     argv = [*words, "--timeout", str(timeout)]
     code = await cli.run(argv, settings=sim.settings(), clock=sim.clock, out=out, sleep=sleep)

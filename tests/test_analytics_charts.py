@@ -85,8 +85,15 @@ def test_single_series_has_no_legend() -> None:
 
 
 def test_stacked_bars_stack_to_the_category_total() -> None:
-    root = parse(bars(["a", "b"], [("x", [3, 1]), ("y", [2, 4]), ("z", [5, None])],
-                      title="t", stacked=True, unit="人"))
+    root = parse(
+        bars(
+            ["a", "b"],
+            [("x", [3, 1]), ("y", [2, 4]), ("z", [5, None])],
+            title="t",
+            stacked=True,
+            unit="人",
+        )
+    )
     rects = marks(root)
     assert len(rects) == 5  # the missing value draws nothing
     by_cat: dict[str, list[ET.Element]] = {}
@@ -106,8 +113,9 @@ def test_stacked_bars_stack_to_the_category_total() -> None:
 
 
 def test_horizontal_bars_widths_proportional() -> None:
-    root = parse(bars(["茶友群", "VIP", "新人群"], [("消息", [300, 1200, 0])], title="t",
-                      horizontal=True))
+    root = parse(
+        bars(["茶友群", "VIP", "新人群"], [("消息", [300, 1200, 0])], title="t", horizontal=True)
+    )
     rects = marks(root)
     widths = [f(r, "width") for r in rects]
     assert widths[1] == pytest.approx(widths[0] * 4, abs=0.2)
@@ -171,8 +179,15 @@ def test_single_category_and_odd_values_do_not_raise() -> None:
 
 def test_lines_points_gaps_limits_and_legend() -> None:
     cats = [f"11-{d:02d}" for d in range(1, 6)]
-    root = parse(lines(cats, [("发送", [10, 20, None, 40, 50]), ("通过", [1, 2, 3, 4, 5])],
-                       title="t", unit="条", limits=[("日上限", [60] * 5)]))
+    root = parse(
+        lines(
+            cats,
+            [("发送", [10, 20, None, 40, 50]), ("通过", [1, 2, 3, 4, 5])],
+            title="t",
+            unit="条",
+            limits=[("日上限", [60] * 5)],
+        )
+    )
     circles = marks(root, "circle")
     assert len(circles) == 9
     assert "11-02 · 发送：20条" in [title_of(c) for c in circles]
@@ -191,8 +206,10 @@ def test_lines_points_gaps_limits_and_legend() -> None:
 
 def test_percent_lines_show_percent_ticks_and_tooltips() -> None:
     root = parse(lines(["w1", "w2"], [("回复率", [0.425, 1.0])], title="t", percent=True))
-    assert [title_of(c) for c in marks(root, "circle")] == ["w1 · 回复率：42.5%",
-                                                           "w2 · 回复率：100%"]
+    assert [title_of(c) for c in marks(root, "circle")] == [
+        "w1 · 回复率：42.5%",
+        "w2 · 回复率：100%",
+    ]
     assert {"0%", "20%", "40%", "60%", "80%", "100%"} <= set(texts(root))
 
 
@@ -219,8 +236,15 @@ def test_heatmap_one_cell_per_value_missing_cells_grey() -> None:
 
 def test_heatmap_retention_prints_percent_values_in_large_cells() -> None:
     weeks = [f"第{w}周" for w in range(4)]
-    root = parse(heatmap(["11-01", "11-08"], weeks, [[1.0, 0.5, 0.25, 0.125], [1.0, 0.4]],
-                         title="留存", percent=True))
+    root = parse(
+        heatmap(
+            ["11-01", "11-08"],
+            weeks,
+            [[1.0, 0.5, 0.25, 0.125], [1.0, 0.4]],
+            title="留存",
+            percent=True,
+        )
+    )
     cells = marks(root)
     assert len(cells) == 8
     seen = texts(root)
@@ -240,15 +264,20 @@ def test_heatmap_long_row_label_is_truncated_with_full_title() -> None:
 
 def test_heatmap_fifty_rows_stays_reasonably_small() -> None:
     hours = [str(h) for h in range(24)]
-    svg = heatmap([f"群{i}" for i in range(50)], hours,
-                  [[float(i * h % 37) for h in range(24)] for i in range(50)], title="t")
+    svg = heatmap(
+        [f"群{i}" for i in range(50)],
+        hours,
+        [[float(i * h % 37) for h in range(24)] for i in range(50)],
+        title="t",
+    )
     assert len(marks(parse(svg))) == 1200
     assert len(svg) < 200_000
 
 
 def test_funnel_widths_relative_to_first_step_with_percents() -> None:
-    root = parse(funnel([("添加好友", 1000), ("首次对话", 620), ("下单", 0), ("复购", 5)],
-                        title="转化"))
+    root = parse(
+        funnel([("添加好友", 1000), ("首次对话", 620), ("下单", 0), ("复购", 5)], title="转化")
+    )
     rects = marks(root)
     assert len(rects) == 4
     w = [f(r, "width") for r in rects]
@@ -266,7 +295,9 @@ def test_donut_slices_and_legend() -> None:
     root = parse(donut([("扫码", 60), ("搜索", 30), ("名片", 0), ("群聊", 10)], title="渠道"))
     slices = marks(root, "path")
     assert [title_of(p) for p in slices] == [
-        "扫码：60（60%）", "搜索：30（30%）", "群聊：10（10%）",
+        "扫码：60（60%）",
+        "搜索：30（30%）",
+        "群聊：10（10%）",
     ]
     assert len({p.get("fill") for p in slices}) == 3
     seen = texts(root)
@@ -281,8 +312,9 @@ def test_donut_single_part_is_a_full_ring() -> None:
     assert (ring.get("d") or "").count("A") == 4
 
 
-@pytest.mark.parametrize("top", [0.003, 0.35, 0.95, 1, 2, 3, 7, 10, 11, 49, 51, 99, 101, 999,
-                                 1234, 15000, 73_000, 2.5e6])
+@pytest.mark.parametrize(
+    "top", [0.003, 0.35, 0.95, 1, 2, 3, 7, 10, 11, 49, 51, 99, 101, 999, 1234, 15000, 73_000, 2.5e6]
+)
 def test_nice_ticks(top: float) -> None:
     ticks = _svg.nice_ticks(top)
     assert 4 <= len(ticks) <= 6
@@ -315,8 +347,9 @@ def _label_spans(root: ET.Element) -> list[tuple[float, float]]:
     return sorted(spans)
 
 
-@pytest.mark.parametrize("cats", [[f"11-{d:02d}" for d in range(1, 32)],
-                                  [f"{h}时" for h in range(24)]])
+@pytest.mark.parametrize(
+    "cats", [[f"11-{d:02d}" for d in range(1, 32)], [f"{h}时" for h in range(24)]]
+)
 def test_many_category_labels_are_thinned_and_do_not_overlap(cats: list[str]) -> None:
     root = parse(bars(cats, [("s", list(range(1, len(cats) + 1)))], title="t"))
     spans = _label_spans(root)
@@ -335,14 +368,20 @@ def test_long_labels_rotate_and_stay_inside_the_chart() -> None:
 
 
 def test_several_charts_share_a_page() -> None:
-    page = "<div>" + "".join([
-        bars(["a"], [("s", [1])], title="一"),
-        lines(["a", "b"], [("s", [1, 2])], title="二"),
-        heatmap(["r"], ["c"], [[1]], title="三"),
-        funnel([("a", 2), ("b", 1)], title="四"),
-        donut([("a", 1), ("b", 1)], title="五"),
-        bars([], [], title="六"),
-    ]) + "</div>"
+    page = (
+        "<div>"
+        + "".join(
+            [
+                bars(["a"], [("s", [1])], title="一"),
+                lines(["a", "b"], [("s", [1, 2])], title="二"),
+                heatmap(["r"], ["c"], [[1]], title="三"),
+                funnel([("a", 2), ("b", 1)], title="四"),
+                donut([("a", 1), ("b", 1)], title="五"),
+                bars([], [], title="六"),
+            ]
+        )
+        + "</div>"
+    )
     doc = ET.fromstring(page)
     assert len(doc.findall(NS + "svg")) == 6
     assert " id=" not in page

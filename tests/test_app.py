@@ -97,7 +97,7 @@ async def test_one_chat_is_handled_in_order(probe) -> None:  # type: ignore[no-u
     await sim.app.dispatch(Message("a1", alice, "slow 1", now))
     await sim.app.dispatch(Message("a2", alice, "fast 2", now))
     await sim.app.dispatch(Message("b1", Contact("bob"), "fast 3", now))
-    await sim.app.settle()
+    await sim.driver.settle()
     assert seen.index("slow:slow 1") < seen.index("fast:fast 2")
     assert seen.index("fast:fast 3") < seen.index("slow:slow 1")  # other chats do not wait
 

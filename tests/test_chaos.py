@@ -12,7 +12,10 @@ from harness import ROOT
 def test_every_chaos_scenario_passes() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "chaos.py"), "--kills", "3"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
         env={**os.environ, "POND_NO_VENV": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr

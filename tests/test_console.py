@@ -23,6 +23,7 @@ from apscheduler.schedulers import base as scheduler_base
 
 import plugins
 from pond import App, FakeClock, Settings
+from pond.simulation import SimDriver
 from pond.transports.console import ConsoleTransport, Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,6 +111,7 @@ class RealScheduler:
     def __init__(self, app: App, clock: FakeClock) -> None:
         self.app = app
         self.clock = clock
+        self.sim = SimDriver(app, clock)  # settles handlers and the outbox between fires
         app.start_background(outbox=False, scheduler=True)
         assert app._scheduler is not None
         self.scheduler = app._scheduler
@@ -122,17 +124,17 @@ class RealScheduler:
         self.scheduler._process_jobs()  # what its timer calls at a wake-up
         executor: Any = self.scheduler._lookup_executor("default")
         while executor._pending_futures:
-            await self.app.settle()
+            await self.sim.settle()
             running = list(executor._pending_futures)
             if running:
                 await asyncio.wait(running, timeout=0.01)
-        await self.app.settle()
+        await self.sim.settle()
 
     async def settle(self, *, jump: bool = False) -> None:
-        await self.app.settle(jump=jump)
+        await self.sim.settle(jump=jump)
 
     async def advance(self, seconds: float) -> None:
-        await self.app.settle()
+        await self.sim.settle()
         end = self.clock.now() + timedelta(seconds=seconds)
         while True:
             job_at = self._next_job_at()
@@ -146,11 +148,11 @@ class RealScheduler:
             if job_at is not None and job_at <= moment:
                 await self._run_due()
             else:
-                await self.app.settle()
+                await self.sim.settle()
                 if self.app.outbox.next_due() == out_ts:
                     break
         self.clock.set(max(self.clock.now(), end))
-        await self.app.settle()
+        await self.sim.settle()
 
     def upcoming(self) -> list[tuple[str, datetime | None]]:
         return sorted((job.id, job.next_run_time) for job in self.scheduler.get_jobs())

@@ -92,6 +92,7 @@ class Persona:
         self._cache = CodeCache(code_cache) if code_cache is not None else None
         if not self._root.is_dir():
             raise PersonaError(str(root), None, say("no_folder", "persona folder not found"))
+        self._fallbacks: tuple[Path, ...] = ()
         self._snapshot = _scan(self._root)
         cache_key = (str(self._root.resolve()), tuple(sorted(self._snapshot.items())))
         state = _BUILT.get(cache_key)
@@ -238,6 +239,16 @@ class Persona:
 
     # ---------------------------------------------------------------- hot reload
 
+    def add_folder(self, folder: Path) -> list[PersonaError]:
+        """A plugin's own templates (Plugin(persona_dir=...)), under the brand's: a brand
+        file with the same path overrides the plugin's. Loaded now; problems returned."""
+        if not folder.is_dir():
+            return [PersonaError(str(folder), None, say("no_folder", "persona folder not found"))]
+        if folder.resolve() in {f.resolve() for f in self._fallbacks}:
+            return []
+        self._fallbacks = (*self._fallbacks, folder)
+        return self.reload_if_changed()
+
     def reload_if_changed(self) -> list[PersonaError]:
         """Poll the folder; reload what changed. Returns the problems found (or [])."""
         snapshot = self._changed()
@@ -293,7 +304,7 @@ class Persona:
         The snapshot is taken as seen: a refused or stopped load is retried only once the
         files change again."""
         try:
-            snapshot = _scan(self._root)
+            snapshot = _scan(self._root, self._fallbacks)
         except OSError as exc:
             return [
                 PersonaError(
@@ -313,7 +324,9 @@ class Persona:
         """Build a new state; reads `previous` but changes nothing (it may run in a thread)."""
         try:
             with cancellable(cancel):
-                return _build(self._root, self._label, snapshot, previous, self._cache)
+                return _build(
+                    self._root, self._label, snapshot, previous, self._cache, self._fallbacks
+                )
         except Exception as exc:  # a bug here must not stop a running bot
             log.exception("persona reload failed")
             return None, [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -43,15 +43,16 @@ class _Layer:
 # --------------------------------------------------------------------------- file scanning
 
 
-def _scan(root: Path) -> _Snapshot:
+def _scan(root: Path, fallbacks: Sequence[Path] = ()) -> _Snapshot:
     """Stat every file the persona reads: *.j2 and persona.toml, skipping ignored folders.
 
     Folders starting with "." are skipped, and so are folders starting with "_" other than
-    the top-level `_layers`. Folder symlinks are not followed.
+    the top-level `_layers`. Folder symlinks are not followed. Plugins' own folders
+    (Plugin(persona_dir=...)) add their templates unless the brand's folder has the same
+    file; never a persona.toml or a shared file at their top: those are the brand's.
     """
-    found: _Snapshot = {}
 
-    def walk(directory: str, rel: tuple[str, ...]) -> None:
+    def walk(found: _Snapshot, directory: str, rel: tuple[str, ...]) -> None:
         with os.scandir(directory) as items:
             for item in items:
                 name = item.name
@@ -60,15 +61,29 @@ def _scan(root: Path) -> _Snapshot:
                 if item.is_dir(follow_symlinks=False):
                     if name.startswith("_") and not (rel == () and name == LAYERS_DIR):
                         continue
-                    walk(item.path, (*rel, name))
+                    walk(found, item.path, (*rel, name))
                 elif item.is_file() and (
                     name.endswith(".j2") or (rel == () and name == CONFIG_FILE)
                 ):
                     st = item.stat()
                     found["/".join((*rel, name))] = (st.st_mtime_ns, st.st_size, st.st_ino)
 
-    walk(str(root), ())
-    return found
+    snapshot: _Snapshot = {}
+    walk(snapshot, str(root), ())
+    for folder in fallbacks:
+        extra: _Snapshot = {}
+        walk(extra, str(folder), ())
+        for rel, stamp in extra.items():
+            if "/" in rel and not rel.startswith(LAYERS_DIR + "/"):
+                snapshot.setdefault(rel, stamp)
+    return snapshot
+
+
+def _origin(root: Path, fallbacks: Sequence[Path], rel: str) -> Path:
+    """The folder a scanned file was found in: the brand's, else the first plugin folder."""
+    if not fallbacks or (root / rel).exists():
+        return root
+    return next((folder for folder in fallbacks if (folder / rel).exists()), root)
 
 
 @dataclass

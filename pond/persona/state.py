@@ -7,7 +7,7 @@ template and layer override, keeping the last good version of a file that broke 
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from pond.persona.files import (
     VOICE_FILE,
     _classify,
     _Layer,
+    _origin,
     _parse_config,
     _read,
 )
@@ -50,6 +51,7 @@ def _build(
     paths: Iterable[str],
     previous: _State | None,
     cache: CodeCache | None = None,
+    fallbacks: Sequence[Path] = (),
 ) -> tuple[_State | None, list[PersonaError]]:
     """Load a persona folder. Returns (None, errors) when the whole load must be refused."""
 
@@ -125,7 +127,8 @@ def _build(
             "brand": brand,
         }
         try:
-            entries[layer, key] = _load_entry(env, text=_read(root, rel, label), **kwargs)
+            folder = _origin(root, fallbacks, rel)
+            entries[layer, key] = _load_entry(env, text=_read(folder, rel, label), **kwargs)
             return
         except PersonaError as err:
             failure = err

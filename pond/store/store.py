@@ -103,6 +103,28 @@ class Namespace:
     def get(self, key: str, default: object = None) -> object:
         return self._store.sql.kv_get(self.name, key, default)
 
+    def get_int(self, key: str, default: int = 0) -> int:
+        """A number kept with set(); anything else there (a hand-edited value) reads as
+        `default` rather than failing the handler that asked."""
+        value = self.get(key, default)
+        return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+    def get_float(self, key: str, default: float = 0.0) -> float:
+        value = self.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return default
+        return float(value)
+
+    def get_str(self, key: str, default: str = "") -> str:
+        value = self.get(key, default)
+        return value if isinstance(value, str) else default
+
+    def incr(self, key: str, by: int = 1) -> int:
+        """Add `by` to a counter (0 when unset) and return the new value."""
+        value = self.get_int(key) + by
+        self.set(key, value)
+        return value
+
     def set(self, key: str, value: object) -> None:
         self._store.sql.kv_set(self.name, key, value)
 
