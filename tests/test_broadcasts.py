@@ -84,7 +84,7 @@ def assert_report_matches_journal(
     job = f"broadcasts.{cid}"
     rows = sim.app.ledger.rows_of(job)
     by = Counter(r.status for r in rows)
-    data = report.report(sim.app, record_of(sim, cid))
+    data = report.report(sim.app.context("broadcasts"), record_of(sim, cid))
     assert data["total"] == len(rows)
     assert data["sent"] == by[RowStatus.SENT]
     assert data["failed"] == by[RowStatus.FAILED]
@@ -288,7 +288,7 @@ async def test_daily_cap_defers_the_remainder_to_the_next_day(tmp_path: Path) ->
     assert status.keys == ["broadcasts/status"]
     from plugins._broadcasts import progress
 
-    data = progress.progress(sim.app, record_of(sim))
+    data = progress.progress(sim.app.context("broadcasts"), record_of(sim))
     assert (data["sent"], data["total"], data["waiting"]) == (3, 5, "cap")
     assert data["eta"].startswith("11-24 ")  # tomorrow, after the cap resets
     tomorrow = await sim.advance(24 * 3600)
@@ -317,7 +317,7 @@ async def test_quiet_hours_hold_the_campaign_until_morning(tmp_path: Path) -> No
 def progress_of(sim: ChatSim, cid: str = "tea") -> dict[str, Any]:
     from plugins._broadcasts import progress
 
-    return progress.progress(sim.app, record_of(sim, cid))
+    return progress.progress(sim.app.context("broadcasts"), record_of(sim, cid))
 
 
 async def test_frequency_and_opt_out_are_checked_again_at_send_time(tmp_path: Path) -> None:
