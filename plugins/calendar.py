@@ -64,7 +64,7 @@ MAX_DAYS = 31
 PAGE = 12
 
 
-async def build_state(ctx: Context[CalendarConfig, Runtime]) -> Runtime:
+def build_state(ctx: Ctx) -> Runtime:
     """The calendar of one App, its files read and checked (a problem stops start-up,
     naming file, post id and field)."""
     rt = Runtime(ctx, calendar_settings(ctx))

@@ -41,16 +41,14 @@ from plugins._groups.welcome import (
     quiet,
     scheduled_rules,
 )
-from pond import Command, Context, Event, MemberJoined, MemberLeft, Message, Plugin, filters
+from pond import Command, Event, MemberJoined, MemberLeft, Message, Plugin, filters
 from pond import Problem as CodedProblem
 
 log = logging.getLogger("pond.plugins.groups")
-
-
 __all__ = ["GroupsConfig", "GroupsState", "plugin"]
 
 
-async def build_state(ctx: Context[GroupsConfig, GroupsState]) -> GroupsState:
+def build_state(ctx: Ctx) -> GroupsState:
     """Read and check the rooms file (a problem stops start-up, naming the room and key)."""
     path = rooms_path(ctx)
     if not path.exists() and ctx.config.rooms_file != GroupsConfig.rooms_file:

@@ -210,6 +210,22 @@ async def test_start_needs_the_count_the_dry_run_showed(tmp_path: Path) -> None:
 
 
 # -- bad input -------------------------------------------------------------------------------------
+async def test_copy_outside_the_plugins_keys_is_refused_even_if_a_prefix_allows_it(
+    tmp_path: Path,
+) -> None:
+    """BROADCASTS_COPY_PREFIXES cannot open another plugin's copy to 群发: the plugin renders
+    only broadcasts/ keys, so the campaign is refused when it is created, not at 9:00."""
+    sim = await make(tmp_path, BROADCASTS_COPY_PREFIXES="broadcasts/copy_,greeter/")
+    people(sim, 2)
+    write_campaign(sim, "hello", copy="greeter/hello", variables="")
+    said = await sim.say("admin", "群发创建 hello")
+    assert said.keys == ["broadcasts/refused"]
+    assert recorded(sim, "refused")[-1]["code"] == "copy_not_allowed"
+    assert "greeter/hello" in said.texts[0] and "broadcasts/" in said.texts[0]
+    assert record_of_or_none(sim, "hello") is None
+    await sim.close()
+
+
 async def test_bad_campaign_files_are_refused_at_creation_with_a_reason(tmp_path: Path) -> None:
     sim = await make(tmp_path)
     people(sim, 2)

@@ -233,6 +233,19 @@ async def test_without_kick_capability_the_admins_are_asked(sim: ChatSim) -> Non
     assert audit(sim)[-1]["detail"] == "no_kick_capability"
 
 
+async def test_the_room_notify_list_is_asked_too_and_each_person_once(tmp_path: Path) -> None:
+    rooms = ROOMS.replace('role = "admin"', 'role = "member"').replace(
+        'admins = ["staff"]', 'admins = ["staff"]\nnotify = ["owner", "admin"]'
+    )
+    sim = await make(tmp_path, rooms)
+    for _ in range(3):
+        said = await sim.say("spammer", LINK, room="roomA")
+    assert said.keys == ["groups/admin_remove", "groups/admin_remove"]
+    assert sorted(s.to for s in said.sent) == ["admin", "owner"]
+    assert all("spammer" in s.text for s in said.sent)
+    await sim.close()
+
+
 async def test_a_member_account_cannot_kick_so_it_asks(tmp_path: Path) -> None:
     sim = await make(tmp_path, ROOMS.replace('role = "admin"', 'role = "member"'))
     for _ in range(3):
