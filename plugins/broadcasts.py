@@ -19,48 +19,35 @@ Config: BROADCASTS_* (see config.example.env).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from plugins._broadcasts import progress, report, runner, state
 from plugins._broadcasts.spec import CampaignError, Spec, load, resolve_path
-from pond import AgendaItem, Command, Context, Plugin, Problem, ReviewItem, bot_running
+from plugins._broadcasts.state import BroadcastsConfig, BroadcastsState, Ctx, build_state
+from pond import AgendaItem, Command, Plugin, Problem, ReviewItem, bot_running
 
+__all__ = ["BroadcastsConfig", "BroadcastsState", "plugin"]
 HEARTBEAT_FRESH_S = 150.0  # the tick writes one a minute; two missed ones mean no bot
-
-
-@dataclass(frozen=True)
-class BroadcastsConfig:
-    # Persona keys a campaign may use as its copy (keeps operator templates out of 群发).
-    copy_prefixes: tuple[str, ...] = ("broadcasts/copy_",)
-    # Where `broadcast_create <name>` looks for <name>.toml; empty: <persona>/broadcasts/campaigns
-    campaigns_dir: str = ""
-    # Contacts with one of these tags (or the churned stage) are left out.
-    churned_tags: tuple[str, ...] = ("churned",)
-    sample_size: int = 3
-    # A confirmed campaign the bot could not start within this many hours is never sent late.
-    max_late_h: float = 6.0
-    # At the start, refuse when the audience grew more than this since the confirmation.
-    audience_growth_pct: float = 10.0
-    # Send the report to the admins this long after a campaign ends (0: off).
-    followup_report_h: float = 24.0
 
 
 KEYS = ["created", "dry_run", "changed", "status", "report", "refused", "alert"]
 plugin = Plugin(
     "broadcasts",
     persona=[f"broadcasts/{k}" for k in KEYS],
+    # A campaign file names its copy (BROADCASTS_COPY_PREFIXES, checked when it loads).
+    persona_prefixes=["broadcasts/"],
     config=BroadcastsConfig,
+    state=build_state,
     description="segmented broadcasts with dry run, progress, pause/resume and report",
 )
 
 
 # -- helpers -------------------------------------------------------------------------------
-def _offline(ctx: Context) -> bool:
+def _offline(ctx: Ctx) -> bool:
     """True in scripts/broadcast.py: an App that was never started has no outbox running."""
-    return ctx.app.started_at is None
+    return not ctx.running
 
 
 def _via(cmd: Command) -> str:
@@ -71,23 +58,23 @@ def _by(cmd: Command) -> str:
     return f"{cmd.origin}:{cmd.sender.id}"
 
 
-def _words(ctx: Context) -> dict[str, str]:
+def _words(ctx: Ctx) -> dict[str, str]:
     """Each command's display name (operators may rename them in commands.toml)."""
-    catalog = ctx.app.commands.catalog
+    catalog = ctx.commands.catalog
     return {spec.name: catalog.info(spec.name).display for spec in plugin.commands}
 
 
-def campaigns_dir(ctx: Context) -> Path:
+def campaigns_dir(ctx: Ctx) -> Path:
     configured = ctx.config.campaigns_dir
     if configured:
         return Path(configured)
     return ctx.settings.bot.persona_dir / "broadcasts" / "campaigns"
 
 
-def bot_status(ctx: Context) -> dict[str, Any]:
+def bot_status(ctx: Ctx) -> dict[str, Any]:
     """Is a bot running on this data dir? From its heartbeat (wall-clock, not the fake one)."""
     if not _offline(ctx):
-        return {"running": True, "age_s": 0, "transport": ctx.app.transport.name, "self": True}
+        return {"running": True, "age_s": 0, "transport": ctx.transport_name, "self": True}
     beat = state.Campaigns(ctx.store).heartbeat() or {}
     age = time.time() - float(beat.get("wall", 0.0))
     # The data dir's lock decides (a held lock is a running bot); the heartbeat only where
@@ -105,14 +92,14 @@ def bot_status(ctx: Context) -> dict[str, Any]:
     }
 
 
-async def _reply(ctx: Context, cmd: Command, key: str, **variables: Any) -> None:
+async def _reply(ctx: Ctx, cmd: Command, key: str, **variables: Any) -> None:
     await ctx.reply(f"broadcasts/{key}", via=_via(cmd), words=_words(ctx), **variables)
 
 
 async def _refuse(
-    ctx: Context, cmd: Command, problem: dict[str, Any], name: str = "", command: str = ""
+    ctx: Ctx, cmd: Command, problem: dict[str, Any], name: str = "", command: str = ""
 ) -> None:
-    info = ctx.app.commands.catalog.info(command or cmd.name)
+    info = ctx.commands.catalog.info(command or cmd.name)
     code = str(problem.get("code", ""))
     ctx.record("refused", command=cmd.name, campaign=name, code=code, by=_by(cmd))
     await _reply(
@@ -131,7 +118,7 @@ async def _refuse(
     )
 
 
-async def _campaign(ctx: Context, cmd: Command) -> state.Record | None:
+async def _campaign(ctx: Ctx, cmd: Command) -> state.Record | None:
     """The campaign named by the first argument, or a refusal already sent."""
     if not cmd.args:
         await _refuse(ctx, cmd, {"code": "usage"})
@@ -142,7 +129,7 @@ async def _campaign(ctx: Context, cmd: Command) -> state.Record | None:
     return record
 
 
-def _pending_requests(ctx: Context, cid: str) -> list[dict[str, Any]]:
+def _pending_requests(ctx: Ctx, cid: str) -> list[dict[str, Any]]:
     now = time.time()
     return [
         {"action": r["action"], "age_s": int(max(0.0, now - float(r.get("wall", now))))}
@@ -152,7 +139,7 @@ def _pending_requests(ctx: Context, cid: str) -> list[dict[str, Any]]:
 
 # -- commands --------------------------------------------------------------------------------
 @plugin.command("broadcast_create", keep_args=True)
-async def create(cmd: Command, ctx: Context) -> None:
+async def create(cmd: Command, ctx: Ctx) -> None:
     if not cmd.args:
         await _refuse(ctx, cmd, {"code": "usage"})
         return
@@ -165,6 +152,7 @@ async def create(cmd: Command, ctx: Context) -> None:
             persona=ctx.persona,
             copy_prefixes=ctx.config.copy_prefixes,
             shown=_shown(ctx, path),
+            ctx=ctx,
         )
         _record, again = runner.Runner(ctx).create(spec, _by(cmd))
     except CampaignError as error:
@@ -173,7 +161,7 @@ async def create(cmd: Command, ctx: Context) -> None:
     await _reply(ctx, cmd, "created", again=again, **_brief(ctx, spec))
 
 
-def _shown(ctx: Context, path: Path) -> str:
+def _shown(ctx: Ctx, path: Path) -> str:
     """The file as operators know it: relative to the project when it is inside."""
     try:
         return str(path.resolve().relative_to(ctx.settings.bot.persona_dir.resolve().parent))
@@ -181,7 +169,7 @@ def _shown(ctx: Context, path: Path) -> str:
         return str(path)
 
 
-def _brief(ctx: Context, spec: Spec) -> dict[str, Any]:
+def _brief(ctx: Ctx, spec: Spec) -> dict[str, Any]:
     return {
         "id": spec.id,
         "title": spec.title,
@@ -193,17 +181,17 @@ def _brief(ctx: Context, spec: Spec) -> dict[str, Any]:
             "file": spec.file,
         },
         "attachment": report.describe_media(spec),
-        "start": progress.when(ctx.app, spec.start_at),
-        "expires": progress.when(ctx.app, spec.expires_at),
+        "start": progress.when(ctx, spec.start_at),
+        "expires": progress.when(ctx, spec.expires_at),
     }
 
 
-async def _dry_run(ctx: Context, cmd: Command, record: state.Record, confirm: bool) -> None:
+async def _dry_run(ctx: Ctx, cmd: Command, record: state.Record, confirm: bool) -> None:
     run = runner.Runner(ctx)
     spec = run.spec(record)
     at = max(spec.start_at or 0.0, run.now)
     audience = run.audience(record, at)
-    data = report.dry_run(ctx.app, spec, audience, sample_size=ctx.config.sample_size, at=at)
+    data = report.dry_run(ctx, spec, audience, sample_size=ctx.config.sample_size, at=at)
     ctx.record(
         "dry_run",
         campaign=spec.id,
@@ -217,14 +205,14 @@ async def _dry_run(ctx: Context, cmd: Command, record: state.Record, confirm: bo
 
 
 @plugin.command("broadcast_dry_run", keep_args=True)
-async def dry_run(cmd: Command, ctx: Context) -> None:
+async def dry_run(cmd: Command, ctx: Ctx) -> None:
     record = await _campaign(ctx, cmd)
     if record is not None:
         await _dry_run(ctx, cmd, record, confirm=False)
 
 
 @plugin.command("broadcast_start", keep_args=True)
-async def start(cmd: Command, ctx: Context) -> None:
+async def start(cmd: Command, ctx: Ctx) -> None:
     """`start <id>` shows the dry run and the number to confirm; `start <id> <count>` starts
     (or schedules) it when the count is exactly the number of recipients right now."""
     record = await _campaign(ctx, cmd)
@@ -262,9 +250,9 @@ async def start(cmd: Command, ctx: Context) -> None:
 
 
 async def _changed(
-    ctx: Context, cmd: Command, record: state.Record, action: str, *, applied: bool, moved: int = 0
+    ctx: Ctx, cmd: Command, record: state.Record, action: str, *, applied: bool, moved: int = 0
 ) -> None:
-    data = progress.progress(ctx.app, record, online=bot_status(ctx)["running"])
+    data = progress.progress(ctx, record, online=bot_status(ctx)["running"])
     await _reply(
         ctx,
         cmd,
@@ -277,7 +265,7 @@ async def _changed(
     )
 
 
-async def _transition(cmd: Command, ctx: Context, action: str) -> None:
+async def _transition(cmd: Command, ctx: Ctx, action: str) -> None:
     record = await _campaign(ctx, cmd)
     if record is None:
         return
@@ -295,7 +283,7 @@ async def _transition(cmd: Command, ctx: Context, action: str) -> None:
 
 
 async def _request(
-    cmd: Command, ctx: Context, run: runner.Runner, record: state.Record, action: str
+    cmd: Command, ctx: Ctx, run: runner.Runner, record: state.Record, action: str
 ) -> None:
     """From the terminal: pause and cancel take hold in the journal at once (the outbox
     cannot send a held or skipped row); the campaign's own status, and resume, follow when
@@ -311,30 +299,30 @@ async def _request(
     job = runner.job_of(record["id"])
     moved = 0
     if action == "pause":
-        moved = runner.hold_rows(ctx.app.ledger, job, run.now)
+        moved = runner.hold_rows(ctx.ledger, job, run.now)
     elif action == "cancel":
-        moved = runner.stop_rows(ctx.app.ledger, job, run.now, "cancelled")
+        moved = runner.stop_rows(ctx.ledger, job, run.now, "cancelled")
     state.Campaigns(ctx.store).request(record["id"], action, run.now, _by(cmd), wall=time.time())
     await _changed(ctx, cmd, record, action, applied=False, moved=moved)
 
 
 @plugin.command("broadcast_pause", keep_args=True)
-async def pause(cmd: Command, ctx: Context) -> None:
+async def pause(cmd: Command, ctx: Ctx) -> None:
     await _transition(cmd, ctx, "pause")
 
 
 @plugin.command("broadcast_resume", keep_args=True)
-async def resume(cmd: Command, ctx: Context) -> None:
+async def resume(cmd: Command, ctx: Ctx) -> None:
     await _transition(cmd, ctx, "resume")
 
 
 @plugin.command("broadcast_cancel", keep_args=True)
-async def cancel(cmd: Command, ctx: Context) -> None:
+async def cancel(cmd: Command, ctx: Ctx) -> None:
     await _transition(cmd, ctx, "cancel")
 
 
 @plugin.command("broadcast_status", keep_args=True)
-async def status(cmd: Command, ctx: Context) -> None:
+async def status(cmd: Command, ctx: Ctx) -> None:
     bot = bot_status(ctx)
     campaigns = state.Campaigns(ctx.store)
     if cmd.args:
@@ -348,18 +336,18 @@ async def status(cmd: Command, ctx: Context) -> None:
         records = [r for r in everything if r["status"] not in state.FINAL] + ended
     rows = []
     for record in records:
-        data = progress.progress(ctx.app, record, online=bot["running"])
+        data = progress.progress(ctx, record, online=bot["running"])
         data["requests"] = _pending_requests(ctx, record["id"])
         rows.append(data)
     await _reply(ctx, cmd, "status", campaigns=rows, one=bool(cmd.args), bot=bot)
 
 
 @plugin.command("broadcast_report", keep_args=True)
-async def report_(cmd: Command, ctx: Context) -> None:
+async def report_(cmd: Command, ctx: Ctx) -> None:
     record = await _campaign(ctx, cmd)
     if record is None:
         return
-    data = report.report(ctx.app, record)
+    data = report.report(ctx, record)
     ctx.record("report", campaign=record["id"], **_numbers(data))
     await _reply(ctx, cmd, "report", moment="command", **data)
 
@@ -372,13 +360,13 @@ def _numbers(data: dict[str, Any]) -> dict[str, Any]:
 
 # -- the bot's side ----------------------------------------------------------------------------
 @plugin.scheduled("* * * * *")
-async def tick(ctx: Context) -> None:
+async def tick(ctx: Ctx) -> None:
     """Start what is due, apply the terminal's requests, expire, finish, follow up."""
     runner.Runner(ctx).reconcile()
 
 
 @plugin.on_shutdown()
-async def mark_stopped(ctx: Context) -> None:
+async def mark_stopped(ctx: Ctx) -> None:
     """A bot that stopped must not look alive to the tool for the next two minutes: its
     requests would wait for nobody. (The tool's own App never beat: nothing to clear.)"""
     if _offline(ctx):
@@ -390,7 +378,7 @@ async def mark_stopped(ctx: Context) -> None:
 
 
 @plugin.on_startup()
-async def startup(ctx: Context) -> None:
+async def startup(ctx: Ctx) -> None:
     # Bad config fails start-up here, with its key; the campaigns are then brought up to
     # date at once (a restart should not wait a minute to resume the schedule).
     if ctx.config.sample_size < 0 or ctx.config.max_late_h < 0:
@@ -416,7 +404,7 @@ _WAITING = {
 
 
 @plugin.review_source()
-async def campaigns_waiting(ctx: Context) -> list[ReviewItem]:
+async def campaigns_waiting(ctx: Ctx) -> list[ReviewItem]:
     items = []
     for record in state.Campaigns(ctx.store).all():
         waiting = _WAITING.get(record["status"])
@@ -439,7 +427,7 @@ async def campaigns_waiting(ctx: Context) -> list[ReviewItem]:
 
 
 @plugin.agenda_source()
-async def campaigns_ahead(ctx: Context) -> list[AgendaItem]:
+async def campaigns_ahead(ctx: Ctx) -> list[AgendaItem]:
     """Every scheduled campaign (not only today's: a confirmed broadcast days ahead is rare
     and worth seeing every morning) and the ones still sending."""
     items = []

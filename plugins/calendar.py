@@ -18,24 +18,22 @@ every CALENDAR_RELOAD_MIN minutes, midnight). A post more than CALENDAR_GRACE_MI
 bot was down) is reported to the admins as missed, never sent late.
 Commands: upcoming_posts (next 7 days, or one post in full), post_done, post_skip.
 Persona: calendar/* keys below, plus the post keys the calendar names.
-For other plugins: scheduled_posts(app, day), pending_staff_posts(app).
+For other code (listings, scripts): scheduled_posts(ctx, day), pending_staff_posts(ctx), with
+the calendar's Context (`app.context("calendar")`).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from plugins._calendar.dates import DateError
 from plugins._calendar.model import FALLBACKS, CalendarError
-from plugins._calendar.publishing import Settings
-from plugins._calendar.runtime import CalendarTrigger, Runtime
+from plugins._calendar.publishing import CalendarConfig, Settings
+from plugins._calendar.runtime import CalendarTrigger, Ctx, Runtime
 from pond import (
     AgendaItem,
-    App,
     Command,
     ConfigError,
     Context,
@@ -43,22 +41,9 @@ from pond import (
     Problem,
     ReviewItem,
     RowStatus,
-    setting,
 )
 
 log = logging.getLogger("pond.plugins.calendar")
-
-
-@dataclass(frozen=True)
-class CalendarConfig:
-    # Relative to BOT_PERSONA_DIR; holidays.toml is read from the same folder.
-    file: str = "calendar/calendar.toml"
-    # Where the transport cannot post to Moments: "staff" (admins post by hand) or
-    # "broadcast" (send to the post's rooms/segment). A post's `fallback` overrides it.
-    fallback: str = setting("staff", choices=FALLBACKS)
-    grace_min: float = 30.0
-    remind_min: float = 60.0
-    reload_min: int = 5
 
 
 OWN_KEYS = (
@@ -78,17 +63,37 @@ TICK_JOB = "calendar.tick"
 MAX_DAYS = 31
 PAGE = 12
 
+
+def build_state(ctx: Ctx) -> Runtime:
+    """The calendar of one App, its files read and checked (a problem stops start-up,
+    naming file, post id and field)."""
+    rt = Runtime(ctx, calendar_settings(ctx))
+    try:
+        rt.start()
+    except (CalendarError, DateError) as error:
+        raise Problem(
+            "calendar.invalid", "calendar data is invalid:\n{problems}", problems=str(error)
+        ) from None
+    log.info(
+        "calendar: %d posts from %s",
+        len(rt.calendar.entries if rt.calendar else {}),
+        rt.settings.path,
+    )
+    return rt
+
+
 plugin = Plugin(
     "calendar",
     persona=OWN_KEYS,
+    # The calendar file names each post's copy: calendar/<name>, checked when it loads.
+    persona_prefixes=["calendar/"],
     config=CalendarConfig,
+    state=build_state,
     description="content calendar: scheduled posts, key dates, launches",
 )
 
-_runtimes: WeakKeyDictionary[App, Runtime] = WeakKeyDictionary()
 
-
-def calendar_settings(ctx: Context) -> Settings:
+def calendar_settings(ctx: Context[CalendarConfig, Any]) -> Settings:
     """The checked settings (also used by scripts/calendar_preview.py)."""
     config: CalendarConfig = ctx.config
     if config.fallback not in FALLBACKS:
@@ -109,43 +114,32 @@ def calendar_settings(ctx: Context) -> Settings:
     )
 
 
-def runtime(app: App) -> Runtime | None:
-    return _runtimes.get(app)
+def runtime(ctx: Ctx) -> Runtime | None:
+    """The running calendar (the plugin's state); None where the bot is not running (the
+    command line), whose App never started."""
+    return ctx.state if ctx.running else None
 
 
 @plugin.on_startup()
-async def start(ctx: Context) -> None:
-    rt = Runtime(ctx.app, plugin, calendar_settings(ctx))
-    try:
-        rt.start()
-    except (CalendarError, DateError) as error:
-        # The message names file, post id and field for every problem.
-        raise Problem(
-            "calendar.invalid", "calendar data is invalid:\n{problems}", problems=str(error)
-        ) from None
-    _runtimes[ctx.app] = rt
-    log.info(
-        "calendar: %d posts from %s",
-        len(rt.calendar.entries if rt.calendar else {}),
-        rt.settings.path,
-    )
-    if TICK_JOB not in ctx.app.jobs:
+async def start(ctx: Ctx) -> None:
+    rt = ctx.state
+    if not ctx.has_job(TICK_JOB):
         log.warning("%s is off: the calendar only lists posts, it publishes nothing", TICK_JOB)
         return
     trigger = CalendarTrigger(rt.next_fire)
-    ctx.app.set_trigger(TICK_JOB, trigger)
+    ctx.set_trigger(TICK_JOB, trigger)
     # After a reload outside a tick (the listing command), wake up for the new times now.
-    rt.on_change = lambda: rt.app.set_trigger(TICK_JOB, trigger)
+    rt.on_change = lambda: rt.ctx.set_trigger(TICK_JOB, trigger)
+    # Catch up on what fell due while the bot was down (published within grace, else reported).
+    rt.process(ctx.now)
     # Catch up on what fell due while the bot was down (published within grace, else reported).
     rt.process(ctx.now)
 
 
 @plugin.scheduled("*/5 * * * *")
-async def tick(ctx: Context) -> None:
+async def tick(ctx: Ctx) -> None:
     """Replaced at start-up by the calendar's own trigger; a replayed fire time is a no-op."""
-    rt = runtime(ctx.app)
-    if rt is None:
-        return
+    rt = ctx.state
     rt.reload_if_changed()
     rt.process(ctx.now)
 
@@ -154,9 +148,9 @@ async def tick(ctx: Context) -> None:
 
 
 @plugin.command("upcoming_posts", keep_args=True)
-async def upcoming_posts(cmd: Command, ctx: Context) -> None:
+async def upcoming_posts(cmd: Command, ctx: Ctx) -> None:
     """The next 7 days (or N days), or one post in full: `<command> [days | post id]`."""
-    rt = runtime(ctx.app)
+    rt = runtime(ctx)
     if rt is None or rt.calendar is None:
         return
     problems = rt.reload_if_changed()
@@ -199,7 +193,7 @@ async def upcoming_posts(cmd: Command, ctx: Context) -> None:
         )
 
 
-async def _detail(rt: Runtime, post_id: str, ctx: Context) -> None:
+async def _detail(rt: Runtime, post_id: str, ctx: Ctx) -> None:
     assert rt.calendar is not None
     entry = rt.calendar.entries.get(post_id)
     if entry is None:
@@ -233,19 +227,19 @@ def _preview(rt: Runtime, occ: Any) -> str:
 
 
 @plugin.command("post_done", keep_args=True)
-async def post_done(cmd: Command, ctx: Context) -> None:
+async def post_done(cmd: Command, ctx: Ctx) -> None:
     """An admin posted a handed-over post by hand: `<command> <post id>`."""
     await _close(cmd, ctx, "confirmed", "calendar/confirmed")
 
 
 @plugin.command("post_skip", keep_args=True)
-async def post_skip(cmd: Command, ctx: Context) -> None:
+async def post_skip(cmd: Command, ctx: Ctx) -> None:
     """An admin decided not to post a handed-over post: `<command> <post id>`."""
     await _close(cmd, ctx, "skipped", "calendar/skipped")
 
 
-async def _close(cmd: Command, ctx: Context, status: str, key: str) -> None:
-    rt = runtime(ctx.app)
+async def _close(cmd: Command, ctx: Ctx, status: str, key: str) -> None:
+    rt = runtime(ctx)
     if rt is None:
         return
     post = cmd.rest.strip()
@@ -254,7 +248,7 @@ async def _close(cmd: Command, ctx: Context, status: str, key: str) -> None:
         post = pending[0]["post_id"]  # only one waiting: the command alone is enough
     done = rt.resolve(post, ctx.now, status, cmd.sender.id) if post else None
     if done is None:
-        info = ctx.app.commands.catalog.info(cmd.name)
+        info = ctx.commands.catalog.info(cmd.name)
         await ctx.reply(
             "calendar/confirm_unknown",
             given=post,
@@ -274,14 +268,14 @@ async def _close(cmd: Command, ctx: Context, status: str, key: str) -> None:
 # -- the operator's day: 待办 and the morning report ---------------------------------------------
 
 
-def _listing_runtime(ctx: Context) -> Runtime | None:
+def _listing_runtime(ctx: Ctx) -> Runtime | None:
     """The running calendar, or (on the command line, where start-up never ran) one read
     from the files just for this listing; None when the files cannot be read."""
-    rt = runtime(ctx.app)
+    rt = runtime(ctx)
     if rt is not None:
         return rt
     try:
-        rt = Runtime(ctx.app, plugin, calendar_settings(ctx))
+        rt = Runtime(ctx, calendar_settings(ctx))
         rt.start()
     except (CalendarError, DateError, ConfigError):
         return None
@@ -289,7 +283,7 @@ def _listing_runtime(ctx: Context) -> Runtime | None:
 
 
 @plugin.review_source()
-async def staff_posts_waiting(ctx: Context) -> list[ReviewItem]:
+async def staff_posts_waiting(ctx: Ctx) -> list[ReviewItem]:
     """Posts handed to the admins and not confirmed yet (read from the store: works offline)."""
     rt = _listing_runtime(ctx)
     titles = rt.calendar.entries if rt is not None and rt.calendar is not None else {}
@@ -314,7 +308,7 @@ async def staff_posts_waiting(ctx: Context) -> list[ReviewItem]:
 
 
 @plugin.agenda_source()
-async def posts_today(ctx: Context) -> list[AgendaItem]:
+async def posts_today(ctx: Ctx) -> list[AgendaItem]:
     rt = _listing_runtime(ctx)
     if rt is None:
         return []
@@ -334,7 +328,7 @@ async def posts_today(ctx: Context) -> list[AgendaItem]:
 # -- for other plugins (listings, the daily summary) ---------------------------------------------
 
 
-def scheduled_posts(app: App, day: date) -> list[dict[str, Any]]:
+def scheduled_posts(ctx: Ctx, day: date) -> list[dict[str, Any]]:
     """The calendar's posts of `day` (bot timezone) in time order, [] when the calendar is not
     running. Each item is JSON-friendly:
     post_id, title, key, launch (id or ""), at (ISO), date "MM-DD", time "HH:MM", month, day,
@@ -344,20 +338,20 @@ def scheduled_posts(app: App, day: date) -> list[dict[str, Any]]:
     replaced (a key-date post took its place) | unpublished (its time passed before the
     calendar knew it), replaced_by, delivery ({"sent": n, "pending": n, ...} over its journal
     rows; the staff's copies are not counted)."""
-    rt = runtime(app)
+    rt = runtime(ctx)
     if rt is None:
         return []
-    return rt.day(day, app.clock.now())
+    return rt.day(day, ctx.now)
 
 
-def pending_staff_posts(app: App) -> list[dict[str, Any]]:
+def pending_staff_posts(ctx: Ctx) -> list[dict[str, Any]]:
     """Posts handed to the admins and not yet confirmed (or skipped), oldest first:
     post_id, title, at (ISO, the scheduled time), date, time, handed_at (ISO), waiting_min,
     delivered (the hand-off reached at least one admin), reminded."""
-    rt = runtime(app)
+    rt = runtime(ctx)
     if rt is None:
         return []
-    now = app.clock.now()
+    now = ctx.now
     return [_pending_view(rt, item, now) for item in rt.pending()]
 
 
@@ -365,7 +359,7 @@ def _pending_view(rt: Runtime, item: dict[str, Any], now: datetime) -> dict[str,
     at = datetime.fromisoformat(item["at"])
     handed = datetime.fromisoformat(item["handed_at"])
     entry = rt.calendar.entries.get(item["post_id"]) if rt.calendar else None
-    delivered = bool(rt.app.ledger.rows_of(item["job"], RowStatus.SENT))
+    delivered = bool(rt.ctx.ledger.rows_of(item["job"], RowStatus.SENT))
     return {
         "post_id": item["post_id"],
         "title": entry.title if entry else "",

@@ -23,8 +23,6 @@ Helpers live in plugins/_groups/.
 from __future__ import annotations
 
 import logging
-import weakref
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ from plugins._groups.db import GroupsDB, Strike
 from plugins._groups.enforce import moderate, undo
 from plugins._groups.invites import invite, normal, wanted_rooms
 from plugins._groups.rooms import Checks, Moderation, Problem, RoomConfig, RoomsFile, say
-from plugins._groups.state import GroupsState
+from plugins._groups.state import Ctx, GroupsConfig, GroupsState
 from plugins._groups.welcome import (
     flush_welcomes,
     member_joined,
@@ -43,24 +41,31 @@ from plugins._groups.welcome import (
     quiet,
     scheduled_rules,
 )
-from pond import App, Command, Context, Event, MemberJoined, MemberLeft, Message, Plugin, filters
+from pond import Command, Event, MemberJoined, MemberLeft, Message, Plugin, filters
 from pond import Problem as CodedProblem
 
 log = logging.getLogger("pond.plugins.groups")
+__all__ = ["GroupsConfig", "GroupsState", "plugin"]
 
 
-@dataclass(frozen=True)
-class GroupsConfig:
-    rooms_file: Path = Path("groups/rooms.toml")  # relative to BOT_PERSONA_DIR
-    welcome_window_s: float = 30.0
-    welcome_cooldown_s: float = 300.0
-    welcome_max_mentions: int = 20
-    welcome_max_age_min: float = 60.0
-    member_limit: int = 480
-    invite_hold_h: float = 24.0
-    dry_run: bool = False
-    strike_ttl_h: float = 168.0
-    rules_cooldown_s: float = 120.0
+def build_state(ctx: Ctx) -> GroupsState:
+    """Read and check the rooms file (a problem stops start-up, naming the room and key)."""
+    path = rooms_path(ctx)
+    if not path.exists() and ctx.config.rooms_file != GroupsConfig.rooms_file:
+        raise CodedProblem(
+            "groups.rooms_missing", "GROUPS_ROOMS_FILE: {path} does not exist", path=path
+        )
+    rooms = RoomsFile(path, _checks(ctx), _base(ctx.config))
+    problems = rooms.load()
+    if problems:
+        raise CodedProblem(
+            "groups.rooms_invalid",
+            "{path}: {problems} (see the comments at the top of the file)",
+            path=path,
+            problems=[str(p) for p in problems],
+        )
+    log.info("groups: %d room(s) configured in %s", len(rooms.rooms), path)
+    return GroupsState(rooms, GroupsDB(ctx.sql.engine, ctx.sql.metadata), ctx.store)
 
 
 plugin = Plugin(
@@ -90,30 +95,25 @@ plugin = Plugin(
         "groups/cmd_reload",
         "groups/cmd_unknown_room",
     ],
+    # A room's rules_key names another groups/ key; the rooms file is checked on load.
+    persona_prefixes=["groups/"],
     config=GroupsConfig,
+    state=build_state,
     description="group welcomes, rules, moderation, invites and activity",
 )
 
-# One state per App (tests run many Apps in one process); filters built before start-up
-# look it up when called.
-_STATES: weakref.WeakKeyDictionary[App, GroupsState] = weakref.WeakKeyDictionary()
-
-
-def state(ctx: Context) -> GroupsState:
-    st = _STATES.get(ctx.app)
-    if st is None:
-        raise RuntimeError("groups: used before its start-up hook ran")
-    return st
-
 
 # -- start-up and configuration -----------------------------------------------------------
-def rooms_path(ctx: Context) -> Path:
+def rooms_path(ctx: Ctx) -> Path:
     path: Path = ctx.config.rooms_file
     return path if path.is_absolute() else ctx.settings.bot.persona_dir / path
 
 
-def _checks(ctx: Context) -> Checks:
+def _checks(ctx: Ctx) -> Checks:
     persona = ctx.persona
+
+    def has_key(key: str) -> bool:  # declared (persona_prefixes) and with a template
+        return not ctx.check_keys([key])
 
     def layer_problem(layer: str, room_id: str) -> str | None:
         if layer not in persona.layer_names():
@@ -131,7 +131,7 @@ def _checks(ctx: Context) -> Checks:
             )
         return None
 
-    return Checks(ctx.settings.bot.timezone, persona.has, layer_problem)
+    return Checks(ctx.settings.bot.timezone, has_key, layer_problem)
 
 
 def _base(config: GroupsConfig) -> RoomConfig:
@@ -146,42 +146,16 @@ def _base(config: GroupsConfig) -> RoomConfig:
     )
 
 
-def _declare_rules_keys(rooms: dict[str, RoomConfig]) -> None:
-    # A room may use its own rules text (rules_key); the loader checked the template
-    # exists, so the plugin may render it.
-    extra = [r.rules_key for r in rooms.values() if r.rules_key not in plugin.persona_keys]
-    if extra:
-        plugin.persona_keys = (*plugin.persona_keys, *dict.fromkeys(extra))
-
-
 @plugin.on_startup()
-async def start(ctx: Context) -> None:
-    path = rooms_path(ctx)
-    if not path.exists() and ctx.config.rooms_file != GroupsConfig.rooms_file:
-        raise CodedProblem(
-            "groups.rooms_missing", "GROUPS_ROOMS_FILE: {path} does not exist", path=path
-        )
-    rooms = RoomsFile(path, _checks(ctx), _base(ctx.config))
-    problems = rooms.load()
-    if problems:
-        raise CodedProblem(
-            "groups.rooms_invalid",
-            "{path}: {problems} (see the comments at the top of the file)",
-            path=path,
-            problems=[str(p) for p in problems],
-        )
-    _declare_rules_keys(rooms.rooms)
-    db = GroupsDB(ctx.app.store.sql.engine, ctx.app.store.sql.metadata)
-    _STATES[ctx.app] = GroupsState(rooms, db, ctx.store)
+async def start(ctx: Ctx) -> None:
     activity.start_rollup(ctx)
-    log.info("groups: %d room(s) configured in %s", len(rooms.rooms), path)
 
 
-def reload_rooms(ctx: Context, st: GroupsState, *, force: bool = False) -> list[Problem] | None:
+def reload_rooms(ctx: Ctx, *, force: bool = False) -> list[Problem] | None:
+    st = ctx.state
     problems = st.file.reload(force=force)
     if problems is None:
         return None
-    _declare_rules_keys(st.rooms)
     ctx.record("config_reloaded", rooms=len(st.rooms), problems=len(problems))
     for problem in problems:
         log.error("rooms file change refused: %s", problem)
@@ -189,23 +163,21 @@ def reload_rooms(ctx: Context, st: GroupsState, *, force: bool = False) -> list[
 
 
 # -- filters (the rooms file is live data, so they read the current state) ----------------
-def _in_configured_room(ctx: Context) -> filters.Filter:
-    app = ctx.app
+def _in_configured_room(ctx: Ctx) -> filters.Filter:
+    st = ctx.state
 
     def check(event: Event) -> bool:
-        st = _STATES.get(app)
         room = getattr(event, "room", None)
-        return st is not None and room is not None and room.id in st.rooms
+        return room is not None and room.id in st.rooms
 
     return check
 
 
-def _rules_keyword(ctx: Context) -> filters.Filter:
-    app = ctx.app
+def _rules_keyword(ctx: Ctx) -> filters.Filter:
+    st = ctx.state
 
     def check(event: Event) -> bool:
-        st = _STATES.get(app)
-        if st is None or not isinstance(event, Message) or event.room is None:
+        if not isinstance(event, Message) or event.room is None:
             return False
         room = st.room(event.room.id)
         word = normal(event.text)
@@ -214,16 +186,9 @@ def _rules_keyword(ctx: Context) -> filters.Filter:
     return check
 
 
-def _invite_keyword(ctx: Context) -> filters.Filter:
-    app = ctx.app
-
+def _invite_keyword(ctx: Ctx) -> filters.Filter:
     def check(event: Event) -> bool:
-        st = _STATES.get(app)
-        return (
-            st is not None
-            and isinstance(event, Message)
-            and bool(wanted_rooms(ctx, st, event.text)[1])
-        )
+        return isinstance(event, Message) and bool(wanted_rooms(ctx, event.text)[1])
 
     return check
 
@@ -232,75 +197,71 @@ def _invite_keyword(ctx: Context) -> filters.Filter:
 @plugin.on_message(
     filters.configured(_in_configured_room), listen_in_rooms=True, block=False, priority=10
 )
-async def watch(event: Message, ctx: Context) -> None:
+async def watch(event: Message, ctx: Ctx) -> None:
     """Every message in a configured room: activity, moderation, a due welcome."""
-    st = state(ctx)
+    st = ctx.state
     room = st.room(event.chat_id)
     if room is None:
         return
-    activity.message(event, ctx, st, room)
-    await moderate(event, ctx, st, room)
-    await flush_welcomes(ctx, st, only=room.id)
+    activity.message(event, ctx, room)
+    await moderate(event, ctx, room)
+    await flush_welcomes(ctx, only=room.id)
 
 
 @plugin.on_message(
     filters.in_room(), filters.configured(_rules_keyword), listen_in_rooms=True, when_paused=True
 )
-async def rules(event: Message, ctx: Context) -> None:
-    st = state(ctx)
+async def rules(event: Message, ctx: Ctx) -> None:
+    st = ctx.state
     room = st.room(event.chat_id)
     if room is None or quiet(ctx, room.id):
         return
-    await post_rules(ctx, st, room, "keyword", asker=event.sender.id)
+    await post_rules(ctx, room, "keyword", asker=event.sender.id)
 
 
 @plugin.on_message(filters.private(), filters.configured(_invite_keyword), priority=50)
-async def invite_keyword(event: Message, ctx: Context) -> None:
-    await invite(event, ctx, state(ctx))
+async def invite_keyword(event: Message, ctx: Ctx) -> None:
+    await invite(event, ctx)
 
 
 @plugin.on_member_joined(filters.configured(_in_configured_room), block=False)
-async def joined(event: MemberJoined, ctx: Context) -> None:
-    st = state(ctx)
+async def joined(event: MemberJoined, ctx: Ctx) -> None:
+    st = ctx.state
     room = st.room(event.room.id)
     if room is not None:
-        await member_joined(event, ctx, st, room)
+        await member_joined(event, ctx, room)
 
 
 @plugin.on_member_left(filters.configured(_in_configured_room), block=False)
-async def left(event: MemberLeft, ctx: Context) -> None:
-    st = state(ctx)
+async def left(event: MemberLeft, ctx: Ctx) -> None:
+    st = ctx.state
     room = st.room(event.room.id)
     if room is not None:
-        await member_left(event, ctx, st, room)
+        await member_left(event, ctx, room)
 
 
 @plugin.scheduled("* * * * *")
-async def tick(ctx: Context) -> None:
-    st = state(ctx)
-    problems = reload_rooms(ctx, st)
+async def tick(ctx: Ctx) -> None:
+    st = ctx.state
+    problems = reload_rooms(ctx)
     if problems:
-        for admin in ctx.app.admins.ids():
-            await ctx.send(
-                admin,
-                "groups/config_alert",
-                file=str(rooms_path(ctx)),
-                problems=[str(p) for p in problems],
-            )
-    await flush_welcomes(ctx, st)
-    await scheduled_rules(ctx, st)
-    activity.rollup(ctx, st)
+        ctx.alert(
+            "groups/config_alert", file=str(rooms_path(ctx)), problems=[str(p) for p in problems]
+        )
+    await flush_welcomes(ctx)
+    await scheduled_rules(ctx)
+    activity.rollup(ctx)
     st.flood.prune(ctx.now.timestamp())
 
 
 # -- operator commands -------------------------------------------------------------------------
-def _when(ctx: Context, at: float) -> str:
+def _when(ctx: Ctx, at: float) -> str:
     return datetime.fromtimestamp(at, ctx.clock.tz).strftime("%m-%d %H:%M")
 
 
 @plugin.command("group_status", keep_args=True)
-async def group_status(cmd: Command, ctx: Context) -> None:
-    st = state(ctx)
+async def group_status(cmd: Command, ctx: Ctx) -> None:
+    st = ctx.state
     rooms = [
         {
             "name": st.label(r.id),
@@ -318,7 +279,8 @@ async def group_status(cmd: Command, ctx: Context) -> None:
     await ctx.reply("groups/cmd_status", rooms=rooms, problems=[str(p) for p in st.file.problems])
 
 
-def _strike_row(ctx: Context, st: GroupsState, s: Strike) -> dict[str, Any]:
+def _strike_row(ctx: Ctx, s: Strike) -> dict[str, Any]:
+    st = ctx.state
     return {
         "id": s.id,
         "room_name": st.label(s.room_id),
@@ -331,9 +293,9 @@ def _strike_row(ctx: Context, st: GroupsState, s: Strike) -> dict[str, Any]:
 
 
 @plugin.command("group_strikes", keep_args=True)
-async def group_strikes(cmd: Command, ctx: Context) -> None:
+async def group_strikes(cmd: Command, ctx: Ctx) -> None:
     """Recent strikes still in force, everywhere or for one room or one member."""
-    st = state(ctx)
+    st = ctx.state
     since = ctx.now.timestamp() - ctx.config.strike_ttl_h * 3600
     who = cmd.args[0] if cmd.args else None
     room_id = who if who in st.rooms else None
@@ -341,7 +303,7 @@ async def group_strikes(cmd: Command, ctx: Context) -> None:
     found = st.db.list_strikes(since=since, room_id=room_id, contact_id=contact_id)
     await ctx.reply(
         "groups/cmd_strikes",
-        strikes=[_strike_row(ctx, st, s) for s in found],
+        strikes=[_strike_row(ctx, s) for s in found],
         scope=st.label(room_id) if room_id else (contact_id or ""),
     )
 
@@ -351,10 +313,10 @@ AUDIT_MAX = 50
 
 
 @plugin.command("group_audit")
-async def group_audit(cmd: Command, ctx: Context) -> None:
+async def group_audit(cmd: Command, ctx: Ctx) -> None:
     """The latest moderation actions (the audit), everywhere or for one room or member:
     `<command> [room id | member id] [how many]`."""
-    st = state(ctx)
+    st = ctx.state
     args = list(cmd.args)
     limit = AUDIT_SHOWN
     if args and args[-1].isdigit():
@@ -387,9 +349,9 @@ async def group_audit(cmd: Command, ctx: Context) -> None:
 
 
 @plugin.command("group_unstrike", keep_args=True)
-async def group_unstrike(cmd: Command, ctx: Context) -> None:
+async def group_unstrike(cmd: Command, ctx: Ctx) -> None:
     """By strike number (from the strikes list), or a member's latest strike [in a room]."""
-    st = state(ctx)
+    st = ctx.state
     target: Strike | None = None
     if cmd.args and cmd.args[0].lstrip("#").isdigit():
         target = st.db.strike(int(cmd.args[0].lstrip("#")))
@@ -397,7 +359,7 @@ async def group_unstrike(cmd: Command, ctx: Context) -> None:
         room_id = cmd.args[1] if len(cmd.args) > 1 else None
         latest = st.db.list_strikes(since=0.0, contact_id=cmd.args[0], room_id=room_id, limit=1)
         target = latest[0] if latest else None
-    if target is None or target.revoked_at is not None or not undo(ctx, st, target, cmd.sender.id):
+    if target is None or target.revoked_at is not None or not undo(ctx, target, cmd.sender.id):
         await ctx.reply("groups/cmd_unstrike_missing", what=cmd.rest)
         return
     room = st.room(target.room_id)
@@ -405,11 +367,11 @@ async def group_unstrike(cmd: Command, ctx: Context) -> None:
     left = st.db.count_strikes(
         target.room_id, target.contact_id, ctx.now.timestamp() - hours * 3600, target.dry_run
     )
-    await ctx.reply("groups/cmd_unstrike", **_strike_row(ctx, st, target), remaining=left)
+    await ctx.reply("groups/cmd_unstrike", **_strike_row(ctx, target), remaining=left)
 
 
-async def _dry_run(cmd: Command, ctx: Context, on: bool) -> None:
-    st = state(ctx)
+async def _dry_run(cmd: Command, ctx: Ctx, on: bool) -> None:
+    st = ctx.state
     room_id = cmd.args[0] if cmd.args else None
     if room_id is not None and room_id not in st.rooms:
         await ctx.reply("groups/cmd_unknown_room", group_id=room_id)
@@ -420,17 +382,17 @@ async def _dry_run(cmd: Command, ctx: Context, on: bool) -> None:
 
 
 @plugin.command("group_dry_run_on", keep_args=True)
-async def group_dry_run_on(cmd: Command, ctx: Context) -> None:
+async def group_dry_run_on(cmd: Command, ctx: Ctx) -> None:
     await _dry_run(cmd, ctx, True)
 
 
 @plugin.command("group_dry_run_off", keep_args=True)
-async def group_dry_run_off(cmd: Command, ctx: Context) -> None:
+async def group_dry_run_off(cmd: Command, ctx: Ctx) -> None:
     await _dry_run(cmd, ctx, False)
 
 
 @plugin.command("group_reload", keep_args=True)
-async def group_reload(cmd: Command, ctx: Context) -> None:
-    st = state(ctx)
-    problems = reload_rooms(ctx, st, force=True) or []
+async def group_reload(cmd: Command, ctx: Ctx) -> None:
+    st = ctx.state
+    problems = reload_rooms(ctx, force=True) or []
     await ctx.reply("groups/cmd_reload", rooms=len(st.rooms), problems=[str(p) for p in problems])

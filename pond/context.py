@@ -160,6 +160,11 @@ class Context(Generic[CfgT, StT]):
                 found.append(Problem("persona.missing_key", "no template for {key!r}", key=key))
         return found
 
+    @property
+    def strict(self) -> bool:
+        """True in tests and the command-line tools: a failure raises instead of being logged."""
+        return self._app.strict
+
     async def agenda(self) -> list[tuple[str, AgendaItem]]:
         """Every plugin's agenda (see Plugin.agenda_source) as (plugin, item), in time order;
         a failing source is logged and left out."""

@@ -36,7 +36,7 @@ from plugins import calendar as calendar_plugin  # noqa: E402
 from plugins._calendar.dates import DateError  # noqa: E402
 from plugins._calendar.model import CalendarError  # noqa: E402
 from plugins._calendar.runtime import Runtime  # noqa: E402
-from pond import App, Context, FakeClock, PersonaError, Settings  # noqa: E402
+from pond import App, FakeClock, PersonaError, Settings  # noqa: E402
 from pond.transports.base import MOMENTS  # noqa: E402
 from pond.transports.memory import ALL_BUT_MOMENTS, MemoryTransport  # noqa: E402
 
@@ -65,8 +65,8 @@ def build(args: argparse.Namespace, data_dir: Path) -> tuple[App, Runtime]:
     caps = ALL_BUT_MOMENTS | {MOMENTS} if args.moments else ALL_BUT_MOMENTS
     app = App(settings, MemoryTransport(clock.now, capabilities=caps), clock=clock)
     app.include(calendar_plugin.plugin)
-    ctx = Context(app, calendar_plugin.plugin)
-    rt = Runtime(app, calendar_plugin.plugin, calendar_plugin.calendar_settings(ctx))
+    ctx = app.context("calendar")
+    rt = Runtime(ctx, calendar_plugin.calendar_settings(ctx))
     rt.start()
     return app, rt
 

@@ -248,7 +248,7 @@ def test_kill_9_mid_campaign_no_duplicates_and_unknowns_reported(tmp_path: Path)
         assert sent <= set(delivered)  # "sent" means delivered
         record = state.Campaigns(app.store.namespace("broadcasts")).get("tea")
         assert record is not None and record["status"] == state.DONE
-        data = report.report(app, record)
+        data = report.report(app.context("broadcasts"), record)
         assert (data["sent"], data["unknown"]) == (by[RowStatus.SENT], by[RowStatus.UNKNOWN])
         unknown = sorted(r.recipient for r in rows if r.status is RowStatus.UNKNOWN)
         assert data["unknown_ids"] == unknown

@@ -84,7 +84,7 @@ def assert_report_matches_journal(
     job = f"broadcasts.{cid}"
     rows = sim.app.ledger.rows_of(job)
     by = Counter(r.status for r in rows)
-    data = report.report(sim.app, record_of(sim, cid))
+    data = report.report(sim.app.context("broadcasts"), record_of(sim, cid))
     assert data["total"] == len(rows)
     assert data["sent"] == by[RowStatus.SENT]
     assert data["failed"] == by[RowStatus.FAILED]
@@ -210,6 +210,22 @@ async def test_start_needs_the_count_the_dry_run_showed(tmp_path: Path) -> None:
 
 
 # -- bad input -------------------------------------------------------------------------------------
+async def test_copy_outside_the_plugins_keys_is_refused_even_if_a_prefix_allows_it(
+    tmp_path: Path,
+) -> None:
+    """BROADCASTS_COPY_PREFIXES cannot open another plugin's copy to 群发: the plugin renders
+    only broadcasts/ keys, so the campaign is refused when it is created, not at 9:00."""
+    sim = await make(tmp_path, BROADCASTS_COPY_PREFIXES="broadcasts/copy_,greeter/")
+    people(sim, 2)
+    write_campaign(sim, "hello", copy="greeter/hello", variables="")
+    said = await sim.say("admin", "群发创建 hello")
+    assert said.keys == ["broadcasts/refused"]
+    assert recorded(sim, "refused")[-1]["code"] == "copy_not_allowed"
+    assert "greeter/hello" in said.texts[0] and "broadcasts/" in said.texts[0]
+    assert record_of_or_none(sim, "hello") is None
+    await sim.close()
+
+
 async def test_bad_campaign_files_are_refused_at_creation_with_a_reason(tmp_path: Path) -> None:
     sim = await make(tmp_path)
     people(sim, 2)
@@ -288,7 +304,7 @@ async def test_daily_cap_defers_the_remainder_to_the_next_day(tmp_path: Path) ->
     assert status.keys == ["broadcasts/status"]
     from plugins._broadcasts import progress
 
-    data = progress.progress(sim.app, record_of(sim))
+    data = progress.progress(sim.app.context("broadcasts"), record_of(sim))
     assert (data["sent"], data["total"], data["waiting"]) == (3, 5, "cap")
     assert data["eta"].startswith("11-24 ")  # tomorrow, after the cap resets
     tomorrow = await sim.advance(24 * 3600)
@@ -317,7 +333,7 @@ async def test_quiet_hours_hold_the_campaign_until_morning(tmp_path: Path) -> No
 def progress_of(sim: ChatSim, cid: str = "tea") -> dict[str, Any]:
     from plugins._broadcasts import progress
 
-    return progress.progress(sim.app, record_of(sim, cid))
+    return progress.progress(sim.app.context("broadcasts"), record_of(sim, cid))
 
 
 async def test_frequency_and_opt_out_are_checked_again_at_send_time(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import ROOT, ChatSim
@@ -84,6 +85,11 @@ def posts(said) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     return [(s.to, s.key) for s in said if s.key.startswith("calendar/") and s.to != "admin"]
 
 
+def cal_ctx(sim: ChatSim) -> Any:
+    """The calendar plugin's Context (its listings read the plugin's state)."""
+    return sim.app.context("calendar")
+
+
 def events(sim: ChatSim, kind: str) -> list[dict[str, object]]:
     return [e["data"] for e in sim.app.store.sql.events(kind=kind)]  # type: ignore[misc]
 
@@ -129,12 +135,12 @@ async def test_mid_autumn_2027_entry_is_listed_on_its_gregorian_date(tmp_path: P
         tmp_path,
         '[[post]]\nid = "moon"\nkey = "calendar/mid_autumn"\non = "中秋"\ntime = "09:00"\n',
     )
-    [listed] = calendar_plugin.scheduled_posts(sim.app, date(2027, 9, 15))
+    [listed] = calendar_plugin.scheduled_posts(cal_ctx(sim), date(2027, 9, 15))
     assert listed["post_id"] == "moon"
     assert listed["at"] == "2027-09-15T09:00:00+08:00"
-    past = calendar_plugin.scheduled_posts(sim.app, date(2026, 9, 25))
+    past = calendar_plugin.scheduled_posts(cal_ctx(sim), date(2026, 9, 25))
     assert past[0]["status"] == "unpublished"  # before the calendar ran
-    assert calendar_plugin.scheduled_posts(sim.app, date(2027, 9, 16)) == []
+    assert calendar_plugin.scheduled_posts(cal_ctx(sim), date(2027, 9, 16)) == []
     await sim.close()
 
 
@@ -210,7 +216,7 @@ async def test_down_beyond_grace_reports_the_missed_post_and_does_not_send_it(
     assert events(sim, "calendar.missed") == [
         {"post_id": "daily", "at": "2026-11-23T09:00:00+08:00"}
     ]
-    [listed] = calendar_plugin.scheduled_posts(sim.app, date(2026, 11, 23))
+    [listed] = calendar_plugin.scheduled_posts(cal_ctx(sim), date(2026, 11, 23))
     assert listed["status"] == "missed"
     await sim.restart()
     assert (await sim.advance(60)).keys == []  # reported once
@@ -257,16 +263,16 @@ async def test_without_moments_the_post_is_handed_to_staff_who_confirm(tmp_path:
     assert "daily" in said.texts[0]
     images = [p.action.media.path for p in sim.transport.performed if p.action.media]
     assert [Path(p).name for p in images] == ["a.png", "b.png"]
-    [pending] = calendar_plugin.pending_staff_posts(sim.app)
+    [pending] = calendar_plugin.pending_staff_posts(cal_ctx(sim))
     assert pending["post_id"] == "daily"
     assert pending["delivered"] is True
     reply = await sim.say("admin", "已发 daily")
     assert reply.keys == ["calendar/confirmed"]
-    assert calendar_plugin.pending_staff_posts(sim.app) == []
+    assert calendar_plugin.pending_staff_posts(cal_ctx(sim)) == []
     assert (await advance_to(sim, at(sim, 12))).keys == []  # confirmed: no reminder
     [confirmed] = events(sim, "calendar.confirmed")
     assert confirmed["post_id"] == "daily"
-    assert calendar_plugin.scheduled_posts(sim.app, date(2026, 11, 23))[0]["status"] == (
+    assert calendar_plugin.scheduled_posts(cal_ctx(sim), date(2026, 11, 23))[0]["status"] == (
         "confirmed"
     )
     await sim.close()
@@ -280,10 +286,10 @@ async def test_unconfirmed_staff_post_is_reminded_once(tmp_path: Path) -> None:
     assert later.sent[0].at.strftime("%H:%M") == "10:00"
     assert "交给你 1 小时了" in later.texts[0]
     assert (await advance_to(sim, at(sim, 20))).keys == []
-    assert calendar_plugin.pending_staff_posts(sim.app)[0]["reminded"] is True
+    assert calendar_plugin.pending_staff_posts(cal_ctx(sim))[0]["reminded"] is True
     # The command alone works when one post is waiting; 不发 closes it as skipped.
     assert (await sim.say("admin", "不发")).keys == ["calendar/skipped"]
-    assert calendar_plugin.pending_staff_posts(sim.app) == []
+    assert calendar_plugin.pending_staff_posts(cal_ctx(sim)) == []
     await sim.close()
 
 
@@ -300,7 +306,7 @@ async def test_confirming_an_unknown_post_lists_what_is_waiting(tmp_path: Path) 
 async def test_a_newer_handoff_expires_the_unconfirmed_older_one(tmp_path: Path) -> None:
     sim = await make(tmp_path, fallback="staff", CALENDAR_RELOAD_MIN="0")
     await advance_to(sim, at(sim, 9, 30, days=1))
-    [pending] = calendar_plugin.pending_staff_posts(sim.app)
+    [pending] = calendar_plugin.pending_staff_posts(cal_ctx(sim))
     assert pending["at"] == "2026-11-24T09:00:00+08:00"
     assert events(sim, "calendar.expired") == [
         {"post_id": "daily", "at": "2026-11-23T09:00:00+08:00"}
@@ -321,7 +327,7 @@ async def test_quiet_hours_defer_a_late_evening_broadcast_to_the_morning(tmp_pat
     sim = await make(tmp_path, DAILY.replace("0 9 * * *", "30 22 * * *"), CALENDAR_RELOAD_MIN="0")
     evening = await advance_to(sim, at(sim, 23, 30))
     assert posts(evening) == []
-    assert calendar_plugin.scheduled_posts(sim.app, date(2026, 11, 23))[0]["quiet"] is True
+    assert calendar_plugin.scheduled_posts(cal_ctx(sim), date(2026, 11, 23))[0]["quiet"] is True
     morning = await advance_to(sim, at(sim, 8, 30, days=1))
     assert len(posts(morning)) == 2
     assert all(s.at.strftime("%H:%M") == "08:00" for s in morning)
@@ -432,7 +438,7 @@ async def test_a_key_date_post_replaces_the_routine_post_that_day(tmp_path: Path
         'time = "10:00"\nrooms = ["r1@chatroom"]\nreplaces = ["daily"]\n'
     )
     sim = await make(tmp_path, text, start=datetime(2026, 11, 26, 8, 0), CALENDAR_RELOAD_MIN="0")
-    listed = calendar_plugin.scheduled_posts(sim.app, date(2026, 11, 26))
+    listed = calendar_plugin.scheduled_posts(cal_ctx(sim), date(2026, 11, 26))
     assert [(p["post_id"], p["status"]) for p in listed] == [
         ("daily", "replaced"),
         ("thanks", "scheduled"),
@@ -562,14 +568,14 @@ async def test_a_post_in_full_says_when_in_chinese(tmp_path: Path) -> None:
 async def test_scheduled_posts_for_the_daily_summary(tmp_path: Path) -> None:
     sim = await make(tmp_path)
     await advance_to(sim, at(sim, 10))
-    [today] = calendar_plugin.scheduled_posts(sim.app, date(2026, 11, 23))
+    [today] = calendar_plugin.scheduled_posts(cal_ctx(sim), date(2026, 11, 23))
     assert today["post_id"] == "daily"
     assert today["time"] == "09:00"
     assert today["status"] == "published"
     assert today["modes"] == ["broadcast"]
     assert today["delivery"] == {"sent": 2}
     assert today["rooms"] == ["r1@chatroom", "r2@chatroom"]
-    [tomorrow] = calendar_plugin.scheduled_posts(sim.app, date(2026, 11, 24))
+    [tomorrow] = calendar_plugin.scheduled_posts(cal_ctx(sim), date(2026, 11, 24))
     assert tomorrow["status"] == "scheduled"
     await sim.close()
 
@@ -620,7 +626,7 @@ async def test_a_pending_staff_post_is_still_reminded_after_a_restart(tmp_path: 
     await sim.restart()
     later = await advance_to(sim, at(sim, 12))
     assert later.keys == ["calendar/staff_reminder"]
-    assert calendar_plugin.pending_staff_posts(sim.app)[0]["post_id"] == "daily"
+    assert calendar_plugin.pending_staff_posts(cal_ctx(sim))[0]["post_id"] == "daily"
     await sim.close()
 
 
@@ -644,6 +650,6 @@ async def test_a_yearly_launch_on_a_key_date_repeats_every_year(tmp_path: Path) 
     )
     sim = await make(tmp_path, text)
     for year in (2027, 2028):
-        [step] = calendar_plugin.scheduled_posts(sim.app, date(year, 11, 8))
+        [step] = calendar_plugin.scheduled_posts(cal_ctx(sim), date(year, 11, 8))
         assert (step["post_id"], step["time"], step["launch"]) == ("d11.warm", "20:00", "d11")
     await sim.close()

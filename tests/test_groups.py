@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from harness import ROOT, ChatSim
 
-from plugins.groups import _STATES
+from plugins.groups import GroupsState
 from pond import Contact, MemberJoined, MessageType, Room, StartupError
 from pond.transports.base import INVITE, KICK
 from pond.transports.memory import ALL_BUT_MOMENTS
@@ -69,8 +69,13 @@ def events(sim: ChatSim, kind: str) -> list[dict[str, Any]]:
     return sim.app.store.sql.events(kind=f"groups.{kind}")
 
 
+def groups_state(sim: ChatSim) -> GroupsState:
+    state: GroupsState = sim.app.context("groups").state
+    return state
+
+
 def audit(sim: ChatSim) -> list[dict[str, Any]]:
-    return _STATES[sim.app].db.audit_rows()
+    return groups_state(sim).db.audit_rows()
 
 
 def moderation(sim: ChatSim) -> list[str]:
@@ -226,6 +231,19 @@ async def test_without_kick_capability_the_admins_are_asked(sim: ChatSim) -> Non
     assert third.keys == ["groups/admin_remove"] and third.sent[0].to == "admin"
     assert moderation(sim)[-1] == "notify_admins"
     assert audit(sim)[-1]["detail"] == "no_kick_capability"
+
+
+async def test_the_room_notify_list_is_asked_too_and_each_person_once(tmp_path: Path) -> None:
+    rooms = ROOMS.replace('role = "admin"', 'role = "member"').replace(
+        'admins = ["staff"]', 'admins = ["staff"]\nnotify = ["owner", "admin"]'
+    )
+    sim = await make(tmp_path, rooms)
+    for _ in range(3):
+        said = await sim.say("spammer", LINK, room="roomA")
+    assert said.keys == ["groups/admin_remove", "groups/admin_remove"]
+    assert sorted(s.to for s in said.sent) == ["admin", "owner"]
+    assert all("spammer" in s.text for s in said.sent)
+    await sim.close()
 
 
 async def test_a_member_account_cannot_kick_so_it_asks(tmp_path: Path) -> None:
@@ -501,7 +519,7 @@ async def test_a_bad_edit_keeps_that_rooms_last_good_config(sim: ChatSim, tmp_pa
     said = await sim.advance(60)
     assert said.keys == ["groups/config_alert"] and said.sent[0].to == "admin"
     assert "群 roomA，welcome_cooldown_s：「soon」不对，应为数字" in said.texts[0]
-    rooms = _STATES[sim.app].rooms
+    rooms = groups_state(sim).rooms
     assert rooms["roomA"].name == "茶友1群" and rooms["roomA"].member_limit == 3  # last good
     assert rooms["roomB"].name == "新名字"  # the others moved on
     assert (await sim.say("spammer", LINK, room="roomA")).keys == ["groups/warn"]
@@ -527,7 +545,7 @@ async def test_status_lists_the_rooms(sim: ChatSim) -> None:
 
 async def test_the_shipped_rooms_file_loads(tmp_path: Path) -> None:
     sim = await ChatSim.create(tmp_path / "data", plugins=["groups"])
-    assert "r1" in _STATES[sim.app].rooms
+    assert "r1" in groups_state(sim).rooms
     await sim.join("r1", "alice")
     assert (await sim.advance(60)).keys == ["groups/welcome"]
     await sim.close()
@@ -539,7 +557,7 @@ async def test_a_broken_defaults_table_keeps_every_room(sim: ChatSim, tmp_path: 
     said = await sim.advance(60)
     assert said.keys == ["groups/config_alert"]
     assert "[defaults]（所有群的默认设置），moderation.flood_seconds：「0」不对" in said.texts[0]
-    assert set(_STATES[sim.app].rooms) == {"roomA", "roomB"}
+    assert set(groups_state(sim).rooms) == {"roomA", "roomB"}
     assert (await sim.advance(60)).keys == []  # told once per change, not every minute
 
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pond import Action, ActionClass, ActionKind, App, Media, MediaKind
-from pond.segments import Segment
+from pond import Action, ActionClass, Context, Media, MediaKind, Room, Segment
 
 from .spec import Spec
 
@@ -56,23 +55,23 @@ class Audience:
         }
 
 
-def resolve(app: App, spec: Spec, *, at: float, churned_tags: Iterable[str]) -> Audience:
+def resolve(ctx: Context, spec: Spec, *, at: float, churned_tags: Iterable[str]) -> Audience:
     """The audience as of `at` (the planned start: frequency is judged then)."""
     audience = Audience(duplicates=spec.duplicates)
     if spec.audience == "rooms":
-        return _rooms(app, spec, audience)
+        return _rooms(ctx, spec, audience)
     if spec.audience == "segment":
         # The book decides what a segment means (tags, and any words it derives).
-        ids = app.book.select(spec.segment)
-        audience.unknown_tags = unknown_tags(app, Segment.parse(spec.segment))
+        ids = ctx.book.select(spec.segment)
+        audience.unknown_tags = unknown_tags(ctx, Segment.parse(spec.segment))
     else:
         ids = list(spec.ids)
     audience.candidates = len(ids)
-    opted_out = {cid for cid, _ in app.ledger.opted_out()}
+    opted_out = {cid for cid, _ in ctx.ledger.opted_out()}
     churned = frozenset(churned_tags)
-    interval = app.settings.outbox.marketing_min_interval_h * 3600
+    interval = ctx.settings.outbox.marketing_min_interval_h * 3600
     for cid in ids:
-        reason, recipient = _check(app, cid, opted_out, churned, interval, at)
+        reason, recipient = _check(ctx, cid, opted_out, churned, interval, at)
         if recipient is not None:
             audience.eligible.append(recipient)
         else:
@@ -80,10 +79,10 @@ def resolve(app: App, spec: Spec, *, at: float, churned_tags: Iterable[str]) -> 
     return audience
 
 
-def unknown_tags(app: App, segment: Segment) -> list[str]:
+def unknown_tags(ctx: Context, segment: Segment) -> list[str]:
     """Tags of the expression no contact has: usually a typo ("vipp"), which would quietly
     shrink or widen the audience. Words the book derives are not tags and never flagged."""
-    everyone = app.book.all_tags()
+    everyone = ctx.book.all_tags()
     known: set[str] = set().union(*everyone.values()) if everyone else set()
     return sorted(
         t for t in segment.tags - known if t not in DERIVED and not t.startswith(DERIVED_PREFIXES)
@@ -91,9 +90,9 @@ def unknown_tags(app: App, segment: Segment) -> list[str]:
 
 
 def _check(
-    app: App, cid: str, opted_out: set[str], churned: frozenset[str], interval: float, at: float
+    ctx: Context, cid: str, opted_out: set[str], churned: frozenset[str], interval: float, at: float
 ) -> tuple[str, Recipient | None]:
-    customer = app.book.get(cid)
+    customer = ctx.book.get(cid)
     if customer is None:
         return "unknown", None
     if cid in opted_out:
@@ -102,18 +101,18 @@ def _check(
         return "not_friend", None
     if customer.stage == "churned" or customer.tags & churned:
         return "churned", None
-    last = app.ledger.last_marketing(cid)
+    last = ctx.ledger.last_marketing(cid)
     if interval > 0 and last is not None and at - last < interval:
         return "frequency", None
     return "", Recipient(cid, customer.name, customer.tags)
 
 
-def _rooms(app: App, spec: Spec, audience: Audience) -> Audience:
+def _rooms(ctx: Context, spec: Spec, audience: Audience) -> Audience:
     audience.candidates = len(spec.ids)
     for room in spec.ids:
         # A room id the account has never seen traffic from is most likely a typo, or a
         # group the account is no longer in.
-        seen = app.is_room(room) or bool(app.store.sql.events(chat_id=room, limit=1))
+        seen = ctx.is_room(room) or bool(ctx.sql.events(chat_id=room, limit=1))
         if seen:
             audience.eligible.append(Recipient(room, room=True))
         else:
@@ -121,16 +120,15 @@ def _rooms(app: App, spec: Spec, audience: Audience) -> Audience:
     return audience
 
 
-def render(app: App, spec: Spec, recipient: Recipient, *, chat_id: str | None = None) -> str:
+def render(ctx: Context, spec: Spec, recipient: Recipient, *, chat_id: str | None = None) -> str:
     """The recipient's text: their layer (VIP...), their name, the campaign's variables.
     Dry runs pass another chat_id so a sample never changes which variant the real send
     picks (variants avoid repeating the last one seen in a chat)."""
-    return app.persona.render(
+    return ctx.render(
         spec.copy,
         chat_id=chat_id or recipient.id,
         contact_id=None if recipient.room else recipient.id,
         room_id=recipient.id if recipient.room else None,
-        tags=recipient.tags,
         name=recipient.name,
         **spec.vars,
     ).text
@@ -149,20 +147,18 @@ def media_of(spec: Spec) -> Media | None:
     )
 
 
-def actions(app: App, spec: Spec, recipients: Iterable[Recipient]) -> list[Action]:
+def actions(ctx: Context, spec: Spec, recipients: Iterable[Recipient]) -> list[Action]:
     """One marketing send per recipient, rendered now (the journal keeps the text)."""
     media = media_of(spec)
     return [
-        Action(
-            kind=ActionKind.SEND,
-            to=r.id,
+        ctx.compose(
+            Room(r.id) if r.room else r.id,
+            spec.copy,
             cls=ActionClass.MARKETING,
-            text=render(app, spec, r),
-            key=spec.copy,
             media=media,
-            plugin="broadcasts",
             job=spec.job,
-            contact_id="" if r.room else r.id,
+            name=r.name,
+            **spec.vars,
         )
         for r in recipients
     ]

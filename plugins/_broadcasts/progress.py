@@ -11,8 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pond import App, DailyWindow
-from pond.config import OutboxSettings
+from pond import Context, DailyWindow, OutboxSettings
 
 from . import state
 
@@ -20,10 +19,10 @@ BAR_WIDTH = 20
 _FMT = "%m-%d %H:%M"
 
 
-def when(app: App, ts: float | None) -> str:
+def when(ctx: Context, ts: float | None) -> str:
     if ts is None:
         return ""
-    return datetime.fromtimestamp(ts, app.clock.tz).strftime(_FMT)
+    return datetime.fromtimestamp(ts, ctx.clock.tz).strftime(_FMT)
 
 
 def seconds_per_message(s: OutboxSettings, text_length: int) -> float:
@@ -91,37 +90,37 @@ def finish_time(
     return None
 
 
-def caps_left(app: App) -> tuple[int, int]:
+def caps_left(ctx: Context) -> tuple[int, int]:
     """(slots left today, slots per day) for bulk sends: the tighter of broadcast and send."""
-    s = app.settings.outbox
-    used = app.ledger.counts(app.clock.now().date().isoformat())
+    s = ctx.settings.outbox
+    used = ctx.ledger.counts(ctx.clock.now().date().isoformat())
     today = min(s.cap_broadcast - used.get("broadcast", 0), s.cap_send - used.get("send", 0))
     return max(0, today), max(0, min(s.cap_broadcast, s.cap_send))
 
 
-def rows_ahead(app: App, job: str) -> tuple[int, list[str]]:
+def rows_ahead(ctx: Context, job: str) -> tuple[int, list[str]]:
     """Pending rows of active bulk jobs the outbox serves before `job` (oldest first)."""
-    jobs = app.ledger.active_jobs()
+    jobs = ctx.ledger.active_jobs()
     ahead = jobs[: jobs.index(job)] if job in jobs else jobs
-    counts = [(j, app.ledger.summary(j).get("pending", 0)) for j in ahead if j != job]
+    counts = [(j, ctx.ledger.summary(j).get("pending", 0)) for j in ahead if j != job]
     return sum(n for _, n in counts), [j for j, n in counts if n]
 
 
 def forecast(
-    app: App, remaining: int, text_length: int, *, start: datetime | None = None, job: str = ""
+    ctx: Context, remaining: int, text_length: int, *, start: datetime | None = None, job: str = ""
 ) -> dict[str, Any]:
     """ETA data for templates: eta ("11-25 14:00"), days, today/daily slots, queue ahead."""
-    now = app.clock.now()
+    now = ctx.clock.now()
     begin = max(start or now, now)
-    breaker = app.outbox.breaker_until
+    breaker = ctx.outbox.breaker_until
     if breaker > begin.timestamp():
-        begin = datetime.fromtimestamp(breaker, app.clock.tz)
-    today, daily = caps_left(app)
+        begin = datetime.fromtimestamp(breaker, ctx.clock.tz)
+    today, daily = caps_left(ctx)
     if begin.date() != now.date():
         today = daily
-    ahead, ahead_jobs = rows_ahead(app, job) if job else (0, [])
-    per = seconds_per_message(app.settings.outbox, text_length)
-    quiet = app.settings.outbox.quiet_hours
+    ahead, ahead_jobs = rows_ahead(ctx, job) if job else (0, [])
+    per = seconds_per_message(ctx.settings.outbox, text_length)
+    quiet = ctx.settings.outbox.quiet_hours
     done = finish_time(begin, ahead + remaining, per, quiet, today, daily)
     first = finish_time(begin, ahead + 1, per, quiet, today, daily) if remaining else None
     return {
@@ -144,7 +143,7 @@ def bar(done: int, total: int) -> tuple[str, int]:
     return "█" * filled + "░" * (BAR_WIDTH - filled), pct
 
 
-def waiting(app: App, record: state.Record, summary: dict[str, int], online: bool) -> str:
+def waiting(ctx: Context, record: state.Record, summary: dict[str, int], online: bool) -> str:
     """Why nothing is moving right now ("" when it is sending)."""
     status = record["status"]
     if status == state.PAUSED:
@@ -153,24 +152,24 @@ def waiting(app: App, record: state.Record, summary: dict[str, int], online: boo
         return "scheduled"
     if status != state.RUNNING or not summary.get("pending"):
         return ""
-    now = app.clock.now()
+    now = ctx.clock.now()
     if not online:
         return "no_bot"
-    if app.outbox.breaker_open():
+    if ctx.outbox.breaker_open():
         return "breaker"
-    if app.settings.outbox.quiet_hours.contains(now.time()):
+    if ctx.settings.outbox.quiet_hours.contains(now.time()):
         return "quiet"
-    if caps_left(app)[0] <= 0:
+    if caps_left(ctx)[0] <= 0:
         return "cap"
-    if rows_ahead(app, f"broadcasts.{record['id']}")[0]:
+    if rows_ahead(ctx, f"broadcasts.{record['id']}")[0]:
         return "queued"
     return ""
 
 
-def progress(app: App, record: state.Record, *, online: bool = True) -> dict[str, Any]:
+def progress(ctx: Context, record: state.Record, *, online: bool = True) -> dict[str, Any]:
     """Counts straight from the journal, a bar, the reason for waiting and the ETA."""
     job = f"broadcasts.{record['id']}"
-    summary = app.ledger.summary(job)
+    summary = ctx.ledger.summary(job)
     total = sum(summary.values())
     settled = sum(summary.get(k, 0) for k in ("sent", "skipped", "failed", "unknown"))
     drawn, pct = bar(settled, total)
@@ -190,20 +189,20 @@ def progress(app: App, record: state.Record, *, online: bool = True) -> dict[str
         "settled": settled,
         "bar": drawn,
         "pct": pct,
-        "waiting": waiting(app, record, summary, online),
-        "start_at": when(app, record.get("start_at")),
-        "started_at": when(app, record.get("started_at")),
-        "finished_at": when(app, record.get("finished_at")),
+        "waiting": waiting(ctx, record, summary, online),
+        "start_at": when(ctx, record.get("start_at")),
+        "started_at": when(ctx, record.get("started_at")),
+        "finished_at": when(ctx, record.get("finished_at")),
         "eta": "",
         "ahead": 0,
-        "quiet_end": app.settings.outbox.quiet_hours.end.strftime("%H:%M"),
-        "breaker_until": when(app, app.outbox.breaker_until),
+        "quiet_end": ctx.settings.outbox.quiet_hours.end.strftime("%H:%M"),
+        "breaker_until": when(ctx, ctx.outbox.breaker_until),
         "note": record.get("note") or {},
     }
     if record["status"] == state.RUNNING and pending:
-        rows = app.ledger.pending(job, limit=1)
+        rows = ctx.ledger.pending(job, limit=1)
         length = len(rows[0].action.text) if rows else 0
         data.update(
-            {k: v for k, v in forecast(app, pending, length, job=job).items() if k != "first"}
+            {k: v for k, v in forecast(ctx, pending, length, job=job).items() if k != "first"}
         )
     return data

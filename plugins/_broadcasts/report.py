@@ -16,8 +16,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from pond import App, PersonaError, RowStatus
-from pond.ledger import BulkRow
+from pond import BulkRow, Context, PersonaError, RowStatus
 
 from . import audience as aud
 from . import state
@@ -37,7 +36,7 @@ def _ts(value: object) -> float:
 
 
 def dry_run(
-    app: App, spec: Spec, audience: aud.Audience, *, sample_size: int, at: float
+    ctx: Context, spec: Spec, audience: aud.Audience, *, sample_size: int, at: float
 ) -> dict[str, Any]:
     """Everything the operator should see before confirming; writes nothing."""
     texts: list[tuple[aud.Recipient, str]] = []
@@ -45,16 +44,16 @@ def dry_run(
     for r in audience.eligible:
         try:
             # One chat id for all samples: the real send's variant choice is untouched.
-            texts.append((r, aud.render(app, spec, r, chat_id="broadcasts:dry-run")))
+            texts.append((r, aud.render(ctx, spec, r, chat_id="broadcasts:dry-run")))
         except PersonaError as error:
             errors.append(f"{r.id}: {error}")
     samples = [
-        {"to": r.id, "name": r.name, "text": text} for r, text in _spread(app, texts, sample_size)
+        {"to": r.id, "name": r.name, "text": text} for r, text in _spread(ctx, texts, sample_size)
     ]
     lengths = [len(t) for _, t in texts]
     average = int(sum(lengths) / len(lengths)) if lengths else 0
-    start = datetime.fromtimestamp(at, app.clock.tz)
-    outlook = forecast(app, len(audience.eligible), average, start=start)
+    start = datetime.fromtimestamp(at, ctx.clock.tz)
+    outlook = forecast(ctx, len(audience.eligible), average, start=start)
     expires = spec.expires_at
     eta_ts = outlook["eta_ts"]
     counts = audience.counts()
@@ -62,11 +61,11 @@ def dry_run(
         "id": spec.id,
         "title": spec.title,
         "copy": spec.copy,
-        "variants": len(app.persona.render_sample(spec.copy)),
+        "variants": len(ctx.persona.render_sample(spec.copy)),
         "audience": _describe_audience(spec),
         "attachment": describe_media(spec),
-        "start": when(app, spec.start_at),
-        "expires": when(app, expires),
+        "start": when(ctx, spec.start_at),
+        "expires": when(ctx, expires),
         "candidates": audience.candidates,
         "eligible": len(audience.eligible),
         "excluded": {r: n for r, n in counts.items() if n},
@@ -76,26 +75,26 @@ def dry_run(
         "unknown_tags": audience.unknown_tags,
         "samples": samples,
         "longest": max(lengths, default=0),
-        "cut": max(lengths, default=0) >= app.settings.bot.persona_max_chars,
+        "cut": max(lengths, default=0) >= ctx.settings.bot.persona_max_chars,
         "render_errors": len(errors),
         "render_error": errors[0] if errors else "",
-        "overlap": overlap(app, spec.job, [r.id for r in audience.eligible]),
-        "in_quiet_hours": app.settings.outbox.quiet_hours.contains(start.time()),
-        "quiet_end": app.settings.outbox.quiet_hours.end.strftime("%H:%M"),
+        "overlap": overlap(ctx, spec.job, [r.id for r in audience.eligible]),
+        "in_quiet_hours": ctx.settings.outbox.quiet_hours.contains(start.time()),
+        "quiet_end": ctx.settings.outbox.quiet_hours.end.strftime("%H:%M"),
         "late": bool(expires and eta_ts and eta_ts > expires),
         **outlook,
     }
 
 
 def _spread(
-    app: App, texts: list[tuple[aud.Recipient, str]], size: int
+    ctx: Context, texts: list[tuple[aud.Recipient, str]], size: int
 ) -> list[tuple[aud.Recipient, str]]:
     """Samples from different persona layers first (a VIP and a regular customer read
     different copy), then the first others."""
     chosen: list[tuple[aud.Recipient, str]] = []
     layers: set[str] = set()
     for r, text in texts:
-        layer = app.persona.layers_for(
+        layer = ctx.persona.layers_for(
             contact_id=None if r.room else r.id, room_id=r.id if r.room else None, tags=r.tags
         )[0]
         if layer not in layers:
@@ -105,14 +104,14 @@ def _spread(
     return (chosen + rest)[: max(0, size)]
 
 
-def overlap(app: App, job: str, ids: Iterable[str]) -> int:
+def overlap(ctx: Context, job: str, ids: Iterable[str]) -> int:
     """Recipients still queued in another active bulk job: the frequency rule will let
     only the first message through."""
     wanted = set(ids)
     queued: set[str] = set()
-    for other in app.ledger.active_jobs():
+    for other in ctx.ledger.active_jobs():
         if other != job:
-            queued.update(r.recipient for r in app.ledger.rows_of(other, RowStatus.PENDING))
+            queued.update(r.recipient for r in ctx.ledger.rows_of(other, RowStatus.PENDING))
     return len(wanted & queued)
 
 
@@ -133,18 +132,18 @@ def describe_media(spec: Spec) -> dict[str, str]:
     return {"kind": m["kind"], "name": name, "url": m.get("url", "")}
 
 
-def report(app: App, record: state.Record) -> dict[str, Any]:
+def report(ctx: Context, record: state.Record) -> dict[str, Any]:
     """The delivery report of one campaign (see the module docstring for each number)."""
     job = f"broadcasts.{record['id']}"
-    rows = app.ledger.rows_of(job)
-    summary = app.ledger.summary(job)
-    skipped = app.ledger.skipped_reasons(job)
+    rows = ctx.ledger.rows_of(job)
+    summary = ctx.ledger.summary(job)
+    skipped = ctx.ledger.skipped_reasons(job)
     by_status: dict[RowStatus, list[BulkRow]] = {}
     for row in rows:
         by_status.setdefault(row.status, []).append(row)
     sent_at = {r.recipient: r.updated_at for r in by_status.get(RowStatus.SENT, [])}
     reached = set(sent_at) | {r.recipient for r in by_status.get(RowStatus.UNKNOWN, [])}
-    now = app.clock.now().timestamp()
+    now = ctx.clock.now().timestamp()
     started = record.get("started_at")
     finished = record.get("finished_at")
     rooms = record["spec"].get("audience") == "rooms"
@@ -167,8 +166,8 @@ def report(app: App, record: state.Record) -> dict[str, Any]:
         "candidates": snapshot.get("candidates", 0),
         "excluded": dict(snapshot.get("excluded", {})),
         "excluded_total": sum(snapshot.get("excluded", {}).values()),
-        "started_at": when(app, started),
-        "finished_at": when(app, finished),
+        "started_at": when(ctx, started),
+        "finished_at": when(ctx, finished),
         "opt_out_during": 0,
         "opt_out_after": 0,
         "replied": 0,
@@ -178,23 +177,23 @@ def report(app: App, record: state.Record) -> dict[str, Any]:
     }
     if started is None or rooms:
         return data
-    opt_during, opt_after, opted = _opt_outs(app, reached, started, finished)
+    opt_during, opt_after, opted = _opt_outs(ctx, reached, started, finished)
     data["opt_out_during"], data["opt_out_after"] = opt_during, opt_after
-    replied = _replies(app, sent_at) - opted
+    replied = _replies(ctx, sent_at) - opted
     data["replied"] = len(replied)
     data["reply_rate"] = round(100.0 * len(replied) / len(sent_at), 1) if sent_at else 0.0
     last = max(sent_at.values(), default=started)
     window = max(last, finished or last) + DAY
-    data["window_until"] = when(app, window)
+    data["window_until"] = when(ctx, window)
     data["final"] = finished is not None and now >= window
     return data
 
 
 def _opt_outs(
-    app: App, reached: set[str], started: float, finished: float | None
+    ctx: Context, reached: set[str], started: float, finished: float | None
 ) -> tuple[int, int, set[str]]:
     during, after, who = 0, 0, set()
-    for event in app.store.sql.events(kind="contact.opt_out", since=_dt(started)):
+    for event in ctx.sql.events(kind="contact.opt_out", since=_dt(started)):
         cid = str(event.get("contact_id", ""))
         data = event.get("data")
         if cid not in reached or not (isinstance(data, dict) and data.get("new")):
@@ -210,12 +209,12 @@ def _opt_outs(
     return during, after, who
 
 
-def _replies(app: App, sent_at: dict[str, float]) -> set[str]:
+def _replies(ctx: Context, sent_at: dict[str, float]) -> set[str]:
     if not sent_at:
         return set()
     first, last = min(sent_at.values()), max(sent_at.values())
     replied: set[str] = set()
-    events = app.store.sql.events(kind="in.message", since=_dt(first), until=_dt(last + DAY))
+    events = ctx.sql.events(kind="in.message", since=_dt(first), until=_dt(last + DAY))
     for event in events:
         cid = str(event.get("contact_id", ""))
         if cid not in sent_at or event.get("room_id"):

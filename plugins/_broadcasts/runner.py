@@ -17,22 +17,20 @@ from __future__ import annotations
 
 import os
 import time
-import weakref
 from pathlib import Path
 from typing import Any
 
-from pond import App, Context, JobStatus, PersonaError, RowStatus, capabilities
-from pond.ledger import Ledger
+from pond import JobStatus, Ledger, PersonaError, RowStatus, capabilities
 
 from . import audience as aud
 from . import report as rep
 from . import state
 from .progress import when
 from .spec import CampaignError, Spec, check_media_file
+from .state import Ctx
 
 Problem = dict[str, Any]  # {"code": ..., "detail": ..., more}
 BEAT_EVERY_S = 30.0
-_last_beat: weakref.WeakKeyDictionary[App, float] = weakref.WeakKeyDictionary()
 
 
 def job_of(cid: str) -> str:
@@ -60,9 +58,8 @@ def stop_rows(ledger: Ledger, job: str, at: float, reason: str) -> int:
 
 
 class Runner:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Ctx) -> None:
         self.ctx = ctx
-        self.app = ctx.app
         self.config = ctx.config
         self.campaigns = state.Campaigns(ctx.store)
 
@@ -75,7 +72,7 @@ class Runner:
 
     def audience(self, record: state.Record, at: float) -> aud.Audience:
         return aud.resolve(
-            self.app, self.spec(record), at=at, churned_tags=self.config.churned_tags
+            self.ctx, self.spec(record), at=at, churned_tags=self.config.churned_tags
         )
 
     def _save(self, record: state.Record, event: str, by: str = "", **data: Any) -> None:
@@ -97,7 +94,7 @@ class Runner:
     def startable(self, record: state.Record) -> Problem | None:
         """What would stop a start now: the copy or media gone, the expiry passed."""
         spec = self.spec(record)
-        if not self.app.persona.has(spec.copy):
+        if not self.ctx.persona.has(spec.copy):
             return {"code": "copy_unknown", "detail": spec.copy}
         if spec.media and spec.media.get("path"):
             problem = check_media_file(Path(spec.media["path"]), spec.media["kind"])
@@ -105,12 +102,8 @@ class Runner:
                 return {"code": problem, "detail": spec.media["path"]}
         if spec.expires_at is not None and spec.expires_at <= self.now:
             return {"code": "expires_past", "detail": ""}
-        if (
-            spec.audience == "rooms"
-            and self.app.started_at
-            and not self.ctx.can(capabilities.ROOMS)
-        ):
-            return {"code": "no_rooms", "detail": self.app.transport.name}
+        if spec.audience == "rooms" and self.ctx.running and not self.ctx.can(capabilities.ROOMS):
+            return {"code": "no_rooms", "detail": self.ctx.transport_name}
         return None
 
     def check_confirm(
@@ -124,7 +117,7 @@ class Runner:
         if past and record["status"] == state.DRAFT:
             # Never confirmed: the operator must choose a new time. A blocked campaign was
             # confirmed in time; confirming it again starts it now.
-            return {"code": "start_past", "detail": when(self.app, spec.start_at)}, None
+            return {"code": "start_past", "detail": when(self.ctx, spec.start_at)}, None
         problem = self.startable(record)
         if problem:
             return problem, None
@@ -157,7 +150,7 @@ class Runner:
         """A scheduled campaign whose time has come: start it, or say why it did not."""
         job = job_of(record["id"])
         now = self.now
-        if self.app.ledger.job_status(job) is not None:
+        if self.ctx.ledger.job_status(job) is not None:
             # Journaled before a crash, but the record never said so: it is running.
             record["status"] = state.RUNNING
             record["started_at"] = record.get("started_at") or now
@@ -180,7 +173,7 @@ class Runner:
                 problem = {"code": "grew", "expected": eligible, "given": confirmed}
         if problem is None and audience is not None:
             try:
-                actions = aud.actions(self.app, spec, audience.eligible)
+                actions = aud.actions(self.ctx, spec, audience.eligible)
             except PersonaError as error:
                 problem = {"code": "copy_render", "detail": str(error)}
         if problem is not None or audience is None:
@@ -195,7 +188,7 @@ class Runner:
         if spec.reply:  # its recipients' reply word is answered (auto_reply) for a while
             meta["reply"] = spec.reply
         # Journal first, then the record: a crash in between is adopted above on restart.
-        added = self.app.outbox.enqueue_bulk(job, actions, meta)
+        added = self.ctx.outbox.enqueue_bulk(job, actions, meta)
         record["status"] = state.RUNNING
         record["started_at"] = now
         record["audience"] = audience.snapshot()
@@ -217,8 +210,8 @@ class Runner:
         if record["status"] != state.RUNNING:
             return {"code": "bad_state", "status": record["status"]}
         job = job_of(record["id"])
-        held = hold_rows(self.app.ledger, job, self.now)
-        self.app.outbox.set_job_status(job, JobStatus.PAUSED)
+        held = hold_rows(self.ctx.ledger, job, self.now)
+        self.ctx.outbox.set_job_status(job, JobStatus.PAUSED)
         record["status"] = state.PAUSED
         self._save(record, "paused", by, held=held)
         return None
@@ -232,9 +225,9 @@ class Runner:
             return {"code": "expires_past", "detail": ""}
         job = job_of(record["id"])
         released = move_rows(
-            self.app.ledger, job, RowStatus.HELD, RowStatus.PENDING, self.now, "resumed"
+            self.ctx.ledger, job, RowStatus.HELD, RowStatus.PENDING, self.now, "resumed"
         )
-        self.app.outbox.set_job_status(job, JobStatus.ACTIVE)
+        self.ctx.outbox.set_job_status(job, JobStatus.ACTIVE)
         record["status"] = state.RUNNING
         self._save(record, "resumed", by, released=released)
         return None
@@ -257,18 +250,18 @@ class Runner:
 
     def _stop(self, record: state.Record, reason: str) -> int:
         job = job_of(record["id"])
-        if self.app.ledger.job_status(job) is None:
+        if self.ctx.ledger.job_status(job) is None:
             return 0
-        stopped = stop_rows(self.app.ledger, job, self.now, reason)
-        self.app.outbox.set_job_status(job, JobStatus.CANCELLED)
+        stopped = stop_rows(self.ctx.ledger, job, self.now, reason)
+        self.ctx.outbox.set_job_status(job, JobStatus.CANCELLED)
         return stopped
 
     def finish_if_done(self, record: state.Record) -> bool:
         job = job_of(record["id"])
-        summary = self.app.ledger.summary(job)
+        summary = self.ctx.ledger.summary(job)
         if not summary or any(summary.get(k) for k in ("pending", "sending", "held")):
             return False
-        last = max((r.updated_at for r in self.app.ledger.rows_of(job)), default=self.now)
+        last = max((r.updated_at for r in self.ctx.ledger.rows_of(job)), default=self.now)
         record["status"] = state.DONE
         record["finished_at"] = max(last, float(record.get("started_at") or last))
         self._save(record, "finished", "bot", **summary)
@@ -289,7 +282,7 @@ class Runner:
     # -- telling the admins ----------------------------------------------------------------
     def alert(self, record: state.Record, event: str, problem: Problem | None = None) -> None:
         problem = problem or {}
-        self.app.alert(
+        self.ctx.alert(
             "broadcasts/alert",
             event=event,
             id=record["id"],
@@ -300,27 +293,28 @@ class Runner:
             given=int(problem.get("given", 0) or 0),
             rows=int(problem.get("rows", 0) or 0),
             stopped=int(problem.get("stopped", 0) or 0),
-            start_at=when(self.app, record.get("start_at")),
+            start_at=when(self.ctx, record.get("start_at")),
         )
 
     def report_alert(self, record: state.Record, moment: str) -> None:
-        self.app.alert(
-            "broadcasts/report", moment=moment, via="chat", **rep.report(self.app, record)
+        self.ctx.alert(
+            "broadcasts/report", moment=moment, via="chat", **rep.report(self.ctx, record)
         )
 
     # -- the minute check ----------------------------------------------------------------------
     def beat(self) -> None:
         # Wall-clock seconds: what the tool compares with. At most one write per 30 s (a
         # simulated clock can run many minute checks in one real second).
-        if time.time() - _last_beat.get(self.app, 0.0) < BEAT_EVERY_S:
+        st = self.ctx.state
+        if time.time() - st.last_beat < BEAT_EVERY_S:
             return
-        _last_beat[self.app] = time.time()
+        st.last_beat = time.time()
         self.campaigns.beat(
             {
                 "wall": time.time(),
                 "at": self.now,
                 "pid": os.getpid(),
-                "transport": self.app.transport.name,
+                "transport": self.ctx.transport_name,
             }
         )
 
@@ -377,7 +371,7 @@ class Runner:
             except Exception as error:
                 self.ctx.log.exception("campaign %s: check failed", record["id"])
                 self.ctx.record("error", campaign=record["id"], error=type(error).__name__)
-                if self.app.strict:
+                if self.ctx.strict:
                     raise
 
     def _reconcile_one(self, record: state.Record) -> None:

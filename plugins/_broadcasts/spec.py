@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from plugins._core import cta
-from pond import Persona, PersonaError, Problem
-from pond.segments import Segment, SegmentError
+from pond import Context, Persona, PersonaError, Problem, Segment, SegmentError
 
 ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 _CONTACT_ID = re.compile(r"^\S{1,128}$")
@@ -122,8 +121,11 @@ def load(
     persona: Persona,
     copy_prefixes: Iterable[str],
     shown: str | None = None,
+    ctx: Context | None = None,
 ) -> Spec:
-    """Read and check one campaign file; raises CampaignError naming what is wrong."""
+    """Read and check one campaign file; raises CampaignError naming what is wrong. With
+    the plugin's Context the copy is checked as the plugin will render it (declared keys
+    only, through ctx.render); without one (a file check with no bot) on the persona."""
     label = shown or str(path)
     cid = path.stem
     if not ID.match(cid):
@@ -156,7 +158,7 @@ def load(
     if not isinstance(title, str) or not title.strip():
         raise fail("bad_value", "title", _say("need_text", "a non-empty string"))
     variables = _variables(data.get("vars", {}), fail)
-    copy = _copy(data.get("copy"), persona, copy_prefixes, variables, fail)
+    copy = _copy(data.get("copy"), persona, copy_prefixes, variables, fail, ctx)
     audience, segment, ids, duplicates = _audience(data, path.parent, fail)
     start_at = _when(data.get("start", "now"), tz, "start", fail, allow_now=True)
     if start_at is not None and start_at <= now.timestamp():
@@ -212,6 +214,7 @@ def _copy(
     prefixes: Iterable[str],
     variables: Mapping[str, Any],
     fail: Fail,
+    ctx: Context | None = None,
 ) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise fail("copy_missing", "copy", "")
@@ -225,10 +228,19 @@ def _copy(
         )
     if not persona.has(key):
         raise fail("copy_unknown", "copy", key)
+    if ctx is not None and ctx.check_keys([key]):
+        # Under BROADCASTS_COPY_PREFIXES but not a key the plugin may render.
+        allowed = ctx.plugin.persona_prefixes
+        raise fail(
+            "copy_not_allowed",
+            "copy",
+            _say("copy_allowed", "{key} (allowed: {allowed})", key=key, allowed=allowed),
+        )
+    render = ctx.render if ctx is not None else persona.render
     try:
         # A trial render as the brand voice, nameless: a variable the campaign does not give
         # (a typo in [vars], a template written for another plugin) fails here, not at 9:00.
-        persona.render(key, chat_id="broadcasts:check", name="", **variables)
+        render(key, chat_id="broadcasts:check", name="", **variables)
     except PersonaError as error:
         raise fail("copy_render", "copy", str(error)) from None
     return key

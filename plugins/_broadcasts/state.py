@@ -12,9 +12,10 @@ Who writes what, so two processes never overwrite each other's news:
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
-from pond.store import Namespace
+from pond import Context, Namespace
 
 DRAFT = "draft"
 SCHEDULED = "scheduled"
@@ -33,6 +34,37 @@ STARTED = frozenset({RUNNING, PAUSED, DONE, EXPIRED})  # has a journal
 ACTIONS = ("start", "pause", "resume", "cancel")
 
 Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BroadcastsConfig:
+    # Persona keys a campaign may use as its copy (keeps operator templates out of 群发).
+    copy_prefixes: tuple[str, ...] = ("broadcasts/copy_",)
+    # Where `broadcast_create <name>` looks for <name>.toml; empty: <persona>/broadcasts/campaigns
+    campaigns_dir: str = ""
+    # Contacts with one of these tags (or the churned stage) are left out.
+    churned_tags: tuple[str, ...] = ("churned",)
+    sample_size: int = 3
+    # A confirmed campaign the bot could not start within this many hours is never sent late.
+    max_late_h: float = 6.0
+    # At the start, refuse when the audience grew more than this since the confirmation.
+    audience_growth_pct: float = 10.0
+    # Send the report to the admins this long after a campaign ends (0: off).
+    followup_report_h: float = 24.0
+
+
+@dataclass
+class BroadcastsState:
+    """What the bot keeps in memory per App: the wall-clock time of its last heartbeat."""
+
+    last_beat: float = 0.0
+
+
+def build_state(ctx: Context[BroadcastsConfig, BroadcastsState]) -> BroadcastsState:
+    return BroadcastsState()
+
+
+Ctx = Context[BroadcastsConfig, BroadcastsState]
 
 
 class Campaigns:

@@ -36,9 +36,7 @@ from plugins._calendar.model import (
     Occurrence,
 )
 from plugins._core import cta
-from pond import Problem
-from pond.cron import cron_trigger
-from pond.segments import Segment, SegmentError
+from pond import Problem, Segment, SegmentError, cron_trigger
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 MAX_IMAGES = 9  # a Moments post holds at most nine pictures

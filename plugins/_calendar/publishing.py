@@ -14,20 +14,20 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from plugins._calendar.model import Calendar, Entry, Occurrence
+from plugins._calendar.model import FALLBACKS, Calendar, Entry, Occurrence
 from pond import (
     Action,
     ActionClass,
     ActionKind,
-    App,
     Context,
     Media,
     MediaKind,
+    Namespace,
     PersonaError,
     Plugin,
     capabilities,
+    setting,
 )
-from pond.store import Namespace
 
 log = logging.getLogger("pond.plugins.calendar")
 
@@ -44,6 +44,18 @@ def ceil_minute(moment: datetime) -> datetime:
     return floor if floor == moment else floor + timedelta(minutes=1)
 
 
+@dataclass(frozen=True)
+class CalendarConfig:
+    # Relative to BOT_PERSONA_DIR; holidays.toml is read from the same folder.
+    file: str = "calendar/calendar.toml"
+    # Where the transport cannot post to Moments: "staff" (admins post by hand) or
+    # "broadcast" (send to the post's rooms/segment). A post's `fallback` overrides it.
+    fallback: str = setting("staff", choices=FALLBACKS)
+    grace_min: float = 30.0
+    remind_min: float = 60.0
+    reload_min: int = 5
+
+
 @dataclass
 class Settings:
     """The plugin's configuration, checked (plugins/calendar.py builds it)."""
@@ -57,20 +69,15 @@ class Settings:
 
 
 class Publisher:
-    """Needs, from the Runtime: app, plugin, settings, kv, calendar, _remind_at, ctx()."""
+    """Needs, from the Runtime: ctx (the calendar's Context), plugin, settings, kv,
+    calendar, _remind_at."""
 
-    plugin: Plugin
+    ctx: Context[CalendarConfig, Any]
+    plugin: Plugin[CalendarConfig, Any]
     settings: Settings
     kv: Namespace
     calendar: Calendar | None
     _remind_at: dict[str, datetime]
-
-    @property
-    def app(self) -> App:
-        raise NotImplementedError
-
-    def ctx(self, event: Any = None) -> Context:
-        raise NotImplementedError
 
     def _note(self, occ: Occurrence, status: str, now: datetime, **more: Any) -> dict[str, Any]:
         record = {
@@ -85,7 +92,7 @@ class Publisher:
 
     def modes(self, entry: Entry) -> list[str]:
         """How the entry publishes on this transport: moments, broadcast and/or staff."""
-        can_post = capabilities.MOMENTS in self.app.transport.capabilities
+        can_post = self.ctx.can(capabilities.MOMENTS)
         fallback = entry.fallback or self.settings.fallback
         modes: list[str] = []
         substitute = False  # a Moments-style broadcast stands in for the Moments post
@@ -118,9 +125,7 @@ class Publisher:
             log.error("calendar post %s at %s not published: %s", entry.id, occ.at, error)
             self._note(occ, "failed", now, modes=modes, jobs=jobs, reason=reason)
             ctx.record("failed", post_id=entry.id, at=occ.at.isoformat(), reason=reason)
-            self.app.alert(
-                "calendar/failed_alert", post_id=entry.id, title=entry.title, reason=reason
-            )
+            ctx.alert("calendar/failed_alert", post_id=entry.id, title=entry.title, reason=reason)
             return
         status = "handed" if "staff" in modes else "published"
         self._note(occ, status, now, modes=modes, jobs=jobs, rows=rows)
@@ -170,7 +175,7 @@ class Publisher:
     ) -> int:
         """A Moments post: one journaled POST action (text and its first picture or link;
         the Action carries one Media, see the report on multi-picture posts)."""
-        text = self.app.persona.render(occ.entry.key, chat_id=MOMENTS_CHAT, **variables).text
+        text = ctx.render(occ.entry.key, chat_id=MOMENTS_CHAT, **variables).text
         media = self._media(occ.entry)
         if len(media) > 1:
             log.warning(
@@ -198,24 +203,19 @@ class Publisher:
         message (text with the first picture or link), since the marketing frequency rule
         counts messages per person and would skip the rest."""
         entry = occ.entry
-        persona = self.app.persona
         rooms = list(entry.rooms)
         people = (
-            [c for c in self.app.book.select(entry.segment) if c not in rooms]
-            if (entry.segment)
-            else []
+            [c for c in ctx.book.select(entry.segment) if c not in rooms] if (entry.segment) else []
         )
         media = self._media(entry)
         first: list[Action] = []
         job = _job(occ.id, "b01")
         for room in rooms:
-            text = persona.render(entry.key, chat_id=room, room_id=room, **variables).text
+            text = ctx.render(entry.key, chat_id=room, room_id=room, **variables).text
             first.append(self._action(occ, room, job, text=text))
         for person in people:
-            tags = self.app.book.tags(person)
-            text = persona.render(
-                entry.key, chat_id=person, contact_id=person, tags=tags, **variables
-            ).text
+            # The person's persona layer (their tags) applies, as for a reply.
+            text = ctx.render(entry.key, chat_id=person, contact_id=person, **variables).text
             first.append(
                 self._action(
                     occ,
@@ -253,11 +253,11 @@ class Publisher:
         """The admins get what to post (instructions, the text alone so it copies cleanly,
         then each picture) and confirm with a command. Sent as marketing without a contact:
         quiet hours hold it like the post itself; opt-out and frequency are for customers."""
-        admins = self.app.admins.ids()
+        admins = ctx.admins.ids()
         if not admins:
             raise _NoStaff("no admins to hand the post to (BOT_ADMIN_IDS)")
         entry = occ.entry
-        text = self.app.persona.render(entry.key, chat_id=MOMENTS_CHAT, **variables).text
+        text = ctx.render(entry.key, chat_id=MOMENTS_CHAT, **variables).text
         media = self._media(entry)
         words = self.command_words()
         instructions = []
@@ -310,18 +310,18 @@ class Publisher:
         }
         if occ.entry.reply:  # its recipients' reply word is answered (auto_reply) for a while
             meta["reply"] = dict(occ.entry.reply)
-        self.app.outbox.enqueue_bulk(job, actions, meta={**meta, "mode": mode})
+        self.ctx.outbox.enqueue_bulk(job, actions, meta={**meta, "mode": mode})
 
     def _delivery_time(self, now: datetime) -> datetime:
         """When the governor will let a marketing message out: now, or the end of quiet hours."""
-        window = self.app.settings.outbox.quiet_hours
+        window = self.ctx.settings.outbox.quiet_hours
         if not window.contains(now.time()):
             return now
         end = datetime.combine(now.date(), window.end, now.tzinfo)
         return end if end > now else end + timedelta(days=1)
 
     def command_words(self) -> dict[str, str]:
-        catalog = self.app.commands.catalog
+        catalog = self.ctx.commands.catalog
         return {name: catalog.info(name).display for name in ("post_done", "post_skip")}
 
     # -- staff confirmation -----------------------------------------------------------------
@@ -351,7 +351,7 @@ class Publisher:
             entry = self.calendar.entries.get(item["post_id"]) if self.calendar else None
             waited = now - datetime.fromisoformat(item["handed_at"])
             words = self.command_words()
-            for admin in self.app.admins.ids():
+            for admin in ctx.admins.ids():
                 action = ctx.compose(
                     admin,
                     "calendar/staff_reminder",
@@ -385,7 +385,7 @@ class Publisher:
         self.kv.delete(f"staff:{occ_id}")
         self._remind_at.pop(occ_id, None)
         delay = int((now - handed).total_seconds() // 60)
-        self.ctx().record(
+        self.ctx.record(
             status, contact_id=by, post_id=item["post_id"], at=item["at"], delay_min=delay
         )
         return {**item, "delay_min": delay}

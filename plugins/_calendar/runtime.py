@@ -17,7 +17,6 @@ import bisect
 import logging
 import os
 import re
-import weakref
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -28,14 +27,15 @@ from apscheduler.triggers.base import BaseTrigger
 from plugins._calendar.dates import DateError, Holidays
 from plugins._calendar.model import Calendar, CalendarError, Entry, Occurrence
 from plugins._calendar.parse import load_calendar
-from plugins._calendar.publishing import Publisher, Settings, brief, ceil_minute, when_fields
-from pond import (
-    App,
-    Context,
-    PersonaError,
-    Plugin,
-    Problem,
+from plugins._calendar.publishing import (
+    CalendarConfig,
+    Publisher,
+    Settings,
+    brief,
+    ceil_minute,
+    when_fields,
 )
+from pond import Context, PersonaError, Problem
 
 log = logging.getLogger("pond.plugins.calendar")
 
@@ -74,13 +74,12 @@ class CalendarTrigger(BaseTrigger):  # type: ignore[misc]  # apscheduler has no 
 class Runtime(Publisher):
     """The calendar of one App: data, wake-ups, the tick, listings (publishing: Publisher)."""
 
-    def __init__(self, app: App, plugin: Plugin, settings: Settings) -> None:
-        # Weak: the plugin keeps runtimes in a WeakKeyDictionary keyed by their App.
-        self._app = weakref.ref(app)
-        self.plugin = plugin
+    def __init__(self, ctx: Ctx, settings: Settings) -> None:
+        self.ctx = ctx  # the calendar's Context outside any event
+        self.plugin = ctx.plugin
         self.settings = settings
-        self.tz = app.settings.bot.timezone
-        self.kv = app.store.namespace(plugin.name)
+        self.tz = ctx.settings.bot.timezone
+        self.kv = ctx.store
         self.calendar: Calendar | None = None
         self.version = 0
         self.last_problem = ""
@@ -91,18 +90,8 @@ class Runtime(Publisher):
         self.on_change: Callable[[], None] = lambda: None
 
     @property
-    def app(self) -> App:
-        app = self._app()
-        if app is None:
-            raise RuntimeError("the calendar's App is gone")
-        return app
-
-    @property
     def holidays_path(self) -> Path:
         return self.settings.path.parent / "holidays.toml"
-
-    def ctx(self, event: Any = None) -> Context:
-        return Context(self.app, self.plugin, event)
 
     # -- loading ------------------------------------------------------------------------------
     def load(self) -> Calendar:
@@ -124,7 +113,7 @@ class Runtime(Publisher):
                 return None
             return (st.st_mtime_ns, st.st_size, st.st_ino)
 
-        return (stat(self.settings.path), stat(self.holidays_path), self.app.persona.version)
+        return (stat(self.settings.path), stat(self.holidays_path), self.ctx.persona.version)
 
     def reload_if_changed(self) -> list[str]:
         """Re-read the calendar when its files (or the persona) changed. A broken edit keeps
@@ -133,7 +122,7 @@ class Runtime(Publisher):
         if snapshot == self._snapshot:
             return self.last_problem.splitlines() if self.last_problem else []
         self._snapshot = snapshot
-        ctx = self.ctx()
+        ctx = self.ctx
         try:
             calendar = self.load()
         except (CalendarError, DateError) as error:
@@ -143,7 +132,7 @@ class Runtime(Publisher):
                 self.last_problem = text
                 log.error("calendar change refused, the last good version keeps running:\n%s", text)
                 ctx.record("reload_refused", problems=len(problems))
-                self.app.alert(
+                ctx.alert(
                     "calendar/reload_alert",
                     file=str(self.settings.path),
                     problems=problems[:5],
@@ -160,12 +149,12 @@ class Runtime(Publisher):
 
     def check_key(self, entry: Entry, variables: dict[str, Any]) -> str | None:
         """Lint one entry's persona key with the variables it will be rendered with."""
-        persona = self.app.persona
+        persona = self.ctx.persona
         if entry.key in self.settings.own_keys:
             return _say(
                 "own_key", "{key} is one of the calendar's own messages, not a post", key=entry.key
             )
-        if not persona.has(entry.key):
+        if self.ctx.check_keys([entry.key]):  # under calendar/ (declared) and with a file
             return _say(
                 "unknown_key",
                 "unknown persona key {key!r}: no file persona/{key}.j2",
@@ -244,7 +233,7 @@ class Runtime(Publisher):
         nothing else runs between checking an occurrence and noting it."""
         if self.calendar is None:
             return
-        ctx = self.ctx()
+        ctx = self.ctx
         grace = self.settings.grace
         mark = self._watermark()
         lo = (mark or now) - grace
@@ -263,7 +252,7 @@ class Runtime(Publisher):
             # else: added to the file after its time had passed; nothing to catch up.
         if missed:
             log.warning("%d calendar post(s) missed while the bot was down", len(missed))
-            self.app.alert(
+            ctx.alert(
                 "calendar/missed_alert",
                 posts=[brief(o) for o in missed[:MAX_LISTED_MISSED]],
                 count=len(missed),
@@ -304,7 +293,7 @@ class Runtime(Publisher):
             for job in record.get("jobs", []):
                 if "#s" in job:
                     continue  # the staff's copies are not deliveries of the post
-                for state, n in self.app.ledger.summary(job).items():
+                for state, n in self.ctx.ledger.summary(job).items():
                     delivery[state] = delivery.get(state, 0) + n
         return {
             "post_id": entry.id,
@@ -320,7 +309,7 @@ class Runtime(Publisher):
             "link": entry.link.url if entry.link else "",
             "status": status,
             "replaced_by": occ.replaced_by,
-            "quiet": self.app.settings.outbox.quiet_hours.contains(occ.at.time()),
+            "quiet": self.ctx.settings.outbox.quiet_hours.contains(occ.at.time()),
             "delivery": delivery,
         }
 
@@ -342,9 +331,13 @@ class Runtime(Publisher):
         """The text as the brand would post it (a separate chat id keeps the variant memory
         of the real Moments chat untouched)."""
         variables = {**occ.builtins(), **occ.entry.vars}
-        return self.app.persona.render(occ.entry.key, chat_id="preview:calendar", **variables).text
+        return self.ctx.render(occ.entry.key, chat_id="preview:calendar", **variables).text
 
     def render_all(self, occ: Occurrence) -> list[str]:
         """Every variant of the post's text for this occurrence (one is picked when posting)."""
         variables = {**occ.builtins(), **occ.entry.vars}
-        return [r.text for r in self.app.persona.render_variants(occ.entry.key, **variables)]
+        return [r.text for r in self.ctx.persona.render_variants(occ.entry.key, **variables)]
+
+
+# The calendar plugin's Context: its config, and its Runtime as the plugin's state.
+Ctx = Context[CalendarConfig, Runtime]

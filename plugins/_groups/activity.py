@@ -13,16 +13,17 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from pond import Context, Message
+from pond import Message
 
 from .moderation import type_name
 from .rooms import RoomConfig
-from .state import GroupsState
+from .state import Ctx
 
 CATCH_UP_HOURS = 48  # after a long stop, older hours are not summarised
 
 
-def message(event: Message, ctx: Context, st: GroupsState, room: RoomConfig) -> None:
+def message(event: Message, ctx: Ctx, room: RoomConfig) -> None:
+    st = ctx.state
     if event.room is not None:
         st.note_room(event.room)
     st.spoke(room.id, event.sender)
@@ -39,12 +40,12 @@ def hour_start(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def start_rollup(ctx: Context) -> None:
+def start_rollup(ctx: Ctx) -> None:
     if ctx.store.get("rolled_until") is None:
         ctx.store.set("rolled_until", hour_start(ctx.now).timestamp())
 
 
-def rollup(ctx: Context, st: GroupsState) -> int:
+def rollup(ctx: Ctx) -> int:
     """Summarise every complete hour not yet summarised; returns how many hours."""
     current = hour_start(ctx.now).timestamp()
     done = ctx.store.get("rolled_until")
@@ -52,16 +53,17 @@ def rollup(ctx: Context, st: GroupsState) -> int:
     start = max(start, current - CATCH_UP_HOURS * 3600)
     hours = 0
     while start < current:
-        _summarise(ctx, st, datetime.fromtimestamp(start, UTC))
+        _summarise(ctx, datetime.fromtimestamp(start, UTC))
         start += 3600
         hours += 1
         ctx.store.set("rolled_until", start)
     return hours
 
 
-def _summarise(ctx: Context, st: GroupsState, since: datetime) -> None:
+def _summarise(ctx: Ctx, since: datetime) -> None:
+    st = ctx.state
     until = since + timedelta(hours=1)
-    sql = ctx.app.store.sql
+    sql = ctx.sql
 
     def of(kind: str) -> list[dict[str, object]]:
         return sql.events(kind=f"groups.{kind}", since=since, until=until)

@@ -15,7 +15,6 @@ from pond import (
     ActionClass,
     ActionKind,
     Contact,
-    Context,
     Message,
     Outcome,
     capabilities,
@@ -25,18 +24,19 @@ from .db import Strike
 from .moderation import content_rule, escalation, qr_in_scope, type_name
 from .qr import has_qr
 from .rooms import RoomConfig
-from .state import GroupsState
+from .state import Ctx
 from .welcome import quiet, room_target
 
 log = logging.getLogger("pond.plugins.groups")
 
 
-def exempt(ctx: Context, room: RoomConfig, contact_id: str) -> bool:
+def exempt(ctx: Ctx, room: RoomConfig, contact_id: str) -> bool:
     """Bot admins, the room's admins and whitelist (staff) are never moderated."""
-    return room.exempt(contact_id) or ctx.app.admins.is_admin(contact_id)
+    return room.exempt(contact_id) or ctx.admins.is_admin(contact_id)
 
 
-async def moderate(event: Message, ctx: Context, st: GroupsState, room: RoomConfig) -> None:
+async def moderate(event: Message, ctx: Ctx, room: RoomConfig) -> None:
+    st = ctx.state
     rules = room.moderation
     sender = event.sender
     if not rules.enabled or exempt(ctx, room, sender.id) or quiet(ctx, room.id):
@@ -54,12 +54,11 @@ async def moderate(event: Message, ctx: Context, st: GroupsState, room: RoomConf
         rule = "flood"
     if rule is None:
         return
-    await strike(ctx, st, room, sender, rule, type_name(event), event.id)
+    await strike(ctx, room, sender, rule, type_name(event), event.id)
 
 
 async def strike(
-    ctx: Context,
-    st: GroupsState,
+    ctx: Ctx,
     room: RoomConfig,
     member: Contact,
     rule: str,
@@ -67,6 +66,7 @@ async def strike(
     message_id: str,
 ) -> str:
     """Record a strike and carry out the next step of the ladder; returns the action."""
+    st = ctx.state
     rules = room.moderation
     dry = st.dry_run(room)
     now = ctx.now.timestamp()
@@ -125,17 +125,16 @@ async def strike(
             room_target(st, room), key, cls=ActionClass.SERVICE, mentions=[member.id], **variables
         )
     elif action == "remove":
-        remove(ctx, st, room, member, rule, count)
+        remove(ctx, room, member, rule, count)
     else:
-        notify_admins(ctx, st, room, member, rule, count, detail)
+        notify_admins(ctx, room, member, rule, count, detail)
     return action
 
 
-def remove(
-    ctx: Context, st: GroupsState, room: RoomConfig, member: Contact, rule: str, count: int
-) -> None:
+def remove(ctx: Ctx, room: RoomConfig, member: Contact, rule: str, count: int) -> None:
     """Kick through the outbox (capped by the governor); announce only once it happened,
     and if it did not, ask the admins to do it by hand."""
+    st = ctx.state
     future = ctx.act(
         Action(ActionKind.KICK, to=room.id, member_id=member.id, cls=ActionClass.SERVICE)
     )
@@ -179,7 +178,7 @@ def remove(
                 strikes=count,
                 dry_run=False,
             )
-            notify_admins(ctx, st, room, member, rule, count, f"kick_{outcome.reason}")
+            notify_admins(ctx, room, member, rule, count, f"kick_{outcome.reason}")
         except Exception:  # a callback has no handler around it to report for it
             log.exception("after removing %s from %s", member.id, room.id)
 
@@ -187,8 +186,7 @@ def remove(
 
 
 def notify_admins(
-    ctx: Context,
-    st: GroupsState,
+    ctx: Ctx,
     room: RoomConfig,
     member: Contact,
     rule: str,
@@ -196,27 +194,24 @@ def notify_admins(
     reason: str,
 ) -> None:
     """Ask people to remove the member by hand: the bot's admins and the room's notify list."""
-    recipients = list(dict.fromkeys([*ctx.app.admins.ids(), *room.notify]))
-    if not recipients:
+    st = ctx.state
+    if not ctx.admins.ids() and not room.notify:
         log.warning("no admin to ask about removing %s from %s", member.id, room.id)
-    for admin in recipients:
-        ctx.outbox.submit(
-            ctx.compose(
-                admin,
-                "groups/admin_remove",
-                cls=ActionClass.SERVICE,
-                room_name=st.label(room.id),
-                group_id=room.id,
-                member_name=member.name or member.display,
-                member_id=member.id,
-                rule=rule,
-                strikes=count,
-                reason=reason,
-            )
-        )
+    ctx.alert(
+        "groups/admin_remove",
+        also=room.notify,
+        room_name=st.label(room.id),
+        group_id=room.id,
+        member_name=member.name or member.display,
+        member_id=member.id,
+        rule=rule,
+        strikes=count,
+        reason=reason,
+    )
 
 
-def undo(ctx: Context, st: GroupsState, target: Strike, admin_id: str) -> bool:
+def undo(ctx: Ctx, target: Strike, admin_id: str) -> bool:
+    st = ctx.state
     now = ctx.now.timestamp()
     if not st.db.revoke(target.id, admin_id, now):
         return False

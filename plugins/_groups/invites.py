@@ -14,10 +14,10 @@ import asyncio
 import logging
 
 from plugins._core.intent import asks_for
-from pond import Action, ActionClass, ActionKind, Context, Message, Outcome, capabilities, filters
+from pond import Action, ActionClass, ActionKind, Message, Outcome, capabilities, filters
 
 from .rooms import RoomConfig
-from .state import GroupsState
+from .state import Ctx, GroupsState
 
 log = logging.getLogger("pond.plugins.groups")
 FULL_ALERT_EVERY_S = 6 * 3600
@@ -42,9 +42,10 @@ def rooms_for(st: GroupsState, text: str) -> list[RoomConfig]:
     return list(cached[1].get(normal(text), []))
 
 
-def wanted_rooms(ctx: Context, st: GroupsState, text: str) -> tuple[str, list[RoomConfig]]:
+def wanted_rooms(ctx: Ctx, text: str) -> tuple[str, list[RoomConfig]]:
     """The keyword and its rooms for a message that is the keyword ("进群") or asks for it
     in a few words ("我想进群", "拉我进群吧"; not "我不想进群")."""
+    st = ctx.state
     rooms = rooms_for(st, text)
     if rooms:
         return normal(text), rooms
@@ -54,8 +55,9 @@ def wanted_rooms(ctx: Context, st: GroupsState, text: str) -> tuple[str, list[Ro
     return (word, list(index[word])) if word is not None else ("", [])
 
 
-async def invite(event: Message, ctx: Context, st: GroupsState) -> None:
-    keyword, rooms = wanted_rooms(ctx, st, event.text)
+async def invite(event: Message, ctx: Ctx) -> None:
+    st = ctx.state
+    keyword, rooms = wanted_rooms(ctx, event.text)
     if not rooms:
         return
     contact = event.sender
@@ -83,17 +85,14 @@ async def invite(event: Message, ctx: Context, st: GroupsState) -> None:
         last = st.full_alerted.get(keyword, 0.0)
         if now - last >= FULL_ALERT_EVERY_S:
             st.full_alerted[keyword] = now
-            for admin in ctx.app.admins.ids():
-                await ctx.send(
-                    admin,
-                    "groups/admin_rooms_full",
-                    cls=ActionClass.SERVICE,
-                    keyword=keyword,
-                    rooms=[
-                        {"name": st.label(r.id), "size": st.size(r.id), "limit": r.member_limit}
-                        for r in rooms
-                    ],
-                )
+            ctx.alert(
+                "groups/admin_rooms_full",
+                keyword=keyword,
+                rooms=[
+                    {"name": st.label(r.id), "size": st.size(r.id), "limit": r.member_limit}
+                    for r in rooms
+                ],
+            )
         return
     if not ctx.can(capabilities.INVITE):
         # The transport cannot invite: a person does it, and the customer is told so.
@@ -102,16 +101,14 @@ async def invite(event: Message, ctx: Context, st: GroupsState) -> None:
         )
         record("manual", target.id)
         await ctx.reply("groups/invite_manual", room_name=st.label(target.id))
-        for admin in dict.fromkeys([*ctx.app.admins.ids(), *target.notify]):
-            await ctx.send(
-                admin,
-                "groups/admin_invite",
-                cls=ActionClass.SERVICE,
-                customer_name=contact.display,
-                customer_id=contact.id,
-                room_name=st.label(target.id),
-                group_id=target.id,
-            )
+        ctx.alert(
+            "groups/admin_invite",
+            also=target.notify,
+            customer_name=contact.display,
+            customer_id=contact.id,
+            room_name=st.label(target.id),
+            group_id=target.id,
+        )
         return
     st.db.invited(target.id, contact.id, contact.name, now)
     record("invited", target.id)

@@ -33,7 +33,7 @@ from typing import Any
 from apscheduler.triggers.cron import CronTrigger
 
 from pond import Problem as CodedProblem
-from pond.cron import cron_trigger
+from pond import cron_trigger
 
 RULES = ("link", "qr_image", "contact_card", "mini_program", "banned_keyword", "flood")
 ROLES = ("member", "admin", "owner")

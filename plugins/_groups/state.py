@@ -13,10 +13,10 @@ Durable (plugin key/values, written only when they change, never per message):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pond import Contact, Room
-from pond.store import Namespace
+from pond import Contact, Context, Namespace, Room
 
 from .db import GroupsDB
 from .moderation import FloodTracker
@@ -62,6 +62,20 @@ def _floats(kv: Namespace, prefix: str) -> dict[str, float]:
         if isinstance(value, int | float):
             found[key.removeprefix(prefix)] = float(value)
     return found
+
+
+@dataclass(frozen=True)
+class GroupsConfig:
+    rooms_file: Path = Path("groups/rooms.toml")  # relative to BOT_PERSONA_DIR
+    welcome_window_s: float = 30.0
+    welcome_cooldown_s: float = 300.0
+    welcome_max_mentions: int = 20
+    welcome_max_age_min: float = 60.0
+    member_limit: int = 480
+    invite_hold_h: float = 24.0
+    dry_run: bool = False
+    strike_ttl_h: float = 168.0
+    rules_cooldown_s: float = 120.0
 
 
 class GroupsState:
@@ -187,3 +201,6 @@ class GroupsState:
             room_id
         ] = at
         self.kv.set(f"{what}:{room_id}", at)
+
+
+Ctx = Context[GroupsConfig, GroupsState]

@@ -11,19 +11,19 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from pond import ActionClass, Context, MemberJoined, MemberLeft, Room
+from pond import ActionClass, MemberJoined, MemberLeft, Room
 
 from .rooms import RoomConfig
-from .state import GroupsState, Joiner
+from .state import Ctx, GroupsState, Joiner
 
 log = logging.getLogger("pond.plugins.groups")
 
 
-def quiet(ctx: Context, room_id: str) -> bool:
+def quiet(ctx: Ctx, room_id: str) -> bool:
     """Is the bot to keep quiet in this room? An operator's pause or a hand-off, yes. A
     takeover (the owner typed in the group) is not: it is a 1:1 notion, and a group keeps
     needing its welcomes and its moderation while the owner chats in it."""
-    reason = ctx.app.pauses.reason(room_id)
+    reason = ctx.pauses.reason(room_id)
     return reason is not None and reason != "takeover"
 
 
@@ -33,11 +33,10 @@ def room_target(st: GroupsState, room: RoomConfig) -> Room:
     return Room(room.id, topic=st.label(room.id))
 
 
-async def member_joined(
-    event: MemberJoined, ctx: Context, st: GroupsState, room: RoomConfig
-) -> None:
+async def member_joined(event: MemberJoined, ctx: Ctx, room: RoomConfig) -> None:
+    st = ctx.state
     now = ctx.now.timestamp()
-    self_id = ctx.app.transport.self_id
+    self_id = ctx.self_id
     st.note_room(event.room)
     people = [m for m in event.members if m.id != self_id]
     if not people:
@@ -60,12 +59,13 @@ async def member_joined(
     if room.welcome:
         joiners = [Joiner(m.id, m.name, now, m.is_friend) for m in people]
         st.add_joiners(room.id, joiners, now)
-    await flush_welcomes(ctx, st, only=room.id)
+    await flush_welcomes(ctx, only=room.id)
 
 
-async def member_left(event: MemberLeft, ctx: Context, st: GroupsState, room: RoomConfig) -> None:
+async def member_left(event: MemberLeft, ctx: Ctx, room: RoomConfig) -> None:
+    st = ctx.state
     now = ctx.now.timestamp()
-    self_id = ctx.app.transport.self_id
+    self_id = ctx.self_id
     st.note_room(event.room)
     for m in event.members:
         if m.id == self_id:
@@ -85,11 +85,12 @@ async def member_left(event: MemberLeft, ctx: Context, st: GroupsState, room: Ro
             removed=bool(remover),
             by_us=bool(remover) and remover == self_id,
         )
-    await flush_welcomes(ctx, st, only=room.id)
+    await flush_welcomes(ctx, only=room.id)
 
 
-async def flush_welcomes(ctx: Context, st: GroupsState, only: str | None = None) -> None:
+async def flush_welcomes(ctx: Ctx, only: str | None = None) -> None:
     """Send every batch whose window has closed and whose room is out of its cooldown."""
+    st = ctx.state
     cfg = ctx.config
     now = ctx.now.timestamp()
     for room_id, batch in list(st.pending.items()):
@@ -148,11 +149,10 @@ async def flush_welcomes(ctx: Context, st: GroupsState, only: str | None = None)
                 ctx.record("rules", room_id=room_id, contact_id=m.id, trigger="dm", sent=True)
 
 
-async def post_rules(
-    ctx: Context, st: GroupsState, room: RoomConfig, trigger: str, asker: str = ""
-) -> bool:
+async def post_rules(ctx: Ctx, room: RoomConfig, trigger: str, asker: str = "") -> bool:
     """Post the room's rules (a keyword, or its schedule). A keyword within the room's
     cooldown after the last post says nothing: the rules are still on screen."""
+    st = ctx.state
     now = ctx.now.timestamp()
     if trigger == "keyword" and now < st.rules_at.get(room.id, 0.0) + room.rules_cooldown_s:
         ctx.record("rules", room_id=room.id, chat_id=room.id, trigger=trigger, sent=False)
@@ -171,9 +171,10 @@ async def post_rules(
     return True
 
 
-async def scheduled_rules(ctx: Context, st: GroupsState) -> None:
+async def scheduled_rules(ctx: Ctx) -> None:
     """Rooms whose rules_cron had a fire time since we last served it post their rules once
     (several fire times missed while the bot was down also give one post)."""
+    st = ctx.state
     now = ctx.now
     for room in list(st.rooms.values()):
         if room.rules_trigger is None:
@@ -189,4 +190,4 @@ async def scheduled_rules(ctx: Context, st: GroupsState) -> None:
         st.stamp("cron", room.id, now.timestamp())
         if quiet(ctx, room.id):
             continue
-        await post_rules(ctx, st, room, "schedule")
+        await post_rules(ctx, room, "schedule")
