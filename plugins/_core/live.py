@@ -1,15 +1,16 @@
-"""The opt-out matcher in service for one App: loaded at start-up, re-read when
-persona/core/optout.toml changes (a broken edit keeps the last good version and is logged
-with the file and line), plus the confirmations the bot is waiting for ("要退订吗？")."""
+"""The opt-out matcher in service for one App (the core plugin's state): loaded at
+start-up, re-read when persona/core/optout.toml changes (a broken edit keeps the last good
+version and is logged with the file and line), plus the confirmations the bot is waiting
+for ("要退订吗？")."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from weakref import WeakKeyDictionary
+from typing import Any
 
 from plugins._core.optout import FILE, Matcher, OptoutDataError, Verdict, load
-from pond import Context, Message, Outbox
+from pond import Context, Message
 
 log = logging.getLogger("pond.plugins.core")
 RELOAD_S = 2.0
@@ -18,7 +19,7 @@ MAX_PENDING = 5000
 
 
 class Live:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context[Any, Any]) -> None:
         persona_dir = ctx.settings.bot.persona_dir
         self.path: Path = persona_dir / "core" / FILE
         self.label = f"{persona_dir.name or persona_dir}/core/{FILE}"
@@ -82,19 +83,14 @@ class Live:
         self.asked.pop(contact_id, None)
 
 
-# One per App (tests run many in one process). Keyed by the App's outbox, the one object
-# per App a plugin reaches through Context without touching ctx.app.
-_live: WeakKeyDictionary[Outbox, Live] = WeakKeyDictionary()
+def build(ctx: Context[Any, Any]) -> Live:
+    """The core plugin's state; a broken optout.toml stops start-up naming file and line."""
+    return Live(ctx)
 
 
-def start(ctx: Context) -> Live:
-    try:
-        found = Live(ctx)
-    except OptoutDataError as error:
-        raise ValueError(str(error)) from None
-    _live[ctx.outbox] = found
-    return found
-
-
-def live(ctx: Context) -> Live | None:
-    return _live.get(ctx.outbox)
+def live(ctx: Context[Any, Any]) -> Live | None:
+    """The matcher in service, from any plugin's Context (the negation guard of
+    plugins/_core/intent.py is shared); None where the core plugin has no state yet (the
+    command line)."""
+    found = ctx.plugin_state("core")
+    return found if isinstance(found, Live) else None
