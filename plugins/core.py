@@ -52,6 +52,11 @@ plugin: Plugin[None, Live] = Plugin(
 )
 
 
+@plugin.on_startup()
+async def load_words(ctx: Ctx) -> None:
+    ctx.state.start(ctx.now.timestamp())
+
+
 def _says(*wanted: Verdict, unless_opted_out: bool = False) -> filters.Configured:
     def make(ctx: Ctx) -> filters.Filter:
         found = ctx.state

@@ -25,11 +25,19 @@ class Live:
         self.label = f"{persona_dir.name or persona_dir}/core/{FILE}"
         self.optout_words = ctx.settings.outbox.optout_keywords
         self.optin_words = ctx.settings.outbox.optin_keywords
-        self.matcher: Matcher = self._load()
-        self.stamp = self._stat()
-        self.checked_at = ctx.now.timestamp()
+        # Read by start() (the on_startup hook), so the command line, which builds the
+        # state but runs no start-up, is not stopped by a broken file.
+        self.matcher: Matcher | None = None
+        self.stamp: tuple[int, int] | None = None
+        self.checked_at = 0.0
         self.asked: dict[str, float] = {}  # contact id -> when we asked "要退订吗？"
         self._last: tuple[str, Verdict] = ("", Verdict.NONE)
+
+    def start(self, now: float) -> None:
+        """Read the words; a broken file stops start-up naming file and line."""
+        self.matcher = self._load()
+        self.stamp = self._stat()
+        self.checked_at = now
 
     def _load(self) -> Matcher:
         return load(self.path, self.label, self.optout_words, self.optin_words)
@@ -42,7 +50,7 @@ class Live:
         return st.st_mtime_ns, st.st_size
 
     def poll(self, now: float) -> None:
-        if now - self.checked_at < RELOAD_S:
+        if self.matcher is None or now - self.checked_at < RELOAD_S:
             return
         self.checked_at = now
         stamp = self._stat()
@@ -65,6 +73,8 @@ class Live:
         if self._last[0] == event.id:
             return self._last[1]
         self.poll(now)
+        if self.matcher is None:
+            return Verdict.NONE
         found = self.matcher.judge(event.text)
         if found is Verdict.YES:
             asked = self.asked.get(event.sender.id)
@@ -84,7 +94,7 @@ class Live:
 
 
 def build(ctx: Context[Any, Any]) -> Live:
-    """The core plugin's state; a broken optout.toml stops start-up naming file and line."""
+    """The core plugin's state (its words are read by Live.start at start-up)."""
     return Live(ctx)
 
 
