@@ -120,17 +120,6 @@ class Data:
     blocked_patterns: tuple[re.Pattern[str], ...]
     catalog: Catalog = field(default_factory=Catalog)
 
-    def keys(self) -> set[str]:
-        """Every persona key the data can answer with."""
-        keys = {self.off_hours_reply, self.fallback_reply, self.handoff.reply, self.guide.reply}
-        if self.catalog.not_sold_reply:
-            keys.add(self.catalog.not_sold_reply)
-        for rule in self.rules:
-            keys.add(rule.reply)
-            if rule.off_hours_reply:
-                keys.add(rule.off_hours_reply)
-        return keys
-
 
 # --------------------------------------------------------------------------- rules.toml
 

@@ -35,13 +35,13 @@ class Offers:
         self.jobs: frozenset[str] = frozenset()
         self.checked_at = -math.inf
 
-    def refresh(self, ctx: Context[Any, Any], *, force: bool = False) -> bool:
-        """Re-read the declarations if needed; True when the set of answers changed."""
+    def refresh(self, ctx: Context[Any, Any], *, force: bool = False) -> None:
+        """Re-read the declarations if needed."""
         ledger = ctx.ledger
         now = ctx.now.timestamp()
         unseen = any(job not in self.jobs for job in ledger.active_jobs())
         if not (force or unseen or now - self.checked_at >= REFRESH_S):
-            return False
+            return
         self.checked_at = now
         found: list[Offer] = []
         jobs: set[str] = set()
@@ -61,9 +61,7 @@ class Offers:
                 )
             )
         self.jobs = frozenset(jobs)
-        changed = tuple(found) != self.items
         self.items = tuple(found)
-        return changed
 
     def find(
         self, ctx: Context[Any, Any], text: str, recipient: str | None

@@ -1,6 +1,6 @@
 """How the auto_reply plugin answers: replies that record their source, product cards,
-the off-hours notice, the loop guard, the hand-off and the LLM call. Handlers in
-plugins/auto_reply.py decide *whether* to answer; these functions decide *how*."""
+the off-hours notice, the loop guard, the hand-off and the LLM call. decide.py says *what*
+answers, the handlers in plugins/auto_reply.py *whether* now; these functions say *how*."""
 
 from __future__ import annotations
 
