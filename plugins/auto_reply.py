@@ -57,12 +57,12 @@ from plugins._auto_reply.decide import (
     Asked,
     Decision,
     Stage,
-    call_to_action,
     decide,
     handoff_words,
     last_resort,
     rule_or_guide,
 )
+from plugins._auto_reply.decide import call_to_action as reply_word
 from plugins._auto_reply.llm import LlmClient
 from plugins._auto_reply.state import Ctx, State, build_state, opening, stored_int
 from pond import (
@@ -188,8 +188,8 @@ async def handoff(event: Message, ctx: Ctx) -> None:
         await answers.hand_off(ctx, event, reason="keyword", reply=decision.key)
 
 
-@plugin.on_message(_stage(call_to_action), priority=110)
-async def call_to_act(event: Message, ctx: Ctx) -> None:
+@plugin.on_message(_stage(reply_word), priority=110)
+async def call_to_action(event: Message, ctx: Ctx) -> None:
     """A recipient of a broadcast or post replies with the word its copy asked for."""
     st = ctx.state
     decision = _decision(ctx)
