@@ -36,25 +36,38 @@ AUTO_REPLY_LOOP_MUTE_MIN; admins are alerted either way. Cooldowns are per conta
 Every reply records `auto_reply.reply` with the rule, product, "fallback", "off_hours",
 "handoff" or "llm" that produced it.
 
-Persona: the keys below, plus every key the data names (declared at load).
+What answers a message is decided once, in plugins/_auto_reply/decide.py: each route's
+filter runs its stage and hands the decision to its handler (ctx.matched); the operator's
+试回复 runs the same stages.
+Persona: the keys below, plus the keys the data names (rules.toml, catalog.toml, calls to
+action), which must be under auto_reply/, broadcasts/ or calendar/ (checked at load).
 Config: AUTO_REPLY_* (see AutoReplyConfig and config.example.env). The LLM's API key is
 read only from the environment variable AUTO_REPLY_LLM_API_KEY and never logged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from plugins._auto_reply import reply as answers
 from plugins._auto_reply import staff
-from plugins._auto_reply.data import DataError, Product, Rule
+from plugins._auto_reply.config import AutoReplyConfig
+from plugins._auto_reply.data import DataError, Product
+from plugins._auto_reply.decide import (
+    Asked,
+    Decision,
+    Stage,
+    decide,
+    handoff_words,
+    last_resort,
+    rule_or_guide,
+)
+from plugins._auto_reply.decide import call_to_action as reply_word
 from plugins._auto_reply.llm import LlmClient
-from plugins._auto_reply.match import normalize, scope_of
-from plugins._auto_reply.state import State, opening, state
+from plugins._auto_reply.state import Ctx, State, build_state, opening, stored_int
 from pond import (
+    Arg,
     Command,
-    Context,
     Event,
     HumanTakeover,
     Message,
@@ -65,32 +78,9 @@ from pond import (
     filters,
 )
 
+__all__ = ["AutoReplyConfig", "plugin"]
 
-@dataclass(frozen=True)
-class AutoReplyConfig:
-    fallback_window_min: float = 60.0
-    handoff_pause_min: float = 120.0  # 0 = until staff hand the chat back
-    staff_room_id: str = ""
-    notify_admins: bool = True
-    history_size: int = 8
-    loop_repeats: int = 3
-    loop_window_min: float = 10.0
-    loop_max_replies: int = 12
-    loop_mute_min: float = 60.0
-    reload_s: float = 2.0
-    llm_enabled: bool = False
-    llm_base_url: str = ""
-    llm_model: str = ""
-    llm_timeout_s: float = 8.0
-    llm_daily_budget: int = 200
-    llm_contact_daily: int = 10
-    llm_max_chars: int = 300
-    llm_max_tokens: int = 400
-    llm_temperature: float = 0.5
-    llm_off_hours: bool = False
-
-
-plugin = Plugin(
+plugin: Plugin[AutoReplyConfig, State] = Plugin(
     "auto_reply",
     persona=[
         "auto_reply/off_hours",
@@ -112,25 +102,28 @@ plugin = Plugin(
         "auto_reply/try_result",
         "core/fallback",
     ],
+    # Keys named by data: the rules' replies, and the answers that broadcasts' and
+    # calendar posts' calls to action declare next to their copy.
+    persona_prefixes=["auto_reply/", "broadcasts/", "calendar/"],
     config=AutoReplyConfig,
+    state=build_state,
     description="1:1 auto-reply: rules, product guide, business hours, hand-off, LLM fallback",
 )
-FALLBACK_TYPES = frozenset(MessageType) - {MessageType.OTHER}
 
 
 # -- start-up ----------------------------------------------------------------------------------
 
 
 @plugin.on_startup()
-async def load_data(ctx: Context) -> None:
-    st = state(ctx)
+async def load_data(ctx: Ctx) -> None:
+    st = ctx.state
     try:
         st.load(ctx)
     except DataError as error:
         raise Problem(
             "startup.fix_file", "{error} (fix the file and start again)", error=error
         ) from None
-    cfg: AutoReplyConfig = ctx.config
+    cfg = ctx.config
     if cfg.llm_enabled:
         if not cfg.llm_base_url or not cfg.llm_model:
             raise Problem(
@@ -152,61 +145,30 @@ async def load_data(ctx: Context) -> None:
         )
 
 
-# -- filters -----------------------------------------------------------------------------------
+# -- filters: each runs one stage of the decision and hands it to the handler ------------------
 
 
-def _wants_handoff(ctx: Context) -> filters.Filter:
-    st = state(ctx)
+def _stage(stage: Stage) -> filters.Configured:
+    def make(ctx: Ctx) -> filters.Filter:
+        def check(event: Event) -> Decision | None:
+            return stage(ctx, Asked.of(event)) if isinstance(event, Message) else None
 
-    def check(event: Event) -> bool:
-        return (
-            st.data is not None
-            and isinstance(event, Message)
-            and event.type is MessageType.TEXT
-            and st.data.handoff.wanted(normalize(event.text))
-        )
+        return check
 
-    return check
+    return filters.configured(make)
 
 
-def _answerable(ctx: Context) -> filters.Filter:
-    st = state(ctx)
-
-    def check(event: Event) -> bool:
-        return isinstance(event, Message) and _choice(ctx, st, event) is not None
-
-    return check
-
-
-def _fallback_applies(ctx: Context) -> filters.Filter:
-    st = state(ctx)
-
-    def check(event: Event) -> bool:
-        return (
-            st.data is not None
-            and isinstance(event, Message)
-            and event.type in FALLBACK_TYPES
-            and (event.type is not MessageType.TEXT or bool(normalize(event.text)))
-        )
-
-    return check
-
-
-def _choice(ctx: Context, st: State, event: Message) -> tuple[Rule | None, list[Product]] | None:
-    if event.type is not MessageType.TEXT:
-        return None
-    scope = scope_of(event.room is None, event.mentions_self)
-    is_open = st.data is not None and st.data.hours.is_open(ctx.now)
-    room_id = event.room.id if event.room else ""
-    return st.choose(normalize(event.text), scope, room_id, is_open)
+def _decision(ctx: Ctx) -> Decision | None:
+    found = ctx.matched
+    return found if isinstance(found, Decision) else None
 
 
 # -- routes ------------------------------------------------------------------------------------
 
 
 @plugin.on_message(priority=-100, block=False, listen_in_rooms=True)
-async def observe(event: Message, ctx: Context) -> None:
-    st = state(ctx)
+async def observe(event: Message, ctx: Ctx) -> None:
+    st = ctx.state
     st.poll(ctx)
     if event.room is not None:
         return
@@ -219,165 +181,156 @@ async def observe(event: Message, ctx: Context) -> None:
         )
 
 
-@plugin.on_message(filters.private(), filters.configured(_wants_handoff), priority=60)
-async def handoff(event: Message, ctx: Context) -> None:
-    st = state(ctx)
-    assert st.data is not None
-    await answers.hand_off(ctx, st, event, reason="keyword", reply=st.data.handoff.reply)
+@plugin.on_message(filters.private(), _stage(handoff_words), priority=60)
+async def handoff(event: Message, ctx: Ctx) -> None:
+    decision = _decision(ctx)
+    if decision is not None:
+        await answers.hand_off(ctx, event, reason="keyword", reply=decision.key)
 
 
-def _called_to_act(ctx: Context) -> filters.Filter:
-    st = state(ctx)
-
-    def check(event: Event) -> bool:
-        return (
-            isinstance(event, Message)
-            and event.type is MessageType.TEXT
-            and st.offers.find(ctx, event) is not None
-        )
-
-    return check
-
-
-@plugin.on_message(filters.configured(_called_to_act), priority=110)
-async def call_to_action(event: Message, ctx: Context) -> None:
+@plugin.on_message(_stage(reply_word), priority=110)
+async def call_to_action(event: Message, ctx: Ctx) -> None:
     """A recipient of a broadcast or post replies with the word its copy asked for."""
-    st = state(ctx)
-    found = st.offers.find(ctx, event)
-    if st.data is None or found is None:
+    st = ctx.state
+    decision = _decision(ctx)
+    if st.data is None or decision is None or decision.offer is None:
         return
-    offer, word = found
+    offer = decision.offer
     now = ctx.now.timestamp()
-    rule = "cta:" + offer.job
-    if st.memory.quiet(event.sender.id, rule, now):
-        answers.suppressed(ctx, event, "cooldown", rule)
+    if st.memory.quiet(event.sender.id, decision.rule, now):
+        answers.suppressed(ctx, event, "cooldown", decision.rule)
         return
-    if answers.looping(ctx, st, event):
+    if answers.looping(ctx, event):
         return
-    key = offer.answer
-    if offer.notify and not staff.targets(ctx):  # nobody to follow up: promise nothing
-        ctx.log.warning("reply word of %s promises staff action, but no admin or staff room", rule)
-        key = st.data.fallback_reply
+    if decision.unstaffed:
+        ctx.log.warning(
+            "reply word of %s promises staff action, but no admin or staff room", decision.rule
+        )
     sent = await answers.say(
         ctx,
-        st,
         event,
-        key,
+        decision.key,
         source="cta",
-        rule=rule,
-        keyword=word,
+        rule=decision.rule,
+        keyword=decision.word,
         title=offer.title,
         products=_products(st),
         **opening(st.data, ctx.now),
     )
-    st.memory.hush(event.sender.id, rule, now, 60.0)
-    if sent and offer.notify and key == offer.answer:
-        await answers.tell_staff(ctx, st, event, "cta", keyword=word, title=offer.title)
+    st.memory.hush(event.sender.id, decision.rule, now, 60.0)
+    if sent and decision.notify:
+        await answers.tell_staff(ctx, event, "cta", keyword=decision.word, title=offer.title)
 
 
-@plugin.on_message(filters.configured(_answerable), priority=120, listen_in_rooms=True)
-async def answer(event: Message, ctx: Context) -> None:
-    st = state(ctx)
-    choice = _choice(ctx, st, event)
-    if st.data is None or choice is None:
+@plugin.on_message(_stage(rule_or_guide), priority=120, listen_in_rooms=True)
+async def answer(event: Message, ctx: Ctx) -> None:
+    st = ctx.state
+    decision = _decision(ctx)
+    if st.data is None or decision is None:
         return
-    rule, products = choice
     now = ctx.now.timestamp()
     who = event.sender.id
-    if products:
-        for product in products:
-            tags = [f"interest:{tag}" for tag in product.tags]
-            if tags:
-                ctx.app.book.tag(who, tags, ctx.now, source="auto_reply")
-        fresh = [p for p in products if not st.memory.quiet(who, f"product:{p.id}", now)]
-        if not fresh:
-            answers.suppressed(ctx, event, "cooldown", "product:" + products[0].id)
-            return
-        if answers.looping(ctx, st, event):
-            return
-        for product in fresh:
-            await answers.card(ctx, st, event, product)
-            st.memory.hush(who, f"product:{product.id}", now, st.data.guide.cooldown_s)
+    if decision.products:
+        await _cards(ctx, event, decision.products)
         return
+    rule = decision.found
     assert rule is not None
-    if rule.handoff:
-        await answers.hand_off(ctx, st, event, reason=rule.id, reply=rule.reply)
+    if decision.source == "handoff":
+        await answers.hand_off(ctx, event, reason=rule.id, reply=decision.key)
         return
     if st.memory.quiet(who, rule.id, now):
         answers.suppressed(ctx, event, "cooldown", rule.id)
         return
-    key = rule.reply
-    if rule.hours == "open" and not st.data.hours.is_open(ctx.now):
-        if not rule.off_hours_reply:
-            await answers.off_hours(ctx, st, event, source=rule.id)
-            return
-        key = rule.off_hours_reply
-    if rule.notify and not staff.targets(ctx):
-        # Nobody to do what the copy promises: do not promise it (plain acknowledgement).
+    if decision.source == "off_hours":
+        await answers.off_hours(ctx, event, decision.key, source=rule.id)
+        return
+    if decision.unstaffed:
         ctx.log.warning("rule %s promises staff action, but no admin or staff room", rule.id)
-        key = st.data.fallback_reply
-    if answers.looping(ctx, st, event):
+    if answers.looping(ctx, event):
         return
     if rule.tags:
-        ctx.app.book.tag(who, rule.tags, ctx.now, source="auto_reply")
+        ctx.book.tag(who, rule.tags, ctx.now, source="auto_reply")
     sent = await answers.say(
         ctx,
-        st,
         event,
-        key,
+        decision.key,
         source="rule",
         rule=rule.id,
         products=_products(st),
-        asked=_asked(rule, normalize(event.text)),
+        asked=decision.word,
         **opening(st.data, ctx.now),
     )
     st.memory.hush(who, rule.id, now, rule.cooldown_s)
-    if sent and rule.notify and key != st.data.fallback_reply:  # promised: tell a person
-        await answers.tell_staff(ctx, st, event, rule.id)
+    if sent and decision.notify:  # promised: tell a person
+        await answers.tell_staff(ctx, event, rule.id)
 
 
-@plugin.on_message(filters.configured(_fallback_applies), priority=900)
-async def fallback(event: Message, ctx: Context) -> None:
-    st = state(ctx)
-    cfg: AutoReplyConfig = ctx.config
+async def _cards(ctx: Ctx, event: Message, products: tuple[Product, ...]) -> None:
+    """The product guide: tag the asker's interest, then a card per product not sent to
+    them lately."""
+    st = ctx.state
     assert st.data is not None
-    private = event.room is None
-    is_open = st.data.hours.is_open(ctx.now)
-    asks_llm = private and event.type is MessageType.TEXT and (is_open or cfg.llm_off_hours)
-    if asks_llm and st.llm is not None:
-        if answers.looping(ctx, st, event):
-            return
-        text = await answers.ask_llm(ctx, st, event)
-        if text is not None:
-            if not is_open:  # staff still see the night's questions in the morning
-                staff.note_night(ctx, event, answers.period(st, ctx))
-            await answers.say(ctx, st, event, "auto_reply/llm_answer", source="llm", answer=text)
-            return
-    if private and not is_open:
-        await answers.off_hours(ctx, st, event, source="fallback")
+    now = ctx.now.timestamp()
+    who = event.sender.id
+    for product in products:
+        tags = [f"interest:{tag}" for tag in product.tags]
+        if tags:
+            ctx.book.tag(who, tags, ctx.now, source="auto_reply")
+    fresh = [p for p in products if not st.memory.quiet(who, f"product:{p.id}", now)]
+    if not fresh:
+        answers.suppressed(ctx, event, "cooldown", "product:" + products[0].id)
         return
-    window = "fallback" if private else "fallback@" + event.chat_id
+    if answers.looping(ctx, event):
+        return
+    for product in fresh:
+        await answers.card(ctx, event, product)
+        st.memory.hush(who, f"product:{product.id}", now, st.data.guide.cooldown_s)
+
+
+@plugin.on_message(_stage(last_resort), priority=900)
+async def fallback(event: Message, ctx: Ctx) -> None:
+    st = ctx.state
+    cfg = ctx.config
+    decision = _decision(ctx)
+    if st.data is None or decision is None:
+        return
+    if decision.source == "llm":
+        if answers.looping(ctx, event):
+            return
+        text = await answers.ask_llm(ctx, event)
+        if text is not None:
+            if not st.data.hours.is_open(ctx.now):  # staff still see the night's questions
+                staff.note_night(ctx, event, answers.period(ctx))
+            await answers.say(ctx, event, "auto_reply/llm_answer", source="llm", answer=text)
+            return
+        decision = last_resort(ctx, Asked.of(event), llm=False)
+        if decision is None:
+            return
+    if decision.source == "off_hours":
+        await answers.off_hours(ctx, event, decision.key, source="fallback")
+        return
+    window = "fallback" if event.room is None else "fallback@" + event.chat_id
     now = ctx.now.timestamp()
     if st.memory.quiet(event.sender.id, window, now):
         answers.suppressed(ctx, event, "fallback_window", "fallback")
         return
-    if answers.looping(ctx, st, event):
+    if answers.looping(ctx, event):
         return
-    await answers.say(ctx, st, event, st.data.fallback_reply, source="fallback")
+    await answers.say(ctx, event, decision.key, source="fallback")
     st.memory.hush(event.sender.id, window, now, cfg.fallback_window_min * 60)
 
 
 @plugin.on_human_takeover()
-async def taken_over(event: HumanTakeover, ctx: Context) -> None:
+async def taken_over(event: HumanTakeover, ctx: Ctx) -> None:
     if staff.mark_answered(ctx, event.chat_id):
         ctx.record("handoff_answered", chat_id=event.chat_id)
 
 
 @plugin.scheduled("*/10 * * * *")
-async def sweep(ctx: Context) -> None:
+async def sweep(ctx: Ctx) -> None:
     """Reload changed data even without traffic, close timed-out hand-offs, and once the
     shop is open send the night's questions to staff."""
-    st = state(ctx)
+    st = ctx.state
     st.poll(ctx, force=True)
     await staff.expire_tickets(ctx)
     if st.data is not None and st.data.hours.is_open(ctx.now):
@@ -392,7 +345,7 @@ async def sweep(ctx: Context) -> None:
 
 
 @plugin.command("handback", keep_args=True)
-async def handback(command: Command, ctx: Context) -> None:
+async def handback(command: Command, ctx: Ctx) -> None:
     """End a hand-off (or any pause of one chat): by ticket number, contact id, or, with
     no argument, the only open hand-off."""
     wanted = command.args[0] if command.args else ""
@@ -402,15 +355,15 @@ async def handback(command: Command, ctx: Context) -> None:
     else:
         ticket = open_tickets[0] if len(open_tickets) == 1 else None
     chat_id = ticket["chat_id"] if ticket else wanted
-    paused = ctx.app.pauses.active().get(chat_id) if chat_id else None
+    paused = ctx.pauses.active().get(chat_id) if chat_id else None
     if ticket is None and paused is None:
         await ctx.reply(
             "auto_reply/handback_unknown", wanted=wanted, tickets=staff.listing(ctx, open_tickets)
         )
         return
-    ctx.app.pauses.resume(chat_id)
+    ctx.pauses.resume(chat_id)
     closed = staff.close_ticket(ctx, chat_id, "staff")
-    state(ctx).memory.forget(chat_id)
+    ctx.state.memory.forget(chat_id)
     await ctx.reply(
         "auto_reply/handback_done",
         ticket=int(closed.get("no", 0)) if closed else 0,
@@ -421,17 +374,17 @@ async def handback(command: Command, ctx: Context) -> None:
 
 
 @plugin.command("handoffs", keep_args=True)
-async def handoffs(command: Command, ctx: Context) -> None:
+async def handoffs(command: Command, ctx: Ctx) -> None:
     await staff.expire_tickets(ctx)
     await ctx.reply("auto_reply/handoff_list", tickets=staff.listing(ctx, staff.tickets(ctx)))
 
 
 @plugin.command("autoreply_status", keep_args=True)
-async def status(command: Command, ctx: Context) -> None:
-    st = state(ctx)
+async def status(command: Command, ctx: Ctx) -> None:
+    st = ctx.state
     assert st.data is not None
-    cfg: AutoReplyConfig = ctx.config
-    used = int(ctx.store.get("llm_used:" + ctx.now.date().isoformat(), 0))  # type: ignore[call-overload]
+    cfg = ctx.config
+    used = stored_int(ctx.store.get("llm_used:" + ctx.now.date().isoformat(), 0))
     await ctx.reply(
         "auto_reply/status",
         rules=len(st.data.rules),
@@ -448,56 +401,43 @@ async def status(command: Command, ctx: Context) -> None:
     )
 
 
-@plugin.command("try_reply")
-async def try_reply(command: Command, ctx: Context) -> None:
-    """What a customer saying <text> in a private chat would get now; nothing is sent to
-    anyone but the operator, and no cooldown or window is touched."""
-    st = state(ctx)
+@plugin.command("try_reply", args=[Arg("text", rest=True)])
+async def try_reply(command: Command, ctx: Ctx) -> None:
+    """What a customer saying <text> in a private chat would get now, decided by the same
+    stages as the live routes; nothing is sent to anyone but the operator, and no cooldown
+    or window is touched. A call to action's word shows what its recipients get."""
+    st = ctx.state
     assert st.data is not None
-    text = normalize(command.rest)
+    asked = Asked.sample(str(command.values.get("text") or ""))
+    decision = decide(ctx, asked) or Decision("fallback", st.data.fallback_reply)
     when = opening(st.data, ctx.now)
-    source, rule, key = "fallback", "", st.data.fallback_reply
-    variables: dict[str, Any] = {"name": command.sender.display, "products": _products(st), **when}
-    choice = st.choose(text, "private", "", bool(when["open"])) if text else None
-    products: list[str] = []
-    if text and st.data.handoff.wanted(text):
-        source, key = "handoff", st.data.handoff.reply
-    elif choice is not None and choice[1]:
-        source, rule, key = "product", choice[1][0].id, st.data.guide.reply
-        products = [p.name for p in choice[1]]
-        variables["product"] = choice[1][0].card()
-    elif choice is not None and choice[0] is not None:
-        found = choice[0]
-        variables["asked"] = _asked(found, text)
-        source, rule, key = ("handoff" if found.handoff else "rule"), found.id, found.reply
-        if found.hours == "open" and not when["open"]:
-            source, key = "off_hours", found.off_hours_reply or st.data.off_hours_reply
-    elif not when["open"] and not (st.llm and ctx.config.llm_off_hours):
-        source, key = "off_hours", st.data.off_hours_reply
-    elif st.llm is not None:
-        source, key = "llm", ""
-    if source == "handoff":
-        variables["minutes"] = int(ctx.config.handoff_pause_min)
+    variables: dict[str, Any] = {
+        "name": command.sender.display,
+        "products": _products(st),
+        "asked": decision.word,
+        "minutes": int(ctx.config.handoff_pause_min),
+        **when,
+    }
+    if decision.products:
+        variables["product"] = decision.products[0].card()
+    if decision.offer is not None:
+        variables.update(keyword=decision.word, title=decision.offer.title)
     preview = ""
-    if key:
+    if decision.key:
         try:
-            preview = st.context(ctx).render(key, chat_id=command.chat_id, **variables).text
+            preview = ctx.render(decision.key, chat_id=command.chat_id, **variables).text
         except PersonaError as error:
             preview = str(error)
     await ctx.reply(
         "auto_reply/try_result",
-        source=source,
-        rule=rule,
-        reply_key=key,
-        products=products,
+        source=decision.source,
+        rule=decision.rule if decision.found is not None else "",
+        reply_key=decision.key,
+        products=[p.name for p in decision.products],
+        title=decision.offer.title if decision.offer is not None else "",
         preview=preview,
         open=bool(when["open"]),
     )
-
-
-def _asked(rule: Rule, text: str) -> str:
-    """The rule's word the customer used ("普洱" of "有没有普洱"), for the reply to echo."""
-    return next((word for word in rule.any if word in text), "")
 
 
 def _products(st: State) -> list[dict[str, Any]]:

@@ -16,11 +16,14 @@ alert keys below.
 from __future__ import annotations
 
 from plugins._core import live as optout
+from plugins._core.live import Live
 from plugins._core.optout import Verdict
 from pond import Command, Context, Event, Message, Plugin, filters
 
-plugin = Plugin(
+Ctx = Context[None, Live]
+plugin: Plugin[None, Live] = Plugin(
     "core",
+    state=optout.build,
     persona=[
         "core/optout_confirm",
         "core/optin_confirm",
@@ -50,15 +53,16 @@ plugin = Plugin(
 
 
 @plugin.on_startup()
-async def load_words(ctx: Context) -> None:
-    optout.start(ctx)
+async def load_words(ctx: Ctx) -> None:
+    ctx.state.start(ctx.now.timestamp())
 
 
 def _says(*wanted: Verdict, unless_opted_out: bool = False) -> filters.Configured:
-    def make(ctx: Context) -> filters.Filter:
+    def make(ctx: Ctx) -> filters.Filter:
+        found = ctx.state
+
         def check(event: Event) -> bool:
-            found = optout.live(ctx)
-            if found is None or not isinstance(event, Message) or event.room is not None:
+            if not isinstance(event, Message) or event.room is not None:
                 return False
             verdict = found.verdict(event, ctx.now.timestamp())
             if verdict not in wanted:
@@ -76,42 +80,38 @@ def _says(*wanted: Verdict, unless_opted_out: bool = False) -> filters.Configure
     priority=0,
     when_paused=True,  # honoured even while a human is talking to the customer
 )
-async def opt_out(event: Message, ctx: Context) -> None:
-    found = optout.live(ctx)
-    if found is not None:
-        found.settle(event.sender.id)
+async def opt_out(event: Message, ctx: Ctx) -> None:
+    ctx.state.settle(event.sender.id)
     # Confirm once: a customer repeating 退订 should not get a reply each time.
     if ctx.outbox.opt_out(event.sender.id, source="keyword"):
         await ctx.reply("core/optout_confirm")
 
 
 @plugin.on_message(filters.private(), _says(Verdict.OPT_IN), priority=0, when_paused=True)
-async def opt_in(event: Message, ctx: Context) -> None:
+async def opt_in(event: Message, ctx: Ctx) -> None:
     if ctx.outbox.opt_in(event.sender.id):
         await ctx.reply("core/optin_confirm")
 
 
 @plugin.on_message(filters.private(), _says(Verdict.HOWTO), priority=1)
-async def how_to_opt_out(event: Message, ctx: Context) -> None:
+async def how_to_opt_out(event: Message, ctx: Ctx) -> None:
     opted_out = ctx.outbox.ledger.is_opted_out(event.sender.id)
     ctx.record("optout_howto", contact_id=event.sender.id, opted_out=opted_out)
     await ctx.reply("core/optout_howto", opted_out=opted_out)
 
 
 @plugin.on_message(filters.private(), _says(Verdict.ASK, unless_opted_out=True), priority=1)
-async def ask_to_opt_out(event: Message, ctx: Context) -> None:
-    found = optout.live(ctx)
-    if found is not None:
-        found.ask(event.sender.id, ctx.now.timestamp())
+async def ask_to_opt_out(event: Message, ctx: Ctx) -> None:
+    ctx.state.ask(event.sender.id, ctx.now.timestamp())
     ctx.record("optout_asked", contact_id=event.sender.id)
     await ctx.reply("core/optout_ask")
 
 
 @plugin.command("help", keep_args=True)
-async def help_(command: Command, ctx: Context) -> None:
+async def help_(command: Command, ctx: Ctx) -> None:
     # Dozens of commands do not fit one message with their usage: the list is compact,
     # and "帮助 <command>" shows one command in full.
-    commands = ctx.app.commands
+    commands = ctx.commands
     name = commands.resolve(command.args[0]) if command.args else None
     if name is not None:
         await ctx.reply("core/admin_help_one", command=commands.describe(name))

@@ -19,7 +19,8 @@ class GreeterConfig:
     remember: bool = True
 
 
-plugin = Plugin(
+Ctx = Context[GreeterConfig, None]
+plugin: Plugin[GreeterConfig, None] = Plugin(
     "greeter",
     persona=["greeter/hello", "greeter/seen_before"],
     config=GreeterConfig,
@@ -27,7 +28,7 @@ plugin = Plugin(
 )
 
 
-def trigger_filter(ctx: Context) -> filters.Filter:
+def trigger_filter(ctx: Ctx) -> filters.Filter:
     # Trigger words are copy, so they live beside the copy, editable by copywriters.
     path = ctx.settings.bot.persona_dir / "greeter" / "triggers.toml"
     try:
@@ -46,9 +47,10 @@ def trigger_filter(ctx: Context) -> filters.Filter:
 
 
 @plugin.on_message(filters.private(), filters.configured(trigger_filter))
-async def hello(event: Message, ctx: Context) -> None:
+async def hello(event: Message, ctx: Ctx) -> None:
     key = f"greetings:{event.sender.id}"
-    count = int(ctx.store.get(key, 0)) + 1  # type: ignore[call-overload]
+    seen = ctx.store.get(key, 0)
+    count = (seen if isinstance(seen, int) else 0) + 1
     if ctx.config.remember:
         ctx.store.set(key, count)
     ctx.record("greeted", contact_id=event.sender.id, count=count)

@@ -132,6 +132,11 @@ class Context(Generic[CfgT, StT]):
         """Another plugin's config (read-only), or None when that plugin is not loaded."""
         return self._app.plugin_configs.get(name)
 
+    def plugin_state(self, name: str) -> Any:
+        """Another plugin's state (a shared service such as core's opt-out words), or None
+        when that plugin is not loaded or its state is not built (the command line)."""
+        return self._app.plugin_states.get(name)
+
     def has_job(self, job_id: str) -> bool:
         return job_id in self._app.jobs
 

@@ -429,6 +429,9 @@ async def test_a_broadcast_call_to_action_is_answered_for_its_recipients(tmp_pat
         assert said.sent[0].to == "alice" and said.sent[1].to == "admin"
         assert "新茶" in said.sent[1].text and "秋季新茶" in said.sent[1].text
         assert events(sim, "auto_reply.reply")[-1]["source"] == "cta"
+        # The operator's preview takes the same road: the word answers its recipients.
+        tried = await sim.say("admin", "试回复 新茶帮我留一份")
+        assert "秋季新茶" in tried.texts[0] and "broadcasts/reply_new_tea" in tried.texts[0]
         # Someone who did not get the broadcast asks about new tea: the product guide.
         assert (await sim.say("bob", "新茶")).keys[0] == "auto_reply/product_card"
         # A week later the word is an ordinary message again.
@@ -740,6 +743,10 @@ async def test_a_catalog_error_is_reported_too(sim: ChatSim, tmp_path: Path) -> 
         ('id = "x"\nany = ["a"]\nhandoff = true\nscope = ["room_mention"]', "转人工会暂停私聊"),
         ('id = "x"\nany = ["a"]\nreply = "auto_reply/price"\ncolour = "red"', "不认识这一项"),
         ('id = "price"\nany = ["a"]\nreply = "auto_reply/price"', "id「price」和第 3 条规则重复了"),
+        (
+            'id = "x"\nany = ["a"]\nreply = "greeter/hello"',
+            "「greeter/hello」不是自动回复能用的文案：要用 auto_reply/、broadcasts/、calendar/",
+        ),
     ],
 )
 async def test_bad_rules_stop_start_up_naming_file_line_and_key(
@@ -807,6 +814,55 @@ async def test_try_reply_and_status_for_operators(sim: ChatSim) -> None:
     status = await sim.say("admin", "自动回复状态")
     assert status.keys == ["auto_reply/status"]
     assert "8 条规则" in status.texts[0] and "3 个商品" in status.texts[0]
+
+
+async def test_a_message_is_matched_against_the_rules_once(
+    sim: ChatSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    st = sim.app.context("auto_reply").state
+    asked: list[str] = []
+    choose = st.choose
+
+    def counted(text: str, *args: Any) -> Any:
+        asked.append(text)
+        return choose(text, *args)
+
+    monkeypatch.setattr(st, "choose", counted)
+    assert (await sim.say("alice", "快递几天到")).keys == ["auto_reply/shipping"]
+    assert asked == ["快递几天到"]  # the route's filter hands its rule to the handler
+    asked.clear()
+    assert (await sim.say("bob", "今天天气不错")).keys == ["core/fallback"]
+    assert asked == ["今天天气不错"]
+
+
+TOLD = {
+    "rule": "会命中规则",
+    "product": "会发商品卡片",
+    "handoff": "会转人工",
+    "off_hours": "现在打烊",
+    "fallback": "会发兜底回复",
+}
+
+
+async def test_try_reply_tells_what_a_customer_would_get(sim: ChatSim) -> None:
+    texts = ["桂花乌龙多少钱", "快递几天到", "我要投诉", "今天天气不错", "转人工"]
+    for n, text in enumerate(texts):
+        tried = (await sim.say("admin", "试回复 " + text)).texts[0]
+        live = await sim.say(f"customer{n}", text)
+        got = events(sim, "auto_reply.reply")[-1]
+        assert got["contact_id"] == f"customer{n}" and live.keys[0] == got["key"]
+        assert TOLD[got["source"]] in tried, (text, got["source"], tried)
+        if got["source"] == "rule":
+            assert f"「{got['rule']}」" in tried and got["key"] in tried
+    await sim.advance(12 * 3600)  # 22:00: closed
+    assert TOLD["off_hours"] in (await sim.say("admin", "试回复 今天天气不错")).texts[0]
+    assert (await sim.say("night", "今天天气不错")).keys == ["auto_reply/off_hours"]
+
+
+async def test_try_reply_without_text_shows_its_usage(sim: ChatSim) -> None:
+    said = await sim.say("admin", "试回复")
+    assert said.keys == ["core/command_usage"] and said.sent[0].to == "admin"
+    assert events(sim, "auto_reply.reply") == []
 
 
 # -- optional LLM fallback ---------------------------------------------------------------------

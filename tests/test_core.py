@@ -11,7 +11,7 @@ import pytest
 from harness import ROOT, ChatSim
 
 from plugins._core.optout import OptoutDataError, Verdict, load
-from pond import Action, ActionClass, ActionKind
+from pond import Action, ActionClass, ActionKind, StartupError
 
 CORPUS = ROOT / "tests" / "data" / "optout_corpus.tsv"
 LABELS = {v.value for v in Verdict} - {Verdict.YES.value}
@@ -134,6 +134,15 @@ def test_a_broken_word_list_is_told_in_chinese(tmp_path: Path) -> None:
         with pytest.raises(OptoutDataError) as caught:
             load(words, "core/optout.toml", ["退订"], [])
         assert str(caught.value) == told + expected
+
+
+async def test_a_broken_word_list_stops_start_up_naming_it(tmp_path: Path) -> None:
+    persona = tmp_path / "persona"
+    shutil.copytree(ROOT / "persona", persona)
+    (persona / "core" / "optout.toml").write_text("[guards]\nmax_chars = 0\n", encoding="utf-8")
+    with pytest.raises(StartupError) as caught:
+        await ChatSim.create(tmp_path / "data", env={"BOT_PERSONA_DIR": str(persona)})
+    assert "core/optout.toml：[guards] 的 max_chars 要写 1 到 500 之间的整数" in str(caught.value)
 
 
 async def test_opt_out_is_confirmed_once_and_recorded(sim: ChatSim) -> None:

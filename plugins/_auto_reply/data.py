@@ -11,7 +11,6 @@ rule that would answer with a missing key is refused here, not in front of a cus
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 from plugins._auto_reply.hours import Hours, parse_window
 from plugins._auto_reply.match import normalize
-from plugins._auto_reply.toml import SCOPES, DataError, Doc, Table, say, table, tables
+from plugins._auto_reply.toml import SCOPES, DataError, Doc, Keys, Table, say, table, tables
 
 RULES_FILE = "rules.toml"
 CATALOG_FILE = "catalog.toml"
@@ -27,7 +26,8 @@ HOUR_MODES = ("always", "open", "closed")
 INTEREST = "interest:"
 _ID = re.compile(r"^[a-z0-9][a-z0-9_]{0,40}$")
 _URL = re.compile(r"^https?://\S+$")
-__all__ = ["SCOPES", "Catalog", "Data", "DataError", "Product", "Rule", "load"]
+ANY_KEY = Keys(lambda key: True)
+__all__ = ["SCOPES", "Catalog", "Data", "DataError", "Keys", "Product", "Rule", "load"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,24 +120,13 @@ class Data:
     blocked_patterns: tuple[re.Pattern[str], ...]
     catalog: Catalog = field(default_factory=Catalog)
 
-    def keys(self) -> set[str]:
-        """Every persona key the data can answer with."""
-        keys = {self.off_hours_reply, self.fallback_reply, self.handoff.reply, self.guide.reply}
-        if self.catalog.not_sold_reply:
-            keys.add(self.catalog.not_sold_reply)
-        for rule in self.rules:
-            keys.add(rule.reply)
-            if rule.off_hours_reply:
-                keys.add(rule.off_hours_reply)
-        return keys
-
 
 # --------------------------------------------------------------------------- rules.toml
 
 
-def load(folder: Path, label: str, has_key: Callable[[str], bool]) -> Data:
+def load(folder: Path, label: str, has_key: Keys) -> Data:
     """Load rules.toml and catalog.toml from `folder`; `label` is how files are named in
-    messages ("persona/auto_reply"); `has_key` tells whether a persona key exists."""
+    messages ("persona/auto_reply"); `has_key` tells which persona keys the data may name."""
     doc = Doc(folder / RULES_FILE, f"{label}/{RULES_FILE}")
     top = Table(doc, None, None, doc.data)
     top.only(["defaults", "hours", "fallback", "handoff", "guide", "llm", "rule"])
@@ -291,7 +280,7 @@ def _rule(
     default_scope: frozenset[str],
     default_cooldown: float,
     handoff_reply: str,
-    has_key: Callable[[str], bool],
+    has_key: Keys,
 ) -> Rule:
     t.only(_RULE_KEYS)
     ident = t.text("id", required=True)
@@ -355,9 +344,7 @@ def _rule(
 # --------------------------------------------------------------------------- catalog.toml
 
 
-def load_catalog(
-    folder: Path, label: str, has_key: Callable[[str], bool] = lambda key: True
-) -> Catalog:
+def load_catalog(folder: Path, label: str, has_key: Keys = ANY_KEY) -> Catalog:
     path = folder / CATALOG_FILE
     if not path.exists():
         return Catalog()

@@ -5,7 +5,7 @@ the bot's timezone (the clock's). A window crossing midnight belongs to the day 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 
 DAY = 24 * 60
 
@@ -20,8 +20,8 @@ class Hours:
     def _open_day(self, day: date) -> bool:
         return day.isoweekday() in self.days and day not in self.closed
 
-    def _windows(self, day: date, tz: object) -> tuple[datetime, datetime]:
-        midnight = datetime(day.year, day.month, day.day, tzinfo=tz)  # type: ignore[arg-type]
+    def _windows(self, day: date, tz: tzinfo | None) -> tuple[datetime, datetime]:
+        midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
         end_day = 0 if self.end > self.start else 1
         return (
             midnight + timedelta(minutes=self.start),

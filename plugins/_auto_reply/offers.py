@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from plugins._core.cta import MAX_DAYS
 from plugins._core.intent import asks_for
-from pond import Context, Message
+from pond import Context
 
 REFRESH_S = 300.0
 
@@ -34,13 +35,13 @@ class Offers:
         self.jobs: frozenset[str] = frozenset()
         self.checked_at = -math.inf
 
-    def refresh(self, ctx: Context, *, force: bool = False) -> bool:
-        """Re-read the declarations if needed; True when the set of answers changed."""
-        ledger = ctx.outbox.ledger
+    def refresh(self, ctx: Context[Any, Any], *, force: bool = False) -> None:
+        """Re-read the declarations if needed."""
+        ledger = ctx.ledger
         now = ctx.now.timestamp()
         unseen = any(job not in self.jobs for job in ledger.active_jobs())
         if not (force or unseen or now - self.checked_at >= REFRESH_S):
-            return False
+            return
         self.checked_at = now
         found: list[Offer] = []
         jobs: set[str] = set()
@@ -60,25 +61,24 @@ class Offers:
                 )
             )
         self.jobs = frozenset(jobs)
-        changed = tuple(found) != self.items
         self.items = tuple(found)
-        return changed
 
-    def answer_keys(self) -> set[str]:
-        return {offer.answer for offer in self.items if offer.answer}
-
-    def find(self, ctx: Context, event: Message) -> tuple[Offer, str] | None:
-        """The call to action this message answers, for someone who received it lately
-        (a private chat, or a room the copy went to), and the word used."""
+    def find(
+        self, ctx: Context[Any, Any], text: str, recipient: str | None
+    ) -> tuple[Offer, str] | None:
+        """The call to action `text` answers, for a `recipient` (a private chat's contact,
+        or a room the copy went to) who received it lately, and the word used. With no
+        recipient (the operator's preview) any offer whose word is asked for counts."""
         if not self.items:
             return None
         now = ctx.now.timestamp()
-        recipient = event.room.id if event.room is not None else event.sender.id
         for offer in self.items:  # newest first: a word reused by a later campaign wins
-            word = asks_for(ctx, event.text, offer.keywords)
+            word = asks_for(ctx, text, offer.keywords)
             if word is None:
                 continue
-            sent = ctx.outbox.ledger.sent_at(offer.job, recipient)
+            if recipient is None:
+                return offer, word
+            sent = ctx.ledger.sent_at(offer.job, recipient)
             if sent is not None and now - sent <= offer.days * 86400:
                 return offer, word
         return None

@@ -1,6 +1,6 @@
 """How the auto_reply plugin answers: replies that record their source, product cards,
-the off-hours notice, the loop guard, the hand-off and the LLM call. Handlers in
-plugins/auto_reply.py decide *whether* to answer; these functions decide *how*."""
+the off-hours notice, the loop guard, the hand-off and the LLM call. decide.py says *what*
+answers, the handlers in plugins/auto_reply.py *whether* now; these functions say *how*."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from plugins._auto_reply import staff
 from plugins._auto_reply.data import Product
 from plugins._auto_reply.llm import blocked, plain
 from plugins._auto_reply.match import skeleton
-from plugins._auto_reply.state import State, opening
-from pond import Action, ActionClass, ActionKind, Context, Media, MediaKind, Message, PersonaError
+from plugins._auto_reply.state import Ctx, opening, stored_int
+from pond import Action, ActionClass, ActionKind, Media, MediaKind, Message, PersonaError
 
 LLM_FAILURES_TO_PAUSE = 3
 LLM_PAUSE_S = 300.0
@@ -22,8 +22,7 @@ MUTED = "loop_muted"  # the quiet-mark of a room member the loop guard stopped a
 
 
 async def say(
-    ctx: Context,
-    st: State,
+    ctx: Ctx,
     event: Message,
     key: str,
     *,
@@ -35,11 +34,11 @@ async def say(
     """Reply with `key` and record what produced it. A template that cannot render (deleted
     since load, or using a variable the bot does not pass) alerts the admins and falls back
     to the fallback key, so the customer is not left without an answer."""
+    st = ctx.state
     assert st.data is not None
-    rctx = st.context(ctx, event)
     name = event.sender.display
     try:
-        text = _reply(rctx, event, key, media, name=name, **variables)
+        text = _reply(ctx, event, key, media, name=name, **variables)
     except PersonaError as error:
         ctx.log.error("auto-reply template %s failed: %s", key, error)
         ctx.record("template_error", chat_id=event.chat_id, key=key)
@@ -48,7 +47,7 @@ async def say(
             return False
         key, source = st.data.fallback_reply, "fallback"
         try:
-            text = _reply(rctx, event, key, None, name=name)
+            text = _reply(ctx, event, key, None, name=name)
         except PersonaError:
             return False
     ctx.record(
@@ -68,11 +67,11 @@ async def say(
     return True
 
 
-def _reply(rctx: Context, event: Message, key: str, media: Media | None, **variables: Any) -> str:
+def _reply(ctx: Ctx, event: Message, key: str, media: Media | None, **variables: Any) -> str:
     """Answer in the event's chat (the sender @-mentioned in a room) and return the text
     sent, which the loop guard keeps to recognise a bot sending it back."""
     room = event.room
-    action = rctx.compose(
+    action = ctx.compose(
         room or event.chat_id,
         key,
         cls=ActionClass.REPLY,
@@ -81,7 +80,7 @@ def _reply(rctx: Context, event: Message, key: str, media: Media | None, **varia
         contact_id=event.sender.id,
         **variables,
     )
-    rctx.act(action)
+    ctx.act(action)
     return action.text
 
 
@@ -91,10 +90,11 @@ def sender_key(event: Message) -> str:
     return event.chat_id if event.room is None else f"{event.room.id}\x1f{event.sender.id}"
 
 
-async def card(ctx: Context, st: State, event: Message, product: Product) -> None:
+async def card(ctx: Ctx, event: Message, product: Product) -> None:
     """The product card: text (persona key) with the image, then the link card."""
-    assert st.data is not None
-    key = st.data.guide.reply
+    data = ctx.state.data
+    assert data is not None
+    key = data.guide.reply
     image = None
     if product.image:
         local = not product.image.startswith(("http://", "https://"))
@@ -107,7 +107,7 @@ async def card(ctx: Context, st: State, event: Message, product: Product) -> Non
         else None
     )
     sent = await say(
-        ctx, st, event, key, source="product", rule="product:" + product.id,
+        ctx, event, key, source="product", rule="product:" + product.id,
         media=image or link, product=product.card(),
     )  # fmt: skip
     ctx.record("product_card", contact_id=event.sender.id, product=product.id)
@@ -124,43 +124,40 @@ async def card(ctx: Context, st: State, event: Message, product: Product) -> Non
         )
 
 
-async def off_hours(ctx: Context, st: State, event: Message, *, source: str) -> None:
-    assert st.data is not None
-    first = staff.note_night(ctx, event, period(st, ctx))
+async def off_hours(ctx: Ctx, event: Message, key: str, *, source: str) -> None:
+    """The off-hours notice `key`, once per contact per closed period; the question is
+    queued for the staff's morning summary either way."""
+    data = ctx.state.data
+    assert data is not None
+    first = staff.note_night(ctx, event, period(ctx))
     if not first:
         suppressed(ctx, event, "off_hours_told", source)
         return
-    if looping(ctx, st, event):
+    if looping(ctx, event):
         return
-    await say(
-        ctx,
-        st,
-        event,
-        st.data.off_hours_reply,
-        source="off_hours",
-        rule=source,
-        **opening(st.data, ctx.now),
-    )
+    await say(ctx, event, key, source="off_hours", rule=source, **opening(data, ctx.now))
 
 
-def period(st: State, ctx: Context) -> str:
+def period(ctx: Ctx) -> str:
     """Names the closed period we are in by the moment it ends."""
-    assert st.data is not None
-    moment = st.data.hours.next_open(ctx.now)
+    data = ctx.state.data
+    assert data is not None
+    moment = data.hours.next_open(ctx.now)
     return moment.isoformat() if moment else "closed"
 
 
-def suppressed(ctx: Context, event: Message, why: str, rule: str) -> None:
+def suppressed(ctx: Ctx, event: Message, why: str, rule: str) -> None:
     ctx.record(
         "suppressed", chat_id=event.chat_id, contact_id=event.sender.id, reason=why, rule=rule
     )
 
 
-def looping(ctx: Context, st: State, event: Message) -> bool:
+def looping(ctx: Ctx, event: Message) -> bool:
     """Loop guard: a sender that behaves like a bot (sends our replies back, repeats the
     same message, or takes too many answers too fast) is no longer answered for a while
     and the admins are told: a private chat is paused; in a room only that member is
     muted, never the room."""
+    st = ctx.state
     cfg = ctx.config
     now = ctx.now.timestamp()
     who = sender_key(event)
@@ -179,7 +176,7 @@ def looping(ctx: Context, st: State, event: Message) -> bool:
     if why is None:
         return False
     if event.room is None:
-        ctx.app.pauses.pause(event.chat_id, minutes=cfg.loop_mute_min, reason="loop_guard")
+        ctx.pauses.pause(event.chat_id, minutes=cfg.loop_mute_min, reason="loop_guard")
     else:
         st.memory.hush(who, MUTED, now, cfg.loop_mute_min * 60)
     ctx.record("loop_guard", chat_id=event.chat_id, contact_id=event.sender.id, reason=why)
@@ -190,7 +187,7 @@ def looping(ctx: Context, st: State, event: Message) -> bool:
         event.chat_id,
         cfg.loop_mute_min,
     )
-    ctx.app.alert(
+    ctx.alert(
         "auto_reply/loop_alert",
         customer=event.sender.display,
         chat=event.sender.id,
@@ -202,9 +199,10 @@ def looping(ctx: Context, st: State, event: Message) -> bool:
 
 
 async def tell_staff(
-    ctx: Context, st: State, event: Message, rule: str, *, keyword: str = "", title: str = ""
+    ctx: Ctx, event: Message, rule: str, *, keyword: str = "", title: str = ""
 ) -> None:
     """A reply promised something only a person can do: tell staff who and what."""
+    st = ctx.state
     assert st.data is not None
     notified = await staff.notify(
         ctx,
@@ -223,16 +221,17 @@ async def tell_staff(
     )  # fmt: skip
 
 
-async def hand_off(ctx: Context, st: State, event: Message, *, reason: str, reply: str) -> None:
+async def hand_off(ctx: Ctx, event: Message, *, reason: str, reply: str) -> None:
+    st = ctx.state
     assert st.data is not None
     cfg = ctx.config
     number, new = staff.open_ticket(ctx, event, reason)
     minutes = cfg.handoff_pause_min
-    ctx.app.pauses.pause(event.chat_id, minutes=minutes or None, reason="handoff")
+    ctx.pauses.pause(event.chat_id, minutes=minutes or None, reason="handoff")
     when = opening(st.data, ctx.now)
     if not when["open"]:
-        staff.note_night(ctx, event, period(st, ctx), handoff=True)
-    await say(ctx, st, event, reply, source="handoff", rule=reason, minutes=int(minutes), **when)
+        staff.note_night(ctx, event, period(ctx), handoff=True)
+    await say(ctx, event, reply, source="handoff", rule=reason, minutes=int(minutes), **when)
     notified = await staff.notify(
         ctx,
         "auto_reply/handoff_staff",
@@ -256,8 +255,9 @@ async def hand_off(ctx: Context, st: State, event: Message, *, reason: str, repl
     )
 
 
-async def ask_llm(ctx: Context, st: State, event: Message) -> str | None:
+async def ask_llm(ctx: Ctx, event: Message) -> str | None:
     """The LLM's answer, or None (off, over budget, failing, timed out, or filtered)."""
+    st = ctx.state
     assert st.data is not None and st.llm is not None
     cfg = ctx.config
     now = ctx.now.timestamp()
@@ -270,18 +270,17 @@ async def ask_llm(ctx: Context, st: State, event: Message) -> str | None:
     if now < st.llm_off_until:
         note("paused")
         return None
-    used = int(ctx.store.get("llm_used:" + day, 0))  # type: ignore[call-overload]
+    used = stored_int(ctx.store.get("llm_used:" + day, 0))
     if used >= cfg.llm_daily_budget:
         note("budget")
         if used == cfg.llm_daily_budget:
             ctx.store.set("llm_used:" + day, used + 1)  # alert once a day
-            ctx.app.alert("auto_reply/llm_alert", problem="budget", budget=cfg.llm_daily_budget)
+            ctx.alert("auto_reply/llm_alert", problem="budget", budget=cfg.llm_daily_budget)
         return None
     if st.memory.llm_count(day, who) >= cfg.llm_contact_daily:
         note("contact_budget")
         return None
-    rctx = st.context(ctx, event)
-    system = rctx.render(
+    system = ctx.render(
         "auto_reply/llm_system",
         chat_id=event.chat_id,
         contact_id=who,
@@ -302,7 +301,7 @@ async def ask_llm(ctx: Context, st: State, event: Message) -> str | None:
             st.llm_off_until = now + LLM_PAUSE_S
             if now - st.llm_alerted_at >= LLM_ALERT_EVERY_S:  # an outage: tell once an hour
                 st.llm_alerted_at = now
-                ctx.app.alert(
+                ctx.alert(
                     "auto_reply/llm_alert", problem=answer.status, budget=cfg.llm_daily_budget
                 )
         return None

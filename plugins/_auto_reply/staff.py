@@ -12,8 +12,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from plugins._auto_reply.state import state
-from pond import ActionClass, Context, Message, MessageType, Room
+from plugins._auto_reply.state import Ctx, stored_int
+from pond import ActionClass, Message, MessageType, Room
 
 log = logging.getLogger("pond.plugins.auto_reply")
 TICKET = "handoff:"
@@ -24,17 +24,17 @@ MAX_NIGHT_TEXT = 120
 SUMMARY_ENTRIES = 15  # what fits in one WeChat message; the rest is counted
 
 
-def targets(ctx: Context) -> list[str | Room]:
+def targets(ctx: Ctx) -> list[str | Room]:
     """Who hears about hand-offs: the admins (AUTO_REPLY_NOTIFY_ADMINS) and the staff room."""
     found: list[str | Room] = []
     if ctx.config.notify_admins:
-        found.extend(ctx.app.admins.ids())
+        found.extend(ctx.admins.ids())
     if ctx.config.staff_room_id:
         found.append(Room(ctx.config.staff_room_id))
     return found
 
 
-async def notify(ctx: Context, key: str, **variables: Any) -> int:
+async def notify(ctx: Ctx, key: str, **variables: Any) -> int:
     sent = 0
     for to in targets(ctx):
         await ctx.send(to, key, cls=ActionClass.SERVICE, **variables)
@@ -49,7 +49,7 @@ async def notify(ctx: Context, key: str, **variables: Any) -> int:
 # -- hand-off tickets --------------------------------------------------------------------------
 
 
-def tickets(ctx: Context) -> list[dict[str, Any]]:
+def tickets(ctx: Ctx) -> list[dict[str, Any]]:
     found = [
         {**value, "chat_id": key.removeprefix(TICKET)}
         for key, value in ctx.store.items(TICKET)
@@ -58,21 +58,21 @@ def tickets(ctx: Context) -> list[dict[str, Any]]:
     return sorted(found, key=lambda t: int(t.get("no", 0)))
 
 
-def ticket_chats(ctx: Context) -> set[str]:
+def ticket_chats(ctx: Ctx) -> set[str]:
     """Chats with an open ticket, kept in memory so each message can check it for free."""
-    st = state(ctx)
+    st = ctx.state
     if st.ticket_chats is None:
         st.ticket_chats = {t["chat_id"] for t in tickets(ctx)}
     return st.ticket_chats
 
 
-def open_ticket(ctx: Context, message: Message, reason: str) -> tuple[int, bool]:
+def open_ticket(ctx: Ctx, message: Message, reason: str) -> tuple[int, bool]:
     """The chat's ticket number, and whether it is new (a repeat keeps its number)."""
     key = TICKET + message.chat_id
     existing = ctx.store.get(key)
     if isinstance(existing, dict):
         return int(existing.get("no", 0)), False
-    number = int(ctx.store.get("handoff_seq", 0)) + 1  # type: ignore[call-overload]
+    number = stored_int(ctx.store.get("handoff_seq", 0)) + 1
     ctx.store.set("handoff_seq", number)
     ctx.store.set(
         key,
@@ -89,7 +89,7 @@ def open_ticket(ctx: Context, message: Message, reason: str) -> tuple[int, bool]
     return number, True
 
 
-def listing(ctx: Context, tickets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def listing(ctx: Ctx, tickets: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Open tickets as the staff templates show them."""
     now = ctx.now.timestamp()
     return [
@@ -105,7 +105,7 @@ def listing(ctx: Context, tickets: list[dict[str, Any]]) -> list[dict[str, Any]]
     ]
 
 
-def find_ticket(ctx: Context, wanted: str) -> dict[str, Any] | None:
+def find_ticket(ctx: Ctx, wanted: str) -> dict[str, Any] | None:
     """By number ("3" or "#3") or by contact id."""
     number = wanted.lstrip("#")
     for ticket in tickets(ctx):
@@ -116,7 +116,7 @@ def find_ticket(ctx: Context, wanted: str) -> dict[str, Any] | None:
     return None
 
 
-def close_ticket(ctx: Context, chat_id: str, how: str) -> dict[str, Any] | None:
+def close_ticket(ctx: Ctx, chat_id: str, how: str) -> dict[str, Any] | None:
     ticket = ctx.store.get(TICKET + chat_id)
     if not isinstance(ticket, dict):
         return None
@@ -135,7 +135,7 @@ def close_ticket(ctx: Context, chat_id: str, how: str) -> dict[str, Any] | None:
     return {**ticket, "chat_id": chat_id, "minutes": waited // 60}
 
 
-def mark_answered(ctx: Context, chat_id: str) -> bool:
+def mark_answered(ctx: Ctx, chat_id: str) -> bool:
     ticket = ctx.store.get(TICKET + chat_id)
     if not isinstance(ticket, dict) or ticket.get("answered"):
         return False
@@ -143,12 +143,12 @@ def mark_answered(ctx: Context, chat_id: str) -> bool:
     return True
 
 
-async def expire_tickets(ctx: Context, chat_id: str | None = None) -> None:
+async def expire_tickets(ctx: Ctx, chat_id: str | None = None) -> None:
     """Hand-offs whose pause ran out (all, or the one of `chat_id`). Staff hear of the
     ones nobody answered from the phone, since that customer was promised a human."""
     chats = sorted(ticket_chats(ctx)) if chat_id is None else [chat_id]
     for chat in chats:
-        if chat not in ticket_chats(ctx) or ctx.app.pauses.reason(chat) is not None:
+        if chat not in ticket_chats(ctx) or ctx.pauses.reason(chat) is not None:
             continue
         closed = close_ticket(ctx, chat, "timeout")
         if closed and not closed.get("answered"):
@@ -165,7 +165,7 @@ async def expire_tickets(ctx: Context, chat_id: str | None = None) -> None:
 # -- questions asked while closed --------------------------------------------------------------
 
 
-def note_night(ctx: Context, message: Message, period: str, *, handoff: bool = False) -> bool:
+def note_night(ctx: Ctx, message: Message, period: str, *, handoff: bool = False) -> bool:
     """Queue the message for the morning summary. True when this customer has not yet
     been told this closed period that we are closed (the caller tells them)."""
     key = NIGHT + message.sender.id
@@ -194,7 +194,7 @@ def note_night(ctx: Context, message: Message, period: str, *, handoff: bool = F
     return first
 
 
-async def morning_summary(ctx: Context) -> int:
+async def morning_summary(ctx: Ctx) -> int:
     """Send the night's queue to staff, then forget it. Returns how many customers."""
     queued = ctx.store.items(NIGHT)
     entries = [

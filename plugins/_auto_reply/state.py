@@ -1,26 +1,25 @@
-"""Per-App state of the auto_reply plugin: the data in service, its hot reload, the choice
-of an answer for a message, and the plugin "view" that declares the data's persona keys.
+"""Per-App state of the auto_reply plugin (Plugin(state=build_state), ctx.state): the data
+in service, its hot reload, and the choice of a rule for a message.
 
-The plugin object is a module-level singleton shared by every App in the process (tests
-start many), so nothing App-specific is stored on it: the keys named by the data are
-declared on a shallow copy (`view`) that handlers render through."""
+The persona keys the data names are declared by the plugin (its own keys and prefixes,
+Plugin(persona_prefixes=...)) and checked when the data loads, so a rule naming a key the
+plugin may not render is refused with the file and line, like a missing template."""
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from weakref import WeakKeyDictionary
 
 from plugins._auto_reply import data as datafile
-from plugins._auto_reply.data import Data, DataError, Product, Rule
+from plugins._auto_reply.config import AutoReplyConfig
+from plugins._auto_reply.data import Data, DataError, Keys, Product, Rule
 from plugins._auto_reply.llm import LlmClient
 from plugins._auto_reply.match import find_products, in_scope, text_matches
 from plugins._auto_reply.memory import Memory
 from plugins._auto_reply.offers import Offers
-from pond import App, Context, Event, PersonaError, Plugin
+from pond import Context, PersonaError
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -30,13 +29,17 @@ Choice = tuple[Rule | None, list[Product]]
 
 
 class State:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context[AutoReplyConfig, Any]) -> None:
         cfg = ctx.config
         persona_dir = ctx.settings.bot.persona_dir
         self.folder: Path = persona_dir / "auto_reply"
         self.label = f"{persona_dir.resolve().name or persona_dir}/auto_reply"
-        self.plugin: Plugin = ctx.plugin
-        self.view: Plugin = ctx.plugin
+        plugin = ctx.plugin
+        self.keys = Keys(
+            exists=ctx.persona.has,
+            declared=plugin.declares,
+            allowed=plugin.persona_prefixes,
+        )
         self.data: Data | None = None
         self.memory = Memory(cfg.history_size)
         self.snapshot: dict[str, tuple[int, int] | None] = {}
@@ -62,32 +65,22 @@ class State:
                 found[name] = None
         return found
 
-    def load(self, ctx: Context) -> Data:
+    def load(self, ctx: Ctx) -> Data:
         """Load and install the data; raises DataError (start-up turns it into a refusal)."""
         self.snapshot = self._stat()
-        loaded = datafile.load(self.folder, self.label, ctx.persona.has)
+        loaded = datafile.load(self.folder, self.label, self.keys)
         self._install(ctx, loaded)
         return loaded
 
-    def _install(self, ctx: Context, loaded: Data) -> None:
+    def _install(self, ctx: Ctx, loaded: Data) -> None:
         self.data = loaded
-        self.declare(ctx)
         self.persona_version = ctx.persona.version
 
-    def declare(self, ctx: Context) -> None:
-        """The keys the data and the live calls to action answer with, on the view."""
-        keys = set(self.data.keys()) if self.data is not None else set()
-        keys |= {key for key in self.offers.answer_keys() if ctx.persona.has(key)}
-        view = copy.copy(self.plugin)
-        view.persona_keys = tuple(dict.fromkeys([*self.plugin.persona_keys, *sorted(keys)]))
-        self.view = view
-
-    def poll(self, ctx: Context, *, force: bool = False) -> None:
+    def poll(self, ctx: Ctx, *, force: bool = False) -> None:
         """Reload the data files when they (or the persona templates) changed. A broken
         edit keeps the last good data serving and tells the admins where the error is."""
         now = ctx.now.timestamp()
-        if self.offers.refresh(ctx, force=force):
-            self.declare(ctx)
+        self.offers.refresh(ctx, force=force)
         if not force and now - self.checked_at < ctx.config.reload_s:
             return
         self.checked_at = now
@@ -98,7 +91,7 @@ class State:
         self.snapshot = snapshot
         self.persona_version = ctx.persona.version
         try:
-            loaded = datafile.load(self.folder, self.label, ctx.persona.has)
+            loaded = datafile.load(self.folder, self.label, self.keys)
         except DataError as error:
             log.error(
                 "auto-reply data change refused, the last good version keeps serving: %s", error
@@ -114,7 +107,7 @@ class State:
             log.info("auto-reply data reloaded: %d rules, %d products", rules, products)
             ctx.record("data_reload", ok=True, rules=rules, products=products)
 
-    def alert(self, ctx: Context, error: DataError | PersonaError) -> None:
+    def alert(self, ctx: Ctx, error: DataError | PersonaError) -> None:
         """Tell the admins once per problem and persona version (not once per message)."""
         marker = (f"{error.file}:{error.line}:{error.reason}", ctx.persona.version)
         if marker in self._alerted:
@@ -123,7 +116,7 @@ class State:
             self._alerted.clear()
         self._alerted.add(marker)
         kept = isinstance(error, DataError)
-        ctx.app.alert(
+        ctx.alert(
             "auto_reply/data_alert",
             file=error.file,
             line=error.line or 0,
@@ -165,19 +158,17 @@ class State:
             return []
         return find_products(data.catalog, text, data.guide.max_cards)
 
-    def context(self, ctx: Context, event: Event | None = None) -> Context:
-        """A context that may render the persona keys the data names."""
-        return Context(ctx.app, self.view, event if event is not None else ctx.event)
+
+Ctx = Context[AutoReplyConfig, State]
 
 
-_states: WeakKeyDictionary[App, State] = WeakKeyDictionary()
+def build_state(ctx: Context[AutoReplyConfig, Any]) -> State:
+    return State(ctx)
 
 
-def state(ctx: Context) -> State:
-    found = _states.get(ctx.app)
-    if found is None:
-        found = _states[ctx.app] = State(ctx)
-    return found
+def stored_int(value: object) -> int:
+    """A counter read back from the plugin's key/value store (0 when absent or not one)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def opening(data: Data, now: datetime) -> dict[str, Any]:

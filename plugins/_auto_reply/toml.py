@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -20,6 +21,17 @@ _HEADER = re.compile(r"^\s*(\[\[?)\s*\"?([^\]\"]+?)\"?\s*\]\]?")
 def say(code: str, english: str, /, **values: Any) -> Problem:
     """A problem of the auto-reply data files, Chinese in persona/core/problems.toml."""
     return Problem(f"auto_reply.{code}", english, **values)
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Which persona keys the data may name: ones with a template (`exists`) that the
+    plugin declared (`declared`: its own keys and prefixes; `allowed` says which, for the
+    copywriter)."""
+
+    exists: Callable[[str], bool]
+    declared: Callable[[str], bool] = lambda key: True
+    allowed: tuple[str, ...] = ()
 
 
 class DataError(Problem):
@@ -278,14 +290,24 @@ class Table:
                 )
         return tuple(value)
 
-    def reply(self, key: str, default: str, has_key: Callable[[str], bool]) -> str:
+    def reply(self, key: str, default: str, keys: Keys) -> str:
         name = self.text(key, default, required=not default)
         if not _PERSONA_KEY.match(name):
             self.fail(
                 key,
                 say("key", 'expected a persona key like "auto_reply/price", got {got!r}', got=name),
             )
-        if not has_key(name):
+        if not keys.declared(name):
+            self.fail(
+                key,
+                say(
+                    "key_elsewhere",
+                    "persona key {key!r} is not auto-reply copy: use one starting with {allowed}",
+                    key=name,
+                    allowed=keys.allowed,
+                ),
+            )
+        if not keys.exists(name):
             self.fail(
                 key,
                 say(

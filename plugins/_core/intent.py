@@ -19,7 +19,8 @@ def asks_for(ctx: Context, text: str, words: Iterable[str]) -> str | None:
     if not folded or len(folded) > MAX_CHARS:
         return None
     found = live(ctx)
-    negation = found.matcher.negation if found is not None else None
+    matcher = found.matcher if found is not None else None
+    negation = matcher.negation if matcher is not None else None
     for word in sorted(words, key=len, reverse=True):
         target = fold(word)
         start = folded.find(target) if target else -1

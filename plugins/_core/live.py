@@ -1,15 +1,16 @@
-"""The opt-out matcher in service for one App: loaded at start-up, re-read when
-persona/core/optout.toml changes (a broken edit keeps the last good version and is logged
-with the file and line), plus the confirmations the bot is waiting for ("要退订吗？")."""
+"""The opt-out matcher in service for one App (the core plugin's state): loaded at
+start-up, re-read when persona/core/optout.toml changes (a broken edit keeps the last good
+version and is logged with the file and line), plus the confirmations the bot is waiting
+for ("要退订吗？")."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from weakref import WeakKeyDictionary
+from typing import Any
 
 from plugins._core.optout import FILE, Matcher, OptoutDataError, Verdict, load
-from pond import Context, Message, Outbox
+from pond import Context, Message
 
 log = logging.getLogger("pond.plugins.core")
 RELOAD_S = 2.0
@@ -18,17 +19,25 @@ MAX_PENDING = 5000
 
 
 class Live:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context[Any, Any]) -> None:
         persona_dir = ctx.settings.bot.persona_dir
         self.path: Path = persona_dir / "core" / FILE
         self.label = f"{persona_dir.name or persona_dir}/core/{FILE}"
         self.optout_words = ctx.settings.outbox.optout_keywords
         self.optin_words = ctx.settings.outbox.optin_keywords
-        self.matcher: Matcher = self._load()
-        self.stamp = self._stat()
-        self.checked_at = ctx.now.timestamp()
+        # Read by start() (the on_startup hook), so the command line, which builds the
+        # state but runs no start-up, is not stopped by a broken file.
+        self.matcher: Matcher | None = None
+        self.stamp: tuple[int, int] | None = None
+        self.checked_at = 0.0
         self.asked: dict[str, float] = {}  # contact id -> when we asked "要退订吗？"
         self._last: tuple[str, Verdict] = ("", Verdict.NONE)
+
+    def start(self, now: float) -> None:
+        """Read the words; a broken file stops start-up naming file and line."""
+        self.matcher = self._load()
+        self.stamp = self._stat()
+        self.checked_at = now
 
     def _load(self) -> Matcher:
         return load(self.path, self.label, self.optout_words, self.optin_words)
@@ -41,7 +50,7 @@ class Live:
         return st.st_mtime_ns, st.st_size
 
     def poll(self, now: float) -> None:
-        if now - self.checked_at < RELOAD_S:
+        if self.matcher is None or now - self.checked_at < RELOAD_S:
             return
         self.checked_at = now
         stamp = self._stat()
@@ -64,6 +73,8 @@ class Live:
         if self._last[0] == event.id:
             return self._last[1]
         self.poll(now)
+        if self.matcher is None:
+            return Verdict.NONE
         found = self.matcher.judge(event.text)
         if found is Verdict.YES:
             asked = self.asked.get(event.sender.id)
@@ -82,19 +93,14 @@ class Live:
         self.asked.pop(contact_id, None)
 
 
-# One per App (tests run many in one process). Keyed by the App's outbox, the one object
-# per App a plugin reaches through Context without touching ctx.app.
-_live: WeakKeyDictionary[Outbox, Live] = WeakKeyDictionary()
+def build(ctx: Context[Any, Any]) -> Live:
+    """The core plugin's state (its words are read by Live.start at start-up)."""
+    return Live(ctx)
 
 
-def start(ctx: Context) -> Live:
-    try:
-        found = Live(ctx)
-    except OptoutDataError as error:
-        raise ValueError(str(error)) from None
-    _live[ctx.outbox] = found
-    return found
-
-
-def live(ctx: Context) -> Live | None:
-    return _live.get(ctx.outbox)
+def live(ctx: Context[Any, Any]) -> Live | None:
+    """The matcher in service, from any plugin's Context (the negation guard of
+    plugins/_core/intent.py is shared); None where the core plugin has no state yet (the
+    command line)."""
+    found = ctx.plugin_state("core")
+    return found if isinstance(found, Live) else None
