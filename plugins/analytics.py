@@ -2,7 +2,7 @@
 operators ask for the report in chat.
 
 - Keywords: the words of customers' text messages (private and rooms), counted per day,
-  room and channel with jieba (pond/analytics/keywords.py). Texts wait in memory for at most
+  room and channel with jieba (plugins/_analytics/keywords.py). Texts wait in memory for at most
   a minute and are never written anywhere; only the counts are. Operators are not counted.
   Word lists: persona/analytics/stopwords.txt and words.txt (read at start). jieba's
   dictionary (~70 MB) is loaded at the first flush, not at start-up.
@@ -33,11 +33,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from plugins._analytics import keywords
+from plugins._analytics.metrics import CONVERSION_SOURCES
+from plugins._analytics.names import TOPIC_PREFIX, TOPICS_NAMESPACE
 from pond import App, Command, Context, Message, MessageType, Plugin, Problem, toml_problem
 from pond.actions import Media, MediaKind
-from pond.analytics import keywords
-from pond.analytics.metrics import CONVERSION_SOURCES
-from pond.analytics.names import TOPIC_PREFIX, TOPICS_NAMESPACE
 from pond.customers import BookChange
 
 

@@ -8,10 +8,10 @@ from collections import Counter
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from plugins._analytics.build import report_for
+from plugins._analytics.data import Source
+from plugins._analytics.metrics import CONVERSION_SOURCES
 from pond import AgendaItem, App
-from pond.analytics.build import report_for
-from pond.analytics.data import Source
-from pond.analytics.metrics import CONVERSION_SOURCES
 from pond.health import CAP_KINDS, collect_agenda, collect_reviews
 
 log = logging.getLogger("pond.admin")
@@ -92,7 +92,7 @@ def day_numbers(app: App, day: date, operators: set[str]) -> dict[str, Any]:
 
 
 def growth(app: App, day: date) -> dict[str, Any] | None:
-    """The operations report's headline numbers for one day (pond.analytics), so the
+    """The operations report's headline numbers for one day (plugins._analytics), so the
     morning summary and the HTML report never disagree. None when they cannot be computed
     (the rest of the summary still goes out)."""
     config = app.plugin_configs.get("analytics")
