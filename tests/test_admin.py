@@ -18,6 +18,7 @@ import pytest
 from harness import ROOT, ChatSim
 from test_boundaries import example_env
 
+from plugins._admin.status import snapshot
 from pond import (
     Action,
     ActionClass,
@@ -350,7 +351,7 @@ async def test_status_shows_counters_caps_breaker_pauses_and_reviews(sim: ChatSi
     assert "风控熔断：正常" in text
     assert "bob：有人在手机上接手" in text
     assert "待处理：0 项" in text
-    snap = await health.snapshot(sim.app)
+    snap = await snapshot(sim.app.context("admin"))
     assert snap["counters"][0] == {"kind": "send", "n": 2, "cap": 800}
     assert snap["paused"] == [{"chat_id": "bob", "reason": "takeover", "until": "11-23 10:30"}]
 
@@ -813,7 +814,7 @@ def test_health_settings_are_documented_with_their_defaults() -> None:
 async def test_the_report_day_is_the_bot_timezone_day(sim: ChatSim) -> None:
     from plugins._admin.report import window
 
-    start, end = window(sim.app, date(2026, 11, 22))
+    start, end = window(sim.app.context("admin"), date(2026, 11, 22))
     assert end - start == timedelta(days=1) and start.utcoffset() == timedelta(hours=8)
 
 
