@@ -11,7 +11,11 @@ command list.
 Job: admin.morning_report at 09:00 (JOB_ADMIN_MORNING_REPORT_CRON): yesterday's numbers,
 pending reviews and the rest of today's agenda, to every admin.
 Review source: bulk deliveries left "unknown" by a crash (settled with `resolve`).
-Data: persona/admin/words.toml (ADMIN_WORDS_FILE), checked at start-up, re-read on reload.
+Status source: the status snapshot (what `scripts/admin.py status --json` prints).
+The report shows other plugins' headline numbers where they declare a summary source for
+one of report.SECTIONS (the analytics plugin's "growth"); admin imports no other plugin.
+State: the last good persona/admin/words.toml (ADMIN_WORDS_FILE), read when the state
+is built at start-up (a broken file stops it), re-read on reload.
 Config: ADMIN_* (see AdminConfig and config.example.env). Helpers live in plugins/_admin/.
 """
 

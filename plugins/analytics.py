@@ -12,6 +12,8 @@ operators ask for the report in chat.
   contact per day.
 - Room topics seen in messages (for room names in the report).
 - The operator's 重新加载 re-reads orders.toml (a broken file keeps the last good words).
+- Summary source "growth": a day's headline numbers (new friends by channel, active,
+  converted) for the admin plugin's morning report, from the same code as the HTML report.
 - Command 报表 [天数 | 开始日期 结束日期]: writes the report (HTML + CSV) under the data dir
   and answers with the headline numbers and the HTML file.
 
