@@ -167,7 +167,8 @@ class Context(Generic[CfgT, StT]):
         from pond.health.sources import collect_agenda  # health builds on Context
 
         found, errors = await collect_agenda(self._app)
-        (failed if failed is not None else []).extend(errors)
+        if failed is not None:
+            failed.extend(errors)
         return found
 
     async def reviews(self, *, failed: list[str] | None = None) -> list[tuple[str, ReviewItem]]:
@@ -176,7 +177,8 @@ class Context(Generic[CfgT, StT]):
         from pond.health.sources import collect_reviews
 
         found, errors = await collect_reviews(self._app)
-        (failed if failed is not None else []).extend(errors)
+        if failed is not None:
+            failed.extend(errors)
         return found
 
     async def summaries(
@@ -187,7 +189,8 @@ class Context(Generic[CfgT, StT]):
         from pond.health.sources import collect_summaries
 
         found, errors = await collect_summaries(self._app, day)
-        (failed if failed is not None else []).extend(errors)
+        if failed is not None:
+            failed.extend(errors)
         return found
 
     def liveness(self) -> Liveness:
