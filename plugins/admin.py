@@ -11,28 +11,50 @@ command list.
 Job: admin.morning_report at 09:00 (JOB_ADMIN_MORNING_REPORT_CRON): yesterday's numbers,
 pending reviews and the rest of today's agenda, to every admin.
 Review source: bulk deliveries left "unknown" by a crash (settled with `resolve`).
-Data: persona/admin/words.toml (ADMIN_WORDS_FILE), checked at start-up, re-read on reload.
+Status source: the status snapshot (what `scripts/admin.py status --json` prints).
+The report shows other plugins' headline numbers where they declare a summary source for
+one of report.SECTIONS (the analytics plugin's "growth"); admin imports no other plugin.
+State: the last good persona/admin/words.toml (ADMIN_WORDS_FILE), read when the state
+is built at start-up (a broken file stops it), re-read on reload.
 Config: ADMIN_* (see AdminConfig and config.example.env). Helpers live in plugins/_admin/.
 """
 
 from __future__ import annotations
 
 import re
-import weakref
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from plugins._admin import contacts, report, reviews
+from plugins._admin.status import snapshot
 from plugins._admin.words import Words, WordsError, load
-from pond import App, Command, Context, Event, Message, Plugin, ReviewItem, filters, health
-from pond.pauses import ALL
+from pond import ALL_CHATS, Command, Context, Event, Message, Plugin, ReviewItem, filters
 
 
 @dataclass(frozen=True)
 class AdminConfig:
     words_file: Path = Path("admin/words.toml")  # relative to BOT_PERSONA_DIR
     review_limit: int = 20  # items per review listing
+
+
+@dataclass
+class AdminState:
+    words: Words  # the last good words.toml (a broken reload keeps it)
+
+
+Ctx = Context[AdminConfig, AdminState]
+
+
+def _words_path(ctx: Ctx) -> Path:
+    path: Path = ctx.config.words_file
+    return path if path.is_absolute() else ctx.settings.bot.persona_dir / path
+
+
+def build_state(ctx: Ctx) -> AdminState:
+    """A broken words.toml stops start-up here, naming the file and the key."""
+    return AdminState(load(_words_path(ctx)))
 
 
 plugin = Plugin(
@@ -56,56 +78,34 @@ plugin = Plugin(
         "admin/queue_alert",
     ],
     config=AdminConfig,
+    state=build_state,
     description="operator commands, daily report, review queue",
 )
 
-_words: weakref.WeakKeyDictionary[App, Words] = weakref.WeakKeyDictionary()
 _LIST_SPLIT = re.compile(r"[,\uff0c\u3001]+")  # , and the full-width comma / enumeration comma
 
 
-def _words_path(ctx: Context) -> Path:
-    path: Path = ctx.config.words_file
-    return path if path.is_absolute() else ctx.settings.bot.persona_dir / path
-
-
-def words(ctx: Context) -> Words:
-    """Loaded at start-up; loaded here on first use by the command line (no start-up)."""
-    found = _words.get(ctx.app)
-    if found is None:
-        found = _words[ctx.app] = load(_words_path(ctx))
-    return found
-
-
-@plugin.on_startup()
-async def check_words(ctx: Context) -> None:
-    _words[ctx.app] = load(_words_path(ctx))
-
-
 @plugin.on_reload()
-async def reload_words(ctx: Context) -> list[str]:
+async def reload_words(ctx: Ctx) -> list[str]:
     try:
-        _words[ctx.app] = load(_words_path(ctx))
+        ctx.state.words = load(_words_path(ctx))
     except WordsError as error:
         return [str(error)]  # the last good words stay
     return []
 
 
-def _at(ctx: Context, ts: float | None) -> str:
+def _at(ctx: Ctx, ts: float | None) -> str:
     if not ts:
         return ""
     return datetime.fromtimestamp(ts, ctx.settings.bot.timezone).strftime("%m-%d %H:%M")
-
-
-def _offline(ctx: Context) -> bool:
-    return isinstance(ctx.app.transport, health.OfflineTransport)
 
 
 def _items(args: tuple[str, ...] | list[str]) -> list[str]:
     return [part for arg in args for part in _LIST_SPLIT.split(arg) if part]
 
 
-async def usage(command: Command, ctx: Context, problem: str = "", value: str = "") -> None:
-    info = ctx.app.commands.catalog.info(command.name)
+async def usage(command: Command, ctx: Ctx, problem: str = "", value: str = "") -> None:
+    info = ctx.commands.catalog.info(command.name)
     await ctx.reply(
         "admin/usage",
         name=info.display,
@@ -117,8 +117,8 @@ async def usage(command: Command, ctx: Context, problem: str = "", value: str = 
 
 
 # -- an admin's "/something" that is no command -------------------------------------------------
-def _admin_slash(ctx: Context) -> filters.Filter:
-    admins = ctx.app.admins
+def _admin_slash(ctx: Ctx) -> filters.Filter:
+    admins = ctx.admins
 
     def check(event: Event) -> bool:
         return (
@@ -133,22 +133,28 @@ def _admin_slash(ctx: Context) -> filters.Filter:
 @plugin.on_message(
     filters.private(), filters.configured(_admin_slash), priority=1, when_paused=True
 )
-async def unknown_command(event: Message, ctx: Context) -> None:
+async def unknown_command(event: Message, ctx: Ctx) -> None:
     """Known commands never get here (the kernel runs them first)."""
     word = event.text.strip().split()[0]
-    await ctx.reply("admin/unknown_command", word=word[:30], commands=ctx.app.commands.listing())
+    await ctx.reply("admin/unknown_command", word=word[:30], commands=ctx.commands.listing())
 
 
 # -- status, pause, resume, reload --------------------------------------------------------------
 @plugin.command("status", keep_args=True)
-async def status(command: Command, ctx: Context) -> None:
-    await ctx.reply("admin/status", **await health.snapshot(ctx.app))
+async def status(command: Command, ctx: Ctx) -> None:
+    await ctx.reply("admin/status", **await snapshot(ctx))
+
+
+@plugin.status_source()
+async def status_values(ctx: Ctx) -> dict[str, Any]:
+    """What `scripts/admin.py status --json` prints, asked of the running bot."""
+    return await snapshot(ctx)
 
 
 @plugin.command("pause", keep_args=True)
-async def pause(command: Command, ctx: Context) -> None:
+async def pause(command: Command, ctx: Ctx) -> None:
     """`pause` (everything), `pause all|CHAT_ID [duration]`, `pause 30m`."""
-    w = words(ctx)
+    w = ctx.state.words
     args = list(command.args)
     if len(args) > 2:
         return await usage(command, ctx)
@@ -158,20 +164,20 @@ async def pause(command: Command, ctx: Context) -> None:
         if minutes is None:
             return await usage(command, ctx, "bad_duration", args[1])
         args = args[:1]
-    target = ALL
+    target = ALL_CHATS
     if args and not w.is_("all", args[0]):
         single = w.minutes(args[0])
         if single is not None and minutes is None:
             minutes = single
         else:
             target = args[0][:128]
-    ctx.app.pauses.pause(target, minutes=minutes, reason="operator")
+    ctx.pauses.pause(target, minutes=minutes, reason="operator")
     ctx.record("paused", chat_id=target, minutes=minutes)
-    known = target == ALL or ctx.app.book.exists(target) or ctx.app.is_room(target)
+    known = target == ALL_CHATS or ctx.book.exists(target) or ctx.is_room(target)
     until = ctx.now.timestamp() + minutes * 60 if minutes else None
     await ctx.reply(
         "admin/paused",
-        everything=target == ALL,
+        everything=target == ALL_CHATS,
         target=target,
         until=_at(ctx, until),
         known=known,
@@ -179,17 +185,17 @@ async def pause(command: Command, ctx: Context) -> None:
 
 
 @plugin.command("resume", keep_args=True)
-async def resume(command: Command, ctx: Context) -> None:
+async def resume(command: Command, ctx: Ctx) -> None:
     """`resume` lifts "pause everything"; `resume all` also every chat an operator paused;
     `resume CHAT_ID` one chat, whatever paused it."""
     if len(command.args) > 1:
         return await usage(command, ctx)
-    pauses = ctx.app.pauses
+    pauses = ctx.pauses
     if not command.args:
-        targets, scope = [ALL], "everything"
-    elif words(ctx).is_("all", command.args[0]):
+        targets, scope = [ALL_CHATS], "everything"
+    elif ctx.state.words.is_("all", command.args[0]):
         operator = [c for c, (_, why) in pauses.active().items() if why == "operator"]
-        targets, scope = sorted({ALL, *operator}), "all"
+        targets, scope = sorted({ALL_CHATS, *operator}), "all"
     else:
         targets, scope = [command.args[0]], "chat"
     resumed = [t for t in targets if pauses.resume(t)]
@@ -210,11 +216,11 @@ async def resume(command: Command, ctx: Context) -> None:
 
 
 @plugin.command("reload", keep_args=True)
-async def reload(command: Command, ctx: Context) -> None:
-    problems = await ctx.app.reload()
+async def reload(command: Command, ctx: Ctx) -> None:
+    problems = await ctx.reload()
     await ctx.reply(
         "admin/reload",
-        live=not _offline(ctx),
+        live=ctx.transport_name != "offline",  # the command line's App: the bot re-reads at start
         parts=[
             {"part": part, "problems": found[:5], "more": max(0, len(found) - 5)}
             for part, found in problems.items()
@@ -224,41 +230,42 @@ async def reload(command: Command, ctx: Context) -> None:
 
 # -- the review queue ---------------------------------------------------------------------------
 @plugin.review_source()
-async def unknown_deliveries(ctx: Context) -> list[ReviewItem]:
-    return reviews.unknown_items(ctx.app)
+async def unknown_deliveries(ctx: Ctx) -> list[ReviewItem]:
+    return reviews.unknown_items(ctx)
 
 
 @plugin.command("reviews", keep_args=True)
-async def list_reviews(command: Command, ctx: Context) -> None:
-    found, failed = await health.collect_reviews(ctx.app)
+async def list_reviews(command: Command, ctx: Ctx) -> None:
+    failed: list[str] = []
+    found = await ctx.reviews(failed=failed)
     shown = found[: ctx.config.review_limit]
-    reviews.remember_listing(ctx.app, command.sender.id, shown)
+    reviews.remember_listing(ctx, command.sender.id, shown)
     rows = [
-        reviews.row_view(ctx.app, n, owner, item, _at(ctx, item.at))
+        reviews.row_view(ctx, n, owner, item, _at(ctx, item.at))
         for n, (owner, item) in enumerate(shown, start=1)
     ]
-    agenda, agenda_failed = await health.collect_agenda(ctx.app)
+    agenda = await ctx.agenda(failed=failed)
     await ctx.reply(
         "admin/reviews",
         items=rows,
         total=len(found),
-        failed=sorted({*failed, *agenda_failed}),
-        agenda=report.agenda_rows(ctx.app, [item for _, item in agenda[: ctx.config.review_limit]]),
+        failed=sorted(set(failed)),
+        agenda=report.agenda_rows(ctx, [item for _, item in agenda[: ctx.config.review_limit]]),
         agenda_more=max(0, len(agenda) - ctx.config.review_limit),
     )
 
 
 @plugin.command("resolve", keep_args=True)
-async def resolve(command: Command, ctx: Context) -> None:
+async def resolve(command: Command, ctx: Ctx) -> None:
     """`resolve N[,M...]|all sent|resend|skip`, numbers from the operator's last listing."""
-    w = words(ctx)
+    w = ctx.state.words
     if len(command.args) < 2:
         return await usage(command, ctx)
     answer = command.args[-1]
     outcome = next((o for o in reviews.OUTCOMES if w.is_(o, answer)), None)
     if outcome is None:
         return await usage(command, ctx, "bad_outcome", answer)
-    listed = reviews.listed(ctx.app, command.sender.id)
+    listed = reviews.listed(ctx, command.sender.id)
     picks = _items(command.args[:-1])
     chosen: list[list[str]] = []
     for pick in picks:
@@ -272,7 +279,7 @@ async def resolve(command: Command, ctx: Context) -> None:
     for owner, kind, ref in chosen:
         if owner != plugin.name or kind != reviews.UNKNOWN:
             others += 1
-        elif reviews.resolve_unknown(ctx.app, ref, outcome):
+        elif reviews.resolve_unknown(ctx, ref, outcome):
             done += 1
         else:
             stale += 1
@@ -289,23 +296,23 @@ async def resolve(command: Command, ctx: Context) -> None:
 
 # -- customers ------------------------------------------------------------------------------------
 @plugin.command("find")
-async def find(command: Command, ctx: Context) -> None:
+async def find(command: Command, ctx: Ctx) -> None:
     """Names are only for finding someone: every other command takes the id."""
     if not command.rest:
         return await usage(command, ctx)
-    found, total = contacts.find(ctx.app, command.rest[:64])
+    found, total = contacts.find(ctx, command.rest[:64])
     await ctx.reply("admin/found", query=command.rest[:64], contacts=found, total=total)
 
 
 # -- the daily report -----------------------------------------------------------------------------
-def _operators(ctx: Context) -> set[str]:
-    return set(ctx.app.admins.ids())
+def _operators(ctx: Ctx) -> set[str]:
+    return set(ctx.admins.ids())
 
 
 @plugin.command("report", keep_args=True)
-async def report_now(command: Command, ctx: Context) -> None:
+async def report_now(command: Command, ctx: Ctx) -> None:
     """`report` (yesterday), `report today`, `report 2026-11-20`."""
-    w = words(ctx)
+    w = ctx.state.words
     today = ctx.now.date()
     day, period = today - timedelta(days=1), "yesterday"
     if len(command.args) > 1:
@@ -320,27 +327,27 @@ async def report_now(command: Command, ctx: Context) -> None:
             except ValueError:
                 return await usage(command, ctx, "bad_day", arg)
     operators = _operators(ctx) | {command.sender.id}
-    await ctx.reply("admin/report", **await report.report(ctx.app, day, period, operators))
+    await ctx.reply("admin/report", **await report.report(ctx, day, period, operators))
 
 
 @plugin.scheduled("0 9 * * *")
-async def morning_report(ctx: Context) -> None:
+async def morning_report(ctx: Ctx) -> None:
     """Yesterday's numbers to every admin. Sent as an alert: neither a breaker nor "pause
     everything" should keep the operator in the dark."""
-    admins = ctx.app.admins.ids()
+    admins = ctx.admins.ids()
     if not admins:
         ctx.log.warning("no admins: the morning report has nobody to go to")
         return
     day = (ctx.fire_time or ctx.now).date() - timedelta(days=1)
-    variables = await report.report(ctx.app, day, "yesterday", set(admins))
-    ctx.app.alert("admin/report", **variables)
+    variables = await report.report(ctx, day, "yesterday", set(admins))
+    ctx.alert("admin/report", **variables)
     ctx.record("report_sent", day=day.isoformat(), admins=len(admins))
 
 
 # -- admins ----------------------------------------------------------------------------------------
 @plugin.command("admins", keep_args=True)
-async def admins(command: Command, ctx: Context) -> None:
-    registry = ctx.app.admins
+async def admins(command: Command, ctx: Ctx) -> None:
+    registry = ctx.admins
     bound = dict(registry.kv.items("admin:"))
     rows = []
     for admin_id in registry.ids():
@@ -359,10 +366,10 @@ async def admins(command: Command, ctx: Context) -> None:
 
 
 @plugin.command("unbind", keep_args=True)
-async def unbind(command: Command, ctx: Context) -> None:
+async def unbind(command: Command, ctx: Ctx) -> None:
     if len(command.args) != 1:
         return await usage(command, ctx)
-    registry, target = ctx.app.admins, command.args[0]
+    registry, target = ctx.admins, command.args[0]
     if target in registry.configured:
         outcome = "configured"  # BOT_ADMIN_IDS is the operator's file, not ours to change
     elif target not in registry.ids():

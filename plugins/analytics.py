@@ -2,7 +2,7 @@
 operators ask for the report in chat.
 
 - Keywords: the words of customers' text messages (private and rooms), counted per day,
-  room and channel with jieba (pond/analytics/keywords.py). Texts wait in memory for at most
+  room and channel with jieba (plugins/_analytics/keywords.py). Texts wait in memory for at most
   a minute and are never written anywhere; only the counts are. Operators are not counted.
   Word lists: persona/analytics/stopwords.txt and words.txt (read at start). jieba's
   dictionary (~70 MB) is loaded at the first flush, not at start-up.
@@ -12,6 +12,8 @@ operators ask for the report in chat.
   contact per day.
 - Room topics seen in messages (for room names in the report).
 - The operator's 重新加载 re-reads orders.toml (a broken file keeps the last good words).
+- Summary source "growth": a day's headline numbers (new friends by channel, active,
+  converted) for the admin plugin's morning report, from the same code as the HTML report.
 - Command 报表 [天数 | 开始日期 结束日期]: writes the report (HTML + CSV) under the data dir
   and answers with the headline numbers and the HTML file.
 
@@ -27,18 +29,29 @@ import json
 import os
 import sys
 import tomllib
-import weakref
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from pond import App, Command, Context, Message, MessageType, Plugin, Problem, toml_problem
-from pond.actions import Media, MediaKind
-from pond.analytics import keywords
-from pond.analytics.metrics import CONVERSION_SOURCES
-from pond.analytics.names import TOPIC_PREFIX, TOPICS_NAMESPACE
-from pond.customers import BookChange
+from plugins._analytics import keywords
+from plugins._analytics.build import report_for
+from plugins._analytics.data import Source
+from plugins._analytics.metrics import CONVERSION_SOURCES
+from plugins._analytics.names import TOPIC_PREFIX, TOPICS_NAMESPACE
+from pond import (
+    BookChange,
+    Command,
+    Context,
+    Media,
+    MediaKind,
+    Message,
+    MessageType,
+    Plugin,
+    Problem,
+    toml_problem,
+)
 
 
 @dataclass(frozen=True)
@@ -46,14 +59,6 @@ class AnalyticsConfig:
     keywords: bool = True
     conversion: tuple[str, ...] = CONVERSION_SOURCES
     keyword_days: int = 400
-
-
-plugin = Plugin(
-    "analytics",
-    persona=["analytics/report_ready", "analytics/report_error"],
-    config=AnalyticsConfig,
-    description="operations report: keywords, order keywords, report command",
-)
 
 
 @dataclass
@@ -78,7 +83,8 @@ class AnalyticsState:
 CHANNEL_CACHE = 50_000
 REPORT_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "report.py"
 REPORT_TIMEOUT_S = 300
-_STATES: weakref.WeakKeyDictionary[App, AnalyticsState] = weakref.WeakKeyDictionary()
+TOP_CHANNELS = 5  # channels named in the morning summary's growth line
+Ctx = Context[AnalyticsConfig, AnalyticsState]
 
 
 def _order_words(path: Path) -> OrderWords:
@@ -108,26 +114,8 @@ def _order_words(path: Path) -> OrderWords:
     return OrderWords(**lists)
 
 
-def state(ctx: Context) -> AnalyticsState:
-    st = _STATES.get(ctx.app)
-    if st is None:
-        folder = ctx.settings.bot.persona_dir / "analytics"
-        counter = None
-        if ctx.config.keywords:
-            segmenter = keywords.Segmenter(
-                keywords.load_words(folder / "stopwords.txt"),
-                keywords.load_words(folder / "words.txt"),
-            )
-            sql = ctx.app.store.sql
-            counter = keywords.KeywordCounter(sql.engine, sql.metadata, segmenter)
-        st = AnalyticsState(counter, _order_words(folder / "orders.toml"))
-        ctx.app.book.subscribe(lambda change: _forget(st, change))
-        _STATES[ctx.app] = st
-    return st
-
-
-@plugin.on_startup()
-async def start(ctx: Context) -> None:
+def build_state(ctx: Ctx) -> AnalyticsState:
+    """A bad ANALYTICS_CONVERSION or a broken orders.toml stops start-up here, naming it."""
     unknown = set(ctx.config.conversion) - set(CONVERSION_SOURCES)
     if unknown:
         raise Problem(
@@ -136,40 +124,58 @@ async def start(ctx: Context) -> None:
             unknown=sorted(unknown),
             known=CONVERSION_SOURCES,
         )
-    state(ctx)  # a broken orders.toml stops start-up here, naming the file
+    folder = ctx.settings.bot.persona_dir / "analytics"
+    counter = None
+    if ctx.config.keywords:
+        segmenter = keywords.Segmenter(
+            keywords.load_words(folder / "stopwords.txt"),
+            keywords.load_words(folder / "words.txt"),
+        )
+        counter = keywords.KeywordCounter(ctx.sql.engine, ctx.sql.metadata, segmenter)
+    st = AnalyticsState(counter, _order_words(folder / "orders.toml"))
+    ctx.book.subscribe(lambda change: _forget(st, change))
+    return st
+
+
+plugin = Plugin(
+    "analytics",
+    persona=["analytics/report_ready", "analytics/report_error"],
+    config=AnalyticsConfig,
+    state=build_state,
+    description="operations report: keywords, order keywords, report command",
+)
 
 
 @plugin.on_reload()
-async def reload_order_words(ctx: Context) -> list[str]:
-    st = state(ctx)
+async def reload_order_words(ctx: Ctx) -> list[str]:
     try:
-        st.orders = _order_words(ctx.settings.bot.persona_dir / "analytics" / "orders.toml")
+        ctx.state.orders = _order_words(ctx.settings.bot.persona_dir / "analytics" / "orders.toml")
     except ValueError as error:
         return [str(error)]  # the last good words stay
     return []
 
 
 @plugin.on_message(priority=-200, block=False, listen_in_rooms=True)
-async def observe(event: Message, ctx: Context) -> None:
+async def observe(event: Message, ctx: Ctx) -> None:
     sender = event.sender
-    if event.type is not MessageType.TEXT or ctx.app.admins.is_admin(sender.id):
+    if event.type is not MessageType.TEXT or ctx.admins.is_admin(sender.id):
         return
-    st = state(ctx)
+    st = ctx.state
     room = event.room
     if room is not None and room.topic and st.topics.get(room.id) != room.topic:
         st.topics[room.id] = room.topic
-        ctx.app.store.sql.kv_set(TOPICS_NAMESPACE, TOPIC_PREFIX + room.id, room.topic)
+        ctx.sql.kv_set(TOPICS_NAMESPACE, TOPIC_PREFIX + room.id, room.topic)
     day = event.timestamp.astimezone(ctx.settings.bot.timezone).date().isoformat()
     if st.counter is not None:
-        st.counter.add(day, room.id if room else "", channel_of(ctx, st, sender.id), event.text)
-    if room is None and st.orders.match(event.text) and _first_order_today(ctx, st, sender.id, day):
+        st.counter.add(day, room.id if room else "", channel_of(ctx, sender.id), event.text)
+    if room is None and st.orders.match(event.text) and _first_order_today(ctx, sender.id, day):
         ctx.record("order_keyword", contact_id=sender.id, chat_id=event.chat_id)
 
 
-def _first_order_today(ctx: Context, st: AnalyticsState, contact_id: str, day: str) -> bool:
+def _first_order_today(ctx: Ctx, contact_id: str, day: str) -> bool:
     """Once per contact per day, across restarts (the day is kept in the plugin's store,
     which an erasure of the contact removes with the rest)."""
-    key = f"ordered:{contact_id}"
+    st, key = ctx.state, f"ordered:{contact_id}"
     if st.ordered.get(contact_id, ctx.store.get(key)) == day:
         return False
     st.ordered[contact_id] = day
@@ -177,15 +183,16 @@ def _first_order_today(ctx: Context, st: AnalyticsState, contact_id: str, day: s
     return True
 
 
-def channel_of(ctx: Context, st: AnalyticsState, contact_id: str) -> str:
+def channel_of(ctx: Ctx, contact_id: str) -> str:
     """First-touch attribution never changes once set, so a known channel is cached. Room
     members without one (most of a group) are asked again only after the next flush: they
     may become a friend from a channel meanwhile, and a read per message is not needed."""
+    st = ctx.state
     channel = st.channels.get(contact_id)
     if channel is None:
         if contact_id in st.no_channel:
             return ""
-        channel = ctx.app.book.channel(contact_id)
+        channel = ctx.book.channel(contact_id)
         if not channel:
             st.no_channel.add(contact_id)
         else:
@@ -204,23 +211,23 @@ def _forget(st: AnalyticsState, change: BookChange) -> None:
 
 
 @plugin.scheduled("* * * * *")
-async def flush_keywords(ctx: Context) -> None:
+async def flush_keywords(ctx: Ctx) -> None:
     """The first flush also loads jieba's dictionary (~0.7 s, in a worker thread): not at
     start-up, so the first replies after a restart are not slowed by it."""
-    st = state(ctx)
+    st = ctx.state
     st.no_channel.clear()
     if st.counter is not None and st.counter.pending:
         await st.counter.flush()
 
 
 @plugin.on_shutdown()
-async def stop(ctx: Context) -> None:
+async def stop(ctx: Ctx) -> None:
     await flush_keywords(ctx)
 
 
 @plugin.scheduled("30 4 * * *")
-async def purge_keywords(ctx: Context) -> None:
-    st = state(ctx)
+async def purge_keywords(ctx: Ctx) -> None:
+    st = ctx.state
     if st.counter is not None:
         before = ctx.now.date() - timedelta(days=ctx.config.keyword_days)
         removed = st.counter.purge(before.isoformat())
@@ -228,7 +235,7 @@ async def purge_keywords(ctx: Context) -> None:
 
 
 @plugin.command("analytics_report", keep_args=True)
-async def report_command(cmd: Command, ctx: Context) -> None:
+async def report_command(cmd: Command, ctx: Ctx) -> None:
     args = cmd.args
     since = until = None
     if len(args) == 1 and args[0].isdigit():
@@ -240,10 +247,10 @@ async def report_command(cmd: Command, ctx: Context) -> None:
     elif args:
         await ctx.reply("analytics/report_error", error="usage")
         return
-    st = state(ctx)
+    st = ctx.state
     if st.counter is not None and st.counter.pending:
         await st.counter.flush()
-    ctx.app.store.sql.flush()
+    ctx.sql.flush()
     dates = [f"--from={since}", f"--to={until}"] if since and until else []
     result, error = await run_report(ctx, dates)
     if result is None:
@@ -260,7 +267,7 @@ async def report_command(cmd: Command, ctx: Context) -> None:
     )
 
 
-async def run_report(ctx: Context, args: list[str]) -> tuple[dict[str, Any] | None, str]:
+async def run_report(ctx: Ctx, args: list[str]) -> tuple[dict[str, Any] | None, str]:
     """scripts/report.py in its own process, on this bot's settings: a month of a large
     account is ~10 s of pure-Python work and a few hundred MB, which must neither hold this
     process's event loop (GIL) nor stay in its memory afterwards. (report, "") or (None, why)."""
@@ -290,3 +297,24 @@ async def run_report(ctx: Context, args: list[str]) -> tuple[dict[str, Any] | No
     except (ValueError, IndexError):
         return None, "report.py gave no result"
     return (result, "") if isinstance(result, dict) and "html" in result else (None, "no html")
+
+
+@plugin.summary_source("growth")
+async def growth(ctx: Ctx, day: date) -> dict[str, Any]:
+    """The operations report's headline numbers for one day, so the operator's morning
+    summary and the HTML report never disagree."""
+    ctx.sql.flush()
+    numbers = report_for(
+        ctx.settings,
+        Source(ctx.sql),
+        since=day,
+        until=day,
+        conversion_sources=ctx.config.conversion,
+    )
+    channels: Counter[str] = Counter()
+    for row in numbers.tables["new_friends"].rows:
+        channels[row["channel_name"]] += row["n"]
+    return {
+        **numbers.headline,
+        "channels": [{"name": k, "n": n} for k, n in channels.most_common(TOP_CHANNELS)],
+    }

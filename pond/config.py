@@ -335,6 +335,19 @@ class OutboxSettings:
     seen_ttl_days: float = setting(7.0, env="INBOUND_SEEN_TTL_DAYS", gt=0)
     startup_cutoff_s: float = setting(120.0, env="INBOUND_STARTUP_CUTOFF_S", gt=0)
 
+    def caps(self) -> dict[str, int]:
+        """The daily caps by action kind ("broadcast": bulk sends of any kind), in the order
+        operators read them."""
+        return {
+            "send": self.cap_send,
+            "broadcast": self.cap_broadcast,
+            "accept_friend": self.cap_accept_friend,
+            "add_friend": self.cap_add_friend,
+            "invite": self.cap_invite,
+            "kick": self.cap_kick,
+            "post": self.cap_post,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class WechatySettings:

@@ -10,7 +10,7 @@ import logging
 import random
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Generic, cast
 
 from apscheduler.triggers.base import BaseTrigger
@@ -29,7 +29,8 @@ from pond.store import SqlStore
 
 if TYPE_CHECKING:
     from pond.app import App
-    from pond.plugin import AgendaItem, Plugin
+    from pond.health.common import Liveness
+    from pond.plugin import AgendaItem, Plugin, ReviewItem
 
 # Kernel copy any plugin may render (a command's usage when its arguments are wrong).
 KERNEL_KEYS = frozenset({"core/command_usage"})
@@ -170,13 +171,44 @@ class Context(Generic[CfgT, StT]):
         """True in tests and the command-line tools: a failure raises instead of being logged."""
         return self._app.strict
 
-    async def agenda(self) -> list[tuple[str, AgendaItem]]:
+    async def agenda(self, *, failed: list[str] | None = None) -> list[tuple[str, AgendaItem]]:
         """Every plugin's agenda (see Plugin.agenda_source) as (plugin, item), in time order;
-        a failing source is logged and left out."""
-        from pond.health.status import collect_agenda  # health builds on Context
+        a failing source is logged, left out, and its plugin added to `failed`."""
+        from pond.health.sources import collect_agenda  # health builds on Context
 
-        found, _failed = await collect_agenda(self.app)
+        found, errors = await collect_agenda(self._app)
+        if failed is not None:
+            failed.extend(errors)
         return found
+
+    async def reviews(self, *, failed: list[str] | None = None) -> list[tuple[str, ReviewItem]]:
+        """Every plugin's review items (Plugin.review_source) as (plugin, item), oldest
+        first; failing sources as in agenda()."""
+        from pond.health.sources import collect_reviews
+
+        found, errors = await collect_reviews(self._app)
+        if failed is not None:
+            failed.extend(errors)
+        return found
+
+    async def summaries(
+        self, day: date, *, failed: list[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Every plugin's headline numbers for `day` (Plugin.summary_source) by section;
+        failing sources as in agenda()."""
+        from pond.health.sources import collect_summaries
+
+        found, errors = await collect_summaries(self._app, day)
+        if failed is not None:
+            failed.extend(errors)
+        return found
+
+    def liveness(self) -> Liveness:
+        """Whether the bot runs, since when, connected or not (the heartbeat's view from
+        the command line, this process's own values in the running bot)."""
+        from pond.health.common import liveness
+
+        return liveness(self._app)
 
     def record(self, kind: str, **data: Any) -> None:
         """An analytics/audit event in the event store (never message text)."""

@@ -6,7 +6,7 @@ import itertools
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic
 
@@ -26,6 +26,9 @@ JobHandler = Callable[["Context"], Awaitable[None]]
 ReloadHandler = Callable[["Context"], Awaitable[Iterable[str] | None]]
 ReviewSource = Callable[["Context"], Awaitable[list["ReviewItem"]]]
 AgendaSource = Callable[["Context"], Awaitable[list["AgendaItem"]]]
+# One day's headline numbers (JSON-friendly), or None when there are none to give.
+SummarySource = Callable[["Context", date], Awaitable[dict[str, Any] | None]]
+StatusSource = Callable[["Context"], Awaitable[dict[str, Any]]]
 # A plugin's config dataclass and its per-App state; bare `Context` means Context[Any, Any].
 CfgT = TypeVar("CfgT", default=Any)
 StT = TypeVar("StT", default=Any)
@@ -38,6 +41,8 @@ C = TypeVar("C", bound=CommandHandler)
 RL = TypeVar("RL", bound=ReloadHandler)
 RV = TypeVar("RV", bound=ReviewSource)
 AG = TypeVar("AG", bound=AgendaSource)
+SM = TypeVar("SM", bound=SummarySource)
+SS = TypeVar("SS", bound=StatusSource)
 
 _order = itertools.count()
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
@@ -143,6 +148,8 @@ class Plugin(Generic[CfgT, StT]):
         self.reloaders: list[ReloadHandler] = []
         self.review_sources: list[ReviewSource] = []
         self.agenda_sources: list[AgendaSource] = []
+        self.summary_sources: list[tuple[str, SummarySource]] = []
+        self.status_sources: list[StatusSource] = []
 
     def _route(
         self,
@@ -292,6 +299,29 @@ class Plugin(Generic[CfgT, StT]):
 
         def register(handler: AG) -> AG:
             self.agenda_sources.append(handler)
+            return handler
+
+        return register
+
+    def summary_source(self, section: str) -> Callable[[SM], SM]:
+        """`async (ctx, day) -> dict | None`: this plugin's headline numbers for one day (bot
+        timezone), as the `section` of the operator's daily summary (a variable of
+        admin/report). Whoever reports asks through ctx.summaries(day); no plugin imports
+        another. Same CLI caveat as review_source."""
+
+        def register(handler: SM) -> SM:
+            self.summary_sources.append((section, handler))
+            return handler
+
+        return register
+
+    def status_source(self) -> Callable[[SS], SS]:
+        """`async (ctx) -> dict`: this plugin's part of the bot's status as JSON-friendly
+        values, what the command line's `status --json` prints (asked of the running bot
+        through the command-line mailbox)."""
+
+        def register(handler: SS) -> SS:
+            self.status_sources.append(handler)
             return handler
 
         return register

@@ -150,6 +150,9 @@ async def run(
     words = args.words or ["help"]
     app = build_app(settings, clock)
     try:
+        # Plugins' commands and sources read their state (Plugin(state=...)); the App is
+        # never started here, so its states are built as start-up would build them.
+        await app._build_states()
         beat = health.read_heartbeat(app.store)
         # The data dir's lock says whether a bot runs (the heartbeat where none took it yet).
         pid = health.bot_pid(
@@ -213,7 +216,7 @@ def _exit_code(keys: list[str]) -> int:
 
 async def _snapshot(app: App, live: bool, timeout: float, sleep: Sleep) -> dict[str, object] | None:
     if not live:
-        return await health.snapshot(app)
+        return await health.collect_status(app)  # the plugins' status_source parts
     answer = await health.ask(app.store, {"op": "snapshot"}, timeout=timeout, sleep=sleep)
     snap = answer.get("snapshot") if answer else None
     return snap if isinstance(snap, dict) else None

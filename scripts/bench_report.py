@@ -1,6 +1,6 @@
 """Report benchmark: `python3 scripts/bench_report.py [--contacts N] [--smoke] [--profile]`.
 
-Generates the demo month (pond/analytics/demo.py) for N contacts into a data dir, then times
+Generates the demo month (plugins/_analytics/demo.py) for N contacts into a data dir, then times
 the operations report over it. Every figure is measured in this run, and the computation is
 also printed as a ratio against a baseline measured in the same run (machines are noisy;
 ratios travel better than seconds):
@@ -50,14 +50,14 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa
 
 import bot
+from plugins._analytics import demo, keywords
+from plugins._analytics.build import build_report, open_store
+from plugins._analytics.data import Source
+from plugins._analytics.demo_month import Writer
+from plugins._analytics.metrics import Report
+from plugins._analytics.render import write_report
 from plugins.analytics import AnalyticsConfig
 from pond import Settings
-from pond.analytics import demo, keywords
-from pond.analytics.build import build_report, open_store
-from pond.analytics.data import Source
-from pond.analytics.demo_month import Writer
-from pond.analytics.metrics import Report
-from pond.analytics.render import write_report
 from pond.store import Store
 
 TARGET_S = 60.0

@@ -25,8 +25,8 @@ import time  # noqa: E402
 from datetime import date, datetime  # noqa: E402
 
 import bot  # noqa: E402
+from plugins._analytics import demo, keywords  # noqa: E402
 from pond import ConfigError  # noqa: E402
-from pond.analytics import demo, keywords  # noqa: E402
 from pond.store import Store  # noqa: E402
 
 

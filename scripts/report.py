@@ -32,13 +32,13 @@ import time  # noqa: E402
 from sqlalchemy.exc import SQLAlchemyError  # noqa: E402
 
 import bot  # noqa: E402
+from plugins._analytics import orders  # noqa: E402
+from plugins._analytics.build import ReportError, build_report, open_store  # noqa: E402
+from plugins._analytics.data import Source  # noqa: E402
+from plugins._analytics.metrics import Report  # noqa: E402
+from plugins._analytics.render import write_report  # noqa: E402
 from plugins.analytics import AnalyticsConfig  # noqa: E402
 from pond import ConfigError, Settings  # noqa: E402
-from pond.analytics import orders  # noqa: E402
-from pond.analytics.build import ReportError, build_report, open_store  # noqa: E402
-from pond.analytics.data import Source  # noqa: E402
-from pond.analytics.metrics import Report  # noqa: E402
-from pond.analytics.render import write_report  # noqa: E402
 from pond.customers import CustomerBook  # noqa: E402
 from pond.store import Store, StoreError  # noqa: E402
 

@@ -18,6 +18,7 @@ import pytest
 from harness import ROOT, ChatSim
 from test_boundaries import example_env
 
+from plugins._admin.status import snapshot
 from pond import (
     Action,
     ActionClass,
@@ -89,6 +90,33 @@ async def today(ctx: Context) -> list[AgendaItem]:
 @planner.on_reload()
 async def planner_reload(ctx: Context) -> list[str]:
     return ["planner.toml:3: expected a date"]
+
+
+grower = Plugin("grower")  # what the analytics plugin gives the morning report
+asked_for: list[date] = []
+
+
+@grower.summary_source("growth")
+async def grown(ctx: Context, day: date) -> dict[str, object]:
+    asked_for.append(day)
+    return {
+        "new_friends": 3,
+        "channels": [{"name": "直播间", "n": 3}],
+        "churned": 0,
+        "friends": 40,
+        "active_contacts": 5,
+        "active_ratio": 0.125,
+        "converted": 1,
+        "revenue": 0,
+    }
+
+
+failing = Plugin("failing")
+
+
+@failing.summary_source("growth")
+async def no_numbers(ctx: Context, day: date) -> dict[str, object]:
+    raise RuntimeError("summary source bug")
 
 
 @pytest.fixture
@@ -350,7 +378,7 @@ async def test_status_shows_counters_caps_breaker_pauses_and_reviews(sim: ChatSi
     assert "风控熔断：正常" in text
     assert "bob：有人在手机上接手" in text
     assert "待处理：0 项" in text
-    snap = await health.snapshot(sim.app)
+    snap = await snapshot(sim.app.context("admin"))
     assert snap["counters"][0] == {"kind": "send", "n": 2, "cap": 800}
     assert snap["paused"] == [{"chat_id": "bob", "reason": "takeover", "until": "11-23 10:30"}]
 
@@ -577,6 +605,28 @@ async def test_morning_report_counts_yesterday_from_the_event_store(tmp_path: Pa
         assert "客户消息 5 条" in said.texts[0]
         [sent] = [e["data"] for e in sim.app.store.sql.events(kind="admin.report_sent")]
         assert sent == {"day": "2026-11-23", "admins": 1}
+    finally:
+        await sim.close()
+
+
+async def test_morning_report_has_other_plugins_headline_numbers(tmp_path: Path) -> None:
+    sim = await ChatSim.create(tmp_path / "data", plugins=["admin", grower])
+    try:
+        morning = await sim.advance(23 * 3600)  # to 09:00 the next day
+        [text] = [s.text for s in morning if s.key == "admin/report"]
+        assert "新增好友 3 人（直播间 3），删除 0 人；好友共 40 人" in text
+        assert "活跃客户 5 人（占好友 12.5%）；成交 1 人" in text
+        assert asked_for[-1] == date(2026, 11, 23)  # yesterday's numbers
+    finally:
+        await sim.close()
+
+
+async def test_morning_report_goes_out_without_numbers_that_fail(tmp_path: Path) -> None:
+    sim = await ChatSim.create(tmp_path / "data", plugins=["admin", failing])
+    try:
+        said = await sim.say("admin", "日报")
+        assert said.keys == ["admin/report"]
+        assert "客户消息 0 条" in said.texts[0] and "新增好友" not in said.texts[0]
     finally:
         await sim.close()
 
@@ -813,7 +863,7 @@ def test_health_settings_are_documented_with_their_defaults() -> None:
 async def test_the_report_day_is_the_bot_timezone_day(sim: ChatSim) -> None:
     from plugins._admin.report import window
 
-    start, end = window(sim.app, date(2026, 11, 22))
+    start, end = window(sim.app.context("admin"), date(2026, 11, 22))
     assert end - start == timedelta(days=1) and start.utcoffset() == timedelta(hours=8)
 
 

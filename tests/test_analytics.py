@@ -20,12 +20,12 @@ from browser import check_page, requires_chromium
 from harness import ROOT, ChatSim
 
 import plugins.analytics as analytics_plugin
+from plugins._analytics import demo, keywords
+from plugins._analytics.build import ReportError, build_report, open_store
+from plugins._analytics.data import NEW_FRIEND_KINDS, Source
+from plugins._analytics.metrics import Report
+from plugins._analytics.render import write_report
 from pond import Settings, StartupError
-from pond.analytics import demo, keywords
-from pond.analytics.build import ReportError, build_report, open_store
-from pond.analytics.data import NEW_FRIEND_KINDS, Source
-from pond.analytics.metrics import Report
-from pond.analytics.render import write_report
 from pond.store import Store
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pond.analytics import _svg
-from pond.analytics.charts import bars, donut, funnel, heatmap, lines
+from plugins._analytics import _svg
+from plugins._analytics.charts import bars, donut, funnel, heatmap, lines
 
 NS = "{http://www.w3.org/2000/svg}"
 EVIL = "<b>&\"渠道'</b>"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pond.analytics.keywords import KeywordCounter, Segmenter, define_table, load_words
+from plugins._analytics.keywords import KeywordCounter, Segmenter, define_table, load_words
 
 ROOT = Path(__file__).resolve().parent.parent
 PERSONA = ROOT / "persona" / "analytics"

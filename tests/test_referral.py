@@ -22,6 +22,10 @@ from PIL import Image, ImageFont
 
 import plugins as plugin_modules
 import plugins.referral as referral
+from plugins._analytics import demo
+from plugins._analytics.build import build_report, open_store
+from plugins._analytics.data import Source
+from plugins._analytics.render import write_report
 from plugins._referral import codes, poster
 from pond import (
     Contact,
@@ -33,10 +37,6 @@ from pond import (
     StartupError,
     rights,
 )
-from pond.analytics import demo
-from pond.analytics.build import build_report, open_store
-from pond.analytics.data import Source
-from pond.analytics.render import write_report
 from pond.store import Store
 
 QUIET = {"OUTBOX_QUIET_HOURS": "off", "FRIENDS_GREET_DELAY_S": "10"}

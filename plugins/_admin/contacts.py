@@ -7,19 +7,19 @@ import re
 from datetime import datetime
 from typing import Any
 
-from pond import App
+from pond import Context
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.@-]+")
 
 
-def find(app: App, text: str, limit: int = 10) -> tuple[list[dict[str, Any]], int]:
+def find(ctx: Context, text: str, limit: int = 10) -> tuple[list[dict[str, Any]], int]:
     """Contacts whose id, name or remark contains `text` (exact id first); and how many
     matched in all. Names are only for finding: every command then takes the id."""
     wanted = text.strip().lower()
     exact: list[dict[str, Any]] = []
     found: list[dict[str, Any]] = []
     total = 0
-    for customer in app.book.iter_all():
+    for customer in ctx.book.iter_all():
         fields = (customer.id.lower(), customer.name.lower(), customer.alias.lower())
         if not any(wanted in f for f in fields):
             continue
@@ -29,11 +29,11 @@ def find(app: App, text: str, limit: int = 10) -> tuple[list[dict[str, Any]], in
             "name": customer.name,
             "alias": customer.alias,
             "tags": sorted(customer.tags)[:6],
-            "last": _day(app, customer.last_inbound),
+            "last": _day(ctx, customer.last_inbound),
         }
         (exact if customer.id.lower() == wanted else found).append(view)
     return (exact + found)[:limit], total
 
 
-def _day(app: App, ts: float | None) -> str:
-    return datetime.fromtimestamp(ts, app.settings.bot.timezone).strftime("%m-%d") if ts else ""
+def _day(ctx: Context, ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, ctx.settings.bot.timezone).strftime("%m-%d") if ts else ""

@@ -3,24 +3,20 @@ the same function serves the morning summary and the "report now" command."""
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from pond import AgendaItem, App
-from pond.analytics.build import report_for
-from pond.analytics.data import Source
-from pond.analytics.metrics import CONVERSION_SOURCES
-from pond.health import CAP_KINDS, collect_agenda, collect_reviews
-
-log = logging.getLogger("pond.admin")
+from pond import AgendaItem, Context
 
 TOP = 5  # reasons / places listed per section; the rest are summed up
+# Sections other plugins fill through Plugin.summary_source (admin/report renders them when
+# present): the analytics plugin's "growth", the operations report's headline numbers.
+SECTIONS = ("growth",)
 
 
-def window(app: App, day: date) -> tuple[datetime, datetime]:
-    tz = app.settings.bot.timezone
+def window(ctx: Context, day: date) -> tuple[datetime, datetime]:
+    tz = ctx.settings.bot.timezone
     start = datetime.combine(day, time(0), tz)
     return start, datetime.combine(day + timedelta(days=1), time(0), tz)
 
@@ -34,12 +30,12 @@ def _top(counter: Counter[str]) -> list[dict[str, Any]]:
     return [{"reason": k, "n": n} for k, n in counter.most_common(TOP)]
 
 
-def day_numbers(app: App, day: date, operators: set[str]) -> dict[str, Any]:
+def day_numbers(ctx: Context, day: date, operators: set[str]) -> dict[str, Any]:
     """One day's numbers. Operators' own chats (commands, alerts) are left out."""
-    since, until = window(app, day)
+    since, until = window(ctx, day)
 
     def events(kind: str) -> list[dict[str, object]]:
-        return app.store.sql.events(kind=kind, since=since, until=until)
+        return ctx.sql.events(kind=kind, since=since, until=until)
 
     inbound = [e for e in events("in.message") if e["contact_id"] not in operators]
     out = [e for e in events("out.sent") if _data(e).get("to") not in operators]
@@ -62,7 +58,7 @@ def day_numbers(app: App, day: date, operators: set[str]) -> dict[str, Any]:
         for e in events("out.failed")
         if _data(e).get("to") not in operators
     )
-    counts = app.ledger.counts(day.isoformat())
+    counts = ctx.ledger.counts(day.isoformat())
     return {
         "day": day.strftime("%m-%d"),
         "inbound": len(inbound),
@@ -84,61 +80,41 @@ def day_numbers(app: App, day: date, operators: set[str]) -> dict[str, Any]:
         "deferred": _top(deferred),
         "failed": _top(failed),
         "counters": [
-            {"kind": k, "n": counts[k], "cap": int(getattr(app.settings.outbox, f"cap_{k}"))}
-            for k in CAP_KINDS
+            {"kind": k, "n": counts[k], "cap": cap}
+            for k, cap in ctx.settings.outbox.caps().items()
             if counts.get(k)
         ],
     }
 
 
-def growth(app: App, day: date) -> dict[str, Any] | None:
-    """The operations report's headline numbers for one day (pond.analytics), so the
-    morning summary and the HTML report never disagree. None when they cannot be computed
-    (the rest of the summary still goes out)."""
-    config = app.plugin_configs.get("analytics")
-    sources = getattr(config, "conversion", CONVERSION_SOURCES)
-    try:
-        app.store.sql.flush()
-        numbers = report_for(
-            app.settings, Source(app.store.sql), since=day, until=day, conversion_sources=sources
-        )
-    except Exception:
-        log.exception("the day's headline numbers failed")
-        return None
-    new = numbers.tables["new_friends"].rows
-    channels: Counter[str] = Counter()
-    for row in new:
-        channels[row["channel_name"]] += row["n"]
-    return {
-        **numbers.headline,
-        "channels": [{"name": k, "n": n} for k, n in channels.most_common(TOP)],
-    }
-
-
-async def report(app: App, day: date, period: str, operators: set[str]) -> dict[str, Any]:
-    """Everything admin/report renders: the day's numbers, what waits for a human now, and
-    what is scheduled for the rest of today."""
-    numbers = day_numbers(app, day, operators)
-    reviews, review_errors = await collect_reviews(app)
+async def report(ctx: Context, day: date, period: str, operators: set[str]) -> dict[str, Any]:
+    """Everything admin/report renders: the day's numbers, other plugins' headline numbers
+    (a failing one is logged and left out: the rest still goes out), what waits for a human
+    now, and what is scheduled for the rest of today."""
+    numbers = day_numbers(ctx, day, operators)
+    summaries = await ctx.summaries(day)
+    review_errors: list[str] = []
+    reviews = await ctx.reviews(failed=review_errors)
     kinds = Counter(item.kind for _, item in reviews)
-    agenda, agenda_errors = await collect_agenda(app)
+    agenda_errors: list[str] = []
+    agenda = await ctx.agenda(failed=agenda_errors)
     return {
         **numbers,
-        "growth": growth(app, day),
+        **{section: summaries.get(section) for section in SECTIONS},
         "period": period,
         "reviews": len(reviews),
         "review_kinds": [{"kind": k, "n": n} for k, n in kinds.most_common()],
-        "agenda": agenda_rows(app, [item for _, item in agenda[:10]]),
+        "agenda": agenda_rows(ctx, [item for _, item in agenda[:10]]),
         "agenda_more": max(0, len(agenda) - 10),
         "source_errors": sorted({*review_errors, *agenda_errors}),
     }
 
 
-def agenda_rows(app: App, items: list[AgendaItem]) -> list[dict[str, Any]]:
+def agenda_rows(ctx: Context, items: list[AgendaItem]) -> list[dict[str, Any]]:
     """Agenda items as the operator reads them: the time (with the date when it is not
     today), what it is, its id (what to type to act on it) and its title."""
-    tz = app.settings.bot.timezone
-    today = app.clock.now().astimezone(tz).date()
+    tz = ctx.settings.bot.timezone
+    today = ctx.now.astimezone(tz).date()
     rows = []
     for item in items:
         local = item.at.astimezone(tz)

@@ -10,24 +10,24 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pond import App, JobStatus, ReviewItem, RowStatus
+from pond import Context, JobStatus, ReviewItem, RowStatus
 
 UNKNOWN = "unknown_delivery"
 OUTCOMES = {"sent": RowStatus.SENT, "resend": RowStatus.PENDING, "skip": RowStatus.SKIPPED}
 _LISTED = "reviews:"  # + the operator's id: the numbering of the last listing they saw
 
 
-def unknown_items(app: App, limit: int = 500) -> list[ReviewItem]:
-    rows = app.ledger.rows
-    with app.ledger.engine.connect() as conn:
+def unknown_items(ctx: Context, limit: int = 500) -> list[ReviewItem]:
+    rows = ctx.ledger.rows
+    with ctx.ledger.engine.connect() as conn:
         jobs = conn.execute(
             sa.select(rows.c.job).where(rows.c.status == RowStatus.UNKNOWN.value).distinct()
         ).scalars()
         job_ids = sorted(str(j) for j in jobs)
     items: list[ReviewItem] = []
     for job in job_ids:
-        for row in app.ledger.rows_of(job, RowStatus.UNKNOWN):
-            room = not row.action.contact_id and app.is_room(row.recipient)
+        for row in ctx.ledger.rows_of(job, RowStatus.UNKNOWN):
+            room = not row.action.contact_id and ctx.is_room(row.recipient)
             items.append(
                 ReviewItem(
                     kind=UNKNOWN,
@@ -44,38 +44,38 @@ def unknown_items(app: App, limit: int = 500) -> list[ReviewItem]:
     return items
 
 
-def remember_listing(app: App, operator: str, listed: list[tuple[str, ReviewItem]]) -> None:
+def remember_listing(ctx: Context, operator: str, listed: list[tuple[str, ReviewItem]]) -> None:
     """What number N meant in the listing this operator just saw ("处理 N ..." uses it)."""
     entries = [[plugin, item.kind, item.ref] for plugin, item in listed]
-    app.store.namespace("admin").set(_LISTED + operator, entries)
+    ctx.store.set(_LISTED + operator, entries)
 
 
-def listed(app: App, operator: str) -> list[list[str]]:
-    value = app.store.namespace("admin").get(_LISTED + operator, [])
+def listed(ctx: Context, operator: str) -> list[list[str]]:
+    value = ctx.store.get(_LISTED + operator, [])
     return [list(map(str, v)) for v in value] if isinstance(value, list) else []
 
 
-def resolve_unknown(app: App, ref: str, outcome: str) -> bool:
+def resolve_unknown(ctx: Context, ref: str, outcome: str) -> bool:
     """Settle one unknown delivery; False if it is no longer unknown (settled meanwhile)."""
     try:
         job, recipient = json.loads(ref)
     except (ValueError, TypeError):
         return False
-    now = app.clock.now().timestamp()
-    changed = app.ledger.mark(
+    now = ctx.now.timestamp()
+    changed = ctx.ledger.mark(
         job, recipient, OUTCOMES[outcome], now, reason="operator", expect=RowStatus.UNKNOWN
     )
-    if changed and outcome == "resend" and app.ledger.job_status(job) is JobStatus.DONE:
+    if changed and outcome == "resend" and ctx.ledger.job_status(job) is JobStatus.DONE:
         # The job finished around the unknown row; reopen it so the worker sends the row
         # (at-most-once as ever: it is marked "sending" before the call).
-        app.outbox.set_job_status(job, JobStatus.ACTIVE)
-    app.outbox.wake()
+        ctx.outbox.set_job_status(job, JobStatus.ACTIVE)
+    ctx.outbox.wake()
     return changed
 
 
-def row_view(app: App, n: int, plugin: str, item: ReviewItem, at: str) -> dict[str, Any]:
-    spec = app.commands.specs.get(item.command)
-    hint = app.commands.catalog.info(item.command).display if spec else ""
+def row_view(ctx: Context, n: int, plugin: str, item: ReviewItem, at: str) -> dict[str, Any]:
+    spec = ctx.commands.specs.get(item.command)
+    hint = ctx.commands.catalog.info(item.command).display if spec else ""
     return {
         "n": n,
         "plugin": plugin,

@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pond import Problem
-from pond.clock import parse_duration
+from pond import Problem, parse_duration
 
 LISTS = ("all", "sent", "resend", "skip", "today", "yesterday")
 _UNITS = {"s", "m", "h", "d"}

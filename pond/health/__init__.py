@@ -1,6 +1,5 @@
-"""Is the bot alive, and how is it doing: the heartbeat, the status snapshot shared by the
-operator's chat command and the command line, the review/agenda collection behind the
-kernel's `review_source`/`agenda_source` conventions, the command-line mailbox, and the
+"""Is the bot alive, and how is it doing: the heartbeat and liveness, the collection behind
+the plugins' review/agenda/summary/status sources, the command-line mailbox, and the
 logging set-up (structured, rotated, redacted).
 
 The heartbeat is a row in the `health` key/value namespace (and the same JSON in
@@ -15,9 +14,11 @@ from pond.health.common import (
     HEARTBEAT_KEY,
     NAMESPACE,
     HealthConfig,
+    Liveness,
     bot_pid,
     health_config,
     is_live,
+    liveness,
     pid_alive,
     read_heartbeat,
 )
@@ -30,17 +31,17 @@ from pond.health.logs import (
     secure_data_dir,
 )
 from pond.health.mailbox import answer_request, ask, run_captured
-from pond.health.status import CAP_KINDS, collect_agenda, collect_reviews, snapshot
+from pond.health.sources import collect_agenda, collect_reviews, collect_status, collect_summaries
 from pond.transports.offline import OfflineTransport
 
 __all__ = [
-    "CAP_KINDS",
     "HEARTBEAT_FILE",
     "HEARTBEAT_KEY",
     "NAMESPACE",
     "HealthConfig",
     "Heartbeat",
     "JsonFormatter",
+    "Liveness",
     "OfflineTransport",
     "RedactFilter",
     "answer_request",
@@ -48,14 +49,16 @@ __all__ = [
     "bot_pid",
     "collect_agenda",
     "collect_reviews",
+    "collect_status",
+    "collect_summaries",
     "configure_logging",
     "health_config",
     "heartbeat",
     "is_live",
+    "liveness",
     "pid_alive",
     "read_heartbeat",
     "run_captured",
     "secrets_of",
     "secure_data_dir",
-    "snapshot",
 ]

@@ -1,5 +1,5 @@
-"""Shared by the health modules: settings, the heartbeat row and how to read it, the
-command line's offline transport, and small formatting helpers."""
+"""Shared by the health modules: settings, the heartbeat row and how to read it, whether
+the bot runs (liveness), and small formatting helpers."""
 
 from __future__ import annotations
 
@@ -37,7 +37,6 @@ def health_config(settings: Settings) -> HealthConfig:
     return parse_section(HealthConfig, "HEALTH", settings.raw)
 
 
-# -- the command line's transport --------------------------------------------------------------
 # -- the heartbeat row --------------------------------------------------------------------------
 def read_heartbeat(store: Store) -> dict[str, Any] | None:
     beat = store.namespace(NAMESPACE).get(HEARTBEAT_KEY)
@@ -81,6 +80,48 @@ def bot_pid(
     if by_lock is False:
         return None
     return int((beat or {}).get("pid", 0) or 0) if is_live(beat, now, config) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """Whether and how the bot runs: this process's live values when it is the running
+    bot (`here`), else what the last heartbeat said (the command line's offline App)."""
+
+    here: bool
+    running: bool
+    started_at: float | None
+    last_seen: float | None
+    transport: str
+    connected: bool
+    queue: int | None  # actions waiting in the outbox; None when unknown
+    stopped_cleanly: bool | None  # the last run's end, seen from the command line
+
+
+def liveness(app: App) -> Liveness:
+    now = app.clock.now()
+    beat = read_heartbeat(app.store) or {}
+    if app.transport.name != "offline":
+        return Liveness(
+            here=True,
+            running=True,
+            started_at=(app.started_at or now).timestamp(),
+            last_seen=now.timestamp(),
+            transport=app.transport.name,
+            connected=bool(app.transport.connected),
+            queue=app.outbox.pending_count(),
+            stopped_cleanly=None,
+        )
+    config = health_config(app.settings)
+    return Liveness(
+        here=False,
+        running=bot_pid(app.settings.bot.data_dir, beat, now, config) is not None,
+        started_at=float(beat["started_at"]) if "started_at" in beat else None,
+        last_seen=float(beat["beat_at"]) if "beat_at" in beat else None,
+        transport=str(beat.get("transport", "")),
+        connected=bool(beat.get("connected")),
+        queue=int(beat["pending"]) if "pending" in beat else None,
+        stopped_cleanly=bool(beat.get("stopped")) if beat else None,
+    )
 
 
 def at(app: App, ts: float) -> str:

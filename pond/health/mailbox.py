@@ -1,5 +1,7 @@
 """How the command line hands a command to the running bot: a request row in the health
-namespace, picked up by the bot's heartbeat loop, answered with what the command printed."""
+namespace, picked up by the bot's heartbeat loop, answered with what the command printed.
+It carries every plugin's commands, the kernel's binding code and the plugins' status
+parts (Plugin.status_source), so it belongs to the kernel beside the heartbeat."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pond.commands import Command
 from pond.events import Contact
 from pond.health.common import NAMESPACE
-from pond.health.status import snapshot
+from pond.health.sources import collect_status
 from pond.store import Store
 
 if TYPE_CHECKING:
@@ -31,7 +33,7 @@ async def answer_request(app: App, request: dict[str, Any]) -> dict[str, Any]:
         app.record("admin.code_shown", contact_id=f"cli:{user}", new=code.value != before)
         return {"code": code.value, "expires_at": code.expires_at.isoformat()}
     if op == "snapshot":
-        return {"snapshot": await snapshot(app)}
+        return {"snapshot": await collect_status(app)}  # the plugins' status_source parts
     name = str(request.get("command", ""))
     if name not in app.commands.specs:
         return {"error": "unknown_command", "outputs": []}

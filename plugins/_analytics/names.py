@@ -14,7 +14,7 @@ from typing import Any
 from .data import Source
 from .facts import Names
 
-log = logging.getLogger("pond.analytics")
+log = logging.getLogger("pond.plugins.analytics")
 
 TOPICS_NAMESPACE = "analytics"
 TOPIC_PREFIX = "room:"

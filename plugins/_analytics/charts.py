@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from pond.analytics._svg import (
+from plugins._analytics._svg import (
     FS,
     LIMIT_COLOUR,
     LIMIT_DASHES,

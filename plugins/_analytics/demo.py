@@ -14,8 +14,7 @@ from collections import Counter
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from pond.customers import CustomerBook
-from pond.ledger import Ledger
+from pond import CustomerBook, Ledger
 from pond.store import Store
 
 from . import demo_referrals, keywords, orders

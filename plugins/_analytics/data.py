@@ -14,8 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pond import customers, ledger
-from pond.store.sql import SqlStore
+from pond import SqlStore, customers, ledger
 
 from . import keywords, orders
 

@@ -1,4 +1,4 @@
-"""Small SVG building blocks for pond.analytics.charts: number formatting, nice ticks, text
+"""Small SVG building blocks for plugins._analytics.charts: number formatting, nice ticks, text
 width estimates, the colour palette, the chart frame, legends and category labels.
 
 Charts are plain strings: the report is one offline HTML file, so there is no JS and no

@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # imported when used: ~50 ms of start-up a bot on SQLite neve
 
 __all__ = ["KeywordCounter", "Segmenter", "define_table", "load_words"]
 
-log = logging.getLogger("pond.analytics")
+log = logging.getLogger("pond.plugins.analytics")
 
 TABLE = "analytics_keywords"
 MIN_WORD = 2

@@ -7,9 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 
-from pond.config import Settings
-from pond.health import CAP_KINDS
-from pond.store.sql import SqlStore
+from pond import Settings, SqlStore
 
 from .data import Source
 from .facts import Names
@@ -36,7 +34,7 @@ def _operators(settings: Settings, source: Source) -> frozenset[str]:
 
 
 def caps_of(settings: Settings) -> dict[str, int]:
-    return {kind: int(getattr(settings.outbox, f"cap_{kind}")) for kind in CAP_KINDS}
+    return settings.outbox.caps()
 
 
 def report_for(

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from pond.actions import Action, ActionClass, ActionKind
-from pond.ledger import Ledger, action_to_json
+from pond import Action, ActionClass, ActionKind, Ledger
+from pond.ledger import action_to_json
 from pond.store import Store
 
 from . import keywords
