@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from harness import ROOT, ChatSim, Transcript
 
 import plugins.friends as friends
+from plugins._friends.state import Ctx
 from pond import Contact, StartupError, rights
 from pond.transports.base import TransportError
 
@@ -98,7 +99,7 @@ async def test_unknown_request_is_queued_and_admins_notified_then_accepted(sim: 
     said = await sim.friend_request(Contact("erin", name="Erin"), "你好呀")
     assert kinds(said) == [("send", "admin", "friends/review_alert")]
     assert "你好呀" in said.texts[0]  # the admin sees the hello to decide
-    [pending] = friends.pending_requests(sim.app)
+    [pending] = friends.pending_requests(friends_ctx(sim))
     assert pending["contact_id"] == "erin" and pending["n"] == 1 and pending["hello"] == "你好呀"
     [item] = await friends.reviews(friends_ctx(sim))
     assert (item.kind, item.command, item.args, item.contact_id) == (
@@ -114,7 +115,7 @@ async def test_unknown_request_is_queued_and_admins_notified_then_accepted(sim: 
         ("accept_friend", "erin", ""),
         ("send", "erin", "friends/welcome"),
     ]
-    assert friends.pending_requests(sim.app) == []
+    assert friends.pending_requests(friends_ctx(sim)) == []
     assert {"vip"} <= sim.app.book.tags("erin")
     consent = sim.app.book.get("erin").consent["contact"]  # type: ignore[union-attr]
     assert consent["source"] == "admin:admin"
@@ -123,7 +124,7 @@ async def test_unknown_request_is_queued_and_admins_notified_then_accepted(sim: 
 async def test_asking_again_updates_the_queue_without_a_new_alert(sim: ChatSim) -> None:
     await sim.friend_request("erin", "你好")
     assert kinds(await sim.friend_request("erin", "在吗")) == []
-    [pending] = friends.pending_requests(sim.app)
+    [pending] = friends.pending_requests(friends_ctx(sim))
     assert pending["hello"] == "在吗"
 
 
@@ -133,7 +134,7 @@ async def test_blocked_requests_are_ignored(sim: ChatSim) -> None:
     assert request["data"]["verdict"] == "block"  # type: ignore[index]
     await sim.friend_request("pest", "hello")
     assert (await sim.say("admin", "拉黑 1")).keys == ["friends/cmd_blocked"]
-    assert friends.pending_requests(sim.app) == []
+    assert friends.pending_requests(friends_ctx(sim)) == []
     assert kinds(await sim.friend_request("pest", "A1")) == []  # even with a channel code
     assert (await sim.say("admin", "解除拉黑 pest")).keys == ["friends/cmd_blocked"]
     assert kinds(await sim.friend_request("pest", "A1"))[0][0] == "accept_friend"
@@ -419,7 +420,7 @@ async def test_room_members_who_are_not_friends_can_be_queued(sim: ChatSim) -> N
     await sim.join("r9@chatroom", "m3")
     said = await sim.say("admin", "群成员加好友 r9@chatroom 群内自愿登记")
     assert said.keys == ["friends/cmd_adds_queued"]
-    a = friends.state_for(sim.app).tables.adds
+    a = friends_ctx(sim).state.tables.adds
     with sim.app.store.sql.engine.connect() as conn:
         queued = dict(conn.execute(sa.select(a.c.contact_id, a.c.consent)).all())
     assert queued == {"m1": "群内自愿登记"}  # m2 and m3 are friends (the transport says so)
@@ -439,10 +440,9 @@ async def test_a_send_to_someone_who_deleted_us_marks_them_churned(sim: ChatSim)
     assert "churned" in sim.app.book.facts("alice")
 
 
-def friends_ctx(sim: ChatSim):  # type: ignore[no-untyped-def]
-    from pond import Context
-
-    return Context(sim.app, sim.app.plugins["friends"])
+def friends_ctx(sim: ChatSim) -> Ctx:
+    ctx: Ctx = sim.app.context("friends")
+    return ctx
 
 
 # -- data rights ----------------------------------------------------------------------------------
