@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -715,3 +716,30 @@ async def test_admin_tags_exports_and_erases_a_contact_from_chat(sim: ChatSim) -
     assert (await sim.say("admin", "删除客户 alice alice")).keys == ["friends/cmd_erased"]
     assert sim.app.book.get("alice") is None
     assert (await sim.say("admin", "打标签 nobody vip")).keys == ["friends/cmd_unknown_contact"]
+
+
+async def test_the_terminal_tool_lists_friend_requests_and_exports_without_a_bot(
+    tmp_path: Path,
+) -> None:
+    """scripts/admin.py with no bot running works on the data itself: the friends plugin's
+    state is opened there too, so its review items and commands answer in the terminal."""
+    import io
+
+    from harness import load_script
+
+    cli: Any = load_script("admin", "admin_cli_friends")
+    sim = await ChatSim.create(tmp_path / "data", plugins=["friends", "admin"], env=QUIET)
+    await sim.friend_request(Contact("erin", name="Erin"), "你好呀")
+    env = {**sim.env, "BOT_PLUGINS": "friends"}
+    sim.env = env
+    await sim.close()
+
+    async def tool(*words: str) -> tuple[int, str]:
+        out = io.StringIO()
+        code = await cli.run([*words], settings=sim.settings(), clock=sim.clock, out=out)
+        return code, out.getvalue()
+
+    code, printed = await tool("reviews")
+    assert code == 0 and "好友申请待通过" in printed and "erin" in printed
+    code, printed = await tool("export", "erin")
+    assert code == 0 and "已导出" in printed, printed
