@@ -382,6 +382,7 @@ async def test_customers_see_their_own_rank_and_operators_the_top_n(sim: ChatSim
     text = said.texts[0]
     assert "1. alice" in text and "2. gina" in text and "bob" not in text
     assert (await sim.say("admin", "邀请榜 十")).keys == ["referral/cmd_usage"]
+    assert (await sim.say("admin", "邀请榜 ²")).keys == ["referral/cmd_usage"]  # a digit, no number
 
 
 # -- rules file -----------------------------------------------------------------------------------

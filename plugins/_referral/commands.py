@@ -18,7 +18,7 @@ Handler = Callable[[Command, Ctx], Awaitable[None]]
 async def top(cmd: Command, ctx: Ctx) -> None:
     """邀请榜 [人数] [天数]: the top inviters, all time or of the last N days."""
     st = ctx.state
-    numbers = [int(a) for a in cmd.args if a.isdigit()]
+    numbers = [int(a) for a in cmd.args if a.isdecimal()]  # isdigit takes "²"
     if len(numbers) != len(cmd.args) or len(numbers) > 2:
         await ctx.reply("referral/cmd_usage", command="referral_top")
         return
