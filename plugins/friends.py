@@ -32,7 +32,6 @@ from plugins._friends.state import Ctx, FriendsState, key_checker
 from pond import (
     AgendaItem,
     BookChange,
-    Command,
     Event,
     FriendRequest,
     MemberJoined,
@@ -300,13 +299,5 @@ def pending_requests(ctx: Ctx) -> list[dict[str, Any]]:
 
 
 # -- operator commands (Chinese names: persona/friends/commands.toml) --------------------------
-def _command(name: str, handler: admin.Handler) -> None:
-    async def run(cmd: Command, ctx: Ctx) -> None:
-        await handler(cmd, ctx)
-
-    run.__name__ = f"cmd_{name}"
-    plugin.command(name)(run)
-
-
 for _name, _handler in {**admin.COMMANDS, **rights_commands.COMMANDS}.items():
-    _command(_name, _handler)
+    plugin.command(_name)(_handler)

@@ -34,7 +34,6 @@ from plugins._referral.config import ReferralConfig
 from plugins._referral.state import ISSUE, Ctx, ReferralState
 from pond import (
     BookChange,
-    Command,
     Context,
     Event,
     FriendRequest,
@@ -347,16 +346,8 @@ async def reviews(ctx: Ctx) -> list[ReviewItem]:
     return sorted(items, key=lambda i: i.at or 0.0)
 
 
-def _command(name: str, handler: commands.Handler, keep_args: bool) -> None:
-    async def run(cmd: Command, ctx: Ctx) -> None:
-        await handler(cmd, ctx)
-
-    run.__name__ = name
-    plugin.command(name, keep_args=keep_args)(run)
-
-
 for _name, (_handler, _keep) in commands.COMMANDS.items():
-    _command(_name, _handler, _keep)
+    plugin.command(_name, keep_args=_keep)(_handler)
 
 
 def invite_tree(ctx: Ctx, inviter_id: str) -> list[dict[str, object]]:
