@@ -574,6 +574,38 @@ async def test_a_broken_sequence_file_stops_start_up_naming_file_and_line(tmp_pa
         "文案键「friends/fu_nope」没有对应的文件 persona/friends/fu_nope.j2（改好这个文件后再启动）"
     )
     assert not re.search(r"failed|start again|there is no", str(got.value))
+    # Copy of another plugin (it exists) is not follow-up copy: the key names its folder.
+    folder = persona_with(
+        tmp_path, {"friends/followups.toml": SOP.replace("friends/fu_offer", "greeter/hello")}
+    )
+    with pytest.raises(StartupError) as got:
+        await make(tmp_path, {"BOT_PERSONA_DIR": str(folder)})
+    assert str(got.value) == (
+        "「friends」插件没能启动：persona/friends/followups.toml 第 16 行："
+        "文案键「greeter/hello」不对：跟进文案放在 persona/friends/ 下，键要以 friends/ 开头"
+        "（改好这个文件后再启动）"
+    )
+
+
+async def test_two_bots_in_one_process_each_send_their_own_follow_up_copy(
+    tmp_path: Path,
+) -> None:
+    """Follow-up keys come from each bot's own followups.toml: one bot reading its file
+    again does not take another bot's keys away (a fleet worker, the tests: one process)."""
+    one_step = '[sop]\nanchor = "friend_added"\n\n[[sop.steps]]\nafter = "0d"\nkey = "{}"\n'
+    bots = []
+    for name, key in (("a", "friends/fu_welcome"), ("b", "friends/fu_value")):
+        folder = persona_with(tmp_path / name, {"friends/followups.toml": one_step.format(key)})
+        bots.append(await make(tmp_path / name, {**SOP_ENV, "BOT_PERSONA_DIR": str(folder)}))
+    first, second = bots
+    edited = "# edited\n" + one_step.format("friends/fu_welcome")
+    (tmp_path / "a" / "persona" / "friends" / "followups.toml").write_text(edited, encoding="utf-8")
+    await first.friend_request("alice", "A1")
+    await second.friend_request("bob", "A1")
+    assert followup_days(first, [await first.advance(3600)], "alice") == [("friends/fu_welcome", 0)]
+    assert followup_days(second, [await second.advance(3600)], "bob") == [("friends/fu_value", 0)]
+    for bot in bots:
+        await bot.close()
 
 
 async def test_a_broken_edit_keeps_the_last_good_version_and_tells_the_admins(
