@@ -34,7 +34,6 @@ from plugins._referral.config import ReferralConfig
 from plugins._referral.state import ISSUE, Ctx, ReferralState
 from pond import (
     BookChange,
-    Context,
     Event,
     FriendRequest,
     Media,
@@ -52,7 +51,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,80}$")
 __all__ = ["ReferralConfig", "invite_tree", "plugin"]
 
 
-def build_state(ctx: Context[ReferralConfig, ReferralState]) -> ReferralState:
+def build_state(ctx: Ctx) -> ReferralState:
     """Once per App at start-up (and by tools that do not start the App): the tables, the
     last good rules file, and the book listener."""
     st = ReferralState(
