@@ -26,19 +26,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import weakref
-from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from plugins._referral import accepts, commands, flow, poster
-from plugins._referral.state import ISSUE, ReferralState
+from plugins._referral.config import ReferralConfig
+from plugins._referral.state import ISSUE, Ctx, ReferralState
 from pond import (
-    App,
-    Command,
-    Context,
-    DailyWindow,
+    BookChange,
     Event,
     FriendRequest,
     Media,
@@ -49,27 +44,25 @@ from pond import (
     Plugin,
     ReviewItem,
     filters,
-    setting,
 )
 
 log = logging.getLogger("pond.plugins.referral")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,80}$")
+__all__ = ["ReferralConfig", "invite_tree", "plugin"]
 
 
-@dataclass(frozen=True)
-class ReferralConfig:
-    code_length: int = setting(6, ge=4, le=12)
-    channel: str = "referral"  # first-touch channel code of friends who came with a code
-    greet: bool = True
-    room_ids: tuple[str, ...] = ()  # rooms whose joins count; empty: every room
-    font: str = ""  # a CJK font file for the poster; empty: found through fontconfig
-    poster_background: str = ""  # an image (resized to 750x1334); empty: the brand colours
-    poster_qr: str = ""  # what the QR code holds, {code} replaced; empty: the code itself
-    top_n: int = setting(10, ge=1, le=100)
-    # Requests over the daily accept cap are tried again the next day, in these hours only.
-    accept_hours: DailyWindow = field(
-        default_factory=lambda: DailyWindow(time(9, 30), time(20, 30))
+def build_state(ctx: Ctx) -> ReferralState:
+    """Once per App at start-up (and by tools that do not start the App): the tables, the
+    last good rules file, and the book listener."""
+    st = ReferralState(
+        ctx.sql,
+        ctx.store,
+        Path(ctx.settings.bot.persona_dir),
+        ctx.config.code_length,
     )
+    st.load_rules()
+    ctx.book.subscribe(lambda change: _book_changed(ctx, change))
+    return st
 
 
 plugin = Plugin(
@@ -94,31 +87,15 @@ plugin = Plugin(
         "referral/cmd_unknown",
     ],
     config=ReferralConfig,
+    state=build_state,
     description="invite codes and posters, attribution, validity, rewards, leaderboards",
 )
 
-_STATES: weakref.WeakKeyDictionary[App, ReferralState] = weakref.WeakKeyDictionary()
 
-
-def state_for(app: App) -> ReferralState:
-    st = _STATES.get(app)
-    if st is None:
-        config = app.plugin_configs.get(plugin.name) or ReferralConfig()
-        st = ReferralState(app, config)
-        st.load_rules()
-        app.book.subscribe(lambda change: _book_changed(st, change))
-        _STATES[app] = st
-    return st
-
-
-def state(ctx: Context) -> ReferralState:
-    return state_for(ctx.app)
-
-
-def _book_changed(st: ReferralState, change: Any) -> None:
-    """`change` is the book's BookChange (kind, contact_id, at, tags, stage)."""
+def _book_changed(ctx: Ctx, change: BookChange) -> None:
+    st = ctx.state
     if change.kind == "stage" and change.stage == "churned":
-        flow.gone(st, change.contact_id)
+        flow.gone(ctx, change.contact_id)
     elif (
         change.kind == "tagged"
         and set(change.tags) & set(st.rules.issue_tags)
@@ -128,24 +105,24 @@ def _book_changed(st: ReferralState, change: Any) -> None:
 
 
 @plugin.on_startup()
-async def start(ctx: Context) -> None:
-    st = state(ctx)
+async def start(ctx: Ctx) -> None:
+    st = ctx.state
     problem = st.load_rules(force=True)
     if problem is not None:
         raise RuntimeError(f"{problem} (fix the file and start again)")
-    cfg: ReferralConfig = ctx.config
+    cfg = ctx.config
     try:
         st.font = poster.find_font(cfg.font)
     except poster.FontMissing as missing:
         # Not fatal: codes still go out as text. Told now, not at the first customer.
         log.warning("referral: no CJK font for the poster; codes go out as text only")
         st.font_alerted = True
-        ctx.app.alert("referral/font_alert", reason="font", where=missing.where)
+        ctx.alert("referral/font_alert", reason="font", where=missing.where)
 
 
 # -- customers: code, poster, rank --------------------------------------------------------------
-def _words(ctx: Context, which: str) -> filters.Filter:
-    st = state(ctx)
+def _words(ctx: Ctx, which: str) -> filters.Filter:
+    st = ctx.state
 
     def check(event: Event) -> bool:
         if not isinstance(event, Message) or event.room is not None:
@@ -156,11 +133,11 @@ def _words(ctx: Context, which: str) -> filters.Filter:
     return check
 
 
-def _poster_for(ctx: Context, st: ReferralState, cid: str, code: str, name: str) -> Path | None:
+def _poster_for(ctx: Ctx, cid: str, code: str, name: str) -> Path | None:
     """The customer's poster, made again when its copy or settings change. Its file name
     and PNG text carry the contact id, so erasing the contact's data deletes it (a "." and
     not a "-" after the id: pond.rights reads "-" as part of an id)."""
-    cfg: ReferralConfig = st.config  # type: ignore[assignment]
+    st, cfg = ctx.state, ctx.config
     text = ctx.render("referral/poster_text", chat_id=cid, contact_id=cid, code=code, name=name)
     lines = [line.strip() for line in text.text.splitlines() if line.strip()]
     payload = cfg.poster_qr.replace("{code}", code) if cfg.poster_qr else code
@@ -194,13 +171,13 @@ def _poster_for(ctx: Context, st: ReferralState, cid: str, code: str, name: str)
     ctx.record("poster_failed", reason=reason)
     if not st.font_alerted:
         st.font_alerted = True
-        ctx.app.alert("referral/font_alert", reason=reason, where=where)
+        ctx.alert("referral/font_alert", reason=reason, where=where)
     return None
 
 
 @plugin.on_message(filters.configured(lambda ctx: _words(ctx, "ask")), priority=40)
-async def ask_code(event: Message, ctx: Context) -> None:
-    st = state(ctx)
+async def ask_code(event: Message, ctx: Ctx) -> None:
+    st = ctx.state
     cid = event.sender.id
     code = st.code_for(cid, ctx.now.timestamp())
     ctx.record("code_sent", contact_id=cid)
@@ -210,14 +187,14 @@ async def ask_code(event: Message, ctx: Context) -> None:
         name=event.sender.display,
         first_threshold=_first_threshold(st),
     )
-    path = _poster_for(ctx, st, cid, code, event.sender.display)
+    path = _poster_for(ctx, cid, code, event.sender.display)
     if path is not None:
         await ctx.reply("referral/poster", media=Media(MediaKind.IMAGE, path=str(path)), code=code)
 
 
 @plugin.on_message(filters.configured(lambda ctx: _words(ctx, "rank")), priority=40)
-async def my_rank(event: Message, ctx: Context) -> None:
-    st = state(ctx)
+async def my_rank(event: Message, ctx: Ctx) -> None:
+    st = ctx.state
     count, rank = st.db.rank_of(event.sender.id)
     pending = sum(1 for i in st.db.by_inviter(event.sender.id) if i.status in flow.LIVE)
     upcoming = [r for r in st.rules.rewards if r.threshold > count]
@@ -244,8 +221,8 @@ def _hours(value: float) -> int | float:
 
 
 # -- attribution --------------------------------------------------------------------------------
-def _carries_code(ctx: Context) -> filters.Filter:
-    st = state(ctx)
+def _carries_code(ctx: Ctx) -> filters.Filter:
+    st = ctx.state
 
     def check(event: Event) -> bool:
         return isinstance(event, FriendRequest) and st.owner(event.hello) is not None
@@ -254,70 +231,67 @@ def _carries_code(ctx: Context) -> filters.Filter:
 
 
 @plugin.on_friend_request(filters.configured(_carries_code), priority=40)
-async def friend_request(event: FriendRequest, ctx: Context) -> None:
-    st = state(ctx)
+async def friend_request(event: FriendRequest, ctx: Ctx) -> None:
+    st = ctx.state
     found = st.owner(event.hello)
     if found is None:
         return
     _code, inviter = found
     cid = event.contact.id
-    known = ctx.app.book.get(cid) is not None
+    known = ctx.book.get(cid) is not None
     # The hello is a message: never recorded, only that a code matched and whose it was.
     ctx.record("request", contact_id=cid, inviter=inviter)
     req = accepts.request_of(event, inviter, known, ctx.now.timestamp())
-    await accepts.finish(ctx, st, req, await accepts.submit(ctx, req))
+    await accepts.finish(ctx, req, await accepts.submit(ctx, req))
 
 
 @plugin.on_member_joined(priority=1, block=False)
-async def joined(event: MemberJoined, ctx: Context) -> None:
+async def joined(event: MemberJoined, ctx: Ctx) -> None:
     inviter = event.inviter
-    cfg: ReferralConfig = ctx.config
+    cfg = ctx.config
     if inviter is None or (cfg.room_ids and event.room.id not in cfg.room_ids):
         return
-    if ctx.app.admins.is_admin(inviter.id) or inviter.id == ctx.app.transport.self_id:
+    if ctx.admins.is_admin(inviter.id) or inviter.id == ctx.self_id:
         return  # the brand's own staff (or the bot's own invites) filling a room
-    st = state(ctx)
-    book = ctx.app.book
+    book = ctx.book
     for member in event.members:
         known = book.get(member.id) is not None
         flow.attribute(
-            ctx, st, member.id, inviter.id, path="room_join", room_id=event.room.id, known=known
+            ctx, member.id, inviter.id, path="room_join", room_id=event.room.id, known=known
         )
 
 
 @plugin.on_member_left(priority=1, block=False)
-async def left(event: MemberLeft, ctx: Context) -> None:
-    st = state(ctx)
+async def left(event: MemberLeft, ctx: Ctx) -> None:
     for member in event.members:
-        flow.left_room(ctx, st, member.id, event.room.id)
+        flow.left_room(ctx, member.id, event.room.id)
 
 
 # -- jobs -----------------------------------------------------------------------------------------
 @plugin.scheduled("*/5 * * * *")
-async def tick(ctx: Context) -> None:
-    st = state(ctx)
-    problem = st.load_rules()
+async def tick(ctx: Ctx) -> None:
+    problem = ctx.state.load_rules()
     if problem is not None:
-        ctx.app.alert("referral/data_alert", problem=str(problem))
-    await accepts.settle(ctx, st)
-    cfg: ReferralConfig = ctx.config
-    accepts.retry(ctx, st, in_hours=cfg.accept_hours.contains(ctx.now.time()))
-    await flow.settle(ctx, st)
-    await _issue(ctx, st)
+        ctx.alert("referral/data_alert", problem=str(problem))
+    await accepts.settle(ctx)
+    accepts.retry(ctx, in_hours=ctx.config.accept_hours.contains(ctx.now.time()))
+    await flow.settle(ctx)
+    await _issue(ctx)
 
 
-async def _issue(ctx: Context, st: ReferralState, limit: int = 20) -> None:
+async def _issue(ctx: Ctx, limit: int = 20) -> None:
     """Codes handed out by rule (a purchase tag...): as service messages, opt-out honoured."""
+    st = ctx.state
     for key, _ in st.kv.items(ISSUE)[:limit]:
         cid = key.removeprefix(ISSUE)
         st.kv.delete(key)  # before the send: at most once
-        customer = ctx.app.book.get(cid)
+        customer = ctx.book.get(cid)
         if customer is None or not customer.is_friend or ctx.outbox.ledger.is_opted_out(cid):
             continue
         code = st.code_for(cid, ctx.now.timestamp())
         name = customer.alias or customer.name
         ctx.record("code_issued", contact_id=cid)
-        path = _poster_for(ctx, st, cid, code, name)
+        path = _poster_for(ctx, cid, code, name)
         media = Media(MediaKind.IMAGE, path=str(path)) if path is not None else None
         await ctx.send(
             cid,
@@ -331,14 +305,14 @@ async def _issue(ctx: Context, st: ReferralState, limit: int = 20) -> None:
 
 # -- operators: reload, review, commands --------------------------------------------------------
 @plugin.on_reload()
-async def reload(ctx: Context) -> list[str]:
-    problem = state(ctx).load_rules(force=True)
+async def reload(ctx: Ctx) -> list[str]:
+    problem = ctx.state.load_rules(force=True)
     return [str(problem)] if problem is not None else []
 
 
 @plugin.review_source()
-async def reviews(ctx: Context) -> list[ReviewItem]:
-    st = state(ctx)
+async def reviews(ctx: Ctx) -> list[ReviewItem]:
+    st = ctx.state
     items: list[ReviewItem] = []
     bursts: dict[str, list[float]] = {}
     for inv in st.db.to_review():
@@ -371,28 +345,21 @@ async def reviews(ctx: Context) -> list[ReviewItem]:
     return sorted(items, key=lambda i: i.at or 0.0)
 
 
-def _command(name: str, handler: commands.Handler, keep_args: bool) -> None:
-    async def run(cmd: Command, ctx: Context) -> None:
-        await handler(cmd, ctx, state(ctx))
-
-    run.__name__ = name
-    plugin.command(name, keep_args=keep_args)(run)
-
-
 for _name, (_handler, _keep) in commands.COMMANDS.items():
-    _command(_name, _handler, _keep)
+    plugin.command(_name, keep_args=_keep)(_handler)
 
 
-def invite_tree(app: App, inviter_id: str) -> list[dict[str, object]]:
-    """Who this customer brought, when and how (for the CLI and other front ends)."""
+def invite_tree(ctx: Ctx, inviter_id: str) -> list[dict[str, object]]:
+    """Who this customer brought, when and how (for the CLI and other front ends:
+    `invite_tree(app.context("referral"), id)`)."""
     return [
         {
             "invitee_id": i.invitee_id,
             "path": i.path,
             "room_id": i.room_id,
-            "at": datetime.fromtimestamp(i.at, app.clock.tz).isoformat(),
+            "at": datetime.fromtimestamp(i.at, ctx.clock.tz).isoformat(),
             "status": i.status,
             "reason": i.reason,
         }
-        for i in state_for(app).db.by_inviter(inviter_id)
+        for i in ctx.state.db.by_inviter(inviter_id)
     ]

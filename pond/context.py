@@ -11,10 +11,12 @@ import random
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, cast
 
 from apscheduler.triggers.base import BaseTrigger
 
+from pond import rights as _rights
 from pond.actions import Action, ActionClass, ActionKind, Media
 from pond.commands import Admins, Command, Commands
 from pond.customers import CustomerBook
@@ -122,6 +124,11 @@ class Context(Generic[CfgT, StT]):
     def running(self) -> bool:
         """False from the command line (scripts/admin.py): no transport, no scheduler."""
         return self._app.started_at is not None
+
+    @property
+    def rights(self) -> DataRights:
+        """Data rights (pond.rights) on this App: fingerprint, suppression, export, erasure."""
+        return DataRights(self._app)
 
     def can(self, capability: str) -> bool:
         return capability in self._app.transport.capabilities
@@ -345,3 +352,36 @@ class Context(Generic[CfgT, StT]):
         if action.kind is ActionKind.SEND and action.text and not action.key:
             raise ValueError("customer-facing text must come from a persona key")
         return self.outbox.submit(replace(action, plugin=self.plugin.name))
+
+
+class DataRights:
+    """pond.rights bound to one App (ctx.rights), so a plugin never holds the App itself."""
+
+    is_empty = staticmethod(_rights.is_empty)
+    summary = staticmethod(_rights.summary)
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    def fingerprint(self, contact_id: str) -> str:
+        return _rights.fingerprint(self._app, contact_id)
+
+    def suppressed(self, contact_id: str) -> dict[str, Any] | None:
+        return _rights.suppressed(self._app, contact_id)
+
+    def reapply(self, contact_id: str) -> bool:
+        return _rights.reapply(self._app, contact_id)
+
+    def export_contact(self, contact_id: str, *, by: str = "", origin: str = "") -> dict[str, Any]:
+        return _rights.export_contact(self._app, contact_id, by=by, origin=origin)
+
+    def write_export(self, data: dict[str, Any], folder: Path, fmt: str = "json") -> Path:
+        return _rights.write_export(self._app, data, folder, fmt)
+
+    def erase_contact(self, contact_id: str, *, by: str = "", origin: str = "") -> _rights.Erasure:
+        return _rights.erase_contact(self._app, contact_id, by=by, origin=origin)
+
+    def purge_message_data(
+        self, days: float, *, tag_sources: tuple[str, ...] = ("keyword",)
+    ) -> dict[str, int]:
+        return _rights.purge_message_data(self._app, days, tag_sources=tag_sources)

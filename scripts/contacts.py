@@ -43,6 +43,7 @@ import bot  # noqa: E402
 from plugins import friends  # noqa: E402
 from plugins._friends import adds, csvio  # noqa: E402
 from plugins._friends.data import DataError  # noqa: E402
+from plugins._friends.state import Ctx  # noqa: E402
 from pond import App, ConfigError, PersonaError, Settings, StartupError, rights  # noqa: E402
 from pond.store import StoreError  # noqa: E402
 from pond.store import lock as instance_lock  # noqa: E402
@@ -124,13 +125,15 @@ def _report(report: csvio.Report, label: str) -> int:
 
 
 async def act(app: App, args: argparse.Namespace) -> int:
-    st = friends.state_for(app)
+    ctx: Ctx = app.context("friends")
+    # The App is not started (nothing may be sent): the plugin's state is opened here.
+    app.plugin_states["friends"] = st = friends.open_state(ctx)
     who = f"cli:{_user()}"
     if args.action in ("export", "delete"):
         if not args.target:
             print("需要联系人 id", file=sys.stderr)
             return 2
-        data = rights.export_contact(app, args.target, by=who, origin="cli")
+        data = ctx.rights.export_contact(args.target, by=who, origin="cli")
         if rights.is_empty(data):
             print(f"没有找到 {args.target} 的任何数据", file=sys.stderr)
             return 2
@@ -146,7 +149,7 @@ async def act(app: App, args: argparse.Namespace) -> int:
             with os.fdopen(fd, "w", encoding="utf-8-sig" if args.format == "csv" else "utf-8") as f:
                 f.write(text)
         else:
-            path = rights.write_export(app, data, st.config.exports_dir, args.format)
+            path = ctx.rights.write_export(data, st.config.exports_dir, args.format)
         print(f"已导出：{path}（{counts(rights.summary(data))}）")
         print("文件含个人信息，请妥善保管", file=sys.stderr)
         return 0
@@ -158,7 +161,7 @@ async def act(app: App, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-        erased = rights.erase_contact(app, args.target, by=who, origin="cli")
+        erased = ctx.rights.erase_contact(args.target, by=who, origin="cli")
         print(f"已删除：{counts(erased.counts)}")
         for name in erased.left:
             print(f"仍提到该联系人的文件（请手动处理）：{name}", file=sys.stderr)
@@ -168,7 +171,7 @@ async def act(app: App, args: argparse.Namespace) -> int:
         if days <= 0:
             print("保留期为 0：不清理", file=sys.stderr)
             return 1
-        purged = rights.purge_message_data(app, days)
+        purged = ctx.rights.purge_message_data(days)
         print(f"已清理沉默超过 {days:g} 天的客户的消息数据：{counts(purged)}")
         return 0
     if not args.target:
@@ -176,17 +179,17 @@ async def act(app: App, args: argparse.Namespace) -> int:
         return 2
     path = Path(args.target)
     if args.action == "export-book":
-        rows = csvio.export_book(st, path)
+        rows = csvio.export_book(ctx, path)
         print(f"已导出 {rows} 位客户：{path}")
         return 0
     try:
         if args.action == "import":
-            return _report(csvio.import_book(st, path), str(path))
-        rows_to_add, report = csvio.read_adds(st, path)
+            return _report(csvio.import_book(ctx, path), str(path))
+        rows_to_add, report = csvio.read_adds(ctx, path)
     except ValueError as error:
         print(error, file=sys.stderr)
         return 2
-    result = adds.queue(st, rows_to_add, f"csv:{path.name}", app.clock.now().timestamp())
+    result = adds.queue(ctx, rows_to_add, f"csv:{path.name}", ctx.now.timestamp())
     _report(report, str(path))
     print(f"加入加好友队列 {result['queued']} 位，跳过 {result['skipped']} 位")
     return 1 if report.errors else 0

@@ -14,12 +14,14 @@ from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from harness import ROOT, ChatSim, Transcript
 
 import plugins.friends as friends
+from plugins._friends.state import Ctx
 from pond import Contact, StartupError, rights
 from pond.transports.base import TransportError
 
@@ -98,7 +100,7 @@ async def test_unknown_request_is_queued_and_admins_notified_then_accepted(sim: 
     said = await sim.friend_request(Contact("erin", name="Erin"), "你好呀")
     assert kinds(said) == [("send", "admin", "friends/review_alert")]
     assert "你好呀" in said.texts[0]  # the admin sees the hello to decide
-    [pending] = friends.pending_requests(sim.app)
+    [pending] = friends.pending_requests(friends_ctx(sim))
     assert pending["contact_id"] == "erin" and pending["n"] == 1 and pending["hello"] == "你好呀"
     [item] = await friends.reviews(friends_ctx(sim))
     assert (item.kind, item.command, item.args, item.contact_id) == (
@@ -114,7 +116,7 @@ async def test_unknown_request_is_queued_and_admins_notified_then_accepted(sim: 
         ("accept_friend", "erin", ""),
         ("send", "erin", "friends/welcome"),
     ]
-    assert friends.pending_requests(sim.app) == []
+    assert friends.pending_requests(friends_ctx(sim)) == []
     assert {"vip"} <= sim.app.book.tags("erin")
     consent = sim.app.book.get("erin").consent["contact"]  # type: ignore[union-attr]
     assert consent["source"] == "admin:admin"
@@ -123,7 +125,7 @@ async def test_unknown_request_is_queued_and_admins_notified_then_accepted(sim: 
 async def test_asking_again_updates_the_queue_without_a_new_alert(sim: ChatSim) -> None:
     await sim.friend_request("erin", "你好")
     assert kinds(await sim.friend_request("erin", "在吗")) == []
-    [pending] = friends.pending_requests(sim.app)
+    [pending] = friends.pending_requests(friends_ctx(sim))
     assert pending["hello"] == "在吗"
 
 
@@ -133,7 +135,7 @@ async def test_blocked_requests_are_ignored(sim: ChatSim) -> None:
     assert request["data"]["verdict"] == "block"  # type: ignore[index]
     await sim.friend_request("pest", "hello")
     assert (await sim.say("admin", "拉黑 1")).keys == ["friends/cmd_blocked"]
-    assert friends.pending_requests(sim.app) == []
+    assert friends.pending_requests(friends_ctx(sim)) == []
     assert kinds(await sim.friend_request("pest", "A1")) == []  # even with a channel code
     assert (await sim.say("admin", "解除拉黑 pest")).keys == ["friends/cmd_blocked"]
     assert kinds(await sim.friend_request("pest", "A1"))[0][0] == "accept_friend"
@@ -419,7 +421,7 @@ async def test_room_members_who_are_not_friends_can_be_queued(sim: ChatSim) -> N
     await sim.join("r9@chatroom", "m3")
     said = await sim.say("admin", "群成员加好友 r9@chatroom 群内自愿登记")
     assert said.keys == ["friends/cmd_adds_queued"]
-    a = friends.state_for(sim.app).tables.adds
+    a = friends_ctx(sim).state.tables.adds
     with sim.app.store.sql.engine.connect() as conn:
         queued = dict(conn.execute(sa.select(a.c.contact_id, a.c.consent)).all())
     assert queued == {"m1": "群内自愿登记"}  # m2 and m3 are friends (the transport says so)
@@ -439,10 +441,9 @@ async def test_a_send_to_someone_who_deleted_us_marks_them_churned(sim: ChatSim)
     assert "churned" in sim.app.book.facts("alice")
 
 
-def friends_ctx(sim: ChatSim):  # type: ignore[no-untyped-def]
-    from pond import Context
-
-    return Context(sim.app, sim.app.plugins["friends"])
+def friends_ctx(sim: ChatSim) -> Ctx:
+    ctx: Ctx = sim.app.context("friends")
+    return ctx
 
 
 # -- data rights ----------------------------------------------------------------------------------
@@ -573,6 +574,38 @@ async def test_a_broken_sequence_file_stops_start_up_naming_file_and_line(tmp_pa
         "文案键「friends/fu_nope」没有对应的文件 persona/friends/fu_nope.j2（改好这个文件后再启动）"
     )
     assert not re.search(r"failed|start again|there is no", str(got.value))
+    # Copy of another plugin (it exists) is not follow-up copy: the key names its folder.
+    folder = persona_with(
+        tmp_path, {"friends/followups.toml": SOP.replace("friends/fu_offer", "greeter/hello")}
+    )
+    with pytest.raises(StartupError) as got:
+        await make(tmp_path, {"BOT_PERSONA_DIR": str(folder)})
+    assert str(got.value) == (
+        "「friends」插件没能启动：persona/friends/followups.toml 第 16 行："
+        "文案键「greeter/hello」不对：跟进文案放在 persona/friends/ 下，键要以 friends/ 开头"
+        "（改好这个文件后再启动）"
+    )
+
+
+async def test_two_bots_in_one_process_each_send_their_own_follow_up_copy(
+    tmp_path: Path,
+) -> None:
+    """Follow-up keys come from each bot's own followups.toml: one bot reading its file
+    again does not take another bot's keys away (a fleet worker, the tests: one process)."""
+    one_step = '[sop]\nanchor = "friend_added"\n\n[[sop.steps]]\nafter = "0d"\nkey = "{}"\n'
+    bots = []
+    for name, key in (("a", "friends/fu_welcome"), ("b", "friends/fu_value")):
+        folder = persona_with(tmp_path / name, {"friends/followups.toml": one_step.format(key)})
+        bots.append(await make(tmp_path / name, {**SOP_ENV, "BOT_PERSONA_DIR": str(folder)}))
+    first, second = bots
+    edited = "# edited\n" + one_step.format("friends/fu_welcome")
+    (tmp_path / "a" / "persona" / "friends" / "followups.toml").write_text(edited, encoding="utf-8")
+    await first.friend_request("alice", "A1")
+    await second.friend_request("bob", "A1")
+    assert followup_days(first, [await first.advance(3600)], "alice") == [("friends/fu_welcome", 0)]
+    assert followup_days(second, [await second.advance(3600)], "bob") == [("friends/fu_value", 0)]
+    for bot in bots:
+        await bot.close()
 
 
 async def test_a_broken_edit_keeps_the_last_good_version_and_tells_the_admins(
@@ -715,3 +748,30 @@ async def test_admin_tags_exports_and_erases_a_contact_from_chat(sim: ChatSim) -
     assert (await sim.say("admin", "删除客户 alice alice")).keys == ["friends/cmd_erased"]
     assert sim.app.book.get("alice") is None
     assert (await sim.say("admin", "打标签 nobody vip")).keys == ["friends/cmd_unknown_contact"]
+
+
+async def test_the_terminal_tool_lists_friend_requests_and_exports_without_a_bot(
+    tmp_path: Path,
+) -> None:
+    """scripts/admin.py with no bot running works on the data itself: the friends plugin's
+    state is opened there too, so its review items and commands answer in the terminal."""
+    import io
+
+    from harness import load_script
+
+    cli: Any = load_script("admin", "admin_cli_friends")
+    sim = await ChatSim.create(tmp_path / "data", plugins=["friends", "admin"], env=QUIET)
+    await sim.friend_request(Contact("erin", name="Erin"), "你好呀")
+    env = {**sim.env, "BOT_PLUGINS": "friends"}
+    sim.env = env
+    await sim.close()
+
+    async def tool(*words: str) -> tuple[int, str]:
+        out = io.StringIO()
+        code = await cli.run([*words], settings=sim.settings(), clock=sim.clock, out=out)
+        return code, out.getvalue()
+
+    code, printed = await tool("reviews")
+    assert code == 0 and "好友申请待通过" in printed and "erin" in printed
+    code, printed = await tool("export", "erin")
+    assert code == 0 and "已导出" in printed, printed

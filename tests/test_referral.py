@@ -61,7 +61,8 @@ def kinds(said: Transcript) -> list[tuple[str, str, str]]:
 
 
 def st(sim: ChatSim) -> referral.ReferralState:
-    return referral.state_for(sim.app)
+    state: referral.ReferralState = sim.app.context("referral").state
+    return state
 
 
 async def code_of(sim: ChatSim, who: str) -> str:
@@ -381,6 +382,7 @@ async def test_customers_see_their_own_rank_and_operators_the_top_n(sim: ChatSim
     text = said.texts[0]
     assert "1. alice" in text and "2. gina" in text and "bob" not in text
     assert (await sim.say("admin", "邀请榜 十")).keys == ["referral/cmd_usage"]
+    assert (await sim.say("admin", "邀请榜 ²")).keys == ["referral/cmd_usage"]  # a digit, no number
 
 
 # -- rules file -----------------------------------------------------------------------------------
@@ -648,7 +650,7 @@ async def test_the_console_simulator_can_say_who_pulled_whom_into_a_group(
     await app.start()
     console = Simulator(app, clock)
     await console.play(["/join r1 carol dave by=alice", "/join r1 erin"])
-    db = referral.state_for(app).db
+    db = app.context("referral").state.db
     assert [i.invitee_id for i in db.by_inviter("alice")] == ["carol", "dave"]
     assert db.invite_of("erin") is None
     await app.stop()

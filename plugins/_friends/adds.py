@@ -20,16 +20,14 @@ import sqlalchemy as sa
 
 from plugins._friends import followups
 from plugins._friends.requests import is_blocked
-from plugins._friends.state import FriendsState
+from plugins._friends.state import Ctx
 from pond import (
     Action,
     ActionClass,
     ActionKind,
-    Context,
     JobStatus,
     RowStatus,
     capabilities,
-    rights,
 )
 
 log = logging.getLogger("pond.plugins.friends")
@@ -56,17 +54,18 @@ class AddRow:
     line: int = 0
 
 
-def skip_reason(st: FriendsState, contact_id: str) -> str:
-    customer = st.app.book.get(contact_id)
+def skip_reason(ctx: Ctx, contact_id: str) -> str:
+    st = ctx.state
+    customer = ctx.book.get(contact_id)
     if customer is not None and customer.stage == "churned":
         return "deleted_us"
     if customer is not None and customer.is_friend:
         return "friend"
-    if st.app.ledger.is_opted_out(contact_id):
+    if ctx.ledger.is_opted_out(contact_id):
         return "opted_out"
-    if rights.suppressed(st.app, contact_id) is not None:
+    if ctx.rights.suppressed(contact_id) is not None:
         return "erased"
-    if is_blocked(st, contact_id):
+    if is_blocked(ctx, contact_id):
         return "blocked"
     a = st.tables.adds
     with st.engine.connect() as conn:
@@ -80,15 +79,16 @@ def skip_reason(st: FriendsState, contact_id: str) -> str:
     return ""
 
 
-def queue(st: FriendsState, rows: list[AddRow], source: str, at: float) -> dict[str, Any]:
+def queue(ctx: Ctx, rows: list[AddRow], source: str, at: float) -> dict[str, Any]:
     """Queue people to add; returns {"queued": n, "skipped": {reason: n}}."""
+    st = ctx.state
     a = st.tables.adds
     skipped: dict[str, int] = {}
     queued = 0
     with st.engine.connect() as conn:
         seq = int(conn.execute(sa.select(sa.func.max(a.c.seq))).scalar() or 0)
     for row in rows:
-        reason = skip_reason(st, row.contact_id)
+        reason = skip_reason(ctx, row.contact_id)
         if reason:
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
@@ -114,9 +114,8 @@ def queue(st: FriendsState, rows: list[AddRow], source: str, at: float) -> dict[
             if not updated:
                 conn.execute(sa.insert(a).values(contact_id=row.contact_id, **values))
         queued += 1
-    st.app.record(
-        "friends.adds_queued",
-        plugin="friends",
+    ctx.record(
+        "adds_queued",
         source=source.split(":", 1)[0],
         queued=queued,
         skipped=skipped,
@@ -124,7 +123,8 @@ def queue(st: FriendsState, rows: list[AddRow], source: str, at: float) -> dict[
     return {"queued": queued, "skipped": skipped}
 
 
-def room_candidates(st: FriendsState, room_id: str, consent: str) -> list[AddRow]:
+def room_candidates(ctx: Ctx, room_id: str, consent: str) -> list[AddRow]:
+    st = ctx.state
     st.flush_members()
     m = st.tables.members
     with st.engine.connect() as conn:
@@ -136,7 +136,8 @@ def room_candidates(st: FriendsState, room_id: str, consent: str) -> list[AddRow
     return [AddRow(cid, name=name, consent=consent) for cid, name in rows]
 
 
-def room_known(st: FriendsState, room_id: str) -> bool:
+def room_known(ctx: Ctx, room_id: str) -> bool:
+    st = ctx.state
     st.flush_members()
     m = st.tables.members
     with st.engine.connect() as conn:
@@ -147,13 +148,15 @@ def room_known(st: FriendsState, room_id: str) -> bool:
 
 
 # -- state --------------------------------------------------------------------------------------
-def get_state(st: FriendsState) -> dict[str, Any]:
+def get_state(ctx: Ctx) -> dict[str, Any]:
+    st = ctx.state
     value = st.kv.get(STATE)
     return dict(value) if isinstance(value, dict) else {"paused": False}
 
 
-def set_state(st: FriendsState, **values: Any) -> dict[str, Any]:
-    state = {**get_state(st), **values}
+def set_state(ctx: Ctx, **values: Any) -> dict[str, Any]:
+    st = ctx.state
+    state = {**get_state(ctx), **values}
     st.kv.set(STATE, state)
     return state
 
@@ -162,7 +165,8 @@ def _day_start(now: datetime) -> float:
     return now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
-def requested_today(st: FriendsState, now: datetime) -> int:
+def requested_today(ctx: Ctx, now: datetime) -> int:
+    st = ctx.state
     a = st.tables.adds
     with st.engine.connect() as conn:
         return int(
@@ -172,17 +176,18 @@ def requested_today(st: FriendsState, now: datetime) -> int:
         )
 
 
-def summary(st: FriendsState, now: datetime) -> dict[str, Any]:
+def summary(ctx: Ctx, now: datetime) -> dict[str, Any]:
+    st = ctx.state
     a = st.tables.adds
     with st.engine.connect() as conn:
         counts: dict[str, int] = dict(
             conn.execute(sa.select(a.c.status, sa.func.count()).group_by(a.c.status)).all()
         )
-    state = get_state(st)
+    state = get_state(ctx)
     next_at = state.get("next_at")
     return {
         "counts": {str(k): int(v) for k, v in counts.items()},
-        "today": requested_today(st, now),
+        "today": requested_today(ctx, now),
         "cap": st.config.add_daily_cap,
         "paused": bool(state.get("paused")),
         "reason": state.get("reason", ""),
@@ -193,7 +198,8 @@ def summary(st: FriendsState, now: datetime) -> dict[str, Any]:
     }
 
 
-def cancel(st: FriendsState, at: float) -> int:
+def cancel(ctx: Ctx, at: float) -> int:
+    st = ctx.state
     a = st.tables.adds
     with st.engine.begin() as conn:
         return int(
@@ -205,16 +211,16 @@ def cancel(st: FriendsState, at: float) -> int:
         )
 
 
-def resume(ctx: Context, st: FriendsState) -> None:
-    set_state(st, paused=False, reason="", alerted=False)
+def resume(ctx: Ctx) -> None:
+    set_state(ctx, paused=False, reason="", alerted=False)
     for job in _add_jobs(ctx):
-        if ctx.app.ledger.job_status(job) is JobStatus.PAUSED:
+        if ctx.ledger.job_status(job) is JobStatus.PAUSED:
             ctx.outbox.set_job_status(job, JobStatus.ACTIVE)
 
 
-def _add_jobs(ctx: Context) -> list[str]:
-    jobs = ctx.app.ledger.jobs
-    with ctx.app.store.sql.engine.connect() as conn:
+def _add_jobs(ctx: Ctx) -> list[str]:
+    jobs = ctx.ledger.jobs
+    with ctx.sql.engine.connect() as conn:
         return list(
             conn.execute(
                 sa.select(jobs.c.job).where(
@@ -225,22 +231,23 @@ def _add_jobs(ctx: Context) -> list[str]:
         )
 
 
-def pause(ctx: Context, st: FriendsState, reason: str) -> None:
-    state = get_state(st)
-    set_state(st, paused=True, reason=reason)
+def pause(ctx: Ctx, reason: str) -> None:
+    state = get_state(ctx)
+    set_state(ctx, paused=True, reason=reason)
     for job in _add_jobs(ctx):
-        if ctx.app.ledger.job_status(job) is JobStatus.ACTIVE:
+        if ctx.ledger.job_status(job) is JobStatus.ACTIVE:
             ctx.outbox.set_job_status(job, JobStatus.PAUSED)
     ctx.record("adds_paused", reason=reason)
     if not state.get("alerted"):
-        set_state(st, alerted=True)
+        set_state(ctx, alerted=True)
         # An operator alert: neither the breaker nor quiet hours may hold it back.
-        ctx.app.alert("friends/adds_paused", reason=reason)
+        ctx.alert("friends/adds_paused", reason=reason)
 
 
 # -- the tick -----------------------------------------------------------------------------------
-def _reconcile(ctx: Context, st: FriendsState, now: float) -> bool:
+def _reconcile(ctx: Ctx, now: float) -> bool:
     """Read what the governor did with our requests. True when one was throttled."""
+    st = ctx.state
     a = st.tables.adds
     with st.engine.connect() as conn:
         rows = conn.execute(
@@ -251,7 +258,7 @@ def _reconcile(ctx: Context, st: FriendsState, now: float) -> bool:
     moves: list[tuple[str, str, str]] = []
     for cid, job in rows:
         if job not in journals:
-            journals[job] = {r.recipient: r for r in ctx.app.ledger.rows_of(job)}
+            journals[job] = {r.recipient: r for r in ctx.ledger.rows_of(job)}
         row = journals[job].get(cid)
         if row is None:
             moves.append((cid, FAILED, "journal"))
@@ -277,10 +284,11 @@ def _reconcile(ctx: Context, st: FriendsState, now: float) -> bool:
     return throttled
 
 
-def _accepted(ctx: Context, st: FriendsState, now: datetime) -> int:
+def _accepted(ctx: Ctx, now: datetime) -> int:
     """Requests we sent that were accepted: the person has talked to us since."""
-    a, c = st.tables.adds, ctx.app.book.customers
-    ctx.app.book.flush()
+    st = ctx.state
+    a, c = st.tables.adds, ctx.book.customers
+    ctx.book.flush()
     with st.engine.connect() as conn:
         rows = conn.execute(
             sa.select(a.c.contact_id, a.c.consent, a.c.name, a.c.channel, a.c.tags, a.c.source)
@@ -291,7 +299,7 @@ def _accepted(ctx: Context, st: FriendsState, now: datetime) -> int:
                 c.c.last_inbound > a.c.requested_at,
             )
         ).all()
-    book = ctx.app.book
+    book = ctx.book
     for cid, consent, name, channel, tags, source in rows:
         before = book.get(cid)
         values: dict[str, Any] = {"is_friend": True}
@@ -320,11 +328,12 @@ def _accepted(ctx: Context, st: FriendsState, now: datetime) -> int:
                 .values(status=ACCEPTED, updated_at=now.timestamp())
             )
         ctx.record("add_accepted", contact_id=cid)
-        followups.enrol(st, cid, "friend_added", now.timestamp())
+        followups.enrol(ctx, cid, "friend_added", now.timestamp())
     return len(rows)
 
 
-def _expire(ctx: Context, st: FriendsState, now: float) -> int:
+def _expire(ctx: Ctx, now: float) -> int:
+    st = ctx.state
     a = st.tables.adds
     cutoff = now - st.config.add_expire_days * 86400
     with st.engine.begin() as conn:
@@ -337,7 +346,8 @@ def _expire(ctx: Context, st: FriendsState, now: float) -> int:
         )
 
 
-def _next_queued(st: FriendsState) -> Any:
+def _next_queued(ctx: Ctx) -> Any:
+    st = ctx.state
     a = st.tables.adds
     with st.engine.connect() as conn:
         return conn.execute(
@@ -345,31 +355,32 @@ def _next_queued(st: FriendsState) -> Any:
         ).first()
 
 
-async def tick(ctx: Context, st: FriendsState) -> None:
+async def tick(ctx: Ctx) -> None:
+    st = ctx.state
     now = ctx.now
     ts = now.timestamp()
-    throttled = _reconcile(ctx, st, ts)
-    _accepted(ctx, st, now)
-    _expire(ctx, st, ts)
-    state = get_state(st)
+    throttled = _reconcile(ctx, ts)
+    _accepted(ctx, now)
+    _expire(ctx, ts)
+    state = get_state(ctx)
     if state.get("paused"):
         return
     if throttled or ctx.outbox.breaker_open():
-        pause(ctx, st, "throttled")
+        pause(ctx, "throttled")
         return
-    row = _next_queued(st)
+    row = _next_queued(ctx)
     if row is None:
         return
     if not ctx.can(capabilities.ADD_FRIEND):
         if st.once("no_add_friend"):
             log.warning(
                 "friend adding queued, but the %s transport cannot add friends",
-                ctx.app.transport.name,
+                ctx.transport_name,
             )
         return
     if not st.config.add_hours.contains(now.time()):
         return
-    if requested_today(st, now) >= st.config.add_daily_cap:
+    if requested_today(ctx, now) >= st.config.add_daily_cap:
         return
     if ts < float(state.get("next_at") or 0):
         return
@@ -377,7 +388,7 @@ async def tick(ctx: Context, st: FriendsState) -> None:
     for _ in range(50):  # skip the ones that became friends, opted out... meanwhile
         if row is None:
             return
-        reason = skip_reason_queued(st, row.contact_id)
+        reason = skip_reason_queued(ctx, row.contact_id)
         if not reason:
             break
         with st.engine.begin() as conn:
@@ -387,7 +398,7 @@ async def tick(ctx: Context, st: FriendsState) -> None:
                 .values(status=SKIPPED, reason=reason, updated_at=ts)
             )
         ctx.record("add_skipped", contact_id=row.contact_id, reason=reason)
-        row = _next_queued(st)
+        row = _next_queued(ctx)
     else:
         return
     if row is None:
@@ -406,7 +417,7 @@ async def tick(ctx: Context, st: FriendsState) -> None:
         contact_id=cid,
     )
     ctx.outbox.enqueue_bulk(job, [action], meta={"plugin": "friends", "kind": "add_friend"})
-    if ctx.app.ledger.job_status(job) is JobStatus.DONE:
+    if ctx.ledger.job_status(job) is JobStatus.DONE:
         ctx.outbox.set_job_status(job, JobStatus.ACTIVE)
     with st.engine.begin() as conn:
         conn.execute(
@@ -414,19 +425,20 @@ async def tick(ctx: Context, st: FriendsState) -> None:
             .where(a.c.contact_id == cid)
             .values(status=REQUESTING, job=job, requested_at=ts, updated_at=ts)
         )
-    gap = ctx.app.rng.uniform(st.config.add_gap_min.low, st.config.add_gap_min.high) * 60
-    set_state(st, next_at=ts + gap)
+    gap = ctx.rng.uniform(st.config.add_gap_min.low, st.config.add_gap_min.high) * 60
+    set_state(ctx, next_at=ts + gap)
     ctx.record("add_requesting", contact_id=cid, job=job)
 
 
-def skip_reason_queued(st: FriendsState, contact_id: str) -> str:
-    reason = skip_reason(st, contact_id)
+def skip_reason_queued(ctx: Ctx, contact_id: str) -> str:
+    reason = skip_reason(ctx, contact_id)
     return "" if reason == "queued" else reason
 
 
-def planned_today(st: FriendsState, now: datetime) -> tuple[datetime, int] | None:
+def planned_today(ctx: Ctx, now: datetime) -> tuple[datetime, int] | None:
     """When the next request goes out today and how many more may go today, or None."""
-    state = get_state(st)
+    st = ctx.state
+    state = get_state(ctx)
     if state.get("paused"):
         return None
     a = st.tables.adds
@@ -434,7 +446,7 @@ def planned_today(st: FriendsState, now: datetime) -> tuple[datetime, int] | Non
         queued = int(
             conn.execute(sa.select(sa.func.count()).where(a.c.status == QUEUED)).scalar_one()
         )
-    room = st.config.add_daily_cap - requested_today(st, now)
+    room = st.config.add_daily_cap - requested_today(ctx, now)
     window = st.config.add_hours
     end = now.replace(hour=window.end.hour, minute=window.end.minute, second=0, microsecond=0)
     if not queued or room <= 0 or now >= end:

@@ -13,47 +13,45 @@ from pathlib import Path
 from typing import Any
 
 from plugins._friends import adds, csvio, followups, requests
-from plugins._friends.state import FriendsState
-from pond import Command, Context, Media, MediaKind
-from pond.customers import STAGES, check_tag
-from pond.segments import Segment, SegmentError
+from plugins._friends.state import Ctx
+from pond import STAGES, Command, Media, MediaKind, Segment, SegmentError, check_tag
 
 log = logging.getLogger("pond.plugins.friends")
 
 
-async def say(ctx: Context, key: str, **variables: Any) -> None:
+async def say(ctx: Ctx, key: str, **variables: Any) -> None:
     """Answer the operator (early returns read `return await say(...)`)."""
     await ctx.reply(key, **variables)
 
 
-async def usage(cmd: Command, ctx: Context) -> None:
-    info = ctx.app.commands.catalog.info(cmd.name)
+async def usage(cmd: Command, ctx: Ctx) -> None:
+    info = ctx.commands.catalog.info(cmd.name)
     await ctx.reply("friends/cmd_usage", command=info.display, usage=info.usage or info.display)
 
 
-async def known(cmd: Command, ctx: Context, contact_id: str) -> bool:
-    if ctx.app.book.exists(contact_id):
+async def known(cmd: Command, ctx: Ctx, contact_id: str) -> bool:
+    if ctx.book.exists(contact_id):
         return True
     await ctx.reply("friends/cmd_unknown_contact", customer_id=contact_id)
     return False
 
 
-def _when(ctx: Context, ts: float | None) -> str:
+def _when(ctx: Ctx, ts: float | None) -> str:
     from datetime import datetime
 
     return datetime.fromtimestamp(ts, ctx.clock.tz).strftime("%Y-%m-%d %H:%M") if ts else ""
 
 
 # -- the review queue -------------------------------------------------------------------------
-async def list_requests(cmd: Command, ctx: Context, st: FriendsState) -> None:
-    items = requests.pending(st, ctx.now.timestamp())
+async def list_requests(cmd: Command, ctx: Ctx) -> None:
+    items = requests.pending(ctx, ctx.now.timestamp())
     await ctx.reply("friends/cmd_requests", items=items, count=len(items))
 
 
-async def accept(cmd: Command, ctx: Context, st: FriendsState) -> None:
+async def accept(cmd: Command, ctx: Ctx) -> None:
     if not cmd.args:
         return await usage(cmd, ctx)
-    item = requests.find_review(st, cmd.args[0])
+    item = requests.find_review(ctx, cmd.args[0])
     if item is None:
         return await say(ctx, "friends/cmd_no_request", ref=cmd.args[0])
     tags = list(cmd.args[1:])
@@ -62,15 +60,15 @@ async def accept(cmd: Command, ctx: Context, st: FriendsState) -> None:
             check_tag(tag)
     except ValueError as error:
         return await say(ctx, "friends/cmd_bad_input", reason=str(error))
-    requests.drop_review(st, item)
+    requests.drop_review(ctx, item)
     name = item.get("alias") or item.get("name") or ""
     await ctx.reply("friends/cmd_accepting", n=item["n"], name=name, customer_id=item["contact_id"])
     req = {k: item[k] for k in ("ticket", "contact_id", "name", "alias", "hello", "at")}
     source = f"admin:{cmd.sender.id}"
     if cmd.origin == "cli":  # nothing can be sent from here: the running bot accepts it
-        requests.approve(st, req, how="admin", source=source, tags=tuple(tags))
+        requests.approve(ctx, req, how="admin", source=source, tags=tuple(tags))
         return
-    outcome = await requests.accept(ctx, st, req, how="admin", source=source, tags=tuple(tags))
+    outcome = await requests.accept(ctx, req, how="admin", source=source, tags=tuple(tags))
     if outcome.status != "sent":
         await ctx.reply(
             "friends/cmd_accept_failed",
@@ -81,13 +79,13 @@ async def accept(cmd: Command, ctx: Context, st: FriendsState) -> None:
         )
 
 
-async def reject(cmd: Command, ctx: Context, st: FriendsState) -> None:
+async def reject(cmd: Command, ctx: Ctx) -> None:
     if not cmd.args:
         return await usage(cmd, ctx)
-    item = requests.find_review(st, cmd.args[0])
+    item = requests.find_review(ctx, cmd.args[0])
     if item is None:
         return await say(ctx, "friends/cmd_no_request", ref=cmd.args[0])
-    requests.drop_review(st, item)
+    requests.drop_review(ctx, item)
     ctx.record("review_rejected", contact_id=item["contact_id"], n=item["n"])
     await ctx.reply(
         "friends/cmd_rejected",
@@ -97,15 +95,16 @@ async def reject(cmd: Command, ctx: Context, st: FriendsState) -> None:
     )
 
 
-async def block(cmd: Command, ctx: Context, st: FriendsState, on: bool) -> None:
+async def block(cmd: Command, ctx: Ctx, on: bool) -> None:
+    st = ctx.state
     if not cmd.args:
         return await usage(cmd, ctx)
     ref = cmd.args[0]
-    item = requests.find_review(st, ref)
+    item = requests.find_review(ctx, ref)
     cid = item["contact_id"] if item else ref
     if on:
         if item is not None:
-            requests.drop_review(st, item)
+            requests.drop_review(ctx, item)
         st.kv.set(requests.BLOCK + cid, {"at": ctx.now.timestamp(), "by": cmd.sender.id})
         ctx.record("blocked", contact_id=cid)
     else:
@@ -117,14 +116,14 @@ async def block(cmd: Command, ctx: Context, st: FriendsState, on: bool) -> None:
 
 
 # -- the book ---------------------------------------------------------------------------------
-async def contact(cmd: Command, ctx: Context, st: FriendsState) -> None:
+async def contact(cmd: Command, ctx: Ctx) -> None:
     if not cmd.args:
         return await usage(cmd, ctx)
     cid = cmd.args[0]
-    customer = ctx.app.book.get(cid)
+    customer = ctx.book.get(cid)
     if customer is None:
         return await say(ctx, "friends/cmd_unknown_contact", customer_id=cid)
-    running = [f for f in followups.of_contact(st, cid) if f["status"] == followups.ACTIVE]
+    running = [f for f in followups.of_contact(ctx, cid) if f["status"] == followups.ACTIVE]
     await ctx.reply(
         "friends/cmd_contact",
         customer_id=cid,
@@ -133,7 +132,7 @@ async def contact(cmd: Command, ctx: Context, st: FriendsState) -> None:
         stage=customer.stage,
         tag_list=sorted(customer.tags),
         friend=customer.is_friend,
-        opted_out=ctx.app.ledger.is_opted_out(cid),
+        opted_out=ctx.ledger.is_opted_out(cid),
         first_seen=_when(ctx, customer.first_seen),
         last_inbound=_when(ctx, customer.last_inbound),
         last_outbound=_when(ctx, customer.last_outbound),
@@ -152,19 +151,19 @@ async def contact(cmd: Command, ctx: Context, st: FriendsState) -> None:
     )
 
 
-async def note(cmd: Command, ctx: Context, st: FriendsState) -> None:
+async def note(cmd: Command, ctx: Ctx) -> None:
     parts = cmd.rest.split(None, 1)
     if len(parts) < 2:
         return await usage(cmd, ctx)
     cid, text = parts
     if not await known(cmd, ctx, cid):
         return
-    ctx.app.book.add_note(cid, text, ctx.now)
+    ctx.book.add_note(cid, text, ctx.now)
     ctx.record("noted", contact_id=cid)
     await ctx.reply("friends/cmd_noted", customer_id=cid)
 
 
-async def stage(cmd: Command, ctx: Context, st: FriendsState) -> None:
+async def stage(cmd: Command, ctx: Ctx) -> None:
     if len(cmd.args) != 2:
         return await usage(cmd, ctx)
     cid, new = cmd.args
@@ -172,31 +171,31 @@ async def stage(cmd: Command, ctx: Context, st: FriendsState) -> None:
         return
     if new not in STAGES:
         return await say(ctx, "friends/cmd_bad_stage", stage=new, stages=list(STAGES))
-    previous = ctx.app.book.set_stage(cid, new, ctx.now, source="admin")
+    previous = ctx.book.set_stage(cid, new, ctx.now, source="admin")
     ctx.record("stage", contact_id=cid, stage=new, previous=previous, source="admin")
     await ctx.reply("friends/cmd_stage", customer_id=cid, stage=new, previous=previous)
 
 
-async def purchase(cmd: Command, ctx: Context, st: FriendsState) -> None:
+async def purchase(cmd: Command, ctx: Ctx) -> None:
     if len(cmd.args) != 1:
         return await usage(cmd, ctx)
     cid = cmd.args[0]
     if not await known(cmd, ctx, cid):
         return
-    book = ctx.app.book
+    book = ctx.book
     customer = book.get(cid)
     assert customer is not None
     new = "repeat" if customer.stage in ("customer", "repeat") else "customer"
     book.tag(cid, ["purchased"], ctx.now, source="admin")
     if new == customer.stage:  # a further purchase: the stage stays, the anchor fires again
-        followups.enrol(st, cid, "purchased", ctx.now.timestamp())
+        followups.enrol(ctx, cid, "purchased", ctx.now.timestamp())
     else:
         book.set_stage(cid, new, ctx.now, source="purchase")
     ctx.record("purchase", contact_id=cid, stage=new)
     await ctx.reply("friends/cmd_purchase", customer_id=cid, stage=new)
 
 
-async def segment(cmd: Command, ctx: Context, st: FriendsState) -> None:
+async def segment(cmd: Command, ctx: Ctx) -> None:
     if not cmd.rest:
         return await usage(cmd, ctx)
     try:
@@ -209,12 +208,12 @@ async def segment(cmd: Command, ctx: Context, st: FriendsState) -> None:
             position=error.pos,
             reason=str(error),
         )
-    ids = ctx.app.book.select(seg)
+    ids = ctx.book.select(seg)
     await ctx.reply("friends/cmd_segment", expression=cmd.rest, count=len(ids), sample=ids[:10])
 
 
 # -- follow-ups -------------------------------------------------------------------------------
-async def show_followups(cmd: Command, ctx: Context, st: FriendsState) -> None:
+async def show_followups(cmd: Command, ctx: Ctx) -> None:
     if len(cmd.args) != 1:
         return await usage(cmd, ctx)
     cid = cmd.args[0]
@@ -229,45 +228,46 @@ async def show_followups(cmd: Command, ctx: Context, st: FriendsState) -> None:
             "sent": f["sent"],
             "due": _when(ctx, f["due_at"]) if f["status"] == followups.ACTIVE else "",
         }
-        for f in followups.of_contact(st, cid)
+        for f in followups.of_contact(ctx, cid)
     ]
     await ctx.reply("friends/cmd_followups", customer_id=cid, items=items)
 
 
-async def stop_followups(cmd: Command, ctx: Context, st: FriendsState) -> None:
+async def stop_followups(cmd: Command, ctx: Ctx) -> None:
     if not 1 <= len(cmd.args) <= 2:
         return await usage(cmd, ctx)
     cid = cmd.args[0]
     if not await known(cmd, ctx, cid):
         return
-    n = followups.stop(st, cid, "admin", cmd.args[1] if len(cmd.args) == 2 else None)
+    n = followups.stop(ctx, cid, "admin", cmd.args[1] if len(cmd.args) == 2 else None)
     await ctx.reply("friends/cmd_followups_stopped", customer_id=cid, count=n)
 
 
 # -- CSV and paced adding ---------------------------------------------------------------------
-def exports_dir(ctx: Context, st: FriendsState) -> Path:
+def exports_dir(ctx: Ctx) -> Path:
+    st = ctx.state
     folder: Path = st.config.exports_dir
     return folder if folder.is_absolute() else ctx.settings.bot.data_dir / folder
 
 
-def _path(ctx: Context, text: str) -> Path:
+def _path(ctx: Ctx, text: str) -> Path:
     path = Path(text).expanduser()
     return path if path.is_absolute() else ctx.settings.bot.data_dir / path
 
 
-async def import_book(cmd: Command, ctx: Context, st: FriendsState) -> None:
+async def import_book(cmd: Command, ctx: Ctx) -> None:
     if not cmd.rest:
         return await usage(cmd, ctx)
     try:
-        report = csvio.import_book(st, _path(ctx, cmd.rest))
+        report = csvio.import_book(ctx, _path(ctx, cmd.rest))
     except ValueError as error:
         return await say(ctx, "friends/cmd_bad_input", reason=str(error))
     await ctx.reply("friends/cmd_imported", **report.as_dict())
 
 
-async def export_book(cmd: Command, ctx: Context, st: FriendsState) -> None:
-    path = exports_dir(ctx, st) / f"book-{ctx.now:%Y%m%d-%H%M%S}.csv"
-    rows = csvio.export_book(st, path)
+async def export_book(cmd: Command, ctx: Ctx) -> None:
+    path = exports_dir(ctx) / f"book-{ctx.now:%Y%m%d-%H%M%S}.csv"
+    rows = csvio.export_book(ctx, path)
     path.chmod(0o600)
     await ctx.reply(
         "friends/cmd_book_exported",
@@ -277,31 +277,31 @@ async def export_book(cmd: Command, ctx: Context, st: FriendsState) -> None:
     )
 
 
-async def add_friends(cmd: Command, ctx: Context, st: FriendsState) -> None:
+async def add_friends(cmd: Command, ctx: Ctx) -> None:
     if not cmd.rest:
         return await usage(cmd, ctx)
     path = _path(ctx, cmd.rest)
     try:
-        rows, report = csvio.read_adds(st, path)
+        rows, report = csvio.read_adds(ctx, path)
     except ValueError as error:
         return await say(ctx, "friends/cmd_bad_input", reason=str(error))
-    result = adds.queue(st, rows, f"csv:{path.name}", ctx.now.timestamp())
+    result = adds.queue(ctx, rows, f"csv:{path.name}", ctx.now.timestamp())
     await reply_queued(ctx, result, report.as_dict())
 
 
-async def add_room_members(cmd: Command, ctx: Context, st: FriendsState) -> None:
+async def add_room_members(cmd: Command, ctx: Ctx) -> None:
     parts = cmd.rest.split(None, 1)
     if len(parts) < 2:
         return await usage(cmd, ctx)
     room_id, consent = parts
-    if not adds.room_known(st, room_id):
+    if not adds.room_known(ctx, room_id):
         return await say(ctx, "friends/cmd_unknown_room", room=room_id)
-    rows = adds.room_candidates(st, room_id, consent)
-    result = adds.queue(st, rows, f"room:{room_id}", ctx.now.timestamp())
+    rows = adds.room_candidates(ctx, room_id, consent)
+    result = adds.queue(ctx, rows, f"room:{room_id}", ctx.now.timestamp())
     await reply_queued(ctx, result, {"errors": [], "warnings": [], "rows": len(rows)})
 
 
-async def reply_queued(ctx: Context, result: dict[str, Any], report: dict[str, Any]) -> None:
+async def reply_queued(ctx: Ctx, result: dict[str, Any], report: dict[str, Any]) -> None:
     await ctx.reply(
         "friends/cmd_adds_queued",
         queued=result["queued"],
@@ -312,45 +312,45 @@ async def reply_queued(ctx: Context, result: dict[str, Any], report: dict[str, A
     )
 
 
-async def adds_status(cmd: Command, ctx: Context, st: FriendsState) -> None:
-    await ctx.reply("friends/cmd_adds_status", **adds.summary(st, ctx.now))
+async def adds_status(cmd: Command, ctx: Ctx) -> None:
+    await ctx.reply("friends/cmd_adds_status", **adds.summary(ctx, ctx.now))
 
 
-async def adds_control(cmd: Command, ctx: Context, st: FriendsState, action: str) -> None:
+async def adds_control(cmd: Command, ctx: Ctx, action: str) -> None:
     n = 0
     if action == "pause":
-        adds.set_state(st, paused=True, reason="admin", alerted=True)
+        adds.set_state(ctx, paused=True, reason="admin", alerted=True)
         ctx.record("adds_paused", reason="admin")
     elif action == "resume":
-        adds.resume(ctx, st)
+        adds.resume(ctx)
         ctx.record("adds_resumed")
     else:
-        n = adds.cancel(st, ctx.now.timestamp())
+        n = adds.cancel(ctx, ctx.now.timestamp())
         ctx.record("adds_cancelled", count=n)
     await ctx.reply("friends/cmd_adds_changed", action=action, count=n)
 
 
-async def block_on(cmd: Command, ctx: Context, st: FriendsState) -> None:
-    await block(cmd, ctx, st, True)
+async def block_on(cmd: Command, ctx: Ctx) -> None:
+    await block(cmd, ctx, True)
 
 
-async def block_off(cmd: Command, ctx: Context, st: FriendsState) -> None:
-    await block(cmd, ctx, st, False)
+async def block_off(cmd: Command, ctx: Ctx) -> None:
+    await block(cmd, ctx, False)
 
 
-async def adds_pause(cmd: Command, ctx: Context, st: FriendsState) -> None:
-    await adds_control(cmd, ctx, st, "pause")
+async def adds_pause(cmd: Command, ctx: Ctx) -> None:
+    await adds_control(cmd, ctx, "pause")
 
 
-async def adds_resume(cmd: Command, ctx: Context, st: FriendsState) -> None:
-    await adds_control(cmd, ctx, st, "resume")
+async def adds_resume(cmd: Command, ctx: Ctx) -> None:
+    await adds_control(cmd, ctx, "resume")
 
 
-async def adds_cancel(cmd: Command, ctx: Context, st: FriendsState) -> None:
-    await adds_control(cmd, ctx, st, "cancel")
+async def adds_cancel(cmd: Command, ctx: Ctx) -> None:
+    await adds_control(cmd, ctx, "cancel")
 
 
-Handler = Callable[[Command, Context, FriendsState], Awaitable[None]]
+Handler = Callable[[Command, Ctx], Awaitable[None]]
 # English command name -> handler (Chinese names: persona/friends/commands.toml).
 COMMANDS: dict[str, Handler] = {
     "friend_requests": list_requests,

@@ -19,9 +19,8 @@ from typing import Any
 
 from plugins._friends.adds import AddRow
 from plugins._friends.rules import Columns
-from plugins._friends.state import FriendsState
-from pond import Problem
-from pond.customers import STAGES, bad_stage, check_tag
+from plugins._friends.state import Ctx
+from pond import STAGES, Problem, bad_stage, check_tag
 
 _SPLIT = re.compile(r"[;,\s\u3001\uff0c\uff1b]+")  # ; , space 、 ， ；
 _ID = re.compile(r"^[^\s]{1,128}$")
@@ -180,12 +179,12 @@ def _check_id(cell: str) -> str:
 
 
 # -- the customer book -------------------------------------------------------------------------
-def import_book(st: FriendsState, path: Path) -> Report:
+def import_book(ctx: Ctx, path: Path) -> Report:
     """Create or update customers. Empty cells change nothing; tags are added ("-tag"
     removes one); opted_out=yes opts the person out (a CSV never opts anyone back in)."""
+    st = ctx.state
     report = Report()
-    app = st.app
-    tz = app.clock.tz
+    tz = ctx.clock.tz
     seen: dict[str, int] = {}
     for line, row in read(path, st.data.columns, report):
         try:
@@ -203,21 +202,21 @@ def import_book(st: FriendsState, path: Path) -> Report:
             )
             report.warnings.append((line, twice))
         seen[cid] = line
-        now = app.clock.now()
-        created = app.book.upsert(cid, now, **plan["fields"])
+        now = ctx.now
+        created = ctx.book.upsert(cid, now, **plan["fields"])
         if plan["channel"]:
-            app.book.tag(cid, [f"channel:{plan['channel']}"], now, source="import")
+            ctx.book.tag(cid, [f"channel:{plan['channel']}"], now, source="import")
         if plan["add"]:
-            app.book.tag(cid, plan["add"], now, source="import")
+            ctx.book.tag(cid, plan["add"], now, source="import")
         if plan["remove"]:
-            app.book.untag(cid, plan["remove"], source="import")
+            ctx.book.untag(cid, plan["remove"], source="import")
         if plan["note"]:
-            customer = app.book.get(cid)
+            customer = ctx.book.get(cid)
             if customer is None or plan["note"] not in customer.notes:
-                app.book.add_note(cid, plan["note"], now)
+                ctx.book.add_note(cid, plan["note"], now)
         if plan["consent"]:
             at = plan["consent_at"] or now.timestamp()
-            app.book.record_consent(
+            ctx.book.record_consent(
                 cid,
                 "contact",
                 datetime.fromtimestamp(at, tz),
@@ -225,10 +224,10 @@ def import_book(st: FriendsState, path: Path) -> Report:
                 source=plan["consent"],
             )
         if plan["opted_out"]:
-            app.outbox.opt_out(cid, source="import")
+            ctx.outbox.opt_out(cid, source="import")
         report.imported += 1
         report.created += int(created)
-    app.record("friends.book_import", plugin="friends", **_numbers(report))
+    ctx.record("book_import", **_numbers(report))
     return report
 
 
@@ -275,10 +274,9 @@ def _plan(row: dict[str, str], columns: Columns, tz: Any) -> dict[str, Any]:
     }
 
 
-def export_book(st: FriendsState, path: Path) -> int:
-    app = st.app
-    tz = app.clock.tz
-    opted = app.book.opted_out_ids()
+def export_book(ctx: Ctx, path: Path) -> int:
+    tz = ctx.clock.tz
+    opted = ctx.book.opted_out_ids()
     n = 0
 
     def when(ts: float | None) -> str:
@@ -288,7 +286,7 @@ def export_book(st: FriendsState, path: Path) -> int:
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(EXPORT_COLUMNS)
-        for c in app.book.iter_all():
+        for c in ctx.book.iter_all():
             consent: Any = c.consent.get("contact") or next(iter(c.consent.values()), {})
             writer.writerow(
                 [
@@ -310,14 +308,15 @@ def export_book(st: FriendsState, path: Path) -> int:
                 ]
             )
             n += 1
-    app.record("friends.book_export", plugin="friends", rows=n)
+    ctx.record("book_export", rows=n)
     return n
 
 
 # -- people to add -----------------------------------------------------------------------------
-def read_adds(st: FriendsState, path: Path) -> tuple[list[AddRow], Report]:
+def read_adds(ctx: Ctx, path: Path) -> tuple[list[AddRow], Report]:
     """Rows for the paced adding queue. Each needs an id and a consent source (where the
     person agreed to be contacted); rows without one are refused."""
+    st = ctx.state
     report = Report()
     rows: list[AddRow] = []
     seen: set[str] = set()

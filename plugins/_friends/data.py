@@ -32,11 +32,10 @@ from plugins._friends.rules import (
     TagRules,
     header_key,
 )
-from pond import Problem, toml_line
-from pond.clock import parse_duration
-from pond.customers import check_tag
-from pond.segments import Segment, SegmentError
+from pond import Problem, Segment, SegmentError, check_tag, parse_duration, toml_line
 
+# Tells whether a persona key named by a data file may be used (None) or what is wrong.
+KeyCheck = Callable[[str], Problem | None]
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 _SEQ = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -304,7 +303,7 @@ def parse_tags(label: str, text: str) -> TagRules:
     return TagRules.of(rules)
 
 
-def parse_followups(label: str, text: str, check_key: Callable[[str], Problem | None]) -> Followups:
+def parse_followups(label: str, text: str, check_key: KeyCheck) -> Followups:
     r = _Reader(label, text)
     data = _toml(label, text)
     sequences: dict[str, Sequence] = {}
@@ -464,12 +463,9 @@ FILES = ("requests.toml", "channels.toml", "tags.toml", "followups.toml", "csv.t
 class DataFiles:
     """The parsed files and the (mtime, size) they were read at."""
 
-    def __init__(
-        self, folder: Path, label: str, check_key: Callable[[str], Problem | None]
-    ) -> None:
+    def __init__(self, folder: Path, label: str) -> None:
         self.folder = folder
         self.label = label  # how files are named in messages, e.g. "persona/friends"
-        self.check_key = check_key
         self.requests = RequestRules()
         self.channels = Channels()
         self.tags = TagRules()
@@ -484,7 +480,7 @@ class DataFiles:
             return None
         return (st.st_mtime_ns, st.st_size)
 
-    def _parse(self, name: str) -> Any:
+    def _parse(self, name: str, check_key: KeyCheck) -> Any:
         label = f"{self.label}/{name}"
         path = self.folder / name
         try:
@@ -500,7 +496,7 @@ class DataFiles:
         if name == "tags.toml":
             return parse_tags(label, text)
         if name == "followups.toml":
-            return parse_followups(label, text, self.check_key)
+            return parse_followups(label, text, check_key)
         return parse_columns(label, text)
 
     def _apply(self, name: str, value: Any) -> None:
@@ -513,14 +509,16 @@ class DataFiles:
         }[name]
         setattr(self, attr, value)
 
-    def load(self) -> None:
+    def load(self, check_key: KeyCheck) -> None:
         """Start-up: every file must be right (DataError on the first problem)."""
         for name in FILES:
             stamp = self._stamp(name)
-            self._apply(name, self._parse(name))
+            self._apply(name, self._parse(name, check_key))
             self._stamps[name] = stamp
 
-    def reload_if_changed(self, *, force: bool = False) -> tuple[list[str], list[DataError]]:
+    def reload_if_changed(
+        self, check_key: KeyCheck, *, force: bool = False
+    ) -> tuple[list[str], list[DataError]]:
         """Re-read changed files; a bad one keeps its last good version. Returns the names
         of the files reloaded and the problems found."""
         reloaded: list[str] = []
@@ -531,7 +529,7 @@ class DataFiles:
                 continue
             self._stamps[name] = stamp  # report a broken version once, not every minute
             try:
-                self._apply(name, self._parse(name))
+                self._apply(name, self._parse(name, check_key))
             except DataError as error:
                 errors.append(error)
                 continue

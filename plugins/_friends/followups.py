@@ -21,10 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from plugins._friends.rules import Sequence, Step
-from plugins._friends.state import FriendsState
-from pond import ActionClass, Context, JobStatus, PersonaError
-from pond.customers import Customer, facts_of
-from pond.pauses import ALL
+from plugins._friends.state import Ctx
+from pond import ALL_CHATS, ActionClass, Customer, JobStatus, PersonaError, facts_of
 
 log = logging.getLogger("pond.plugins.friends")
 
@@ -39,8 +37,9 @@ def due_time(step: Step, anchor_at: float, tz: tzinfo) -> float:
     return max(due, anchor_at)
 
 
-def enrol(st: FriendsState, contact_id: str, anchor: str, at: float) -> list[str]:
+def enrol(ctx: Ctx, contact_id: str, anchor: str, at: float) -> list[str]:
     """Start every sequence whose anchor this is. Returns the sequences started."""
+    st = ctx.state
     sequences = [s for s in st.data.followups.sequences.values() if s.fits(anchor)]
     if not sequences:
         return []
@@ -49,7 +48,7 @@ def enrol(st: FriendsState, contact_id: str, anchor: str, at: float) -> list[str
     facts: frozenset[str] | None = None
     for seq in sequences:
         if seq.segment is not None:
-            facts = facts if facts is not None else st.app.book.facts(contact_id)
+            facts = facts if facts is not None else ctx.book.facts(contact_id)
             if not seq.segment.matches(facts):
                 continue
         with st.engine.begin() as conn:
@@ -66,7 +65,7 @@ def enrol(st: FriendsState, contact_id: str, anchor: str, at: float) -> list[str
                 "step": 0,
                 "anchor": anchor[:160],
                 "anchor_at": at,
-                "due_at": due_time(seq.steps[0], at, st.app.clock.tz),
+                "due_at": due_time(seq.steps[0], at, ctx.clock.tz),
                 "status": ACTIVE,
                 "reason": "",
                 "sent": 0,
@@ -80,9 +79,8 @@ def enrol(st: FriendsState, contact_id: str, anchor: str, at: float) -> list[str
                     .where(f.c.contact_id == contact_id, f.c.sequence == seq.id)
                     .values(**values)
                 )
-        st.app.record(
-            "friends.followup_enrolled",
-            plugin="friends",
+        ctx.record(
+            "followup_enrolled",
             contact_id=contact_id,
             sequence=seq.id,
             anchor=anchor.split(":", 1)[0],
@@ -92,7 +90,8 @@ def enrol(st: FriendsState, contact_id: str, anchor: str, at: float) -> list[str
     return started
 
 
-def stop(st: FriendsState, contact_id: str, reason: str, sequence: str | None = None) -> int:
+def stop(ctx: Ctx, contact_id: str, reason: str, sequence: str | None = None) -> int:
+    st = ctx.state
     f = st.tables.followups
     query = sa.update(f).where(f.c.contact_id == contact_id, f.c.status == ACTIVE)
     if sequence is not None:
@@ -100,15 +99,12 @@ def stop(st: FriendsState, contact_id: str, reason: str, sequence: str | None = 
     with st.engine.begin() as conn:
         n = int(
             conn.execute(
-                query.values(
-                    status=STOPPED, reason=reason, updated_at=st.app.clock.now().timestamp()
-                )
+                query.values(status=STOPPED, reason=reason, updated_at=ctx.now.timestamp())
             ).rowcount
         )
     if n:
-        st.app.record(
-            "friends.followup_stopped",
-            plugin="friends",
+        ctx.record(
+            "followup_stopped",
             contact_id=contact_id,
             reason=reason,
             sequences=n,
@@ -116,7 +112,8 @@ def stop(st: FriendsState, contact_id: str, reason: str, sequence: str | None = 
     return n
 
 
-def of_contact(st: FriendsState, contact_id: str) -> list[dict[str, Any]]:
+def of_contact(ctx: Ctx, contact_id: str) -> list[dict[str, Any]]:
+    st = ctx.state
     f = st.tables.followups
     with st.engine.connect() as conn:
         rows = conn.execute(
@@ -125,15 +122,15 @@ def of_contact(st: FriendsState, contact_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in rows]
 
 
-def _handed_off(ctx: Context, contact_id: str, since: float) -> bool:
-    paused = ctx.app.pauses.active().get(contact_id)
+def _handed_off(ctx: Ctx, contact_id: str, since: float) -> bool:
+    paused = ctx.pauses.active().get(contact_id)
     if paused is not None:
         return True
     moment = datetime.fromtimestamp(since, ctx.clock.tz)
-    if ctx.app.store.sql.events(kind="chat.takeover", chat_id=contact_id, since=moment, limit=1):
+    if ctx.sql.events(kind="chat.takeover", chat_id=contact_id, since=moment, limit=1):
         return True
-    events = ctx.app.store.sql.events_table
-    with ctx.app.store.sql.engine.connect() as conn:
+    events = ctx.sql.events_table
+    with ctx.sql.engine.connect() as conn:
         found = conn.execute(
             sa.select(events.c.id)
             .where(
@@ -146,9 +143,9 @@ def _handed_off(ctx: Context, contact_id: str, since: float) -> bool:
     return found is not None
 
 
-def _stop_reason(ctx: Context, seq: Sequence, row: Any, customer: Customer) -> str:
+def _stop_reason(ctx: Ctx, seq: Sequence, row: Any, customer: Customer) -> str:
     cid = customer.id
-    if ctx.app.ledger.is_opted_out(cid):
+    if ctx.ledger.is_opted_out(cid):
         return "opt_out"
     if not customer.is_friend or customer.stage == "churned":
         return "churned"
@@ -170,10 +167,11 @@ def job_id(seq: str, run: int, step: int, due_at: float, tz: tzinfo) -> str:
     return f"friends.fu.{seq}.r{run}.s{step}.{day}"
 
 
-def drain(ctx: Context, st: FriendsState, limit: int = 200) -> dict[str, int]:
+def drain(ctx: Ctx, limit: int = 200) -> dict[str, int]:
     """Journal the due steps as bulk rows, then advance the enrolments."""
+    st = ctx.state
     counts = {"sent": 0, "skipped": 0, "stopped": 0, "postponed": 0, "done": 0}
-    if ctx.app.pauses.reason(ALL) is not None:
+    if ctx.pauses.reason(ALL_CHATS) is not None:
         return counts  # the operator paused everything: hold, do not stop
     now = ctx.now.timestamp()
     tz = ctx.clock.tz
@@ -187,7 +185,7 @@ def drain(ctx: Context, st: FriendsState, limit: int = 200) -> dict[str, int]:
         ).all()
     if not rows:
         return counts
-    book = ctx.app.book
+    book = ctx.book
     interval = ctx.settings.outbox.marketing_min_interval_h * 3600
     sequences = st.data.followups.sequences
     jobs: dict[str, list[Any]] = {}
@@ -236,7 +234,7 @@ def drain(ctx: Context, st: FriendsState, limit: int = 200) -> dict[str, int]:
             counts["skipped"] += 1
             advance(row, seq, False)
             continue
-        last = ctx.app.ledger.last_marketing(cid)
+        last = ctx.ledger.last_marketing(cid)
         if interval > 0 and last is not None and now - last < interval:
             updates.append((cid, row.sequence, {"due_at": last + interval + 60, "updated_at": now}))
             counts["postponed"] += 1
@@ -251,7 +249,7 @@ def drain(ctx: Context, st: FriendsState, limit: int = 200) -> dict[str, int]:
                 job=job,
                 name=customer.alias or customer.name,
                 channel=customer.channel,
-                channel_name=_channel_name(st, customer.channel),
+                channel_name=_channel_name(ctx, customer.channel),
             )
         except PersonaError as error:
             log.error("follow-up %s step %d: %s", seq.id, row.step, error)
@@ -267,7 +265,7 @@ def drain(ctx: Context, st: FriendsState, limit: int = 200) -> dict[str, int]:
     # the ledger keeps one row per (job, recipient).
     for job, actions in jobs.items():
         ctx.outbox.enqueue_bulk(job, actions, meta={"plugin": "friends", "kind": "followup"})
-        if ctx.app.ledger.job_status(job) is JobStatus.DONE:
+        if ctx.ledger.job_status(job) is JobStatus.DONE:
             ctx.outbox.set_job_status(job, JobStatus.ACTIVE)  # today's job had finished
     with st.engine.begin() as conn:
         for cid, sequence, values in updates:
@@ -279,13 +277,15 @@ def drain(ctx: Context, st: FriendsState, limit: int = 200) -> dict[str, int]:
     return counts
 
 
-def _channel_name(st: FriendsState, code: str) -> str:
+def _channel_name(ctx: Ctx, code: str) -> str:
+    st = ctx.state
     ch = st.data.channels.get(code) if code else None
     return ch.name if ch else ""
 
 
-def frequency_warnings(st: FriendsState, interval_h: float) -> list[str]:
+def frequency_warnings(ctx: Ctx, interval_h: float) -> list[str]:
     """Steps closer together than the marketing frequency window get postponed: say so."""
+    st = ctx.state
     out = []
     for seq in st.data.followups.sequences.values():
         for a, b in zip(seq.steps, seq.steps[1:], strict=False):
@@ -298,10 +298,9 @@ def frequency_warnings(st: FriendsState, interval_h: float) -> list[str]:
     return out
 
 
-def due_between(
-    st: FriendsState, start: datetime, end: datetime
-) -> list[tuple[str, datetime, int]]:
+def due_between(ctx: Ctx, start: datetime, end: datetime) -> list[tuple[str, datetime, int]]:
     """(sequence, first due time, how many) of the steps due in [start, end]."""
+    st = ctx.state
     f = st.tables.followups
     with st.engine.connect() as conn:
         rows = conn.execute(

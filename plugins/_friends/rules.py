@@ -8,8 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import time
 
-from pond import Problem
-from pond.segments import Segment
+from pond import Problem, Segment
 
 
 @dataclass(frozen=True)

@@ -6,33 +6,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 from plugins._friends import tables
-from plugins._friends.data import DataFiles
-from pond import Problem
-
-if TYPE_CHECKING:
-    from pond import App, Outcome, Plugin
+from plugins._friends.config import FriendsConfig
+from plugins._friends.data import DataFiles, KeyCheck
+from pond import Context, Namespace, Outcome, Problem, SqlStore
 
 log = logging.getLogger("pond.plugins.friends")
-KV = "friends"
 
 
 class FriendsState:
-    def __init__(self, app: App, plugin: Plugin, config: Any) -> None:
-        self.app = app
-        self.plugin = plugin
+    def __init__(self, sql: SqlStore, kv: Namespace, config: FriendsConfig, persona: Path) -> None:
         self.config = config
-        self.kv = app.store.namespace(KV)
-        self.tables = tables.create(app.store.sql.engine, app.store.sql.metadata)
-        self.engine = app.store.sql.engine
-        self.base_keys = tuple(plugin.persona_keys)
-        self.data = DataFiles(
-            app.settings.bot.persona_dir / "friends", "persona/friends", self.check_key
-        )
+        self.kv = kv
+        self.tables = tables.create(sql.engine, sql.metadata)
+        self.engine = sql.engine
+        self.data = DataFiles(persona / "friends", "persona/friends")
         # (room id, contact id) -> (name, is_friend, seen at, left): flushed by the tick.
         self.members: dict[tuple[str, str], tuple[str, bool, float, bool]] = {}
         # Accepts handed to the outbox by a job: ticket -> (outcome, what was accepted).
@@ -40,28 +33,6 @@ class FriendsState:
         self.ticks = 0
         self.run = secrets.token_hex(4)  # tells this run's durable marks from older ones
         self.said: set[str] = set()  # log-once reasons
-
-    # -- data files ----------------------------------------------------------------------
-    def check_key(self, key: str) -> Problem | None:
-        if not key.startswith("friends/"):
-            return Problem(
-                "friends.key_folder",
-                "key {key!r}: follow-up copy lives in persona/friends/, so the key starts with "
-                "friends/",
-                key=key,
-            )
-        if not self.app.persona.has(key):
-            return Problem(
-                "friends.key_missing",
-                "key {key!r}: there is no template persona/{key}.j2",
-                key=key,
-            )
-        return None
-
-    def use_followup_keys(self) -> None:
-        """Follow-up keys come from data: declare them so ctx.render accepts them."""
-        keys = dict.fromkeys([*self.base_keys, *sorted(self.data.followups.keys())])
-        self.plugin.persona_keys = tuple(keys)
 
     def once(self, reason: str) -> bool:
         if reason in self.said:
@@ -103,3 +74,29 @@ class FriendsState:
                         )
                     )
         return len(batch)
+
+
+# What the plugin's handlers and helpers get: typed config and state.
+Ctx = Context[FriendsConfig, FriendsState]
+
+
+def key_checker(ctx: Ctx) -> KeyCheck:
+    """Follow-up steps name their copy: the key must be under the plugin's declared prefix
+    (friends/) and have a template (ctx.check_keys), told in the file's own words."""
+
+    def check(key: str) -> Problem | None:
+        found = ctx.check_keys([key])
+        if not found:
+            return None
+        if found[0].code == "persona.undeclared":
+            return Problem(
+                "friends.key_folder",
+                "key {key!r}: follow-up copy lives in persona/friends/, so the key starts with "
+                "friends/",
+                key=key,
+            )
+        return Problem(
+            "friends.key_missing", "key {key!r}: there is no template persona/{key}.j2", key=key
+        )
+
+    return check

@@ -5,30 +5,31 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from plugins._friends.state import FriendsState
-from pond import Context
+from plugins._friends.state import Ctx
 
 
-def outbound(ctx: Context, st: FriendsState, chunk: int = 5000) -> None:
+def outbound(ctx: Ctx, chunk: int = 5000) -> None:
     """From the governor's delivery events: last outbound per contact, and contacts who
     deleted the account (a send failed as not_friend) become churned. Reads forward from a
     cursor by event id (a primary-key range: cheap however big the table grows)."""
-    sql = ctx.app.store.sql
+    st = ctx.state
+    sql = ctx.sql
     sql.flush()
     ev = sql.events_table
-    cursor = st.kv.get("sync_cursor")
-    if cursor is None:  # first run: start from now, not from years of history
+    stored = st.kv.get("sync_cursor")
+    if not isinstance(stored, int):  # first run: start from now, not from years of history
         with sql.engine.connect() as conn:
-            cursor = int(conn.execute(sa.select(sa.func.max(ev.c.id))).scalar() or 0)
-        st.kv.set("sync_cursor", cursor)
+            first = int(conn.execute(sa.select(sa.func.max(ev.c.id))).scalar() or 0)
+        st.kv.set("sync_cursor", first)
         return
+    cursor = stored
     last: dict[str, float] = {}
     gone: set[str] = set()
     for _ in range(20):
         with sql.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(ev.c.id, ev.c.ts, ev.c.kind, ev.c.data)
-                .where(ev.c.id > int(cursor))  # type: ignore[call-overload]
+                .where(ev.c.id > cursor)
                 .order_by(ev.c.id)
                 .limit(chunk)
             ).all()
@@ -38,7 +39,7 @@ def outbound(ctx: Context, st: FriendsState, chunk: int = 5000) -> None:
             if kind not in ("out.sent", "out.failed"):
                 continue
             to = str((data or {}).get("to", ""))
-            if not to or ctx.app.is_room(to):
+            if not to or ctx.is_room(to):
                 continue
             if kind == "out.sent" and data.get("kind") == "send":
                 last[to] = max(last.get(to, 0.0), ts.timestamp())
@@ -47,14 +48,14 @@ def outbound(ctx: Context, st: FriendsState, chunk: int = 5000) -> None:
         cursor = int(rows[-1][0])
         if len(rows) < chunk:
             break
-    ctx.app.book.mark_outbound(last)
+    ctx.book.mark_outbound(last)
     for cid in sorted(gone):
         churn(ctx, cid)
     st.kv.set("sync_cursor", cursor)
 
 
-def churn(ctx: Context, contact_id: str) -> None:
-    book = ctx.app.book
+def churn(ctx: Ctx, contact_id: str) -> None:
+    book = ctx.book
     if not book.exists(contact_id):
         return
     book.upsert(contact_id, ctx.now, is_friend=False)

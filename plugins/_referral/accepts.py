@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pond import Action, ActionClass, ActionKind, Context, FriendRequest, Outcome, rights
+from pond import Action, ActionClass, ActionKind, FriendRequest, Outcome
 
 from . import flow
-from .state import ReferralState
+from .state import Ctx
 
 WAIT = "wait:"
 EXPIRE_S = 72 * 3600.0  # WeChat drops an unanswered request after about three days
@@ -34,7 +34,7 @@ def request_of(event: FriendRequest, inviter: str, known: bool, at: float) -> di
     }
 
 
-def submit(ctx: Context, req: dict[str, Any]) -> asyncio.Future[Outcome]:
+def submit(ctx: Ctx, req: dict[str, Any]) -> asyncio.Future[Outcome]:
     cid = req["contact_id"]
     return ctx.act(
         Action(
@@ -47,14 +47,15 @@ def submit(ctx: Context, req: dict[str, Any]) -> asyncio.Future[Outcome]:
     )
 
 
-async def finish(ctx: Context, st: ReferralState, req: dict[str, Any], outcome: Outcome) -> None:
+async def finish(ctx: Ctx, req: dict[str, Any], outcome: Outcome) -> None:
+    st = ctx.state
     cid, ticket = req["contact_id"], req["ticket"]
     if outcome.reason == "erased":
         st.kv.delete(WAIT + ticket)
         return  # their data was erased meanwhile: leave no new trace
     if outcome.status == "sent":
         st.kv.delete(WAIT + ticket)
-        await accepted(ctx, st, req)
+        await accepted(ctx, req)
     elif outcome.reason.startswith("cap:"):
         st.kv.set(WAIT + ticket, {**req, "tried": ctx.now.date().isoformat()})
         ctx.record("accept_waiting", contact_id=cid, reason=outcome.reason)
@@ -63,11 +64,12 @@ async def finish(ctx: Context, st: ReferralState, req: dict[str, Any], outcome: 
         ctx.record("accept_failed", contact_id=cid, status=outcome.status, reason=outcome.reason)
 
 
-async def accepted(ctx: Context, st: ReferralState, req: dict[str, Any]) -> None:
-    cfg = st.config
-    channel: str = getattr(cfg, "channel", "referral")
+async def accepted(ctx: Ctx, req: dict[str, Any]) -> None:
+    st = ctx.state
+    cfg = ctx.config
+    channel = cfg.channel
     cid, inviter = req["contact_id"], req["inviter"]
-    book = ctx.app.book
+    book = ctx.book
     now = ctx.now
     before = book.get(cid)
     values: dict[str, object] = {"is_friend": True}
@@ -79,10 +81,10 @@ async def accepted(ctx: Context, st: ReferralState, req: dict[str, Any]) -> None
     book.record_consent(cid, "contact", now, how="friend_request", source=f"referral:{inviter}")
     wanted = st.rules.invitee_tags
     tags = book.tag(cid, wanted, now, source="referral") if wanted else []
-    rights.reapply(ctx.app, cid)  # erased earlier, back now: their opt-out still holds
+    ctx.rights.reapply(cid)  # erased earlier, back now: their opt-out still holds
     ctx.record("accepted", contact_id=cid, channel=channel, tags=tags)
-    flow.attribute(ctx, st, cid, inviter, path="friend_request", known=bool(req["known"]))
-    if getattr(cfg, "greet", True):
+    flow.attribute(ctx, cid, inviter, path="friend_request", known=bool(req["known"]))
+    if cfg.greet:
         await ctx.send(
             cid,
             "referral/welcome",
@@ -92,16 +94,18 @@ async def accepted(ctx: Context, st: ReferralState, req: dict[str, Any]) -> None
         )
 
 
-async def settle(ctx: Context, st: ReferralState) -> None:
+async def settle(ctx: Ctx) -> None:
     """Finish the accepts the previous tick handed over."""
+    st = ctx.state
     done = [(t, f, r) for t, (f, r) in st.inflight.items() if f.done()]
     for ticket, future, req in done:
         del st.inflight[ticket]
-        await finish(ctx, st, req, future.result())
+        await finish(ctx, req, future.result())
 
 
-def retry(ctx: Context, st: ReferralState, *, in_hours: bool, limit: int = 5) -> int:
+def retry(ctx: Ctx, *, in_hours: bool, limit: int = 5) -> int:
     """Waiting requests: expired ones dropped, a few tried (once a day, in the accept hours)."""
+    st = ctx.state
     now = ctx.now.timestamp()
     today = ctx.now.date().isoformat()
     tried = 0

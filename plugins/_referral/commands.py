@@ -6,22 +6,23 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from pond import Command, Context
+from pond import Command
 
 from . import flow
 from .db import CLEARED, Invite
-from .state import ReferralState
+from .state import Ctx
 
-Handler = Callable[[Command, Context, ReferralState], Awaitable[None]]
+Handler = Callable[[Command, Ctx], Awaitable[None]]
 
 
-async def top(cmd: Command, ctx: Context, st: ReferralState) -> None:
+async def top(cmd: Command, ctx: Ctx) -> None:
     """邀请榜 [人数] [天数]: the top inviters, all time or of the last N days."""
-    numbers = [int(a) for a in cmd.args if a.isdigit()]
+    st = ctx.state
+    numbers = [int(a) for a in cmd.args if a.isdecimal()]  # isdigit takes "²"
     if len(numbers) != len(cmd.args) or len(numbers) > 2:
         await ctx.reply("referral/cmd_usage", command="referral_top")
         return
-    wanted = numbers[0] if numbers else int(getattr(st.config, "top_n", 10))
+    wanted = numbers[0] if numbers else ctx.config.top_n
     days = numbers[1] if len(numbers) > 1 else 0
     since = (ctx.now - timedelta(days=days)).timestamp() if days else None
     board = st.db.leaderboard(since)[: max(wanted, 1)]
@@ -32,8 +33,9 @@ async def top(cmd: Command, ctx: Context, st: ReferralState) -> None:
     await ctx.reply("referral/cmd_top", rows=rows, top=wanted, days=days)
 
 
-async def void(cmd: Command, ctx: Context, st: ReferralState) -> None:
+async def void(cmd: Command, ctx: Ctx) -> None:
     """作废邀请 <被邀请人id> <原因>: the invite stops counting; who, when and why are kept."""
+    st = ctx.state
     if len(cmd.args) < 2:
         await ctx.reply("referral/cmd_usage", command="referral_void")
         return
@@ -66,9 +68,10 @@ async def void(cmd: Command, ctx: Context, st: ReferralState) -> None:
     )
 
 
-async def clear(cmd: Command, ctx: Context, st: ReferralState) -> None:
+async def clear(cmd: Command, ctx: Ctx) -> None:
     """核实邀请 <id>: an operator looked at a flagged invite (or an inviter's burst) and lets
     it stand: held invites count again once their stay is over."""
+    st = ctx.state
     if len(cmd.args) != 1:
         await ctx.reply("referral/cmd_usage", command="referral_clear")
         return
@@ -86,11 +89,12 @@ async def clear(cmd: Command, ctx: Context, st: ReferralState) -> None:
             st.db.update(inv.id, review=CLEARED)
     ctx.record("cleared", contact_id=ref, n=len(flagged), released=released, by=cmd.sender.id)
     await ctx.reply("referral/cmd_cleared", ref=ref, n=len(flagged), released=released)
-    await flow.settle(ctx, st)
+    await flow.settle(ctx)
 
 
-async def tree(cmd: Command, ctx: Context, st: ReferralState) -> None:
+async def tree(cmd: Command, ctx: Ctx) -> None:
     """邀请记录 <id>: who brought this customer, and whom they brought (when, how, status)."""
+    st = ctx.state
     if len(cmd.args) != 1:
         await ctx.reply("referral/cmd_usage", command="referral_tree")
         return

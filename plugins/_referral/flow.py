@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import logging
 
-from pond import ActionClass, Context
+from pond import ActionClass
 
 from .db import CLEARED, Invite
-from .state import ReferralState
+from .state import Ctx
 
 log = logging.getLogger("pond.plugins.referral")
 LIVE = ("pending", "held")
 
 
-def _record_settled(ctx: Context, inv: Invite, status: str, reason: str) -> None:
+def _record_settled(ctx: Ctx, inv: Invite, status: str, reason: str) -> None:
     ctx.record(
         "settled",
         contact_id=inv.invitee_id,
@@ -32,8 +32,7 @@ def _record_settled(ctx: Context, inv: Invite, status: str, reason: str) -> None
 
 
 def attribute(
-    ctx: Context,
-    st: ReferralState,
+    ctx: Ctx,
     invitee_id: str,
     inviter_id: str,
     *,
@@ -42,6 +41,7 @@ def attribute(
     known: bool,
 ) -> Invite | None:
     """Record who brought whom; None when the invitee was attributed before."""
+    st = ctx.state
     now = ctx.now.timestamp()
     rules = st.rules
     status, reason, review = "pending", "", ""
@@ -71,12 +71,13 @@ def attribute(
     if status != "pending":
         _record_settled(ctx, inv, status, reason)
     if review:
-        _alert_review(ctx, st, review, inviter_id, invitee_id, 1)
-    _check_burst(ctx, st, inviter_id, now)
+        _alert_review(ctx, review, inviter_id, invitee_id, 1)
+    _check_burst(ctx, inviter_id, now)
     return st.db.invite_of(invitee_id)
 
 
-def _check_burst(ctx: Context, st: ReferralState, inviter_id: str, now: float) -> None:
+def _check_burst(ctx: Ctx, inviter_id: str, now: float) -> None:
+    st = ctx.state
     rules = st.rules
     recent = st.db.recent_by(inviter_id, now - rules.burst_minutes * 60)
     if len(recent) < rules.burst_count:
@@ -90,13 +91,12 @@ def _check_burst(ctx: Context, st: ReferralState, inviter_id: str, now: float) -
     if held:
         ctx.record("burst", contact_id=inviter_id, n=len(recent), held=len(held))
         if not flagged_before:
-            _alert_review(ctx, st, "burst", inviter_id, "", len(recent))
+            _alert_review(ctx, "burst", inviter_id, "", len(recent))
 
 
-def _alert_review(
-    ctx: Context, st: ReferralState, kind: str, inviter_id: str, invitee_id: str, n: int
-) -> None:
-    ctx.app.alert(
+def _alert_review(ctx: Ctx, kind: str, inviter_id: str, invitee_id: str, n: int) -> None:
+    st = ctx.state
+    ctx.alert(
         "referral/review_alert",
         kind=kind,
         inviter_id=inviter_id,
@@ -111,12 +111,13 @@ def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
-def display(ctx: Context, contact_id: str) -> str:
-    customer = ctx.app.book.get(contact_id)
+def display(ctx: Ctx, contact_id: str) -> str:
+    customer = ctx.book.get(contact_id)
     return (customer.alias or customer.name) if customer is not None else ""
 
 
-def left_room(ctx: Context, st: ReferralState, invitee_id: str, room_id: str) -> None:
+def left_room(ctx: Ctx, invitee_id: str, room_id: str) -> None:
+    st = ctx.state
     inv = st.db.invite_of(invitee_id)
     if inv is None or inv.path != "room_join" or inv.room_id != room_id:
         return
@@ -125,12 +126,13 @@ def left_room(ctx: Context, st: ReferralState, invitee_id: str, room_id: str) ->
         _record_settled(ctx, inv, "invalid", "left")
 
 
-def gone(st: ReferralState, invitee_id: str) -> None:
-    """The invitee deleted us / churned (from the book's listener: no Context here)."""
+def gone(ctx: Ctx, invitee_id: str) -> None:
+    """The invitee deleted us / churned (from the book's listener)."""
+    st = ctx.state
     inv = st.db.invite_of(invitee_id)
     if inv is None or inv.path != "friend_request":
         return
-    now = st.app.clock.now().timestamp()
+    now = ctx.now.timestamp()
     if inv.status in LIVE:
         status, reason = "invalid", "deleted"
     elif inv.status == "valid":
@@ -138,26 +140,19 @@ def gone(st: ReferralState, invitee_id: str) -> None:
     else:
         return
     st.db.update(inv.id, status=status, reason=reason, settled_at=now)
-    st.app.record(
-        "referral.settled",
-        plugin="referral",
-        contact_id=inv.invitee_id,
-        inviter=inv.inviter_id,
-        path=inv.path,
-        status=status,
-        reason=reason,
-    )
+    _record_settled(ctx, inv, status, reason)
 
 
-def _still_there(ctx: Context, inv: Invite) -> bool:
+def _still_there(ctx: Ctx, inv: Invite) -> bool:
     if inv.path == "friend_request":
-        customer = ctx.app.book.get(inv.invitee_id)
+        customer = ctx.book.get(inv.invitee_id)
         return customer is not None and customer.is_friend and customer.stage != "churned"
     return True  # a room leave settles the invite at once (left_room)
 
 
-async def settle(ctx: Context, st: ReferralState) -> int:
+async def settle(ctx: Ctx) -> int:
     """Pending invites whose stay is over become valid (or invalid); then rewards."""
+    st = ctx.state
     now = ctx.now.timestamp()
     inviters: set[str] = set()
     done = 0
@@ -171,11 +166,12 @@ async def settle(ctx: Context, st: ReferralState) -> int:
             _record_settled(ctx, inv, "invalid", "deleted")
         done += 1
     for inviter in sorted(inviters):
-        await reward(ctx, st, inviter)
+        await reward(ctx, inviter)
     return done
 
 
-async def reward(ctx: Context, st: ReferralState, inviter_id: str) -> None:
+async def reward(ctx: Ctx, inviter_id: str) -> None:
+    st = ctx.state
     count = st.db.valid_count(inviter_id)
     now = ctx.now
     for rule in st.rules.rewards:
@@ -183,7 +179,7 @@ async def reward(ctx: Context, st: ReferralState, inviter_id: str) -> None:
             break
         if not st.db.claim_reward(inviter_id, rule.threshold, count, now.timestamp()):
             continue  # given before (this run or an earlier one)
-        book = ctx.app.book
+        book = ctx.book
         tags = book.tag(inviter_id, rule.tags, now, source="referral") if rule.tags else []
         opted_out = ctx.outbox.ledger.is_opted_out(inviter_id)
         ctx.record(
@@ -206,7 +202,7 @@ async def reward(ctx: Context, st: ReferralState, inviter_id: str) -> None:
                 reward=rule.name,
             )
         if rule.alert_staff:
-            ctx.app.alert(
+            ctx.alert(
                 "referral/reward_alert",
                 customer_id=inviter_id,
                 name=name,

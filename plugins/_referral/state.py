@@ -9,9 +9,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pond import App, Outcome, Problem
+from pond import Context, Namespace, Outcome, Problem, SqlStore
 
 from . import codes, rules
+from .config import ReferralConfig
 from .db import ReferralDB
 
 log = logging.getLogger("pond.plugins.referral")
@@ -19,23 +20,21 @@ ISSUE = "issue:"  # issue:<contact> a code to send because of a tag (rules.toml 
 
 
 class ReferralState:
-    def __init__(self, app: App, config: object) -> None:
-        self.app = app
-        self.config = config
-        sql = app.store.sql
+    def __init__(self, sql: SqlStore, kv: Namespace, persona_dir: Path, code_length: int) -> None:
         self.db = ReferralDB(sql.engine, sql.metadata)
-        self.kv = app.store.namespace("referral")
+        self.kv = kv
+        self.persona_dir = persona_dir
         self.rules = rules.Rules()
         self.stamp: tuple[int, int] | None = None
         self.font: str | None = None
         self.font_alerted = False
         # accepts handed to the outbox by a tick, finished at the next one
         self.inflight: dict[str, tuple[asyncio.Future[Outcome], dict[str, Any]]] = {}
-        self.code_length: int = int(getattr(config, "code_length", 6))
+        self.code_length = code_length
 
     @property
     def rules_path(self) -> Path:
-        return Path(self.app.settings.bot.persona_dir) / "referral" / "rules.toml"
+        return self.persona_dir / "referral" / "rules.toml"
 
     def load_rules(self, *, force: bool = False) -> Problem | None:
         """Re-read rules.toml when it changed; a bad file keeps the last good rules."""
@@ -72,3 +71,7 @@ class ReferralState:
             if owner is not None:
                 return code, owner
         return None
+
+
+# What the plugin's handlers and helpers get: typed config and state.
+Ctx = Context[ReferralConfig, ReferralState]
