@@ -30,7 +30,7 @@ from pond.events import (
     MessageType,
     Room,
 )
-from pond.ledger import BulkRow, JobStatus, Ledger, RowStatus
+from pond.ledger import BulkRow, JobStatus, Ledger, RowStatus, action_to_json
 from pond.outbox import Outbox, Outcome
 from pond.pauses import ALL as ALL_CHATS
 from pond.pauses import Pauses
@@ -38,7 +38,7 @@ from pond.persona import Persona, PersonaError, Rendered
 from pond.plugin import AgendaItem, Plugin, ReviewItem
 from pond.problems import Problem, toml_line, toml_problem
 from pond.segments import Segment, SegmentError
-from pond.store import Namespace, SqlStore
+from pond.store import Namespace, SqlStore, Store, UTCDateTime
 from pond.store.lock import running as bot_running
 from pond.transports import base as capabilities
 
@@ -95,8 +95,11 @@ __all__ = [
     "Settings",
     "SqlStore",
     "StartupError",
+    "Store",
     "SystemClock",
+    "UTCDateTime",
     "UsageError",
+    "action_to_json",
     "bad_stage",
     "bot_running",
     "capabilities",

@@ -64,11 +64,6 @@ class Context(Generic[CfgT, StT]):
         self.log = logging.getLogger(f"pond.plugins.{plugin.name}")
 
     @property
-    def app(self) -> App:
-        """Transitional: plugins are moving to the accessors below (issue 20)."""
-        return self._app
-
-    @property
     def state(self) -> StT:
         """The plugin's state for this App, built at start-up by Plugin(state=...)."""
         found = self._app.plugin_states.get(self.plugin.name, _NO_STATE)

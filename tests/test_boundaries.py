@@ -7,6 +7,7 @@ import dataclasses
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from harness import ROOT
 
@@ -97,3 +98,61 @@ def test_every_plugin_declares_persona_keys_that_exist() -> None:
     for plugin in plugins.load(plugins.available()):
         persona.require(plugin.persona_keys, owner=plugin.name)
         assert dataclasses.is_dataclass(plugin.config_type) or plugin.config_type is None
+
+
+def _plugin_files() -> list[Path]:
+    loader = ROOT / "plugins" / "__init__.py"
+    found = [p for p in (ROOT / "plugins").rglob("*.py") if p != loader]
+    return sorted(found) + sorted((ROOT / "examples").rglob("plugin.py"))
+
+
+def _owner(path: Path) -> str:
+    """The plugin a file belongs to: plugins/x.py and plugins/_x/* belong to x."""
+    rel = path.relative_to(ROOT).parts
+    if rel[0] == "examples":
+        return ".".join(rel[:-1])
+    return rel[1].removesuffix(".py").lstrip("_") if len(rel) > 2 else rel[1].removesuffix(".py")
+
+
+def test_plugins_reach_the_kernel_only_through_pond_and_their_context() -> None:
+    """Context is the whole plugin API: a plugin imports `pond` (never a pond submodule),
+    its own private package, never another plugin's; it never holds the App."""
+    offenders = []
+    for path in _plugin_files():
+        text = path.read_text(encoding="utf-8")
+        owner = _owner(path)
+        where = path.relative_to(ROOT)
+        for word in ("ctx.app", "WeakKeyDictionary", "ctx._app"):
+            if word in text:
+                offenders.append(f"{where}: uses {word}")
+        for node in ast.walk(ast.parse(text)):
+            names: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "pond" and len(parts) > 1:
+                    offenders.append(f"{where}:{node.lineno}: imports {name}")
+                # plugins._core: helpers of the always-loaded core plugin shared by the
+                # others (intents such as "how to buy", calls to action), not private state.
+                if parts[0] == "plugins" and parts[1:2] not in ([f"_{owner}"], ["_core"]):
+                    offenders.append(f"{where}:{node.lineno}: imports {name}")
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "pond"
+                and any(a.name == "App" for a in node.names)
+            ):
+                offenders.append(f"{where}:{node.lineno}: imports App")
+    assert offenders == []
+
+
+def test_type_ignores_stay_few() -> None:
+    found = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in [*ROOT.glob("pond/**/*.py"), *ROOT.glob("plugins/**/*.py")]
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if "type: ignore" in line
+    ]
+    assert len(found) < 10, found

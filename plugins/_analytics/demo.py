@@ -14,8 +14,7 @@ from collections import Counter
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from pond import CustomerBook, Ledger
-from pond.store import Store
+from pond import CustomerBook, Ledger, Store
 
 from . import demo_referrals, keywords, orders
 from .demo_month import (

@@ -13,9 +13,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from pond import Action, ActionClass, ActionKind, Ledger
-from pond.ledger import action_to_json
-from pond.store import Store
+from pond import Action, ActionClass, ActionKind, Ledger, Store, action_to_json
 
 from . import keywords
 

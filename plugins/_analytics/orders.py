@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from pond.store.sql import UTCDateTime
+from pond import UTCDateTime
 
 TABLE = "analytics_orders"
 # Header names a shop export may use, per field (first match wins; case-insensitive).
