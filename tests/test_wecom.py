@@ -296,3 +296,48 @@ def test_a_malformed_aes_key_is_refused_without_echoing_it(tmp_path: Path) -> No
     with pytest.raises(Exception) as raised:
         WecomTransport(settings.wecom, data_dir=tmp_path, timezone=settings.bot.timezone)
     assert "WECOM_AES_KEY" in str(raised.value) and "short-but-secret" not in str(raised.value)
+
+
+async def test_customer_group_joins_and_leaves_become_member_events(
+    running: Bot, fake: FakeWecom
+) -> None:
+    members = [{"userid": STAFF, "type": 1}, {"userid": "wmA", "type": 2, "name": "韩梅梅"}]
+    fake.groups["wrG1"] = {"chat_id": "wrG1", "name": "静安茶友群", "member_list": members}
+    create = running.callbacks.event("change_external_chat", ChatId="wrG1", ChangeType="create")
+    assert await running.callbacks.post(create) == [200]
+    members.append({"userid": "wmB", "type": 2, "name": "李雷"})
+    join = running.callbacks.event(
+        "change_external_chat", ChatId="wrG1", ChangeType="update", UpdateDetail="add_member"
+    )
+    assert await running.callbacks.post(join, 3) == [200, 200, 200]
+    await until(lambda: running.recorded("in.member_joined"), what="the join")
+    members.remove(members[1])
+    leave = running.callbacks.event(
+        "change_external_chat", ChatId="wrG1", ChangeType="update", UpdateDetail="del_member"
+    )
+    assert await running.callbacks.post(leave) == [200]
+    await until(lambda: running.recorded("in.member_left"), what="the leave")
+    assert len(running.recorded("in.member_joined")) == 1  # the creation was no join
+    assert running.recorded("in.member_joined")[0]["room_id"] == "wrG1"
+    assert running.recorded("in.member_left")[0]["room_id"] == "wrG1"
+    # No API posts into a customer group: a send there is refused, not attempted.
+    assert await running.act(Action(ActionKind.SEND, to="wrG1", text="大家好")) == (
+        "skipped:wecom:no_group_send_api"
+    )
+
+
+async def test_a_customer_who_deletes_the_staff_member_is_churned(
+    running: Bot, fake: FakeWecom
+) -> None:
+    fake.welcome_codes["W2"] = "wmGONE"
+    await running.callbacks.post(add_event(running, "wmGONE", "LIVE", "W2"))
+    await until(lambda: fake.welcomed, what="the welcome")
+    gone = running.callbacks.event(
+        "change_external_contact",
+        ChangeType="del_follow_user",
+        UserID=STAFF,
+        ExternalUserID="wmGONE",
+    )
+    assert await running.callbacks.post(gone, 2) == [200, 200]
+    customer = running.app.book.get("wmGONE")
+    assert customer is not None and customer.stage == "churned" and not customer.is_friend
