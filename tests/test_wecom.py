@@ -341,3 +341,29 @@ async def test_a_customer_who_deletes_the_staff_member_is_churned(
     assert await running.callbacks.post(gone, 2) == [200, 200]
     customer = running.app.book.get("wmGONE")
     assert customer is not None and customer.stage == "churned" and not customer.is_friend
+
+
+async def test_the_operator_script_makes_and_lists_channel_qr_codes(
+    tmp_path: Path,
+    fake: FakeWecom,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from harness import load_script
+
+    script = load_script("wecom_qr", "wecom_qr_script")
+    data = tmp_path / "data"
+    for key, value in wecom_env(data, fake, free_port()).items():
+        monkeypatch.setenv(key, value)
+    none = str(tmp_path / "none.env")
+    made = await asyncio.to_thread(script.main, ["make", "A1", "--env-file", none])
+    again = await asyncio.to_thread(script.main, ["make", "A1", "--env-file", none])
+    assert (made, again) == (0, 0)
+    assert fake.paths().count("externalcontact/add_contact_way") == 1  # kept, not made twice
+    assert (data / "wecom" / "qr" / "A1.png").read_bytes().startswith(b"\x89PNG")
+    capsys.readouterr()
+    assert await asyncio.to_thread(script.main, ["list", "--env-file", none]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("A1\t") and "员工：zhangsan" in out
+    bad = await asyncio.to_thread(script.main, ["make", "A 1", "--env-file", none])
+    assert bad == 2 and "渠道码" in capsys.readouterr().err
