@@ -27,7 +27,7 @@ from pond.customers import BookChange, CustomerBook
 from pond.events import Event, FriendRequest, HumanTakeover, Message
 from pond.filters import Configured
 from pond.journal import Inbox, OutQueue, clean_event, event_from_json, origin
-from pond.ledger import Ledger
+from pond.ledger import Ledger, RowStatus
 from pond.outbox import Outbox
 from pond.pauses import ALL, Pauses
 from pond.persona import Persona, PersonaError
@@ -439,11 +439,25 @@ class App:
         }.get(status)
         if key:
             self.alert(key, **safe)
+        if status == "task_result":
+            self._task_result(safe)
         if status == "contact_gone" and isinstance(safe.get("contact_id"), str):
             # They removed the account (or staff removed them): churn in the customer book.
             self.book.upsert(safe["contact_id"], self.clock.now(), is_friend=False)
             self.book.set_stage(safe["contact_id"], "churned", self.clock.now(), source="platform")
         self.outbox.wake()
+
+    def _task_result(self, data: dict[str, Any]) -> None:
+        """A staff-confirm task's result for one recipient (企业微信 群发) into the journal."""
+        job, contact_id = str(data.get("job", "")), str(data.get("contact_id", ""))
+        status, reason = {
+            "sent": (RowStatus.SENT, "staff_confirmed"),
+            "not_friend": (RowStatus.FAILED, "not_friend"),
+            "over_quota": (RowStatus.SKIPPED, "over_quota"),
+            "not_confirmed": (RowStatus.FAILED, "not_confirmed"),
+        }.get(str(data.get("result", "")), (RowStatus.FAILED, "task_failed"))
+        if job and contact_id:
+            self.ledger.mark(job, contact_id, status, self.clock.now().timestamp(), reason)
 
     def _mirror_tags(self, change: BookChange) -> None:
         if change.kind != "tagged" or change.source == "platform":

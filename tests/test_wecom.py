@@ -117,7 +117,11 @@ async def running(
     caplog.set_level(logging.DEBUG)
     settings = Settings.from_mapping(wecom_env(tmp_path / "data", fake, free_port()))
     transport = WecomTransport(
-        settings.wecom, data_dir=settings.bot.data_dir, timezone=settings.bot.timezone
+        settings.wecom,
+        data_dir=settings.bot.data_dir,
+        timezone=settings.bot.timezone,
+        tasks_every_s=0.2,
+        task_gather_s=0.3,
     )
     app = App(settings, transport, clock=SystemClock(settings.bot.timezone), strict=True)
     for plugin in plugin_modules.load(["friends", "auto_reply"]):
@@ -367,3 +371,51 @@ async def test_the_operator_script_makes_and_lists_channel_qr_codes(
     assert out.startswith("A1\t") and "员工：zhangsan" in out
     bad = await asyncio.to_thread(script.main, ["make", "A 1", "--env-file", none])
     assert bad == 2 and "渠道码" in capsys.readouterr().err
+
+
+async def test_a_broadcast_becomes_a_staff_confirm_task_whose_results_land_in_the_journal(
+    running: Bot, fake: FakeWecom
+) -> None:
+    for n, ext in enumerate(["wmB1", "wmB2", "wmB3"]):
+        fake.welcome_codes[f"WB{n}"] = ext
+        await running.callbacks.post(add_event(running, ext, "POSTER", f"WB{n}"))
+    await until(lambda: len(fake.welcomed) == 3, what="the welcomes")
+    job = "broadcasts.autumn:2026-12-08"
+    actions = [
+        Action(
+            ActionKind.SEND,
+            to=ext,
+            text="秋季新茶上市",
+            cls=ActionClass.MARKETING,
+            job=job,
+            contact_id=ext,
+        )
+        for ext in ["wmB1", "wmB2", "wmB3"]
+    ]
+    running.app.outbox.enqueue_bulk(job, actions)
+    await until(lambda: fake.templates, what="the 群发 task")
+    ((msgid, task),) = fake.templates.items()
+    assert sorted(task["external_userid"]) == ["wmB1", "wmB2", "wmB3"]  # one task, not three
+    assert (task["chat_type"], task["sender"]) == ("single", STAFF)
+    # The staff are told a task waits for them; nothing was sent yet.
+    await until(
+        lambda: any("群发助手" in m["text"]["content"] for m in fake.app_messages),
+        what="the staff notice",
+    )
+    assert [t["msgid"] for t in running.transport.tasks.waiting()] == [msgid]
+    summary = running.app.ledger.summary(job)
+    assert summary.get("sent", 0) == 0
+
+    fake.staff_confirms(msgid, {"wmB1": 1, "wmB2": 2, "wmB3": 3})
+    ledger = running.app.ledger
+
+    def rows() -> dict[str, tuple[str, str]]:
+        return {r.recipient: (r.status.value, r.reason) for r in ledger.rows_of(job)}
+
+    await until(lambda: running.transport.tasks.waiting() == [], what="the results")
+    assert rows() == {
+        "wmB1": ("sent", "staff_confirmed"),
+        "wmB2": ("failed", "not_friend"),
+        "wmB3": ("skipped", "over_quota"),
+    }
+    assert fake.paths().count("externalcontact/add_msg_template") == 1

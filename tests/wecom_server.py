@@ -61,6 +61,7 @@ class FakeWecom:
     app_messages: list[dict[str, Any]] = field(default_factory=list)
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     ways: dict[str, dict[str, Any]] = field(default_factory=dict)
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)  # 群发 tasks by msgid
     port: int = 0
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -163,6 +164,23 @@ class FakeWecom:
     def do_externalcontact_groupchat_get(self, body: dict[str, Any]) -> dict[str, Any]:
         group = self.groups[body["chat_id"]]
         return {"group_chat": group}
+
+    def do_externalcontact_add_msg_template(self, body: dict[str, Any]) -> dict[str, Any]:
+        msgid = f"msgTASK{next(self._ids)}"
+        self.templates[msgid] = {**body, "results": {}}
+        return {"msgid": msgid, "fail_list": []}
+
+    def do_externalcontact_get_groupmsg_send_result(self, body: dict[str, Any]) -> dict[str, Any]:
+        task = self.templates[body["msgid"]]
+        rows = [
+            {"external_userid": e, "userid": body["userid"], "status": task["results"].get(e, 0)}
+            for e in task["external_userid"]
+        ]
+        return {"next_cursor": "", "send_list": rows}
+
+    def staff_confirms(self, msgid: str, results: dict[str, int]) -> None:
+        """The staff member pressed 发送: per customer 1 sent, 2 not a friend, 3 over quota."""
+        self.templates[msgid]["results"].update(results)
 
     # -- 微信客服 ------------------------------------------------------------------------------
     def do_kf_sync_msg(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -57,6 +57,7 @@ from pond.transports.wecom_api import WecomApi, WecomApiError, WecomPermissionEr
 from pond.transports.wecom_crypto import CallbackRefused, WecomCrypto, decode_aes_key, fields
 from pond.transports.wecom_inbound import Inbound
 from pond.transports.wecom_store import WecomStore
+from pond.transports.wecom_tasks import StaffTasks
 
 log = logging.getLogger("pond.transports.wecom")
 
@@ -142,6 +143,8 @@ class WecomTransport:
         monotonic: Callable[[], float] = time.monotonic,
         max_age_s: float = 300.0,
         timeout_s: float = 10.0,
+        tasks_every_s: float = 60.0,
+        task_gather_s: float = 5.0,
     ) -> None:
         check_settings(settings)
         self.settings = settings
@@ -175,6 +178,15 @@ class WecomTransport:
             mono=monotonic,
             status=lambda: self.status_listener,
         )
+        self.tasks = StaffTasks(
+            self.api,
+            self.store,
+            wall=wall,
+            status=lambda: self.status_listener,
+            gather_s=task_gather_s,
+        )
+        self._tasks_every_s = tasks_every_s
+        self._tasks_loop: asyncio.Task[None] | None = None
         self.sink: EventSink | None = None
         self.refused = 0  # callbacks refused (bad signature, stale, wrong corp)
         self._server: uvicorn.Server | None = None
@@ -200,7 +212,17 @@ class WecomTransport:
             log.warning("wecom: API not reachable yet (%s); calls will retry", error)
         if self._serve:
             await self._start_server()
+        self._tasks_loop = asyncio.create_task(self._run_tasks())
         self.connected = True
+
+    async def _run_tasks(self) -> None:
+        """Staff-confirm tasks: create the gathered ones, poll the open ones' results."""
+        while True:
+            await asyncio.sleep(self._tasks_every_s)
+            try:
+                await self.tasks.tick()
+            except Exception as error:  # the next round tries again; never the loop's end
+                log.warning("wecom: staff-confirm tasks not polled (%s)", type(error).__name__)
 
     async def _start_server(self) -> None:
         host, port = self.settings.callback_host, self.settings.callback_port
@@ -234,6 +256,11 @@ class WecomTransport:
     async def stop(self) -> None:
         self.connected = False
         self.sink = None
+        if self._tasks_loop is not None:
+            self._tasks_loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tasks_loop
+            self._tasks_loop = None
         if self._server is not None and self._server_task is not None:
             self._server.should_exit = True
             with contextlib.suppress(Exception):
@@ -344,6 +371,11 @@ class WecomTransport:
                 },
             )
             return
+        user = self.store.get(ks.FOLLOW + to)
+        if action.is_bulk and user:
+            # 群发: only as a task staff confirm in the client; results come by polling.
+            self.tasks.add(action.job, text, str(user), to)
+            raise _refuse(action, "wecom:staff_confirm", "becomes a task staff confirm")
         if await self._welcome(to, text):
             return
         window = self.store.get(ks.KF + to)
