@@ -23,7 +23,7 @@ from pond.commands import Admins, Command, CommandCatalog, CommandError, Command
 from pond.config import ConfigError, Settings
 from pond.context import Context
 from pond.cron import cron_trigger
-from pond.customers import BookChange, CustomerBook
+from pond.customers import BookChange, CustomerBook, valid_tag
 from pond.events import Event, FriendRequest, HumanTakeover, Message
 from pond.filters import Configured
 from pond.journal import Inbox, OutQueue, clean_event, event_from_json, origin
@@ -441,6 +441,11 @@ class App:
             self.alert(key, **safe)
         if status == "task_result":
             self._task_result(safe)
+        if status == "contact_tags" and isinstance(safe.get("contact_id"), str):
+            # Tags staff gave on the platform itself (not mirrored back: source "platform").
+            tags = [t for t in str(safe.get("tags", "")).split("\n") if valid_tag(t)]
+            if tags:
+                self.book.tag(safe["contact_id"], tags, self.clock.now(), source="platform")
         if status == "contact_gone" and isinstance(safe.get("contact_id"), str):
             # They removed the account (or staff removed them): churn in the customer book.
             self.book.upsert(safe["contact_id"], self.clock.now(), is_friend=False)

@@ -419,3 +419,28 @@ async def test_a_broadcast_becomes_a_staff_confirm_task_whose_results_land_in_th
         "wmB3": ("skipped", "over_quota"),
     }
     assert fake.paths().count("externalcontact/add_msg_template") == 1
+
+
+async def test_tags_staff_give_in_wecom_reach_the_book_and_are_not_mirrored_back(
+    running: Bot, fake: FakeWecom
+) -> None:
+    fake.welcome_codes["WT"] = "wmT"
+    await running.callbacks.post(add_event(running, "wmT", "A2", "WT"))
+    await until(lambda: fake.welcomed, what="the welcome")
+    await until(lambda: len(fake.marked) >= 2, what="the channel tags")
+    marked = len(fake.marked)
+    fake.staff_tags["wmT"] = [
+        {"group_name": "客户等级", "tag_name": "VIP", "tag_id": "etVIP", "type": 1},
+        {"group_name": "客户等级", "tag_name": "重要 客户", "tag_id": "etX", "type": 1},
+    ]
+    edit = running.callbacks.event(
+        "change_external_contact",
+        ChangeType="edit_external_contact",
+        UserID=STAFF,
+        ExternalUserID="wmT",
+    )
+    assert await running.callbacks.post(edit) == [200]
+    assert "VIP" in running.app.book.tags("wmT")
+    assert "重要 客户" not in running.app.book.tags("wmT")  # not a valid pond tag: left out
+    await asyncio.sleep(0.3)
+    assert len(fake.marked) == marked  # nothing mirrored back to WeCom

@@ -62,6 +62,7 @@ class FakeWecom:
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     ways: dict[str, dict[str, Any]] = field(default_factory=dict)
     templates: dict[str, dict[str, Any]] = field(default_factory=dict)  # 群发 tasks by msgid
+    staff_tags: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # ext -> tags
     port: int = 0
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -126,7 +127,11 @@ class FakeWecom:
     # -- 客户联系 ------------------------------------------------------------------------------
     def do_externalcontact_get(self, body: dict[str, Any]) -> dict[str, Any]:
         ext = body.get("external_userid", "")
-        return {"external_contact": {"external_userid": ext, "name": self.contacts.get(ext, "")}}
+        follow = [{"userid": "zhangsan", "tags": self.staff_tags.get(ext, [])}]
+        return {
+            "external_contact": {"external_userid": ext, "name": self.contacts.get(ext, "")},
+            "follow_user": follow,
+        }
 
     def do_externalcontact_send_welcome_msg(self, body: dict[str, Any]) -> dict[str, Any]:
         code = body.get("welcome_code", "")

@@ -116,8 +116,31 @@ class Inbound:
                     timestamp=self._time(fields),
                 )
             )
+        elif change == "edit_external_contact":
+            await self._tags_of(external, user)
         elif change in ("del_external_contact", "del_follow_user"):
             self.status()("contact_gone", {"contact_id": external, "how": change, "id": ident})
+
+    async def _tags_of(self, external: str, user: str) -> None:
+        """Staff edited a customer (tags, remark): API changes fire no callback, so this is
+        a person's change; the customer's corp tags on that staff member go to the book."""
+        data = await self.api.call(
+            "/cgi-bin/externalcontact/get",
+            method="GET",
+            params={"external_userid": external},
+            retryable=True,
+        )
+        for follow in data.get("follow_user", []):
+            if str(follow.get("userid", "")) != user:
+                continue
+            names = sorted({str(t.get("tag_name", "")) for t in follow.get("tags", [])} - {""})
+            for name in names:
+                tag_id = next(
+                    (str(t.get("tag_id")) for t in follow["tags"] if t.get("tag_name") == name), ""
+                )
+                if tag_id:
+                    self.store.set(ks.TAG_ID + name, tag_id)
+            self.status()("contact_tags", {"contact_id": external, "tags": "\n".join(names)})
 
     async def _name(self, external: str) -> str:
         """The customer's WeChat name, for the greeting; unknown is fine."""
