@@ -185,12 +185,15 @@ async def test_a_customer_from_a_channel_qr_is_tagged_and_welcomed_once_despite_
 async def test_a_kf_message_is_answered_in_the_persona_voice_and_a_sixth_reply_is_held(
     running: Bot, fake: FakeWecom
 ) -> None:
+    fake.contacts["wmKF1"] = "小王"
     fake.kf_customer_writes(KF, "wmKF1", "你们的茶多少钱呀")
     event = running.callbacks.event("kf_msg_or_event", Token="sync-token", OpenKfId=KF)
     assert await running.callbacks.post(event) == [200]
     await until(lambda: fake.kf_sent, what="the kf reply")
     reply = fake.kf_sent[0]
     assert (reply["touser"], reply["open_kfid"], reply["msgtype"]) == ("wmKF1", KF, "text")
+    content = reply["text"]["content"]
+    assert "小王" in content and "wmKF1" not in content  # called by the WeChat nickname
     sends = [r for r in running.recorded("out.sent") if r["kind"] == "send"]
     assert [r["key"] for r in sends] == ["auto_reply/price"]
 

@@ -198,6 +198,14 @@ class FakeWecom:
             "msg_list": batch,
         }
 
+    def do_kf_customer_batchget(self, body: dict[str, Any]) -> dict[str, Any]:
+        found = [
+            {"external_userid": e, "nickname": self.contacts[e]}
+            for e in body.get("external_userid_list", [])
+            if e in self.contacts
+        ]
+        return {"customer_list": found, "invalid_external_userid": []}
+
     def do_kf_send_msg(self, body: dict[str, Any]) -> dict[str, Any]:
         wrote = any(m["external_userid"] == body["touser"] for m in self.kf_messages)
         if not wrote:

@@ -217,6 +217,27 @@ class Inbound:
                 if not data.get("has_more"):
                     return count
 
+    async def _kf_name(self, external: str) -> str:
+        """The customer's WeChat nickname, for replies that greet by name; kept once known."""
+        known = self.store.get(ks.KF_NAME + external)
+        if known is not None:
+            return str(known)
+        try:
+            data = await self.api.call(
+                "/cgi-bin/kf/customer/batchget",
+                {"external_userid_list": [external], "need_enter_session_context": 0},
+                retryable=True,
+            )
+        except Exception as error:  # an answer without the name beats no answer
+            log.info("wecom: no kf nickname (%s)", type(error).__name__)
+            return ""
+        for customer in data.get("customer_list", []):
+            if customer.get("external_userid") == external:
+                name = str(customer.get("nickname", ""))
+                self.store.set(ks.KF_NAME + external, name)
+                return name
+        return ""
+
     async def _kf_message(
         self, msg: dict[str, Any], sink: Callable[[Event], Awaitable[None]]
     ) -> bool:
@@ -247,7 +268,7 @@ class Inbound:
         await sink(
             Message(
                 id="kf:" + msgid,
-                sender=Contact(id=external, name=""),
+                sender=Contact(id=external, name=await self._kf_name(external)),
                 text=text,
                 timestamp=ts,
             )

@@ -16,6 +16,7 @@ from typing import Any
 # Key prefixes, one per kind of record.
 CURSOR = "cursor:"  # open_kfid -> sync_msg cursor
 KF = "kf:"  # external_userid -> {open_kfid, last_in, sent}
+KF_NAME = "kfname:"  # external_userid -> the customer's WeChat nickname
 WELCOME = "welcome:"  # external_userid -> {code, at, used}
 FOLLOW = "follow:"  # external_userid -> staff userid who owns the relationship
 TAG_ID = "tag:"  # tag name -> WeCom tag id
