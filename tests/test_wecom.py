@@ -447,3 +447,17 @@ async def test_tags_staff_give_in_wecom_reach_the_book_and_are_not_mirrored_back
     assert "重要 客户" not in running.app.book.tags("wmT")  # not a valid pond tag: left out
     await asyncio.sleep(0.3)
     assert len(fake.marked) == marked  # nothing mirrored back to WeCom
+
+
+async def test_a_moments_post_becomes_a_task_staff_publish(running: Bot, fake: FakeWecom) -> None:
+    post = Action(ActionKind.POST, to="", text="冬至新品：桂花乌龙", cls=ActionClass.MARKETING)
+    assert await running.act(post) == "skipped:wecom:staff_confirm"
+    ((jobid, task),) = fake.moments.items()
+    assert task["text"]["content"] == "冬至新品：桂花乌龙"
+    assert task["visible_range"]["sender_list"]["user_list"] == [STAFF]
+    await until(lambda: running.recorded("transport.moment_result"), what="the task result")
+    assert running.recorded("transport.moment_result")[0]["moment_id"] == "mom" + jobid
+    await until(
+        lambda: any("客户朋友圈" in m["text"]["content"] for m in fake.app_messages),
+        what="the staff notice",
+    )

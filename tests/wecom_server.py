@@ -62,6 +62,7 @@ class FakeWecom:
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     ways: dict[str, dict[str, Any]] = field(default_factory=dict)
     templates: dict[str, dict[str, Any]] = field(default_factory=dict)  # 群发 tasks by msgid
+    moments: dict[str, dict[str, Any]] = field(default_factory=dict)  # 朋友圈 tasks by jobid
     staff_tags: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # ext -> tags
     port: int = 0
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -182,6 +183,18 @@ class FakeWecom:
             for e in task["external_userid"]
         ]
         return {"next_cursor": "", "send_list": rows}
+
+    def do_externalcontact_add_moment_task(self, body: dict[str, Any]) -> dict[str, Any]:
+        jobid = f"job{next(self._ids)}"
+        self.moments[jobid] = body
+        return {"jobid": jobid}
+
+    def do_externalcontact_get_moment_task_result(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "status": 3,
+            "type": "add_moment_task",
+            "result": {"errcode": 0, "errmsg": "ok", "moment_id": "mom" + body["jobid"]},
+        }
 
     def staff_confirms(self, msgid: str, results: dict[str, int]) -> None:
         """The staff member pressed 发送: per customer 1 sent, 2 not a friend, 3 over quota."""

@@ -58,6 +58,8 @@ class TransportError(Exception):
       it cannot work later either;
     - `refused`: the platform's rules do not allow it now (no API, a window closed, a quota
       used up): it was not attempted; a short reason code the outbox records as "skipped".
+      A reason ending in ":staff_confirm" means it became a task a staff member confirms
+      in the client (results come later as "task_result" / "moment_result" statuses).
     Anything ambiguous (a timeout after the request left) must leave all four False."""
 
     def __init__(

@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from pond.actions import Action, ActionKind
+from pond.actions import Action, ActionKind, MediaKind
 from pond.app import StartupError
 from pond.config import ConfigError, WecomSettings
 from pond.transports import wecom_store as ks
@@ -337,6 +337,8 @@ class WecomTransport:
                 raise _refuse(action, "wecom:not_a_contact", "not a customer of this corp")
         elif kind is ActionKind.TAG:
             await self._tag(action)
+        elif kind is ActionKind.POST:
+            await self._post(action)
         elif kind is ActionKind.KICK:
             self.status_listener(
                 "staff_needed",
@@ -345,6 +347,28 @@ class WecomTransport:
             raise _refuse(action, "wecom:no_kick_api", "WeCom has no API to remove a member")
         else:
             raise _refuse(action, "wecom:no_api", f"WeCom has no API for {kind.value}")
+
+    async def _post(self, action: Action) -> None:
+        """朋友圈 only as a task staff publish from the client (staff_confirm)."""
+        media = action.media
+        link = None
+        if media is not None and media.kind is MediaKind.LINK and media.url:
+            link = {"title": media.title or media.url, "url": media.url}
+        elif media is not None:
+            raise _refuse(action, "wecom:no_media", "images need an upload pond does not do yet")
+        if not action.text and link is None:
+            raise _refuse(action, "wecom:empty", "nothing to post")
+        jobid = await self.tasks.moment(action.text, link, list(self.settings.staff_ids))
+        self.status_listener(
+            "staff_needed",
+            {
+                "reason": "staff_confirm",
+                "hint": "朋友圈任务已创建：请员工在企业微信客户端「客户朋友圈」里确认发表",
+                "task": jobid,
+            },
+        )
+        # The outcome says "waits for staff" (skipped with that reason), not "posted".
+        raise _refuse(action, "wecom:staff_confirm", "becomes a task staff publish")
 
     def is_customer(self, chat_id: str) -> bool:
         return any(

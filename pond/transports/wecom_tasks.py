@@ -24,6 +24,7 @@ log = logging.getLogger("pond.transports.wecom")
 
 BATCH = "batch:"  # job|text hash|staff -> {job, text, user, recipients, last}
 TASK = "task:"  # msgid -> {job, user, recipients, created, reported}
+MOMENT = "moment:"  # jobid -> {created, key}: 朋友圈 tasks until WeCom has made them
 RESULTS = {1: "sent", 2: "not_friend", 3: "over_quota"}
 MAX_RECIPIENTS = 10000  # add_msg_template takes at most this many external_userids
 
@@ -55,6 +56,40 @@ class StaffTasks:
         batch["last"] = self.wall()
         self.store.set(key, batch)
 
+    async def moment(self, text: str, link: dict[str, str] | None, staff: list[str]) -> str:
+        """朋友圈: add_moment_task makes a task each staff member publishes from the client."""
+        body: dict[str, Any] = {"text": {"content": text}}
+        if link:
+            body["attachments"] = [{"msgtype": "link", "link": link}]
+        if staff:
+            body["visible_range"] = {"sender_list": {"user_list": staff}}
+        data = await self.api.call("/cgi-bin/externalcontact/add_moment_task", body)
+        jobid = str(data.get("jobid", ""))
+        self.store.set(MOMENT + jobid, {"created": self.wall()})
+        return jobid
+
+    async def _poll_moment(self, jobid: str, task: dict[str, Any]) -> None:
+        data = await self.api.call(
+            "/cgi-bin/externalcontact/get_moment_task_result",
+            method="GET",
+            params={"jobid": jobid},
+            retryable=True,
+        )
+        if int(data.get("status", 0) or 0) != 3:  # 1 started, 2 running, 3 done
+            if self.wall() - float(task["created"]) > self.expire_s:
+                self.store.delete(MOMENT + jobid)
+            return
+        self.store.delete(MOMENT + jobid)
+        result = data.get("result") or {}
+        self.status()(
+            "moment_result",
+            {
+                "jobid": jobid,
+                "moment_id": str(result.get("moment_id", "")),
+                "errcode": int(result.get("errcode", 0) or 0),
+            },
+        )
+
     def waiting(self) -> list[dict[str, Any]]:
         """Tasks created and not finished: what the operator sees as waiting for staff."""
         return [{"msgid": msgid, **task} for msgid, task in self.store.items(TASK)]
@@ -68,6 +103,8 @@ class StaffTasks:
                 await self._create(BATCH + key, batch)
         for msgid, task in self.store.items(TASK):
             await self._poll(msgid, task)
+        for jobid, moment in self.store.items(MOMENT):
+            await self._poll_moment(jobid, moment)
 
     async def _create(self, key: str, batch: dict[str, Any]) -> None:
         # Deleted first: a lost answer must not create a second task for the same customers
