@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wecom_server import Callbacks, FakeWecom, serving
+from wecom_server import Callbacks, FakeWecom, servicer_writes, serving
 
 import bot as bot_module
 import plugins as plugin_modules
@@ -461,3 +461,13 @@ async def test_a_moments_post_becomes_a_task_staff_publish(running: Bot, fake: F
         lambda: any("客户朋友圈" in m["text"]["content"] for m in fake.app_messages),
         what="the staff notice",
     )
+
+
+async def test_a_servicer_answering_in_the_client_pauses_the_bot_in_that_chat(
+    running: Bot, fake: FakeWecom
+) -> None:
+    fake.kf_customer_writes(KF, "wmH", "你们的茶多少钱呀")
+    servicer_writes(fake, KF, "wmH", "我来为您介绍")
+    await running.callbacks.post(running.callbacks.event("kf_msg_or_event", OpenKfId=KF))
+    await until(lambda: running.recorded("chat.takeover"), what="the takeover")
+    assert running.recorded("chat.takeover")[0]["chat_id"] == "wmH"

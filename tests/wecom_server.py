@@ -245,6 +245,12 @@ class FakeWecom:
         )
 
 
+def servicer_writes(fake: FakeWecom, open_kfid: str, external: str, text: str) -> None:
+    """A person answers the customer from the WeCom client (origin 5)."""
+    fake.kf_customer_writes(open_kfid, external, text)
+    fake.kf_messages[-1]["origin"] = 5
+
+
 class _Err(Exception):
     def __init__(self, code: int, msg: str) -> None:
         super().__init__(msg)

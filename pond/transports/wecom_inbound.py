@@ -12,7 +12,8 @@ Mapping:
 - change_external_chat create / update (add_member, del_member) / dismiss -> members kept,
   MemberJoined / MemberLeft by comparing with groupchat/get;
 - change_external_tag -> the tag-id cache is dropped;
-- kf_msg_or_event -> one Message per customer text;
+- kf_msg_or_event -> one Message per customer text; a servicer's own message in the
+  WeCom client -> HumanTakeover (the bot pauses in that chat);
 - a staff member writing to the app -> a private Message (admins use commands this way)."""
 
 from __future__ import annotations
@@ -23,7 +24,16 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, tzinfo
 from typing import Any
 
-from pond.events import Contact, Event, FriendRequest, MemberJoined, MemberLeft, Message, Room
+from pond.events import (
+    Contact,
+    Event,
+    FriendRequest,
+    HumanTakeover,
+    MemberJoined,
+    MemberLeft,
+    Message,
+    Room,
+)
 from pond.transports import wecom_store as ks
 from pond.transports.base import StatusListener
 from pond.transports.wecom_api import WecomApi
@@ -32,6 +42,7 @@ from pond.transports.wecom_store import WecomStore
 log = logging.getLogger("pond.transports.wecom")
 
 KF_ORIGIN_CUSTOMER = 3  # sync_msg: origin 3 = sent by the WeChat customer
+KF_ORIGIN_SERVICER = 5  # origin 5 = a servicer typed it in the WeCom client
 
 
 class Inbound:
@@ -241,9 +252,24 @@ class Inbound:
     async def _kf_message(
         self, msg: dict[str, Any], sink: Callable[[Event], Awaitable[None]]
     ) -> bool:
-        if int(msg.get("origin", 0) or 0) != KF_ORIGIN_CUSTOMER:
-            return False
+        origin = int(msg.get("origin", 0) or 0)
         external = str(msg.get("external_userid", ""))
+        if origin == KF_ORIGIN_SERVICER and external:
+            # A person answered from the WeCom client: the bot steps back in this chat.
+            try:
+                sent_at = float(msg.get("send_time", 0) or self.wall())
+            except (TypeError, ValueError):
+                sent_at = self.wall()
+            await sink(
+                HumanTakeover(
+                    chat_id=external,
+                    timestamp=datetime.fromtimestamp(sent_at, self.tz),
+                    id="kf:" + str(msg.get("msgid", "")),
+                )
+            )
+            return False
+        if origin != KF_ORIGIN_CUSTOMER:
+            return False
         open_kfid = str(msg.get("open_kfid", ""))
         if not external:
             return False
