@@ -159,7 +159,11 @@ def preflight(args: argparse.Namespace, settings: Settings) -> bool:
                 "DATABASE_URL", f"已安装驱动的数据库地址（缺少 Python 模块 {error.name}）", url
             ) from None
     check_data_dir(settings.bot.data_dir)
-    if not console:
+    if not console and settings.bot.transport.lower() == "wecom":
+        from pond.transports.wecom import check_settings
+
+        check_settings(settings.wecom)
+    elif not console:
         from pond.transports.wechaty import WechatyTransport
 
         # Its constructor checks the token and the endpoint; it connects only in start().
@@ -343,9 +347,17 @@ async def run_wechaty(settings: Settings) -> int:
     from pond.transports.wechaty import WechatyTransport
 
     InstanceLock(settings.bot.data_dir).acquire()  # held until the process ends
-    transport = WechatyTransport(
-        settings.wechaty, data_dir=settings.bot.data_dir, timezone=settings.bot.timezone
-    )
+    transport: object
+    if settings.bot.transport.lower() == "wecom":
+        from pond.transports.wecom import WecomTransport
+
+        transport = WecomTransport(
+            settings.wecom, data_dir=settings.bot.data_dir, timezone=settings.bot.timezone
+        )
+    else:
+        transport = WechatyTransport(
+            settings.wechaty, data_dir=settings.bot.data_dir, timezone=settings.bot.timezone
+        )
     app = build_app(settings, transport)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -13,6 +13,7 @@ class ActionKind(StrEnum):
     INVITE = "invite"  # invite a contact into a room
     KICK = "kick"  # remove a member from a room
     POST = "post"  # Moments-style post, where the transport can
+    TAG = "tag"  # tag a customer on the platform itself (ticket = the tag), where it keeps tags
 
 
 class ActionClass(StrEnum):
@@ -48,7 +49,8 @@ class Action:
     mentions: tuple[str, ...] = ()
     media: Media | None = None
     member_id: str = ""  # INVITE / KICK: the contact being invited or removed
-    ticket: str = ""  # ACCEPT_FRIEND: the transport's request id; ADD_FRIEND: the hello text
+    # ACCEPT_FRIEND: the transport's request id; ADD_FRIEND: the hello text; TAG: the tag
+    ticket: str = ""
     plugin: str = ""
     job: str = ""  # bulk job id (broadcast/campaign) when part of one
     contact_id: str = ""  # the person this reaches, for opt-out and frequency (private chats)

@@ -34,18 +34,18 @@ from pond.commands import (
 from pond.config import ConfigError, Settings
 from pond.context import Context
 from pond.cron import cron_trigger
-from pond.customers import CustomerBook
+from pond.customers import BookChange, CustomerBook, valid_tag
 from pond.events import Event, FriendRequest, HumanTakeover, Message
 from pond.filters import Configured
 from pond.journal import Inbox, OutQueue, clean_event, event_from_json, origin
-from pond.ledger import Ledger
+from pond.ledger import Ledger, RowStatus
 from pond.outbox import Outbox
 from pond.pauses import ALL, Pauses
 from pond.persona import Persona, PersonaError
 from pond.persona import lint as persona_lint
 from pond.plugin import Job, Plugin, Route
 from pond.store import Store, StoreError
-from pond.transports.base import Transport
+from pond.transports.base import TAG, Transport
 
 log = logging.getLogger("pond.app")
 
@@ -110,6 +110,9 @@ class App:
         self.commands = Commands(CommandCatalog.load_dir(settings.bot.persona_dir))
         problems.use(settings.bot.persona_dir)  # operators read validation problems in Chinese
         transport.status_listener = self._transport_status
+        if TAG in (getattr(transport, "modes", None) or {}):
+            # The platform keeps its own tags (企业微信): what pond tags is mirrored there.
+            self.book.subscribe(self._mirror_tags)
         self.outbox.on_error = lambda error: self._handler_failed("outbox", "action", error)
         self.plugins: dict[str, Plugin] = {}
         self.plugin_configs: dict[str, Any] = {}
@@ -501,10 +504,48 @@ class App:
             "login": "core/login_alert",
             "logout": "core/logout_alert",
             "reconnected": "core/reconnect_alert",
+            "staff_needed": "core/platform_alert",  # no API for it: staff must act by hand
         }.get(status)
         if key:
             self.alert(key, **safe)
+        if status == "task_result":
+            self._task_result(safe)
+        if status == "contact_tags" and isinstance(safe.get("contact_id"), str):
+            # Tags staff gave on the platform itself (not mirrored back: source "platform").
+            tags = [t for t in str(safe.get("tags", "")).split("\n") if valid_tag(t)]
+            if tags:
+                self.book.tag(safe["contact_id"], tags, self.clock.now(), source="platform")
+        if status == "contact_gone" and isinstance(safe.get("contact_id"), str):
+            # They removed the account (or staff removed them): churn in the customer book.
+            self.book.upsert(safe["contact_id"], self.clock.now(), is_friend=False)
+            self.book.set_stage(safe["contact_id"], "churned", self.clock.now(), source="platform")
         self.outbox.wake()
+
+    def _task_result(self, data: dict[str, Any]) -> None:
+        """A staff-confirm task's result for one recipient (企业微信 群发) into the journal."""
+        job, contact_id = str(data.get("job", "")), str(data.get("contact_id", ""))
+        status, reason = {
+            "sent": (RowStatus.SENT, "staff_confirmed"),
+            "not_friend": (RowStatus.FAILED, "not_friend"),
+            "over_quota": (RowStatus.SKIPPED, "over_quota"),
+            "not_confirmed": (RowStatus.FAILED, "not_confirmed"),
+        }.get(str(data.get("result", "")), (RowStatus.FAILED, "task_failed"))
+        if job and contact_id:
+            self.ledger.mark(job, contact_id, status, self.clock.now().timestamp(), reason)
+
+    def _mirror_tags(self, change: BookChange) -> None:
+        if change.kind != "tagged" or change.source == "platform":
+            return
+        for tag in change.tags:
+            self.outbox.submit(
+                Action(
+                    ActionKind.TAG,
+                    to=change.contact_id,
+                    ticket=tag,
+                    cls=ActionClass.SERVICE,
+                    contact_id=change.contact_id,
+                )
+            )
 
     # -- outbound helpers ---------------------------------------------------------------------
     def record(self, name: str, /, **data: Any) -> None:

@@ -259,7 +259,7 @@ def check_keys(env: Mapping[str, str], known: Iterable[str], prefixes: Iterable[
 
 # -- checks of single values ------------------------------------------------------------------
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-TRANSPORTS = ("auto", "console", "wechaty")
+TRANSPORTS = ("auto", "console", "wechaty", "wecom")
 _DB_FORM = (
     "留空（用数据目录里的 SQLite），或 sqlite:///文件路径，或 postgresql://用户:密码@主机/库名"
 )
@@ -324,6 +324,7 @@ class OutboxSettings:
     cap_invite: int = 30
     cap_kick: int = 20
     cap_post: int = 10
+    cap_tag: int = 500  # tags mirrored to the platform (企业微信 mark_tag)
     optout_keywords: tuple[str, ...] = ("退订", "TD", "不要再发")
     optin_keywords: tuple[str, ...] = ("恢复订阅",)
     breaker_patterns: tuple[str, ...] = ("操作过于频繁", "发送消息过于频繁", "too frequent")
@@ -356,6 +357,25 @@ class WechatySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WecomSettings:
+    """企业微信 self-built app (BOT_TRANSPORT=wecom); checked by the transport at start."""
+
+    corp_id: str = ""
+    secret: str = ""  # from the environment only; never logged
+    agent_id: str = ""
+    token: str = ""  # the callback Token
+    aes_key: str = ""  # the callback EncodingAESKey (43 characters)
+    api_base: str = "https://qyapi.weixin.qq.com"
+    callback_host: str = "127.0.0.1"
+    callback_port: int = setting(8081, ge=1, le=65535)
+    callback_path: str = "/wecom/callback"
+    staff_ids: tuple[str, ...] = ()  # staff userids the channel QR codes add (渠道活码)
+    kf_window_h: float = setting(48.0, gt=0)
+    kf_window_replies: int = setting(5, ge=1)
+    welcome_window_s: float = setting(20.0, gt=0)
+
+
+@dataclass(frozen=True, slots=True)
 class BackupSettings:
     """Automatic online backups of the data directory (pond/store/backup.py)."""
 
@@ -369,11 +389,22 @@ SECTIONS: tuple[tuple[str, type], ...] = (
     ("BOT", BotSettings),
     ("OUTBOX", OutboxSettings),
     ("WECHATY", WechatySettings),
+    ("WECOM", WecomSettings),
     ("BACKUP", BackupSettings),
 )
 # Prefixes whose every key must be known: the sections above, INBOUND_* (in OUTBOX), the
 # single DATABASE_URL, and the kernel's other sections (HEALTH, BACKUP) and JOB_*_CRON.
-CORE_PREFIXES = ("BOT", "OUTBOX", "WECHATY", "INBOUND", "DATABASE", "HEALTH", "BACKUP", "JOB")
+CORE_PREFIXES = (
+    "BOT",
+    "OUTBOX",
+    "WECHATY",
+    "WECOM",
+    "INBOUND",
+    "DATABASE",
+    "HEALTH",
+    "BACKUP",
+    "JOB",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +412,7 @@ class Settings:
     bot: BotSettings = field(default_factory=BotSettings)
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
     wechaty: WechatySettings = field(default_factory=WechatySettings)
+    wecom: WecomSettings = field(default_factory=WecomSettings)
     backup: BackupSettings = field(default_factory=BackupSettings)
     raw: Mapping[str, str] = field(default_factory=dict)  # for plugin sections, parsed later
 
@@ -390,6 +422,7 @@ class Settings:
             bot=parse_section(BotSettings, "BOT", env),
             outbox=parse_section(OutboxSettings, "OUTBOX", env),
             wechaty=parse_section(WechatySettings, "WECHATY", env),
+            wecom=parse_section(WecomSettings, "WECOM", env),
             backup=parse_section(BackupSettings, "BACKUP", env),
             raw=dict(env),
         )

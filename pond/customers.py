@@ -579,8 +579,12 @@ class CustomerBook:
         self._touched.pop(contact_id, None)
 
 
+def valid_tag(tag: str) -> bool:
+    return bool(tag) and len(tag) <= 64 and not any(ch.isspace() or ch in "()" for ch in tag)
+
+
 def check_tag(tag: str) -> None:
-    if not tag or len(tag) > 64 or any(ch.isspace() or ch in "()" for ch in tag):
+    if not valid_tag(tag):
         raise Problem(
             "customer.bad_tag", "tag {tag!r}: 1-64 characters, no spaces or parentheses", tag=tag
         )

@@ -627,6 +627,8 @@ class Outbox:
             try:
                 await self.transport.perform(part)
             except TransportError as error:
+                if error.refused:  # not attempted: the platform's rules say no
+                    return Outcome("skipped", error.refused)
                 if error.offline:
                     return Outcome("failed", "offline")
                 if self._is_throttle(error):
@@ -716,6 +718,7 @@ class Outbox:
             ActionKind.INVITE: s.cap_invite,
             ActionKind.KICK: s.cap_kick,
             ActionKind.POST: s.cap_post,
+            ActionKind.TAG: s.cap_tag,
         }
         limits = {action.kind.value: caps[action.kind]}
         if action.is_bulk:

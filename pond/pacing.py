@@ -65,6 +65,10 @@ class Pacer:
 
     def wait(self, action: Action, lane: Lane, now: float, queued_at: float) -> float:
         """Seconds until `action` may go (0 when it may go now). Pure: nothing is spent."""
+        if action.kind is ActionKind.TAG:
+            # Platform bookkeeping no customer sees: it must not delay a greeting that has
+            # a 20-second window (企业微信); its daily cap still applies.
+            return 0.0
         s = self.settings
         self._refill(now)
         st = self.lanes[lane]
@@ -86,6 +90,8 @@ class Pacer:
 
     def performed(self, action: Action, lane: Lane, now: float, *, bulk: bool) -> None:
         """Spend a token and note the send; every N bulk sends start a bulk pause."""
+        if action.kind is ActionKind.TAG:
+            return
         s = self.settings
         self._refill(now)
         self.tokens -= 1.0

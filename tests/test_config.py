@@ -126,7 +126,7 @@ def test_ranges_are_declared_with_the_fields() -> None:
         ("BOT_LOG_LEVEL", "LOUD"),
         ("BOT_PERSONA_MAX_CHARS", "0"),
         ("DATABASE_URL", "mysql://pond:secret@db/pond"),
-        ("BOT_TRANSPORT", "wecom"),
+        ("BOT_TRANSPORT", "qywx"),
         ("HEALTH_MAILBOX_POLL_S", "0"),
         ("BOT_PLUGINS", "greeter,nosuch"),
     ],

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from enum import StrEnum
 from typing import Any, Protocol
 
 from pond.actions import Action
@@ -23,6 +24,30 @@ MENTIONS = "mentions"  # @-mention people in rooms, and see who mentions the acc
 MEDIA = "media"  # images, files, link cards
 
 
+class Mode(StrEnum):
+    """How a transport can carry out one kind of action (DESIGN.md section 7). Plugins ask
+    with `mode_of(transport, kind)` and choose: send, wait for the window, prepare a task
+    for staff, or tell staff to do it by hand."""
+
+    AUTO = "auto"  # done by the API at once
+    WINDOW = "window"  # only inside a window the customer opens (kf: 5 replies in 48 h)
+    STAFF_CONFIRM = "staff_confirm"  # becomes a task a staff member confirms in the client
+    NONE = "none"  # no API: the action is refused, staff must do it
+
+
+# Mode keys: the ActionKind values ("send", "kick", "post", ...) and these finer kinds.
+REPLY = "reply"  # a 1:1 answer to a customer who wrote
+WELCOME = "welcome"  # the greeting right after a customer adds the account
+BROADCAST = "broadcast"  # a bulk send to many customers (群发)
+TAG = "tag"  # tagging a customer on the platform itself
+
+
+def mode_of(transport: object, kind: str) -> Mode:
+    """A transport without a `modes` table does what its capabilities say, at once."""
+    modes: Mapping[str, Mode] = getattr(transport, "modes", None) or {}
+    return Mode(modes.get(kind, Mode.AUTO))
+
+
 class TransportError(Exception):
     """A failed action. The flags are a contract with the outbox, which relies on them to
     never send twice:
@@ -30,7 +55,11 @@ class TransportError(Exception):
     - `offline`: the action was not attempted because the connection is down;
     - `retryable`: the action certainly did not take effect, so one retry is safe;
     - `gone`: the recipient is no longer a friend (they deleted or blocked the account), so
-      it cannot work later either.
+      it cannot work later either;
+    - `refused`: the platform's rules do not allow it now (no API, a window closed, a quota
+      used up): it was not attempted; a short reason code the outbox records as "skipped".
+      A reason ending in ":staff_confirm" means it became a task a staff member confirms
+      in the client (results come later as "task_result" / "moment_result" statuses).
     Anything ambiguous (a timeout after the request left) must leave all four False."""
 
     def __init__(
@@ -41,8 +70,10 @@ class TransportError(Exception):
         retryable: bool = False,
         offline: bool = False,
         gone: bool = False,
+        refused: str = "",
     ) -> None:
         super().__init__(message)
+        self.refused = refused
         self.throttled = throttled
         self.retryable = retryable
         self.offline = offline
