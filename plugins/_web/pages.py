@@ -1,0 +1,313 @@
+"""The pages: setup, login/logout, 账号, 待处理, 设置, 账号管理 (users). Each action calls the
+kernel adapter (plugins/_web/kernel.py), which calls the same code as the chat commands.
+
+Messages shown after an action are codes (?m=...) the templates turn into Chinese."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from plugins._web import kernel
+from plugins._web.app import COOKIE, PRE_COOKIE, page, read_form, route_name, web_of
+from plugins._web.auth import (
+    RANK,
+    ROLES,
+    check_password,
+    digest,
+    hash_password,
+    valid_name,
+    valid_password,
+)
+
+MAX_REPLY = 1000
+NEEDS_LOGIN = ("logout", "disconnected")
+
+
+def back(path: str, message: str = "") -> RedirectResponse:
+    return RedirectResponse(f"{path}?m={message}" if message else path, status_code=303)
+
+
+def _audit(request: Request, action: str, **data: Any) -> None:
+    web = web_of(request)
+    session = getattr(request.state, "session", None)
+    who = session.user.id if session else ""
+    web.ctx.record("audit", user=who, action=action, **data)
+
+
+def _who(request: Request) -> Any:
+    user = request.state.session.user
+    return kernel.operator(user.id, user.name)
+
+
+# -- setup and login -------------------------------------------------------------------------
+
+
+def _pre_form(request: Request, template: str, status: int = 200, **data: Any) -> Response:
+    """A page with a pre-login form: a fresh double-submit token in the cookie and form."""
+    web = web_of(request)
+    token = web.auth.new_pre()
+    response = web.render(request, template, status, pre=token, **data)
+    web.cookie(response, PRE_COOKIE, token, 3600)
+    return response
+
+
+def _pre_ok(request: Request, form: Any) -> bool:
+    if form is None:
+        return False
+    return web_of(request).auth.check_pre(
+        request.cookies.get(PRE_COOKIE, ""), str(form.get("csrf", ""))
+    )
+
+
+def _signed_in(request: Request, user: Any, to: str = "/account") -> Response:
+    web = web_of(request)
+    cookie = web.auth.open_session(user, replacing=request.cookies.get(COOKIE, ""))
+    response = RedirectResponse(to, status_code=303)
+    web.cookie(response, COOKIE, cookie, int(web.auth.session_s))
+    response.delete_cookie(PRE_COOKIE, path="/")
+    return response
+
+
+async def setup(request: Request) -> Response:
+    web = web_of(request)
+    token = str(request.path_params["token"])
+    state = web.auth.check_setup(token)
+    if state != "ok":
+        return web.render(request, "setup_gone.html", 404 if state == "wrong" else 410, why=state)
+    if request.method == "GET":
+        return _pre_form(request, "setup.html", token=token)
+    form = await read_form(request)
+    if not _pre_ok(request, form):
+        return web.render(request, "error.html", 403, code="csrf")
+    assert form is not None
+    name = str(form.get("name", "")).strip()
+    password = str(form.get("password", ""))
+    problem = ""
+    if not valid_name(name):
+        problem = "name"
+    elif not valid_password(password):
+        problem = "password"
+    elif password != str(form.get("confirm", "")):
+        problem = "confirm"
+    if problem:
+        return _pre_form(request, "setup.html", 400, token=token, problem=problem, name=name)
+    user = web.auth.add_user(name, "owner", await hash_password(password))
+    web.auth.finish_setup()  # single use: the link is dead from here on
+    web.ctx.record("audit", user=user.id, action="setup")
+    return _signed_in(request, user)
+
+
+def _rate_limited(request: Request) -> bool:
+    web = web_of(request)
+    address = request.client.host if request.client else ""
+    now = time.monotonic()
+    recent = [t for t in web.attempts.get(address, []) if now - t < 60]
+    if len(web.attempts) > 10_000:
+        web.attempts.clear()  # a flood of addresses must not grow memory without bound
+    recent.append(now)
+    web.attempts[address] = recent
+    return len(recent) > int(web.ctx.config.login_rate_per_min)
+
+
+async def login(request: Request) -> Response:
+    web = web_of(request)
+    if web.auth.session(request.cookies.get(COOKIE, "")) is not None and request.method == "GET":
+        return RedirectResponse("/account", status_code=303)
+    if request.method == "GET":
+        return _pre_form(request, "login.html", message=request.query_params.get("m", ""))
+    if _rate_limited(request):
+        return _pre_form(request, "login.html", 429, problem="rate")
+    form = await read_form(request)
+    if not _pre_ok(request, form):
+        return web.render(request, "error.html", 403, code="csrf")
+    assert form is not None
+    name = str(form.get("name", "")).strip()[:64]
+    password = str(form.get("password", ""))[:256]
+    guard = kernel.login_guard(web.ctx)
+    key = digest(name.lower())[:16]  # typed names, even wrong ones, are not stored
+    now = web.ctx.now.timestamp()
+    lock = guard.locked(key, now)
+    if lock is not None:
+        web.ctx.record("audit", user="", action="login_locked")
+        minutes = max(1, int((lock.until - now + 59) // 60))
+        return _pre_form(request, "login.html", 429, problem="locked", minutes=minutes)
+    user, stored = web.auth.by_name(name)
+    if user is None or not await check_password(stored, password):
+        _, started = guard.failed(key, now)
+        web.ctx.record("audit", user=user.id if user else "", action="login_failed")
+        if started is not None:
+            minutes = max(1, int((started.until - now + 59) // 60))
+            return _pre_form(request, "login.html", 429, problem="locked", minutes=minutes)
+        return _pre_form(request, "login.html", 401, problem="wrong", name=name)
+    kernel.login_succeeded(web.ctx, key)
+    web.ctx.record("audit", user=user.id, action="login")
+    return _signed_in(request, user)
+
+
+@page("viewer", post=True)
+async def logout(request: Request) -> Response:
+    web = web_of(request)
+    web.auth.close_session(request.cookies.get(COOKIE, ""))
+    _audit(request, "logout")
+    response = RedirectResponse("/login?m=out", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+# -- 账号 -----------------------------------------------------------------------------------------
+
+
+def _account_state(found: dict[str, Any]) -> str:
+    if found["status"] == "scan" and found["qr_version"]:
+        return "scan"
+    if found["connected"]:
+        return "online"
+    if found["login"].get("state") in NEEDS_LOGIN or found["status"] == "scan":
+        return "needs_login"
+    return "offline"
+
+
+async def _account_data(request: Request) -> dict[str, Any]:
+    found = await kernel.account(web_of(request).ctx)
+    return {"account": found, "state": _account_state(found)}
+
+
+@page("viewer")
+async def account(request: Request) -> Response:
+    return web_of(request).render(request, "account.html", **await _account_data(request))
+
+
+@page("viewer")
+async def account_live(request: Request) -> Response:
+    return web_of(request).render(request, "_account_live.html", **await _account_data(request))
+
+
+@page("viewer")
+async def account_qr(request: Request) -> Response:
+    png = kernel.login_qr(web_of(request).ctx)
+    if png is None:
+        return Response(status_code=404)
+    return FileResponse(png, media_type="image/png")
+
+
+# -- 待处理 ---------------------------------------------------------------------------------------
+
+
+@page("viewer")
+async def inbox(request: Request) -> Response:
+    web = web_of(request)
+    return web.render(
+        request,
+        "inbox.html",
+        tickets=kernel.tickets(web.ctx),
+        message=request.query_params.get("m", ""),
+        can_handoffs=kernel.has_command(web.ctx, "handback"),
+    )
+
+
+def _ticket(request: Request, chat_id: str) -> dict[str, Any] | None:
+    return next((t for t in kernel.tickets(web_of(request).ctx) if t["chat_id"] == chat_id), None)
+
+
+@page("staff", post=True)
+async def inbox_reply(request: Request) -> Response:
+    web = web_of(request)
+    form = request.state.form
+    chat_id = str(form.get("chat", ""))
+    text = str(form.get("text", "")).strip()
+    if _ticket(request, chat_id) is None:
+        return back("/inbox", "gone")
+    if not text or len(text) > MAX_REPLY:
+        return back("/inbox", "empty" if not text else "long")
+    await kernel.staff_reply(web.ctx, _who(request), chat_id, text)
+    _audit(request, "reply", chat_id=chat_id, length=len(text))
+    return back("/inbox", "sent")
+
+
+@page("staff", post=True)
+async def inbox_end(request: Request) -> Response:
+    web = web_of(request)
+    chat_id = str(request.state.form.get("chat", ""))
+    ticket = _ticket(request, chat_id)
+    if ticket is None:
+        return back("/inbox", "gone")
+    await kernel.run_command(web.ctx, _who(request), "handback", str(ticket["no"]))
+    _audit(request, "handback", chat_id=chat_id)
+    return back("/inbox", "ended")
+
+
+# -- 设置 -----------------------------------------------------------------------------------------
+
+
+@page("viewer")
+async def settings(request: Request) -> Response:
+    web = web_of(request)
+    return web.render(
+        request,
+        "settings.html",
+        rows=kernel.effective_settings(web.ctx),
+        account=await kernel.account(web.ctx),
+    )
+
+
+# -- users (owner only) -----------------------------------------------------------------------
+
+
+@page("owner")
+async def users(request: Request) -> Response:
+    web = web_of(request)
+    return web.render(
+        request,
+        "users.html",
+        users=web.auth.users(),
+        roles=ROLES,
+        message=request.query_params.get("m", ""),
+    )
+
+
+@page("owner", post=True)
+async def users_add(request: Request) -> Response:
+    web = web_of(request)
+    form = request.state.form
+    name = str(form.get("name", "")).strip()
+    role = str(form.get("role", ""))
+    password = str(form.get("password", ""))
+    if not valid_name(name) or role not in RANK:
+        return back("/users", "name")
+    if not valid_password(password):
+        return back("/users", "password")
+    if web.auth.by_name(name)[0] is not None:
+        return back("/users", "taken")
+    user = web.auth.add_user(name, role, await hash_password(password))
+    _audit(request, "user_added", target=user.id, role=role)
+    return back("/users", "added")
+
+
+async def home(request: Request) -> Response:
+    return RedirectResponse("/account", status_code=303)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/", home),
+        Route("/setup/{token}", setup, methods=["GET", "POST"]),
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/account", account),
+        Route("/account/live", account_live),
+        Route("/account/qr.png", account_qr),
+        Route("/inbox", inbox),
+        Route("/inbox/reply", inbox_reply, methods=["POST"]),
+        Route("/inbox/end", inbox_end, methods=["POST"]),
+        Route("/settings", settings),
+        Route("/users", users),
+        Route("/users/add", users_add, methods=["POST"]),
+    ]
+
+
+__all__ = ["route_name", "routes"]
