@@ -23,15 +23,16 @@ async def boot(tmp_path: Path, **env: str) -> ChatSim:
 
 
 def base_url() -> str:
+    """Where the server listens (tests talk to it directly, not through a proxy)."""
     running = server.running()
     assert running is not None
-    return running.url
+    return running.local
 
 
 def setup_url() -> str:
     running = server.running()
     assert running is not None and running.setup_line
-    found = re.search(r"(http://\S+/setup/[\w-]+)", running.setup_line)
+    found = re.search(r"(https?://\S+/setup/[\w-]+)", running.setup_line)
     assert found, running.setup_line
     return found.group(1)
 
@@ -54,7 +55,9 @@ async def submit(web: httpx.AsyncClient, page: str, action: str, **fields: Any) 
 
 
 async def create_owner(web: httpx.AsyncClient, name: str = "店主") -> httpx.Response:
-    link = setup_url().removeprefix(base_url())
+    running = server.running()
+    assert running is not None
+    link = setup_url().removeprefix(running.url)
     return await submit(web, link, link, name=name, password=PASSWORD, confirm=PASSWORD)
 
 

@@ -33,6 +33,7 @@ COOKIE = "pond_session"
 PRE_COOKIE = "pond_pre"
 MAX_FORM_BYTES = 64 * 1024
 access_log = logging.getLogger("pond.web.access")
+log = logging.getLogger("pond.web")
 
 CSP = (
     "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
@@ -63,9 +64,11 @@ class Web:
     )
     attempts: dict[str, list[float]] = field(default_factory=dict)  # login posts per address
 
-    def render(self, request: Request, name: str, status: int = 200, **data: Any) -> HTMLResponse:
+    def render(
+        self, request: Request, template: str, status: int = 200, **data: Any
+    ) -> HTMLResponse:
         session: Session | None = getattr(request.state, "session", None)
-        html = self.templates.get_template(name).render(
+        html = self.templates.get_template(template).render(
             user=session.user if session else None,
             csrf=session.csrf if session else "",
             path=request.url.path,
@@ -159,10 +162,12 @@ class Guarded:
             return
         started = time.monotonic()
         status = 0
+        began = False
 
         async def send_guarded(message: Message) -> None:
-            nonlocal status
+            nonlocal status, began
             if message["type"] == "http.response.start":
+                began = True
                 status = int(message["status"])
                 names = {k.lower() for k, _ in message.get("headers", [])}
                 extra = [(k, v) for k, v in HEADERS if k not in names]
@@ -171,6 +176,17 @@ class Guarded:
 
         try:
             await self.app(scope, receive, send_guarded)
+        except Exception as error:
+            # One line for the operator, never a traceback on the page or at INFO; the
+            # bot keeps serving.
+            log.error(
+                "web page failed: %s: %s",
+                type(error).__name__,
+                error,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            if not began:
+                await PlainTextResponse("500", status_code=500)(scope, receive, send_guarded)
         finally:
             path = str(scope.get("path", ""))
             for name, value in (scope.get("path_params") or {}).items():

@@ -116,9 +116,7 @@ def _rate_limited(request: Request) -> bool:
 
 async def login(request: Request) -> Response:
     web = web_of(request)
-    if web.auth.session(request.cookies.get(COOKIE, "")) is not None and request.method == "GET":
-        return RedirectResponse("/account", status_code=303)
-    if request.method == "GET":
+    if request.method == "GET":  # also when signed in: logging in again starts a new session
         return _pre_form(request, "login.html", message=request.query_params.get("m", ""))
     if _rate_limited(request):
         return _pre_form(request, "login.html", 429, problem="rate")

@@ -53,7 +53,8 @@ class Running:
     app: Starlette
     server: _Server
     task: asyncio.Task[None]
-    url: str
+    url: str  # what people type (WEB_PUBLIC_URL, else the local address)
+    local: str  # the address bound here
     started_line: str
     setup_line: str
 
@@ -84,7 +85,8 @@ async def start(ctx: Context) -> Running:
         raise StartupError(line) from None
     port = int(sock.getsockname()[1])
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
-    url = (cfg.public_url or f"http://{host}:{port}").rstrip("/")
+    local = f"http://{host}:{port}"
+    url = (cfg.public_url or local).rstrip("/")
     auth = Auth(ctx.store, lambda: ctx.now.timestamp(), cfg.session_hours * 3600)
     kernel.watch_transport(ctx)
     app = build(ctx, auth, url, list(_extra))
@@ -109,7 +111,7 @@ async def start(ctx: Context) -> Running:
             minutes=int(cfg.setup_ttl_min),
         ).text
     started = ctx.render("web/started", chat_id="web", url=url + "/").text
-    _running = Running(app, server, task, url, started, setup_line)
+    _running = Running(app, server, task, url, local, started, setup_line)
     log.info("web admin listening on %s:%d", cfg.host, port)
     return _running
 
