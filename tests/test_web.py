@@ -269,7 +269,7 @@ async def test_a_reply_to_a_closed_or_unknown_ticket_sends_nothing(
 
 
 SCRIPT = "<script>alert(1)</script>"
-PAGES = ("/account", "/inbox", "/settings", "/users")
+PAGES = ("/account", "/inbox", "/settings", "/users", "/customers?q=e", "/customers/view?id=evil")
 
 
 async def test_a_customer_called_script_is_shown_escaped(
@@ -396,3 +396,49 @@ async def test_other_front_ends_mount_their_own_apps_next_to_the_pages(
         answer = await web.get("/wecom-test/callback?msg_signature=abc")
         assert answer.status_code == 200 and answer.text == "success"
         assert answer.headers["x-frame-options"] == "DENY"
+
+
+async def test_customers_search_tag_and_delete_by_role(
+    sim: ChatSim, owner: httpx.AsyncClient
+) -> None:
+    await sim.say(Contact(id="wxid_alice", name="王女士"), "你好")
+    await add_user(owner, "小林", "staff")
+    await add_user(owner, "小周", "operator")
+    found = await owner.get("/customers", params={"q": "王"})
+    assert "找到 1 位" in found.text and 'href="/customers/view?id=wxid_alice"' in found.text
+    async with client() as staff:
+        await login(staff, "小林")
+        page = await staff.get("/customers/view", params={"id": "wxid_alice"})
+        assert "打标签" in page.text and "删除这位客户" not in page.text
+        tagged = await staff.post(
+            "/customers/tag",
+            data={"csrf": hidden(page.text), "id": "wxid_alice", "tags": "vip，老客", "op": "tag"},
+        )
+        assert tagged.status_code == 200
+        assert sim.app.book.tags("wxid_alice") >= {"vip", "老客"}
+        refused = await staff.post(
+            "/customers/delete",
+            data={"csrf": hidden(page.text), "id": "wxid_alice", "confirm": "wxid_alice"},
+        )
+        assert refused.status_code == 403
+    assert sim.app.book.get("wxid_alice") is not None
+    async with client() as operator:
+        await login(operator, "小周")
+        page = await operator.get("/customers/view", params={"id": "wxid_alice"})
+        assert "删除这位客户" in page.text
+        typo = await operator.post(
+            "/customers/delete",
+            data={"csrf": hidden(page.text), "id": "wxid_alice", "confirm": "wxid_alic"},
+        )
+        assert sim.app.book.get("wxid_alice") is not None and "王女士" in typo.text
+        erased = await operator.post(
+            "/customers/delete",
+            data={"csrf": hidden(page.text), "id": "wxid_alice", "confirm": "wxid_alice"},
+        )
+        assert erased.status_code == 200 and "已删除这位客户的数据" in erased.text
+    assert sim.app.book.get("wxid_alice") is None
+    commands = [
+        (c["contact_id"], c["data"]["command"])  # type: ignore[index]
+        for c in sim.app.store.sql.events(kind="admin.command")
+    ]
+    assert ("web:2", "tag") in commands and ("web:3", "delete_contact") in commands

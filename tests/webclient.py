@@ -13,7 +13,7 @@ from harness import ChatSim
 from plugins._web import server
 
 PASSWORD = "correct horse battery"
-PLUGINS = ("auto_reply", "admin", "web")
+PLUGINS = ("auto_reply", "admin", "friends", "web")
 
 
 async def boot(tmp_path: Path, **env: str) -> ChatSim:

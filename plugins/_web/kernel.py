@@ -15,7 +15,7 @@ import dataclasses
 import itertools
 import secrets
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -223,3 +223,26 @@ def _show(value: Any) -> str:
 def login_succeeded(ctx: Context, key: str) -> None:
     """The right password: that name's wrong attempts are forgotten."""
     ctx.store.delete(SENDER_KEY + key)
+
+
+# -- customers -----------------------------------------------------------------------------------
+
+
+def find_customers(ctx: Context, text: str, limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+    """The admin find command's search (id, name or remark contains `text`)."""
+    from plugins._admin.contacts import find
+
+    return find(ctx.app, text, limit)
+
+
+def customer(ctx: Context, contact_id: str) -> dict[str, Any] | None:
+    found = ctx.app.book.get(contact_id)
+    if found is None:
+        return None
+    tz = ctx.clock.tz
+    view = found.as_dict()
+    view["tags"] = sorted(found.tags)
+    for name in ("first_seen", "last_inbound", "last_outbound"):
+        ts = getattr(found, name)
+        view[name] = datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M") if ts else ""
+    return view

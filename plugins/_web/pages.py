@@ -286,6 +286,68 @@ async def users_add(request: Request) -> Response:
     return back("/users", "added")
 
 
+# -- 客户 -----------------------------------------------------------------------------------------
+# Contact ids travel in the query string and forms, never in the path: the access log
+# keeps paths only.
+
+
+@page("viewer")
+async def customers(request: Request) -> Response:
+    web = web_of(request)
+    query = request.query_params.get("q", "").strip()[:64]
+    found, total = kernel.find_customers(web.ctx, query) if query else ([], 0)
+    return web.render(request, "customers.html", q=query, found=found, total=total)
+
+
+def _customer_page(request: Request, contact_id: str, result: list[tuple[str, str]]) -> Response:
+    web = web_of(request)
+    found = kernel.customer(web.ctx, contact_id)
+    return web.render(
+        request,
+        "customer.html",
+        404 if found is None and not result else 200,
+        customer=found,
+        contact_id=contact_id,
+        result=[text for _, text in result],
+        can_tag=kernel.has_command(web.ctx, "tag"),
+        can_delete=kernel.has_command(web.ctx, "delete_contact"),
+    )
+
+
+@page("viewer")
+async def customer_view(request: Request) -> Response:
+    return _customer_page(request, request.query_params.get("id", "")[:128], [])
+
+
+async def _customer_command(request: Request, name: str, *args: str) -> Response:
+    web = web_of(request)
+    contact_id = str(request.state.form.get("id", ""))[:128]
+    if not kernel.has_command(web.ctx, name) or kernel.customer(web.ctx, contact_id) is None:
+        return _customer_page(request, contact_id, [])
+    result = await kernel.run_command(web.ctx, _who(request), name, contact_id, *args)
+    _audit(request, name, contact_id=contact_id)
+    return _customer_page(request, contact_id, result)
+
+
+@page("staff", post=True)
+async def customer_tag(request: Request) -> Response:
+    form = request.state.form
+    # Operators type lists with Chinese input methods too: the full-width comma separates.
+    tags = str(form.get("tags", "")).replace("\uff0c", " ").replace(",", " ").split()
+    if not tags:
+        return _customer_page(request, str(form.get("id", ""))[:128], [])
+    name = "untag" if str(form.get("op", "")) == "untag" else "tag"
+    return await _customer_command(request, name, *tags[:10])
+
+
+@page("operator", post=True)
+async def customer_delete(request: Request) -> Response:
+    """Erasure, as the chat command does it: the id typed a second time confirms it."""
+    confirm = str(request.state.form.get("confirm", "")).strip()[:128]
+    # Without the second id the command only explains what erasure removes.
+    return await _customer_command(request, "delete_contact", *([confirm] if confirm else []))
+
+
 async def home(request: Request) -> Response:
     return RedirectResponse("/account", status_code=303)
 
@@ -302,6 +364,10 @@ def routes() -> list[BaseRoute]:
         Route("/inbox", inbox),
         Route("/inbox/reply", inbox_reply, methods=["POST"]),
         Route("/inbox/end", inbox_end, methods=["POST"]),
+        Route("/customers", customers),
+        Route("/customers/view", customer_view),
+        Route("/customers/tag", customer_tag, methods=["POST"]),
+        Route("/customers/delete", customer_delete, methods=["POST"]),
         Route("/settings", settings),
         Route("/users", users),
         Route("/users/add", users_add, methods=["POST"]),
