@@ -246,3 +246,22 @@ def customer(ctx: Context, contact_id: str) -> dict[str, Any] | None:
         ts = getattr(found, name)
         view[name] = datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M") if ts else ""
     return view
+
+
+# -- persona -------------------------------------------------------------------------------------
+
+
+def persona_root(ctx: Context) -> Path:
+    return Path(ctx.settings.bot.persona_dir)
+
+
+def persona_limits(ctx: Context) -> tuple[int, Path]:
+    """The bot's output cap, and the editor's own compiled-code cache (the bot's is its own
+    thread's to write)."""
+    bot = ctx.settings.bot
+    return bot.persona_max_chars, Path(bot.data_dir) / "cache" / "persona-trial.bin"
+
+
+async def reload_persona(ctx: Context) -> list[str]:
+    """The hot reload the bot's poller and the reload command run (App.reload_persona...)."""
+    return [str(error) for error in await ctx.app.reload_persona_in_worker()]

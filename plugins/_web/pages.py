@@ -5,14 +5,17 @@ Messages shown after an action are codes (?m=...) the templates turn into Chines
 
 from __future__ import annotations
 
+import asyncio
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from plugins._web import kernel
+from plugins._web import kernel, persona_edit
 from plugins._web.app import COOKIE, PRE_COOKIE, page, read_form, route_name, web_of
 from plugins._web.auth import (
     RANK,
@@ -348,6 +351,88 @@ async def customer_delete(request: Request) -> Response:
     return await _customer_command(request, "delete_contact", *([confirm] if confirm else []))
 
 
+# -- 人设 -----------------------------------------------------------------------------------------
+# Template keys travel in the query string and forms (see 客户).
+
+_trial_lock = asyncio.Lock()  # one trial at a time: each is a whole load of the folder
+
+
+@page("viewer")
+async def persona(request: Request) -> Response:
+    web = web_of(request)
+    query = request.query_params.get("q", "").strip()[:64]
+    keys = await asyncio.to_thread(persona_edit.listing, kernel.persona_root(web.ctx), query)
+    return web.render(request, "persona.html", q=query, groups=keys)
+
+
+def _editor(request: Request, key: str, source: str, status: int = 200, **data: Any) -> Response:
+    return web_of(request).render(
+        request, "persona_edit.html", status, key=key, source=source, **data
+    )
+
+
+@page("viewer")
+async def persona_view(request: Request) -> Response:
+    web = web_of(request)
+    key = request.query_params.get("key", "")[:200]
+    path = persona_edit.locate(kernel.persona_root(web.ctx), key)
+    if path is None:
+        return web.render(request, "error.html", 404, code="template")
+    return _editor(request, key, persona_edit.read(path))
+
+
+@dataclass
+class _Edit:
+    key: str
+    source: str
+    path: Path | None = None
+    trial: persona_edit.Trial | None = None
+    refused: Response | None = None  # the answer when the edit goes no further
+
+
+async def _tried(request: Request) -> _Edit:
+    """The form's key and text, its file and the trial of the text."""
+    web = web_of(request)
+    form = request.state.form
+    edit = _Edit(str(form.get("key", ""))[:200], str(form.get("source", "")).replace("\r\n", "\n"))
+    edit.path = persona_edit.locate(kernel.persona_root(web.ctx), edit.key)
+    if edit.path is None:
+        _audit(request, "persona_refused")
+        edit.refused = web.render(request, "error.html", 404, code="template")
+    elif len(edit.source) > persona_edit.MAX_SOURCE:
+        edit.refused = _editor(request, edit.key, edit.source, 413, too_long=True)
+    else:
+        max_chars, cache = kernel.persona_limits(web.ctx)
+        root = kernel.persona_root(web.ctx)
+        async with _trial_lock:
+            edit.trial = await asyncio.to_thread(
+                persona_edit.trial, root, edit.key, edit.source, max_chars, cache
+            )
+        if not edit.trial.ok:
+            edit.refused = _editor(request, edit.key, edit.source, 422, trial=edit.trial)
+    return edit
+
+
+@page("operator", post=True)
+async def persona_try(request: Request) -> Response:
+    edit = await _tried(request)
+    return edit.refused or _editor(request, edit.key, edit.source, trial=edit.trial)
+
+
+@page("operator", post=True)
+async def persona_save(request: Request) -> Response:
+    """Saved only after the trial passed; then the bot's hot reload picks it up."""
+    edit = await _tried(request)
+    if edit.refused is not None or edit.path is None:
+        return edit.refused or Response(status_code=404)
+    await asyncio.to_thread(persona_edit.save, edit.path, edit.source)
+    problems = await kernel.reload_persona(web_of(request).ctx)
+    _audit(request, "persona_saved", key=edit.key)
+    return _editor(
+        request, edit.key, edit.source, trial=edit.trial, saved=True, reload_problems=problems
+    )
+
+
 async def home(request: Request) -> Response:
     return RedirectResponse("/account", status_code=303)
 
@@ -368,6 +453,10 @@ def routes() -> list[BaseRoute]:
         Route("/customers/view", customer_view),
         Route("/customers/tag", customer_tag, methods=["POST"]),
         Route("/customers/delete", customer_delete, methods=["POST"]),
+        Route("/persona", persona),
+        Route("/persona/edit", persona_view),
+        Route("/persona/try", persona_try, methods=["POST"]),
+        Route("/persona/save", persona_save, methods=["POST"]),
         Route("/settings", settings),
         Route("/users", users),
         Route("/users/add", users_add, methods=["POST"]),
