@@ -37,10 +37,12 @@ from pond.transports.memory import MemoryTransport
 PASSWORD = "screenshot-only-password"
 # (page, widths, whole page?): the settings page lists every setting; its top is enough.
 SHOTS = (
-    ("login", (390, 1280), True),
-    ("account", (390, 1280), True),
-    ("inbox", (390, 1280), True),
-    ("settings", (390,), False),
+    ("login", "/login", (390, 1280), True),
+    ("account", "/account", (390, 1280), True),
+    ("inbox", "/inbox", (390, 1280), True),
+    ("customer", "/customers/view?id=c1", (390,), True),
+    ("persona", "/persona/edit?key=greeter/hello", (390, 1280), True),
+    ("settings", "/settings", (390,), False),
 )
 NO_OVERFLOW = "() => document.documentElement.scrollWidth <= window.innerWidth"
 
@@ -50,7 +52,7 @@ async def demo_app(data_dir: Path) -> App:
     env = {
         "BOT_DATA_DIR": str(data_dir),
         "BOT_PERSONA_DIR": str(ROOT / "persona"),
-        "BOT_PLUGINS": "auto_reply,admin,web",
+        "BOT_PLUGINS": "auto_reply,admin,friends,web",
         "BOT_ADMIN_IDS": "admin",
         "BOT_LOG_LEVEL": "WARNING",
         "WEB_PORT": "0",
@@ -98,7 +100,7 @@ async def shoot(out: Path) -> list[str]:
                 async with page.expect_navigation():
                     await page.click("button[type=submit]")
                 cookies = await context.cookies()
-                for name, widths, full in SHOTS:
+                for name, where, widths, full in SHOTS:
                     for width in widths:
                         shot = await browser.new_context(
                             viewport={"width": width, "height": 844 if width < 800 else 760}
@@ -106,7 +108,7 @@ async def shoot(out: Path) -> list[str]:
                         if name != "login":
                             await shot.add_cookies(cookies)
                         view = await shot.new_page()
-                        await view.goto(f"{base}/{name}", wait_until="load")
+                        await view.goto(base + where, wait_until="load")
                         path = out / f"web-{name}-{width}.png"
                         await view.screenshot(path=str(path), full_page=full)
                         if not await view.evaluate(NO_OVERFLOW):

@@ -4,13 +4,14 @@ to the real server over loopback (Playwright's async API, Debian's Chromium)."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from browser import CHROMIUM_ARGS, chromium_path, requires_chromium
-from harness import ChatSim
+from harness import ROOT, ChatSim
 from webclient import PASSWORD, base_url, boot, setup_url
 
 pytestmark = requires_chromium
@@ -170,8 +171,11 @@ async def test_the_account_page_swaps_in_a_new_qr_after_a_logout(
         arg=first,
     )
     assert "需要扫码登录" in await b.text()
-    loaded = await b.page.evaluate("() => document.querySelector('img.qr').naturalWidth")
-    assert loaded > 0
+    # The new image decodes (a broken or refused image would never get a width).
+    await b.page.wait_for_function(
+        "() => { const img = document.querySelector('img.qr'); "
+        "return img && img.complete && img.naturalWidth > 0; }"
+    )
     assert b.outside == [] and b.errors == []
 
 
@@ -183,9 +187,9 @@ async def test_pages_fit_a_phone_and_a_desktop(sim: ChatSim, chromium: Any, tmp_
     for width in (390, 1280):
         b = await new_browser(chromium, width)
         await b.page.context.add_cookies(cookies)
-        for path in ("/account", "/inbox", "/settings", "/users"):
+        for path in PAGES:
             await b.open(path)
-            shot = tmp_path / f"{path.strip('/')}-{width}.png"
+            shot = tmp_path / f"{path.strip('/').replace('/', '-').split('?')[0]}-{width}.png"
             await b.page.screenshot(path=str(shot), full_page=True)
             assert shot.read_bytes().startswith(b"\x89PNG")
             assert await b.fits(), f"{path} overflows at {width} px"
@@ -193,6 +197,44 @@ async def test_pages_fit_a_phone_and_a_desktop(sim: ChatSim, chromium: Any, tmp_
         await b.open("/login")
         assert await b.fits(), f"/login overflows at {width} px"
         assert b.outside == [] and b.errors == []
+
+
+PAGES = (
+    "/account",
+    "/inbox",
+    "/customers?q=alice",
+    "/customers/view?id=alice",
+    "/persona",
+    "/persona/edit?key=greeter/hello",
+    "/settings",
+    "/users",
+)
+
+
+async def test_a_broken_template_is_refused_in_the_editor_with_its_line(
+    tmp_path: Path, chromium: Any
+) -> None:
+    shutil.copytree(ROOT / "persona", tmp_path / "persona")
+    chat = await boot(tmp_path, BOT_PERSONA_DIR=str(tmp_path / "persona"))
+    try:
+        b = await new_browser(chromium)
+        await setup_owner(b)
+        await b.open("/persona?q=hello")
+        async with b.page.expect_navigation():
+            await b.page.click('a:has-text("greeter/hello")')
+        source = await b.page.input_value("textarea")
+        broken = source.replace("{{ voice.menu }}", "{{ voice.menu ", 1)
+        await b.page.fill("textarea", broken)
+        async with b.page.expect_navigation():
+            await b.page.click('button:has-text("检查并保存")')
+        text = await b.text()
+        assert "模板有错，没有保存" in text and "persona/greeter/hello.j2:5" in text
+        file = tmp_path / "persona" / "greeter" / "hello.j2"
+        assert file.read_text(encoding="utf-8") == source
+        assert await b.page.input_value("textarea") == broken  # the edit is kept to fix
+        assert await b.fits() and b.outside == [] and b.errors == []
+    finally:
+        await chat.close()
 
 
 # A 1x1 white PNG: enough for the browser to decode the QR image.
