@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 
-from plugins._web import server
+from plugins._web import kernel, server
 from plugins._web.config import WebConfig
 from pond import Context, Plugin
 
@@ -32,6 +32,8 @@ plugin = Plugin(
 
 @plugin.on_startup()
 async def start(ctx: Context) -> None:
+    if kernel.checking(ctx):
+        return  # bot.py --check: the settings were parsed (WEB_*); nothing to serve
     running = await server.start(ctx)
     print(running.started_line, file=sys.stderr, flush=True)
     if running.setup_line:

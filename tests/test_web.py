@@ -7,20 +7,25 @@ their CSRF token."""
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from harness import ChatSim
+from harness import ROOT, ChatSim
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from webclient import (
     PASSWORD,
+    PLUGINS,
     add_user,
     base_url,
     boot,
@@ -35,7 +40,7 @@ from webclient import (
 from plugins._web import server
 from plugins._web.auth import Auth
 from plugins._web.pages import routes
-from pond import Contact
+from pond import Contact, StartupError
 
 
 @pytest.fixture
@@ -442,3 +447,40 @@ async def test_customers_search_tag_and_delete_by_role(
         for c in sim.app.store.sql.events(kind="admin.command")
     ]
     assert ("web:2", "tag") in commands and ("web:3", "delete_contact") in commands
+
+
+async def test_a_busy_port_stops_start_up_with_a_chinese_message(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(StartupError) as stopped:
+            await boot(tmp_path, WEB_PORT=str(port))
+    assert f"运营后台无法监听 127.0.0.1:{port}" in str(stopped.value)
+    assert "WEB_PORT" in str(stopped.value)
+    assert server.running() is None
+
+
+def test_check_serves_nothing_while_the_bot_may_hold_the_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {
+            **os.environ,
+            "POND_NO_VENV": "1",
+            "BOT_PLUGINS": ",".join(PLUGINS),
+            "WEB_PORT": str(taken.getsockname()[1]),
+            "BOT_DATA_DIR": str(tmp_path / "data"),
+        }
+        env.pop("WECHATY_PUPPET_SERVICE_TOKEN", None)
+        done = subprocess.run(
+            [sys.executable, "bot.py", "--check", "--env-file", str(tmp_path / "none.env")],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert done.returncode == 0, done.stderr
+    assert "检查通过" in done.stdout
+    assert "运营后台" not in done.stdout + done.stderr

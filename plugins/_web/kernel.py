@@ -24,6 +24,12 @@ from pond.binding import SENDER_KEY, Guard, Limits  # the binding code's guard a
 from pond.config import SECTIONS, env_key
 from pond.health.status import snapshot
 
+
+def checking(ctx: Context) -> bool:
+    """`bot.py --check`: nothing is served (the running bot may hold the port)."""
+    return bool(getattr(ctx.app, "checking", False))
+
+
 # -- live login state (the transport's status reports) ---------------------------------------
 
 _status: dict[str, Any] = {"status": "", "data": {}, "n": 0}
