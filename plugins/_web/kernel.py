@@ -39,6 +39,7 @@ def watch_transport(ctx: Context) -> None:
     """Listen to the transport's status reports next to the App (which records them and
     alerts the admins): the 账号 page needs the newest QR code as soon as it is issued."""
     transport = ctx.app.transport
+    _status.update(status="", data={}, n=0)  # what an earlier App in this process heard
     inner = transport.status_listener
     if getattr(inner, "_web_watch", False):
         return
