@@ -416,6 +416,7 @@ def check(settings: Settings) -> int:
 
 async def _check(settings: Settings) -> None:
     app = build_app(settings, ConsoleTransport(datetime.now))
+    app.checking = True
     try:
         await app.start()
     finally:

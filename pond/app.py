@@ -123,6 +123,9 @@ class App:
         self.errors: list[BaseException] = []
         self.rooms: set[str] = set()
         self.started_at: datetime | None = None
+        # bot.py --check: start-up hooks check what they would serve but serve nothing
+        # (the web admin binds no port and prints no setup link).
+        self.checking = False
         self.cli_output: Callable[[str, str], None] = lambda key, text: print(text)
         # A front end that shows alerts itself (the console simulator) instead of the log.
         self.alert_listener: Callable[[str, dict[str, Any]], None] | None = None

@@ -85,7 +85,9 @@ def make_app(data_dir: Path, clock: FakeClock) -> tuple[App, MemoryTransport]:
     env = {
         "BOT_DATA_DIR": str(data_dir),
         "BOT_PERSONA_DIR": str(ROOT / "persona"),
-        "BOT_PLUGINS": ",".join(plugins.available()),
+        # Every plugin on the message path; the web admin is a front end, not on it (and
+        # would bind its port in every benchmark App).
+        "BOT_PLUGINS": ",".join(p for p in plugins.available() if p != "web"),
         **BENCH_ENV,
     }
     settings = Settings.from_mapping(env)

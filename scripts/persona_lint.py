@@ -54,6 +54,7 @@ async def _find(persona_dir: Path) -> list[Call]:
         for plugin in plugins.load(settings.bot.plugins):
             app.include(plugin)
         logging.getLogger("pond").setLevel(logging.ERROR)  # start-up's own lint log: ours below
+        app.checking = True  # a check: front ends (the web admin) serve nothing
         await app.start()
         try:
             return app_unanswered(app)
