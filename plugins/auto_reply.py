@@ -75,6 +75,7 @@ from pond import (
     PersonaError,
     Plugin,
     Problem,
+    ReviewItem,
     filters,
 )
 
@@ -342,6 +343,24 @@ async def sweep(ctx: Ctx) -> None:
 
 
 # -- operator commands -------------------------------------------------------------------------
+
+
+@plugin.review_source()
+async def open_handoffs(ctx: Ctx) -> list[ReviewItem]:
+    """Customers waiting for a person (转人工): the operator's 待办 and the web 待处理."""
+    return [
+        ReviewItem(
+            kind="handoff",
+            ref=str(ticket.get("no", "")),
+            at=float(ticket.get("at") or 0) or None,
+            contact_id=str(ticket.get("contact_id", "")),
+            detail=str(ticket.get("reason", "")),
+            command="handback",
+            args=(str(ticket["chat_id"]),),
+            title=str(ticket.get("name", "")),
+        )
+        for ticket in staff.tickets(ctx)
+    ]
 
 
 @plugin.command("handback", keep_args=True)

@@ -5,9 +5,20 @@ and everything it does with the kernel goes through its Context."""
 from pond import filters
 from pond.actions import Action, ActionClass, ActionKind, Media, MediaKind
 from pond.app import App, HandlerError, StartupError
+from pond.binding import Guard as LoginGuard
+from pond.binding import Limits as LoginLimits
 from pond.clock import Clock, FakeClock, SystemClock, parse_duration
 from pond.commands import Admins, Arg, Command, Commands, UsageError
-from pond.config import ConfigError, DailyWindow, OutboxSettings, Range, Settings, setting
+from pond.config import (
+    ConfigError,
+    DailyWindow,
+    OutboxSettings,
+    Range,
+    Settings,
+    config_sections,
+    env_key,
+    setting,
+)
 from pond.context import Context
 from pond.cron import cron_trigger
 from pond.customers import (
@@ -70,6 +81,8 @@ __all__ = [
     "HumanTakeover",
     "JobStatus",
     "Ledger",
+    "LoginGuard",
+    "LoginLimits",
     "Media",
     "MediaKind",
     "MemberJoined",
@@ -104,7 +117,9 @@ __all__ = [
     "bot_running",
     "capabilities",
     "check_tag",
+    "config_sections",
     "cron_trigger",
+    "env_key",
     "facts_of",
     "filters",
     "parse_duration",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import inspect
 import logging
@@ -48,6 +49,10 @@ from pond.store import Store, StoreError
 from pond.transports.base import TAG, Transport
 
 log = logging.getLogger("pond.app")
+# Answers of a command run for a front end (run_command_captured), per task.
+_captured: contextvars.ContextVar[list[tuple[str, str]] | None] = contextvars.ContextVar(
+    "pond_captured", default=None
+)
 
 
 class StartupError(Exception):
@@ -127,6 +132,8 @@ class App:
         # (the web admin binds no port and prints no setup link).
         self.checking = False
         self.cli_output: Callable[[str, str], None] = lambda key, text: print(text)
+        # Front ends (the web admin) that follow the transport's news (a new login QR).
+        self.status_watchers: list[Callable[[str, dict[str, Any]], None]] = []
         # A front end that shows alerts itself (the console simulator) instead of the log.
         self.alert_listener: Callable[[str, dict[str, Any]], None] | None = None
         self._chat_locks: dict[str, asyncio.Lock] = {}
@@ -434,6 +441,24 @@ class App:
         await self.run_command(command)
         return True
 
+    def print_cli(self, key: str, text: str) -> None:
+        """A command's answer to an operator who is not in a chat (terminal or web page)."""
+        found = _captured.get()
+        if found is None:
+            self.cli_output(key, text)
+        else:
+            found.append((key, text))
+
+    async def run_command_captured(self, command: Command) -> list[tuple[str, str]]:
+        """run_command for a front end: the answers (key, text) are returned, not printed."""
+        found: list[tuple[str, str]] = []
+        token = _captured.set(found)
+        try:
+            await self.run_command(command)
+        finally:
+            _captured.reset(token)
+        return found
+
     async def run_command(self, command: Command) -> None:
         """Run an operator command (from chat or the CLI), audit-logged either way."""
         spec = self.commands.specs[command.name]
@@ -503,6 +528,8 @@ class App:
         }
         self.record(f"transport.{status}", **safe)
         log.info("transport %s %s", status, safe)
+        for watcher in self.status_watchers:
+            watcher(status, dict(data))
         key = {
             "login": "core/login_alert",
             "logout": "core/logout_alert",

@@ -146,6 +146,10 @@ class Guard:
         self.kv.set(key, {**entry, "told_until": lock.until})
         return True
 
+    def forget(self, sender: str) -> None:
+        """The right secret at last: that sender's wrong attempts no longer count."""
+        self.kv.delete(SENDER_KEY + sender)
+
     def failed(self, sender: str, now: float) -> tuple[int, Lock | None]:
         """Count a wrong attempt; returns the sender's count and the lock it started."""
         started: Lock | None = None

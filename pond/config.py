@@ -432,3 +432,8 @@ class Settings:
 
     def all_keys(self) -> list[str]:
         return [key for prefix, cls in SECTIONS for key in section_keys(cls, prefix)]
+
+
+def config_sections() -> list[tuple[str, type]]:
+    """The kernel's setting sections (prefix, dataclass), for a page that lists them."""
+    return list(SECTIONS)

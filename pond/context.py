@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
@@ -168,6 +168,40 @@ class Context(Generic[CfgT, StT]):
                 found.append(Problem("persona.missing_key", "no template for {key!r}", key=key))
         return found
 
+    # -- for front ends (the web admin): the same paths chat and the CLI use -------------
+    @property
+    def checking(self) -> bool:
+        """`bot.py --check`: start-up is only checked; serve nothing, bind no port."""
+        return self._app.checking
+
+    def on_transport_status(self, watcher: Callable[[str, dict[str, Any]], None]) -> None:
+        """Follow the transport's news (login, a new QR code to scan, logout...)."""
+        self._app.status_watchers.append(watcher)
+
+    async def run_command(self, command: Command) -> list[tuple[str, str]]:
+        """Run an operator command as the CLI does (origin "cli": audit, argument checks,
+        errors) and return its answers as (persona key, text) instead of printing them."""
+        return await self._app.run_command_captured(command)
+
+    async def dispatch(self, event: Event) -> None:
+        """Hand an event to the kernel as a transport does (journaled, deduplicated,
+        routed): e.g. a HumanTakeover when staff answer a customer from a web page."""
+        await self._app.dispatch(event)
+
+    async def status(self) -> dict[str, Any]:
+        """Every plugin's status part (Plugin.status_source), merged: what `status` shows."""
+        from pond.health.sources import collect_status
+
+        return await collect_status(self._app)
+
+    async def reload_persona(self) -> list[str]:
+        """The hot reload the poller and the reload command run; problems in Chinese."""
+        return [str(error) for error in await self._app.reload_persona_in_worker()]
+
+    def plugin_configs(self) -> dict[str, Any]:
+        """Every loaded plugin's effective config (read-only), by plugin name."""
+        return dict(self._app.plugin_configs)
+
     @property
     def strict(self) -> bool:
         """True in tests and the command-line tools: a failure raises instead of being logged."""
@@ -252,7 +286,7 @@ class Context(Generic[CfgT, StT]):
         if isinstance(event, Command) and event.origin == "cli":
             # The operator is at the terminal: print, do not message anyone.
             rendered = self.render(key, chat_id=event.chat_id, **variables)
-            self._app.cli_output(rendered.key, rendered.text)
+            self._app.print_cli(rendered.key, rendered.text)
             done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
             done.set_result(Outcome("sent", "cli"))
             return done

@@ -348,6 +348,18 @@ class CustomerBook:
                 conn.execute(sa.select(sa.func.count()).select_from(self.customers)).scalar_one()
             )
 
+    def search(self, text: str, limit: int = 10) -> tuple[list[Customer], int]:
+        """Customers whose id, name or remark contains `text` (the exact id first), at most
+        `limit`, and how many matched in all. Names only find: commands take the id."""
+        wanted = text.strip().lower()
+        exact: list[Customer] = []
+        found: list[Customer] = []
+        for customer in self.iter_all():
+            fields = (customer.id.lower(), customer.name.lower(), customer.alias.lower())
+            if any(wanted in f for f in fields):
+                (exact if customer.id.lower() == wanted else found).append(customer)
+        return (exact + found)[:limit], len(exact) + len(found)
+
     def iter_all(self, chunk: int = 2000) -> Iterator[Customer]:
         """Every customer with tags, by id, in chunks (CSV export of a big book)."""
         self.flush()

@@ -15,24 +15,18 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.@-]+")
 def find(ctx: Context, text: str, limit: int = 10) -> tuple[list[dict[str, Any]], int]:
     """Contacts whose id, name or remark contains `text` (exact id first); and how many
     matched in all. Names are only for finding: every command then takes the id."""
-    wanted = text.strip().lower()
-    exact: list[dict[str, Any]] = []
-    found: list[dict[str, Any]] = []
-    total = 0
-    for customer in ctx.book.iter_all():
-        fields = (customer.id.lower(), customer.name.lower(), customer.alias.lower())
-        if not any(wanted in f for f in fields):
-            continue
-        total += 1
-        view = {
+    matches, total = ctx.book.search(text, limit)
+    views = [
+        {
             "id": customer.id,
             "name": customer.name,
             "alias": customer.alias,
             "tags": sorted(customer.tags)[:6],
             "last": _day(ctx, customer.last_inbound),
         }
-        (exact if customer.id.lower() == wanted else found).append(view)
-    return (exact + found)[:limit], total
+        for customer in matches
+    ]
+    return views, total
 
 
 def _day(ctx: Context, ts: float | None) -> str:

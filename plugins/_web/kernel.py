@@ -1,33 +1,34 @@
-"""The web admin's one adapter to the kernel and to other plugins' logic.
+"""The web admin's one adapter to the kernel, through its Context only.
 
-PORT HERE when Context grows: everything below that uses `ctx.app`, a pond submodule or
-another plugin's helpers is what Context does not offer yet (the account's login state, the
-command layer with captured output, hand-off tickets, the health snapshot, effective
-settings). Pages call only these functions, never the kernel directly, so that port is
-this file alone. No logic of its own lives here: each function calls the code the chat
-commands and the CLI call."""
+Pages call these functions, never the kernel directly. No logic of its own lives here: each
+function calls the code the chat commands and the CLI call (the command layer, the review
+sources every plugin declares, the status sources, the customer book's search)."""
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
 import itertools
 import secrets
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pond import ActionClass, Command, Contact, Context, HumanTakeover
-from pond.binding import SENDER_KEY, Guard, Limits  # the binding code's guard against guessing
-from pond.config import SECTIONS, env_key
-from pond.health.status import snapshot
+from pond import (
+    ActionClass,
+    Command,
+    Contact,
+    Context,
+    HumanTakeover,
+    LoginGuard,  # the binding code's guard against guessing
+    LoginLimits,
+    config_sections,
+    env_key,
+)
 
 
 def checking(ctx: Context) -> bool:
     """`bot.py --check`: nothing is served (the running bot may hold the port)."""
-    return bool(getattr(ctx.app, "checking", False))
+    return ctx.checking
 
 
 # -- live login state (the transport's status reports) ---------------------------------------
@@ -36,20 +37,14 @@ _status: dict[str, Any] = {"status": "", "data": {}, "n": 0}
 
 
 def watch_transport(ctx: Context) -> None:
-    """Listen to the transport's status reports next to the App (which records them and
+    """Follow the transport's status reports next to the App (which records them and
     alerts the admins): the 账号 page needs the newest QR code as soon as it is issued."""
-    transport = ctx.app.transport
     _status.update(status="", data={}, n=0)  # what an earlier App in this process heard
-    inner = transport.status_listener
-    if getattr(inner, "_web_watch", False):
-        return
 
-    def listener(status: str, data: dict[str, Any]) -> None:
+    def watcher(status: str, data: dict[str, Any]) -> None:
         _status.update(status=status, data=dict(data), n=int(_status["n"]) + 1)
-        inner(status, data)
 
-    listener._web_watch = True  # type: ignore[attr-defined]
-    transport.status_listener = listener
+    ctx.on_transport_status(watcher)
 
 
 def login_qr(ctx: Context) -> Path | None:
@@ -62,48 +57,29 @@ def login_qr(ctx: Context) -> Path | None:
 
 
 async def account(ctx: Context) -> dict[str, Any]:
-    """What the admin status command shows (pond.health.status.snapshot), plus the newest
-    transport report and the QR code's version (the page reloads the image when it moves)."""
-    found = await snapshot(ctx.app)
+    """What the status command shows (every plugin's status part; the admin plugin's is
+    the account's), plus the newest transport report and the QR code's version (the page
+    reloads the image when it moves)."""
+    live = ctx.liveness()
+    found: dict[str, Any] = {
+        "transport": live.transport,
+        "connected": live.connected,
+        "queue": live.queue,
+        "login": {},
+        "breaker": {"open": False, "trips": 0},
+        "counters": [],
+        "paused_all": None,
+    }
+    found.update(await ctx.status())
     found["status"] = str(_status["status"])
     found["qr_version"] = int(_status["n"]) if login_qr(ctx) else 0
-    found["self_id"] = str(getattr(ctx.app.transport, "self_id", "") or "")
+    found["self_id"] = ctx.self_id
     return found
 
 
 # -- the command layer -------------------------------------------------------------------------
 
-_capture: contextvars.ContextVar[list[tuple[str, str]] | None] = contextvars.ContextVar(
-    "web_capture", default=None
-)
 _ids = itertools.count(1)
-
-
-def _install_capture(ctx: Context) -> None:
-    app = ctx.app
-    if getattr(app.cli_output, "_web_capture", False):
-        return
-    inner = app.cli_output
-
-    def output(key: str, text: str) -> None:
-        found = _capture.get()
-        if found is None:
-            inner(key, text)
-        else:
-            found.append((key, text))
-
-    output._web_capture = True  # type: ignore[attr-defined]
-    app.cli_output = output
-
-
-@contextlib.contextmanager
-def _captured() -> Iterator[list[tuple[str, str]]]:
-    found: list[tuple[str, str]] = []
-    token = _capture.set(found)
-    try:
-        yield found
-    finally:
-        _capture.reset(token)
 
 
 def operator(user_id: str, name: str) -> Contact:
@@ -112,9 +88,8 @@ def operator(user_id: str, name: str) -> Contact:
 
 
 async def run_command(ctx: Context, who: Contact, name: str, *args: str) -> list[tuple[str, str]]:
-    """Run an operator command exactly as the CLI does (App.run_command: audit, errors),
-    with its answer captured for the page instead of printed: [(persona key, text)]."""
-    _install_capture(ctx)
+    """Run an operator command exactly as the CLI does (audit, argument checks, errors),
+    with its answer returned for the page instead of printed: [(persona key, text)]."""
     command = Command(
         name,
         tuple(args),
@@ -124,37 +99,40 @@ async def run_command(ctx: Context, who: Contact, name: str, *args: str) -> list
         id=f"web-{next(_ids)}",
         origin="cli",  # Context.reply prints (here: captures) instead of messaging anyone
     )
-    with _captured() as found:
-        await ctx.app.run_command(command)
-    return found
+    return await ctx.run_command(command)
 
 
 def has_command(ctx: Context, name: str) -> bool:
-    return name in ctx.app.commands.specs
+    return name in ctx.commands.specs
 
 
 # -- hand-offs (auto_reply's tickets) -----------------------------------------------------------
 
 
-def _auto_reply(ctx: Context) -> Context | None:
-    plugin = ctx.app.plugins.get("auto_reply")
-    return Context(ctx.app, plugin) if plugin is not None else None
-
-
-def tickets(ctx: Context) -> list[dict[str, Any]]:
-    """Open hand-off tickets as the staff templates show them (auto_reply's own listing)."""
-    from plugins._auto_reply import staff
-
-    other = _auto_reply(ctx)
-    if other is None:
-        return []
-    rows = staff.listing(other, staff.tickets(other))
-    chats = {str(t.get("no")): t["chat_id"] for t in staff.tickets(other)}
-    paused = ctx.app.pauses.active()
-    for row in rows:
-        row["chat_id"] = chats.get(str(row["no"]), row["contact_id"])
-        entry = paused.get(row["chat_id"])
-        row["paused"] = entry[1] if entry else ""
+async def tickets(ctx: Context) -> list[dict[str, Any]]:
+    """Customers waiting for a person: the hand-off items auto_reply lists for review (the
+    operator's 待办 shows the same)."""
+    now = ctx.now.timestamp()
+    paused = ctx.pauses.active()
+    rows = []
+    for _plugin, item in await ctx.reviews():
+        if item.kind != "handoff":
+            continue
+        chat_id = item.args[0] if item.args else item.contact_id
+        entry = paused.get(chat_id)
+        rows.append(
+            {
+                "no": item.ref,
+                "customer": item.title,
+                "contact_id": item.contact_id,
+                "chat_id": chat_id,
+                "reason": item.detail,
+                "minutes": int((now - item.at) // 60) if item.at else 0,
+                "paused": entry[1] if entry else "",
+                # staff answering (here or on the phone) pause the chat as a takeover
+                "answered": bool(entry) and entry[1] == "takeover",
+            }
+        )
     return rows
 
 
@@ -166,22 +144,22 @@ async def staff_reply(ctx: Context, who: Contact, chat_id: str, text: str) -> No
     answered, by the very code that handles a takeover."""
     await ctx.send(chat_id, "web/staff_reply", cls=ActionClass.REPLY, contact_id=chat_id, text=text)
     takeover = HumanTakeover(chat_id, ctx.now, id=f"web-{who.id}-{secrets.token_hex(8)}")
-    await ctx.app.dispatch(takeover)
+    await ctx.dispatch(takeover)
 
 
 # -- login lock-out ------------------------------------------------------------------------------
 
 
-def login_guard(ctx: Context) -> Guard:
+def login_guard(ctx: Context) -> LoginGuard:
     """The binding code's guard (per name, and everyone together), on the web's own store."""
     cfg = ctx.config
-    limits = Limits(
+    limits = LoginLimits(
         ttl=timedelta(0),  # no code here: only the counting and the lock are used
         tries=cfg.login_tries,
         tries_total=cfg.login_tries * 50,  # a lock on everyone would lock the owner out too
         lock=timedelta(minutes=cfg.login_lock_min),
     )
-    return Guard(ctx.store, limits)
+    return LoginGuard(ctx.store, limits)
 
 
 # -- settings and health -------------------------------------------------------------------------
@@ -201,9 +179,9 @@ def effective_settings(ctx: Context) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
     settings = ctx.settings
     sections: list[tuple[str, Any]] = [
-        (prefix, getattr(settings, prefix.lower())) for prefix, _ in SECTIONS
+        (prefix, getattr(settings, prefix.lower())) for prefix, _ in config_sections()
     ]
-    for name, config in ctx.app.plugin_configs.items():
+    for name, config in ctx.plugin_configs().items():
         sections.append((name.upper(), config))
     for prefix, section in sections:
         for f in dataclasses.fields(section):
@@ -229,21 +207,33 @@ def _show(value: Any) -> str:
 
 def login_succeeded(ctx: Context, key: str) -> None:
     """The right password: that name's wrong attempts are forgotten."""
-    ctx.store.delete(SENDER_KEY + key)
+    login_guard(ctx).forget(key)
 
 
 # -- customers -----------------------------------------------------------------------------------
 
 
 def find_customers(ctx: Context, text: str, limit: int = 50) -> tuple[list[dict[str, Any]], int]:
-    """The admin find command's search (id, name or remark contains `text`)."""
-    from plugins._admin.contacts import find
-
-    return find(ctx.app, text, limit)
+    """The customer book's search, the one the admin find command uses."""
+    tz = ctx.clock.tz
+    matches, total = ctx.book.search(text, limit)
+    views = [
+        {
+            "id": c.id,
+            "name": c.name,
+            "alias": c.alias,
+            "tags": sorted(c.tags)[:6],
+            "last": datetime.fromtimestamp(c.last_inbound, tz).strftime("%m-%d")
+            if c.last_inbound
+            else "",
+        }
+        for c in matches
+    ]
+    return views, total
 
 
 def customer(ctx: Context, contact_id: str) -> dict[str, Any] | None:
-    found = ctx.app.book.get(contact_id)
+    found = ctx.book.get(contact_id)
     if found is None:
         return None
     tz = ctx.clock.tz
@@ -270,5 +260,5 @@ def persona_limits(ctx: Context) -> tuple[int, Path]:
 
 
 async def reload_persona(ctx: Context) -> list[str]:
-    """The hot reload the bot's poller and the reload command run (App.reload_persona...)."""
-    return [str(error) for error in await ctx.app.reload_persona_in_worker()]
+    """The hot reload the bot's poller and the reload command run."""
+    return await ctx.reload_persona()

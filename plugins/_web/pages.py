@@ -205,14 +205,15 @@ async def inbox(request: Request) -> Response:
     return web.render(
         request,
         "inbox.html",
-        tickets=kernel.tickets(web.ctx),
+        tickets=await kernel.tickets(web.ctx),
         message=request.query_params.get("m", ""),
         can_handoffs=kernel.has_command(web.ctx, "handback"),
     )
 
 
-def _ticket(request: Request, chat_id: str) -> dict[str, Any] | None:
-    return next((t for t in kernel.tickets(web_of(request).ctx) if t["chat_id"] == chat_id), None)
+async def _ticket(request: Request, chat_id: str) -> dict[str, Any] | None:
+    found = await kernel.tickets(web_of(request).ctx)
+    return next((t for t in found if t["chat_id"] == chat_id), None)
 
 
 @page("staff", post=True)
@@ -221,7 +222,7 @@ async def inbox_reply(request: Request) -> Response:
     form = request.state.form
     chat_id = str(form.get("chat", ""))
     text = str(form.get("text", "")).strip()
-    if _ticket(request, chat_id) is None:
+    if await _ticket(request, chat_id) is None:
         return back("/inbox", "gone")
     if not text or len(text) > MAX_REPLY:
         return back("/inbox", "empty" if not text else "long")
@@ -234,7 +235,7 @@ async def inbox_reply(request: Request) -> Response:
 async def inbox_end(request: Request) -> Response:
     web = web_of(request)
     chat_id = str(request.state.form.get("chat", ""))
-    ticket = _ticket(request, chat_id)
+    ticket = await _ticket(request, chat_id)
     if ticket is None:
         return back("/inbox", "gone")
     await kernel.run_command(web.ctx, _who(request), "handback", str(ticket["no"]))
