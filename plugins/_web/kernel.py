@@ -130,7 +130,7 @@ async def tickets(ctx: Context) -> list[dict[str, Any]]:
                 "minutes": int((now - item.at) // 60) if item.at else 0,
                 "paused": entry[1] if entry else "",
                 # staff answering (here or on the phone) pause the chat as a takeover
-                "answered": bool(entry) and entry[1] == "takeover",
+                "answered": entry is not None and entry[1] == "takeover",
             }
         )
     return rows
