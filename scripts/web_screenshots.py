@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import plugins
 from plugins._web import server
 from pond import App, Contact, FakeClock, Message, Settings
+from pond.simulation import SimDriver
 from pond.transports.memory import MemoryTransport
 
 PASSWORD = "screenshot-only-password"
@@ -66,7 +67,7 @@ async def demo_app(data_dir: Path) -> App:
         await app.dispatch(
             Message(id=f"m{n}", sender=Contact(f"c{n}", name), text="转人工", timestamp=clock.now())
         )
-    await app.settle()
+    await SimDriver(app, clock).settle()
     return app
 
 

@@ -136,7 +136,7 @@ async def test_a_hand_off_reply_typed_in_the_browser_reaches_the_customer(
     before = len(sim.transport.performed)
     await b.fill_and_submit({"text": "您好，我是店员小林，这就帮您看"}, "发送")
     assert "回复已交给发送队列" in await b.text()
-    await sim.app.settle()
+    await sim.driver.settle()
     [sent] = sim.transport.performed[before:]
     assert (sent.action.to, sent.action.key, sent.action.cls.value) == (
         "alice",
