@@ -26,7 +26,7 @@ from tinydb.storages import Storage
 from .docs import DocStore, validate_namespace
 from .sql import SqlStore
 
-__all__ = ["SqlDocStorage", "SqlDocStore", "define_documents"]
+__all__ = ["SqlDocStorage", "SqlDocStore", "define_documents", "import_doc_files"]
 
 _JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
@@ -140,3 +140,29 @@ class SqlDocStore(DocStore):
         )
         self._dbs[namespace] = db
         return db
+
+
+def import_doc_files(data_dir: Path, engine: sa.Engine) -> list[str]:
+    """Copy the TinyDB files of ``<data_dir>/docs`` into the documents table: a PostgreSQL
+    store of the release before kept its documents in files. A namespace that already has
+    rows is left alone (imported before, or written since), so running it again is
+    harmless; the files stay where they are. Returns the namespaces imported."""
+    from .docs import AtomicJSONStorage
+
+    table = define_documents(sa.MetaData())
+    done: list[str] = []
+    for path in sorted((Path(data_dir) / "docs").glob("*.json")):
+        try:
+            namespace = validate_namespace(path.stem)
+        except ValueError:
+            continue
+        with engine.connect() as conn:
+            has = conn.execute(
+                sa.select(table.c.doc_id).where(table.c.namespace == namespace).limit(1)
+            ).first()
+        data = AtomicJSONStorage(path).read()  # StoreCorrupt for a damaged file
+        if has is not None or not data:
+            continue
+        SqlDocStorage(namespace, engine=engine, table=table).write(data)
+        done.append(namespace)
+    return done

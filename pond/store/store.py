@@ -9,6 +9,7 @@ from types import TracebackType
 from sqlalchemy.engine import URL
 from tinydb.table import Table
 
+from . import migrate
 from .docs import DocStore, validate_namespace
 from .integrity import check_sqlite_file, record_state
 from .postgres import SqlDocStore
@@ -49,7 +50,12 @@ class Store:
         self.docs = DocStore(self.data_dir) if sql.is_sqlite else SqlDocStore(self.data_dir, sql)
         self.sql = sql
         try:
-            self.sql.create_all()
+            # Behind or ahead of the code: refused, naming the command (pond/store/migrate.py).
+            with migrate.start_lock(sql.engine):
+                empty = migrate.check(sql.engine)
+                self.sql.create_all()
+                if empty:
+                    migrate.stamp(sql.engine)
         except BaseException:
             self.close()
             raise
