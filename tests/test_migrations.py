@@ -5,6 +5,9 @@ the command to run, `scripts/migrate.py` upgrades it under a lock keeping every 
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from harness import ChatSim, load_script
+from harness import ROOT, ChatSim, load_script
 
 from plugins._friends import tables as friends_tables
 from plugins._groups import db as groups_db
@@ -165,6 +168,30 @@ async def test_a_data_dir_of_the_release_before_migrations_upgrades_keeping_all_
             assert posts == [{"day": "12-12"}]
     finally:
         await sim.close()
+
+
+async def test_the_bot_refuses_to_start_on_a_database_behind_naming_the_command(
+    tmp_path: Path,
+) -> None:
+    sim = await ChatSim.create(tmp_path / "data", plugins=["greeter"])
+    await sim.say("alice", "你好")
+    await sim.close()
+    drop_version(url_of("", tmp_path / "data"))
+    env = {**os.environ, "POND_NO_VENV": "1", "BOT_LOG_FILE": str(tmp_path / "pond.log")}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bot.py"), "--check", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"数据文件错误：数据库文件 {tmp_path / 'data' / 'pond.sqlite3'} 的结构版本是 0001"
+        f"（迁移之前的版本），这个版本的 pond 需要 {migrate.HEAD}。请先停止所有机器人进程并备份，"
+        "然后运行 python3 scripts/migrate.py 升级数据库结构（数据都会保留），再启动。"
+    )
 
 
 def test_a_database_ahead_of_the_code_is_refused(tmp_path: Path, engine_url: str) -> None:
