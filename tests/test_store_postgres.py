@@ -5,6 +5,7 @@ book, and one conversation end to end."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -17,7 +18,7 @@ from tinydb import Query
 from pond import Action, ActionKind
 from pond.customers import CustomerBook
 from pond.ledger import JobStatus, Ledger, RowStatus
-from pond.store import Store
+from pond.store import Store, migrate
 
 T0 = datetime(2026, 11, 23, 11, 30, tzinfo=UTC)
 CST = timezone(timedelta(hours=8))
@@ -218,3 +219,54 @@ async def test_a_conversation_end_to_end_survives_a_restart(
         assert len(sim.events("in.message")) == 4
     finally:
         await sim.close()
+
+
+# -- several processes on one PostgreSQL ---------------------------------------------------------
+
+
+def test_caps_hold_when_workers_race_for_the_last_slots(pg_url: str) -> None:
+    """Four workers (own engines, own connections) reserve against one cap at once: the
+    database decides, so exactly `cap` actions are counted, never one more."""
+    engines = [sa.create_engine(pg_url) for _ in range(4)]
+    ledgers = [Ledger(e, sa.MetaData()) for e in engines]
+    granted: list[int] = []
+    start = threading.Barrier(len(ledgers))
+
+    def work(ledger: Ledger) -> None:
+        start.wait()
+        for _ in range(40):
+            if ledger.reserve("2026-11-23", {"send": 50}) is None:
+                granted.append(1)
+
+    try:
+        threads = [threading.Thread(target=work, args=(ledger,)) for ledger in ledgers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(granted) == 50
+        assert ledgers[0].count("2026-11-23", "send") == 50
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+def test_two_migrations_at_once_build_the_schema_once(pg_url: str) -> None:
+    engines = [sa.create_engine(pg_url) for _ in range(2)]
+    results: list[tuple[str | None, list[str]]] = []
+    start = threading.Barrier(2)
+
+    def work(engine: sa.Engine) -> None:
+        start.wait()
+        results.append(migrate.upgrade(engine))
+
+    try:
+        threads = [threading.Thread(target=work, args=(e,)) for e in engines]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(results, key=lambda r: r[0] or "") == [(None, ["0001", "0002"]), ("0002", [])]
+    finally:
+        for engine in engines:
+            engine.dispose()
