@@ -175,6 +175,29 @@ def test_ledger_caps_opt_outs_and_bulk_rows(store: Store) -> None:
     assert ledger.summary("bc1") == {"pending": 1, "unknown": 1}
 
 
+def test_accounts_on_one_database_have_their_own_caps_and_share_opt_outs(store: Store) -> None:
+    shop = Ledger(store.sql.engine, store.sql.metadata, account="shop")
+    staff = Ledger(store.sql.engine, store.sql.metadata, account="staff")
+    assert shop.reserve("2026-11-23", {"accept_friend": 1}) is None
+    assert shop.reserve("2026-11-23", {"accept_friend": 1}) == "accept_friend"
+    assert staff.reserve("2026-11-23", {"accept_friend": 1}) is None  # its own cap
+    assert shop.counts("2026-11-23") == staff.counts("2026-11-23") == {"accept_friend": 1}
+    with store.sql.engine.begin() as conn:
+        assert staff.reserve_in(conn, "2026-11-23", {"send": 9, "accept_friend": 1}) == (
+            "accept_friend"
+        )
+    staff.release("2026-11-23", ["accept_friend"])
+    assert staff.count("2026-11-23", "accept_friend") == 0
+    assert shop.count("2026-11-23", "accept_friend") == 1
+
+    assert shop.set_opt_out("alice", 1.0, "退订")  # 退订 to one account ...
+    assert staff.is_opted_out("alice")  # ... is honoured by every account of the brand
+    assert not staff.set_opt_out("alice", 2.0, "退订")
+    book = CustomerBook(store.sql.engine, store.sql.metadata)
+    assert book.is_opted_out("alice")
+    assert staff.clear_opt_out("alice") and not shop.is_opted_out("alice")
+
+
 # -- the customer book -------------------------------------------------------------------------
 
 
@@ -266,7 +289,10 @@ def test_two_migrations_at_once_build_the_schema_once(pg_url: str) -> None:
             thread.start()
         for thread in threads:
             thread.join()
-        assert sorted(results, key=lambda r: r[0] or "") == [(None, ["0001", "0002"]), ("0002", [])]
+        assert sorted(results, key=lambda r: r[0] or "") == [
+            (None, ["0001", "0002", "0003"]),
+            (migrate.HEAD, []),
+        ]
     finally:
         for engine in engines:
             engine.dispose()

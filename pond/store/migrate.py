@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 BASELINE = "0001"
-HEAD = "0002"
+HEAD = "0003"
 COMMAND = "python3 scripts/migrate.py"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "alembic_version"
@@ -144,8 +144,8 @@ def _known() -> set[str]:
     return {rev.revision for rev in _script().walk_revisions()}
 
 
-def upgrade(engine: sa.Engine) -> tuple[str | None, list[str]]:
-    """Bring the database to HEAD in one transaction under the schema lock.
+def upgrade(engine: sa.Engine, target: str = HEAD) -> tuple[str | None, list[str]]:
+    """Bring the database to HEAD (tests: `target`) in one transaction under the schema lock.
 
     Returns (the version before, the revisions applied). A database from the release
     before migrations is stamped BASELINE first; an empty one gets every revision."""
@@ -167,11 +167,11 @@ def upgrade(engine: sa.Engine) -> tuple[str | None, list[str]]:
             )
 
         def steps(rev: Any, context: Any) -> Any:
-            revs = script._upgrade_revs(HEAD, rev)
+            revs = script._upgrade_revs(target, rev)
             applied.extend(step.revision.revision for step in revs)
             return revs
 
-        with EnvironmentContext(config, script, fn=steps, destination_rev=HEAD) as env:
+        with EnvironmentContext(config, script, fn=steps, destination_rev=target) as env:
             env.configure(connection=conn)
             with env.begin_transaction():
                 if version is None and has_tables:
