@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from harness import ChatSim
 from tinydb import Query
 
-from pond import Action, ActionKind
+from pond import Action, ActionKind, rights
 from pond.customers import CustomerBook
 from pond.ledger import JobStatus, Ledger, RowStatus
 from pond.store import Store, migrate
@@ -296,3 +296,19 @@ def test_two_migrations_at_once_build_the_schema_once(pg_url: str) -> None:
     finally:
         for engine in engines:
             engine.dispose()
+
+
+async def test_erasing_a_customer_reaches_their_documents(tmp_path: Path, engine_url: str) -> None:
+    env = {"DATABASE_URL": engine_url} if engine_url else {}
+    sim = await ChatSim.create(tmp_path / "data", plugins=["greeter"], env=env)
+    try:
+        await sim.say("alice", "你好")
+        posts = sim.app.store.namespace("calendar").table("notes")
+        posts.insert({"by": "alice", "text": "alice 想要新茶"})
+        posts.insert({"by": "bob", "text": "送 bob 一份茶样"})
+        rights.erase_contact(sim.app, "alice", by="admin")
+        remaining = [dict(d) for d in posts.all()]
+        assert len(remaining) <= 2 and {"by": "bob", "text": "送 bob 一份茶样"} in remaining
+        assert "alice" not in repr(remaining)
+    finally:
+        await sim.close()
