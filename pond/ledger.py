@@ -41,6 +41,8 @@ def define_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
     sa.Table(
         "out_counters",
         metadata,
+        # Caps are per account ('' = the single-account default); see migration 0003.
+        sa.Column("account", sa.String(64), primary_key=True, server_default=""),
         sa.Column("day", sa.String(10), primary_key=True),
         sa.Column("kind", sa.String(32), primary_key=True),
         sa.Column("n", sa.Integer, nullable=False),
@@ -48,6 +50,8 @@ def define_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
     sa.Table(
         "out_optout",
         metadata,
+        # Which account heard the 退订; it is honoured brand-wide (every account).
+        sa.Column("account", sa.String(64), primary_key=True, server_default=""),
         sa.Column("contact_id", sa.String(128), primary_key=True),
         sa.Column("at", sa.Float, nullable=False),
         sa.Column("source", sa.String(64), nullable=False),
@@ -131,8 +135,9 @@ class BulkRow:
 
 
 class Ledger:
-    def __init__(self, engine: sa.Engine, metadata: sa.MetaData) -> None:
+    def __init__(self, engine: sa.Engine, metadata: sa.MetaData, account: str = "") -> None:
         self.engine = engine
+        self.account = account
         t = define_tables(metadata)
         metadata.create_all(engine, tables=[t[name] for name in _TABLES])
         self.counters = t["out_counters"]
@@ -141,7 +146,11 @@ class Ledger:
         self.jobs = t["out_jobs"]
         self.rows = t["out_rows"]
         c = self.counters.c
-        at_day_kind = (c.day == sa.bindparam("b_day"), c.kind == sa.bindparam("b_kind"))
+        at_day_kind = (
+            c.account == account,
+            c.day == sa.bindparam("b_day"),
+            c.kind == sa.bindparam("b_kind"),
+        )
         self._q_increment = (
             sa.update(self.counters)
             .where(*at_day_kind, c.n < sa.bindparam("cap"))
@@ -155,7 +164,9 @@ class Ledger:
         with self.engine.connect() as conn:
             n = conn.execute(
                 sa.select(self.counters.c.n).where(
-                    self.counters.c.day == day, self.counters.c.kind == kind
+                    self.counters.c.account == self.account,
+                    self.counters.c.day == day,
+                    self.counters.c.kind == kind,
                 )
             ).scalar()
         return int(n or 0)
@@ -163,7 +174,9 @@ class Ledger:
     def counts(self, day: str) -> dict[str, int]:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(self.counters.c.kind, self.counters.c.n).where(self.counters.c.day == day)
+                sa.select(self.counters.c.kind, self.counters.c.n).where(
+                    self.counters.c.account == self.account, self.counters.c.day == day
+                )
             ).all()
         return {kind: int(n) for kind, n in rows}
 
@@ -196,7 +209,7 @@ class Ledger:
                 for back in done:
                     conn.execute(
                         sa.update(self.counters)
-                        .where(c.day == day, c.kind == back, c.n > 0)
+                        .where(c.account == self.account, c.day == day, c.kind == back, c.n > 0)
                         .values(n=c.n - 1)
                     )
                 return kind
@@ -210,7 +223,7 @@ class Ledger:
         exists = conn.execute(self._q_count, params).first()
         if exists is not None or cap <= 0:
             return False  # at the cap
-        conn.execute(sa.insert(self.counters).values(day=day, kind=kind, n=1))
+        conn.execute(sa.insert(self.counters).values(account=self.account, day=day, kind=kind, n=1))
         return True
 
     def release(self, day: str, kinds: Iterable[str]) -> None:
@@ -221,17 +234,21 @@ class Ledger:
             for kind in kinds:
                 conn.execute(
                     sa.update(self.counters)
-                    .where(c.day == day, c.kind == kind, c.n > 0)
+                    .where(c.account == self.account, c.day == day, c.kind == kind, c.n > 0)
                     .values(n=c.n - 1)
                 )
 
     # -- opt-out and marketing frequency ----------------------------------------------
     def set_opt_out(self, contact_id: str, at: float, source: str) -> bool:
-        """True when this is a new opt-out."""
+        """True when this is a new opt-out (in no account before: it is brand-wide)."""
         try:
             with self.engine.begin() as conn:
+                if self._opted_out_in(conn, contact_id):
+                    return False
                 conn.execute(
-                    sa.insert(self.optout).values(contact_id=contact_id, at=at, source=source)
+                    sa.insert(self.optout).values(
+                        account=self.account, contact_id=contact_id, at=at, source=source
+                    )
                 )
         except IntegrityError:
             return False
@@ -246,9 +263,12 @@ class Ledger:
 
     def is_opted_out(self, contact_id: str) -> bool:
         with self.engine.connect() as conn:
-            found = conn.execute(
-                sa.select(self.optout.c.at).where(self.optout.c.contact_id == contact_id)
-            ).first()
+            return self._opted_out_in(conn, contact_id)
+
+    def _opted_out_in(self, conn: sa.Connection, contact_id: str) -> bool:
+        found = conn.execute(
+            sa.select(self.optout.c.at).where(self.optout.c.contact_id == contact_id).limit(1)
+        ).first()
         return found is not None
 
     def opted_out(self) -> list[tuple[str, float]]:

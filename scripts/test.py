@@ -8,7 +8,11 @@ its npm packages are installed from the lock file when missing or changed, and N
 itself with apt-get when it is missing and we run as root (CI containers).
 
 The browser tests (tests/browser.py) drive Debian's Chromium, installed the same way with a
-Chinese font for legible screenshots; its path reaches them as POND_CHROMIUM."""
+Chinese font for legible screenshots; its path reaches them as POND_CHROMIUM.
+
+The PostgreSQL tests run against a real server: Debian's `postgresql` package (apt-get as
+root when missing), a throwaway cluster on 127.0.0.1 started before pytest and removed
+after it, also when the run fails or is interrupted; its URL reaches them as POND_TEST_PG_URL."""
 
 from __future__ import annotations
 
@@ -16,18 +20,21 @@ import functools
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _env import ROOT, ensure_venv
+from _pg import PgUnavailable, TempServer, find_bin_dir
 
 HELP = """用法：python3 scripts/test.py [pytest 的参数…]
 
 全部检查，和 CI 一样：ruff 检查全部 Python 代码，mypy --strict 检查 pond/ 和 plugins/，然后 pytest。
 多出来的参数交给 pytest（例如 python3 scripts/test.py -k outbox）。第一次运行会先装好需要的东西：
-开发依赖、端到端测试用的 puppet 服务（Node.js）；以 root 运行时用 apt-get 装 Chromium 和字体。"""
+开发依赖、端到端测试用的 puppet 服务（Node.js）；以 root 运行时用 apt-get 装 Chromium、字体和
+PostgreSQL。PostgreSQL 的测试用一个临时数据库服务（只监听 127.0.0.1），测试结束后删除。"""
 
 if __name__ == "__main__" and sys.argv[1:] in (["-h"], ["--help"]):
     print(HELP)
@@ -144,9 +151,38 @@ def ensure_chromium() -> None:
     os.environ["POND_CHROMIUM"] = chromium
 
 
+def start_postgresql() -> TempServer | None:
+    """A throwaway PostgreSQL for the tests (see scripts/_pg.py); apt-get it as root when
+    missing. Its URL reaches the tests as POND_TEST_PG_URL."""
+    if os.environ.get("POND_TEST_PG_URL"):
+        return None  # the caller provides one
+    if find_bin_dir() is None and can_apt():
+        print("正在安装 PostgreSQL（apt-get install postgresql）…", flush=True)
+        apt_install("postgresql")
+    server = TempServer()
+    try:
+        os.environ["POND_TEST_PG_URL"] = server.start()
+    except (PgUnavailable, OSError, subprocess.SubprocessError) as error:
+        print(f"PostgreSQL 无法启动，用到它的测试将跳过（{error}）", flush=True)
+        return None
+    print(f"测试用 PostgreSQL 已启动：{os.environ['POND_TEST_PG_URL']}", flush=True)
+    return server
+
+
 def main() -> int:
     ensure_puppet_server()
     ensure_chromium()
+    # A CI job cancelled with SIGTERM still runs the finally below (the server is removed).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    server = start_postgresql()
+    try:
+        return run_steps()
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def run_steps() -> int:
     steps = [
         ("ruff", "check", "pond", "plugins", "scripts", "tests", "examples", "bot.py"),
         ("mypy", "examples"),

@@ -11,6 +11,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from harness import ChatSim, sims  # noqa: E402, F401  (sims: a fixture for every test)
+from pg import engine_url, pg_server, pg_url  # noqa: E402, F401  (PostgreSQL fixtures)
 
 
 @pytest.fixture

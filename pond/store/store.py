@@ -9,8 +9,10 @@ from types import TracebackType
 from sqlalchemy.engine import URL
 from tinydb.table import Table
 
+from . import migrate
 from .docs import DocStore, validate_namespace
 from .integrity import check_sqlite_file, record_state
+from .postgres import SqlDocStore
 from .sql import SqlStore
 
 __all__ = ["Namespace", "Store"]
@@ -44,10 +46,16 @@ class Store:
             except BaseException:
                 sql.engine.dispose()
                 raise
-        self.docs = DocStore(self.data_dir)
+        # PostgreSQL serves several processes: documents go to its JSONB table, not files.
+        self.docs = DocStore(self.data_dir) if sql.is_sqlite else SqlDocStore(self.data_dir, sql)
         self.sql = sql
         try:
-            self.sql.create_all()
+            # Behind or ahead of the code: refused, naming the command (pond/store/migrate.py).
+            with migrate.start_lock(sql.engine):
+                empty = migrate.check(sql.engine)
+                self.sql.create_all()
+                if empty:
+                    migrate.stamp(sql.engine)
         except BaseException:
             self.close()
             raise
@@ -88,7 +96,8 @@ class Store:
 class Namespace:
     """What a plugin sees as ``ctx.store``: its own documents and keys, nobody else's.
 
-    Documents live in ``<data_dir>/docs/<name>.json`` (TinyDB, small and mostly read);
+    Documents live in ``<data_dir>/docs/<name>.json`` (TinyDB, small and mostly read), or
+    in the ``documents`` table with a PostgreSQL store (the same TinyDB API);
     key/values live in the SQL ``kv`` table under this namespace (JSON values, committed
     before ``set``/``delete`` return).
     """
