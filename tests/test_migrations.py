@@ -18,11 +18,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from harness import ROOT, ChatSim, load_script
 
+from plugins._analytics import keywords, orders
 from plugins._friends import tables as friends_tables
 from plugins._groups import db as groups_db
 from plugins._referral import db as referral_db
 from pond import customers, journal, ledger
-from pond.analytics import keywords, orders
 from pond.store import DocStore, InstanceLock, SqlStore, Store, migrate
 from pond.store.postgres import define_documents
 
