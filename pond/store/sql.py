@@ -53,6 +53,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 
 from .docs import validate_namespace
 from .errors import StoreCorrupt, StoreError
+from .fast import Prepared, Reader
 
 __all__ = ["SqlStore", "UTCDateTime", "clean_text", "clean_value", "is_transient"]
 
@@ -112,21 +113,36 @@ def is_transient(error: BaseException) -> bool:
         return True
     if isinstance(error, OperationalError):
         return True
+    if isinstance(error, sqlite3.OperationalError):
+        return True
     orig = getattr(error, "orig", None)
     return isinstance(orig, OSError | sqlite3.OperationalError)
 
 
 @dataclass(slots=True)
 class _Op:
-    """A deferred write: run inside the next group transaction; `done` after its commit."""
+    """A deferred write: run inside the next group transaction; `done` after its commit.
+    A row for a prepared statement (`defer_row`) runs with its neighbours of the same
+    statement as one executemany."""
 
     label: str
     run: Callable[[sa.Connection], None]
     done: Callable[[], None] | None = None
+    prepared: Prepared | None = None
+    row: Mapping[str, Any] | None = None
 
 
 _DELETED = object()
 _MISSING = object()
+_KV_CACHE_MAX = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Json:
+    """A cached key/value that is a list or a dict: kept as text, so a caller that
+    changes what it read cannot change the cache."""
+
+    text: str
 
 
 def _short(error: BaseException) -> str:
@@ -283,10 +299,29 @@ class SqlStore:
         kv, seen = self.kv_table.c, self.seen_messages_table.c
         where_key = (kv.namespace == sa.bindparam("ns"), kv.key == sa.bindparam("k"))
         self._q_kv_get = sa.select(kv.value).where(*where_key)
-        self._q_kv_update = sa.update(self.kv_table).where(*where_key)
         self._q_seen_insert = sa.insert(self.seen_messages_table).values(
             msg_id=sa.bindparam("msg_id"), ts=sa.bindparam("ts", type_=seen.ts.type)
         )
+        self.reader = Reader.of(self.engine)
+        self._p_kv_get = self.prepare(self._q_kv_get)
+        self._p_kv_update = self.prepare(
+            sa.update(self.kv_table).where(*where_key).values(value=sa.bindparam("value"))
+        )
+        self._p_kv_insert = self.prepare(sa.insert(self.kv_table), ["namespace", "key", "value"])
+        self._p_kv_delete = self.prepare(sa.delete(self.kv_table).where(*where_key))
+        self._p_events = self.prepare(
+            sa.insert(self.events_table),
+            ["ts", "kind", "plugin", "chat_id", "contact_id", "room_id", "data"],
+        )
+        # Key/values as committed, (namespace, key) -> value, _Json or _DELETED (absent):
+        # the per-message reads (a greeter's "seen today") need no query. One writer per
+        # data dir (the instance lock) keeps it true; code that writes the kv table
+        # behind the store's back calls forget_cached().
+        self._kv_cache: dict[tuple[str, str], object] = {}
+
+    def prepare(self, statement: Any, keys: list[str] | None = None) -> Prepared:
+        """A statement for the per-message path (see pond/store/fast.py)."""
+        return Prepared(self.engine, statement, keys)
 
     # -- schema --------------------------------------------------------------------------
 
@@ -398,6 +433,27 @@ class SqlStore:
         the others ride along with the next commit, at the latest `flush_interval` later."""
         self._check_open()
         self._ops.append(_Op(label, run, done))
+        self._deferred(urgent)
+
+    def defer_row(
+        self,
+        label: str,
+        prepared: Prepared,
+        row: Mapping[str, Any],
+        done: Callable[[], None] | None = None,
+        *,
+        urgent: bool = False,
+    ) -> None:
+        """`defer` for one row of a prepared statement. Rows of the same statement that
+        follow each other in the batch go in one executemany. `row` is read at commit
+        time, so the caller may still change it (an inbox row becomes "handled")."""
+        self._check_open()
+        self._ops.append(
+            _Op(label, lambda conn: _run_one(prepared, conn, row), done, prepared, row)
+        )
+        self._deferred(urgent)
+
+    def _deferred(self, urgent: bool) -> None:
         if urgent:
             if not self._urgent:
                 self._urgent_at = time.monotonic()
@@ -463,6 +519,7 @@ class SqlStore:
             result = None
         else:
             self.commits += 1
+            self._cache_kvs(kvs)
             self._committed(ops)
         self._urgent = False
         self.on_trouble(None)
@@ -477,10 +534,20 @@ class SqlStore:
     ) -> None:
         for (namespace, key), value in kvs.items():
             self._kv_write(conn, namespace, key, value)
-        for op in ops:
-            op.run(conn)
-        if events:
-            conn.execute(sa.insert(self.events_table), events)
+        n = 0
+        while n < len(ops):
+            op = ops[n]
+            if op.prepared is None or op.row is None:
+                op.run(conn)
+                n += 1
+                continue
+            rows = [op.row]
+            n += 1
+            while n < len(ops) and ops[n].prepared is op.prepared and ops[n].row is not None:
+                rows.append(ops[n].row)  # type: ignore[arg-type]
+                n += 1
+            op.prepared.execute(conn, rows)
+        self._p_events.execute(conn, events)
 
     def _restore(
         self,
@@ -499,6 +566,8 @@ class SqlStore:
         kvs: dict[tuple[str, str], object],
     ) -> None:
         units: list[tuple[str, Callable[[sa.Connection], None], _Op | None]] = []
+        for namespace, key in kvs:
+            self._kv_cache.pop((namespace, key), None)  # whether it exists: ask the table
         for (namespace, key), value in kvs.items():
             units.append((f"kv {namespace}", self._kv_unit(namespace, key, value), None))
         units += [(op.label, op.run, op) for op in ops]
@@ -520,13 +589,14 @@ class SqlStore:
                 op.done()
 
     def _kv_unit(self, namespace: str, key: str, value: object) -> Callable[[sa.Connection], None]:
-        return lambda conn: self._kv_write(conn, namespace, key, value)
-
-    def _event_unit(self, row: dict[str, Any]) -> Callable[[sa.Connection], None]:
         def run(conn: sa.Connection) -> None:
-            conn.execute(sa.insert(self.events_table), [row])
+            self._kv_write(conn, namespace, key, value)
+            self._cache_kvs({(namespace, key): value})  # only after its own commit
 
         return run
+
+    def _event_unit(self, row: dict[str, Any]) -> Callable[[sa.Connection], None]:
+        return lambda conn: _run_one(self._p_events, conn, row)
 
     def _restore_units(
         self, units: list[tuple[str, Callable[[sa.Connection], None], _Op | None]]
@@ -642,9 +712,34 @@ class SqlStore:
         pending = self._kv_pending.get((namespace, key), _MISSING)
         if pending is not _MISSING:
             return default if pending is _DELETED else pending
-        with self.engine.connect() as conn:
-            row = conn.execute(self._q_kv_get, {"ns": namespace, "k": key}).first()
-        return default if row is None else row[0]
+        cached = self._kv_cache.get((namespace, key), _MISSING)
+        if cached is _MISSING:
+            row = self.reader.first(self._p_kv_get, {"ns": namespace, "k": key})
+            if row is None:
+                cached = _DELETED
+            else:
+                value = row[0]
+                if self.reader.raw and isinstance(value, str):
+                    value = json.loads(value)  # Core would have decoded the JSON column
+                cached = _cacheable(value)
+            self._cache_put((namespace, key), cached)
+        if cached is _DELETED:
+            return default
+        return json.loads(cached.text) if isinstance(cached, _Json) else cached
+
+    def _cache_put(self, key: tuple[str, str], value: object) -> None:
+        if len(self._kv_cache) >= _KV_CACHE_MAX:
+            self._kv_cache.clear()
+        self._kv_cache[key] = value
+
+    def _cache_kvs(self, kvs: dict[tuple[str, str], object]) -> None:
+        for key, value in kvs.items():
+            self._cache_put(key, value if value is _DELETED else _cacheable(value))
+
+    def forget_cached(self) -> None:
+        """Drop the key/value cache: for code that wrote the kv table directly (data-rights
+        erasure). Reads go to the table again."""
+        self._kv_cache.clear()
 
     def kv_set(self, namespace: str, key: str, value: object) -> None:
         """Store a JSON value; committed with the next group commit (reads see it now)."""
@@ -663,13 +758,15 @@ class SqlStore:
         self._kv_written()
 
     def _kv_write(self, conn: sa.Connection, namespace: str, key: str, value: object) -> None:
-        t = self.kv_table
-        if value is _DELETED:
-            conn.execute(sa.delete(t).where(t.c.namespace == namespace, t.c.key == key))
-            return
         params = {"ns": namespace, "k": key, "value": value}
-        if conn.execute(self._q_kv_update, params).rowcount == 0:
-            conn.execute(sa.insert(t), {"namespace": namespace, "key": key, "value": value})
+        if value is _DELETED:
+            self._p_kv_delete.execute(conn, [params])
+            return
+        # Known absent (read before, as a greeter does): insert straight away.
+        known_absent = self._kv_cache.get((namespace, key)) is _DELETED
+        if not known_absent and self._p_kv_update.execute(conn, [params]):
+            return
+        self._p_kv_insert.execute(conn, [{"namespace": namespace, "key": key, "value": value}])
 
     def kv_items(self, namespace: str, prefix: str = "") -> list[tuple[str, object]]:
         """``(key, value)`` pairs of ``namespace`` whose key starts with ``prefix``, by key."""
@@ -706,7 +803,18 @@ class SqlStore:
             self.flush()
         finally:
             self._closed = True
+            self.reader.close()
             self.engine.dispose()
+
+
+def _run_one(prepared: Prepared, conn: sa.Connection, row: Mapping[str, Any]) -> None:
+    prepared.execute(conn, [row])
+
+
+def _cacheable(value: object) -> object:
+    if isinstance(value, dict | list):
+        return _Json(_json_dumps(value))
+    return value
 
 
 def _check_text(what: str, value: str, max_length: int, *, allow_empty: bool = True) -> None:
