@@ -62,15 +62,19 @@ class Prepared:
             compiled.binds[name].type._cached_bind_processor(dialect) for name in names
         ]
         self._plain = all(p is None for p in processors) and not self._fixed
-        self._processors = processors
+        self._processed = [(n, p) for n, p in zip(names, processors, strict=True)]
 
     def _params(self, row: Row) -> tuple[Any, ...]:
         if self._plain:
             return tuple([row[name] for name in self._names])
         fixed = self._fixed
-        values = [row[n] if n in row or n not in fixed else fixed[n] for n in self._names]
         return tuple(
-            [v if p is None else p(v) for v, p in zip(values, self._processors, strict=True)]
+            [
+                (row[n] if n in row or n not in fixed else fixed[n])
+                if p is None
+                else p(row[n] if n in row or n not in fixed else fixed[n])
+                for n, p in self._processed
+            ]
         )
 
     def _use_raw(self) -> bool:

@@ -106,6 +106,32 @@ def clean_value(value: object, path: str, kinds: dict[str, str]) -> object:
     return clean_text(str(value))
 
 
+def _flat_copy(data: Mapping[str, object]) -> dict[str, object] | None:
+    """A copy of `data` when it is flat and every key and value is stored as it is (the
+    usual event: ids, counts, flags); None when `clean_value` has to look."""
+    for key, value in data.items():
+        if type(key) is not str or not (key.isascii() or _encodable(key)):
+            return None
+        kind = type(value)
+        if isinstance(value, str) and kind is str:
+            if not (value.isascii() or _encodable(value)):
+                return None
+        elif kind is float:
+            if value != value or value in (float("inf"), float("-inf")):
+                return None
+        elif not (kind is int or kind is bool or value is None):
+            return None
+    return dict(data)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def is_transient(error: BaseException) -> bool:
     """True for trouble of the disk or the database (full, I/O error, locked): retry the
     same writes later. False for trouble of the data itself (encoding, duplicate key)."""
@@ -378,7 +404,8 @@ class SqlStore:
         _check_text("room_id", room_id, _ID_LENGTH)
         _require_aware(ts)
         kinds: dict[str, str] = {}
-        snapshot = clean_value(dict(data), "", kinds) if data else {}
+        flat = _flat_copy(data) if data else {}
+        snapshot = flat if flat is not None else clean_value(dict(data or {}), "", kinds)
         assert isinstance(snapshot, dict)
         ids = {"chat_id": chat_id, "contact_id": contact_id, "room_id": room_id}
         for name, value in ids.items():
