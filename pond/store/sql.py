@@ -41,7 +41,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -344,6 +344,7 @@ class SqlStore:
         # data dir (the instance lock) keeps it true; code that writes the kv table
         # behind the store's back calls forget_cached().
         self._kv_cache: dict[tuple[str, str], object] = {}
+        self._writer: sa.Connection | None = None
 
     def prepare(self, statement: Any, keys: list[str] | None = None) -> Prepared:
         """A statement for the per-message path (see pond/store/fast.py)."""
@@ -532,7 +533,7 @@ class SqlStore:
         ops, self._ops = self._ops, []
         kvs, self._kv_pending = self._kv_pending, {}
         try:
-            with self.engine.begin() as conn:
+            with self._group_transaction() as conn:
                 self._write_all(conn, events, ops, kvs)
                 result = extra(conn) if extra is not None else None
         except BaseException as error:
@@ -551,6 +552,17 @@ class SqlStore:
         self._urgent = False
         self.on_trouble(None)
         return result
+
+    @contextlib.contextmanager
+    def _group_transaction(self) -> Iterator[sa.Connection]:
+        """The group commit's transaction, on one connection kept for the store's life (a
+        pool checkout and the rollback that resets a returned connection cost about as
+        much as the writes of a small batch)."""
+        conn = self._writer
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._writer = self.engine.connect()
+        with conn.begin():
+            yield conn
 
     def _write_all(
         self,
@@ -831,6 +843,8 @@ class SqlStore:
         finally:
             self._closed = True
             self.reader.close()
+            if self._writer is not None:
+                self._writer.close()
             self.engine.dispose()
 
 
