@@ -67,15 +67,10 @@ class Prepared:
     def _params(self, row: Row) -> tuple[Any, ...]:
         if self._plain:
             return tuple([row[name] for name in self._names])
-        fixed = self._fixed
-        return tuple(
-            [
-                (row[n] if n in row or n not in fixed else fixed[n])
-                if p is None
-                else p(row[n] if n in row or n not in fixed else fixed[n])
-                for n, p in self._processed
-            ]
-        )
+        if self._fixed:
+            fixed = self._fixed
+            row = {n: row[n] if n in row or n not in fixed else fixed[n] for n in self._names}
+        return tuple([row[n] if p is None else p(row[n]) for n, p in self._processed])
 
     def _use_raw(self) -> bool:
         # Listeners to statement events must keep seeing every statement.
