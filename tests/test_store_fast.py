@@ -104,7 +104,7 @@ def test_the_cache_follows_every_write_of_the_store(sql: SqlStore) -> None:
     assert sql.kv_get("ns", "k") is None  # read (and remembered) as absent
     sql.kv_set("ns", "k", 1)
     sql.flush()  # known absent: inserted straight away
-    assert rows(sql, "SELECT value FROM kv WHERE key = 'k'") == [(1,)]  # JSON text, numeric affinity
+    assert rows(sql, "SELECT value FROM kv WHERE key = 'k'") == [(1,)]  # numeric affinity
     sql.kv_set("ns", "k", 2)
     sql.flush()
     sql.kv_delete("ns", "k")
@@ -132,7 +132,7 @@ def test_a_refused_key_value_is_not_remembered(sql: SqlStore) -> None:
     sql.kv_set("ns", "k", 1)
     sql.flush()
     assert sql.kv_get("ns", "k") == 1
-    assert rows(sql, "SELECT value FROM kv WHERE key = 'k'") == [(1,)]  # JSON text, numeric affinity
+    assert rows(sql, "SELECT value FROM kv WHERE key = 'k'") == [(1,)]  # numeric affinity
 
 
 def test_driver_errors_are_sqlalchemy_errors(sql: SqlStore) -> None:
