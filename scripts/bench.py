@@ -422,7 +422,7 @@ def _by_reply(p: Probe) -> float:
     return p.to_reply
 
 
-def run(size: str) -> tuple[list[Result], dict[str, Any]]:
+def run(size: str, extra_size: int = 0) -> tuple[list[Result], dict[str, Any]]:
     n = {"smoke": 60, "quick": 300}.get(size, 2000)
     raw: dict[str, Any] = {}
     results: list[Result] = []
@@ -507,6 +507,8 @@ def run(size: str) -> tuple[list[Result], dict[str, Any]]:
             "smoke": [(1000, 50), (2000, 100)],
             "quick": [(1000, 50), (10_000, 500)],
         }.get(size, [(1000, 50), (10_000, 500), (100_000, 500)])
+        if extra_size and extra_size not in dict(sizes):
+            sizes.append((extra_size, 500))  # e.g. --quick --largest 100000: issue 19's ratio
         costs = {}
         for contacts, rooms in sizes:
             r = await measure(
@@ -597,6 +599,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="最多 1 万个联系人")
     parser.add_argument("--smoke", action="store_true", help="极小规模：只检查能跑通")
     parser.add_argument(
+        "--largest",
+        type=int,
+        default=0,
+        metavar="人数",
+        help="规模测试再加一档联系人数（如 100000）",
+    )
+    parser.add_argument(
         "--out", default=str(ROOT / "bench-results.md"), metavar="文件", help="结果写到哪里"
     )
     args = parser.parse_args()
@@ -605,7 +614,7 @@ def main() -> int:
         f"pond 基准测试（{size}），Python {sys.version.split()[0]}，{os.cpu_count()} 个 CPU",
         flush=True,
     )
-    results, raw = run(size)
+    results, raw = run(size, args.largest)
     lines = [
         f"pond benchmarks, {datetime.now():%Y-%m-%d %H:%M}, {size}",
         "",
