@@ -101,9 +101,9 @@ def test_a_value_read_and_changed_by_the_caller_is_not_changed_in_the_store(
 
 
 def test_the_cache_follows_every_write_of_the_store(sql: SqlStore) -> None:
-    assert sql.kv_get("ns", "k") is None  # read (and remembered) as absent
+    assert sql.kv_get("ns", "k") is None
     sql.kv_set("ns", "k", 1)
-    sql.flush()  # known absent: inserted straight away
+    sql.flush()
     assert rows(sql, "SELECT value FROM kv WHERE key = 'k'") == [(1,)]  # numeric affinity
     sql.kv_set("ns", "k", 2)
     sql.flush()
@@ -111,6 +111,22 @@ def test_the_cache_follows_every_write_of_the_store(sql: SqlStore) -> None:
     sql.flush()
     assert sql.kv_get("ns", "k", "gone") == "gone"
     assert rows(sql, "SELECT count(*) FROM kv") == [(0,)]
+
+
+def test_a_key_another_process_creates_is_seen(tmp_path: Path) -> None:
+    # The command line hands a request to the running bot and polls for the answer key.
+    url = f"sqlite:///{tmp_path / 'two.sqlite3'}"
+    cli, bot = SqlStore(url), SqlStore(url)
+    cli.create_all()
+    assert cli.kv_get("health", "cli:res:1") is None
+    bot.kv_set("health", "cli:res:1", {"outputs": []})
+    bot.flush()
+    assert cli.kv_get("health", "cli:res:1") == {"outputs": []}
+    bot.kv_delete("health", "cli:res:1")
+    bot.flush()
+    assert bot.kv_get("health", "cli:res:1") is None
+    cli.close()
+    bot.close()
 
 
 def test_a_write_behind_the_stores_back_is_seen_after_forget_cached(sql: SqlStore) -> None:

@@ -339,9 +339,10 @@ class SqlStore:
             sa.insert(self.events_table),
             ["ts", "kind", "plugin", "chat_id", "contact_id", "room_id", "data"],
         )
-        # Key/values as committed, (namespace, key) -> value, _Json or _DELETED (absent):
-        # the per-message reads (a greeter's "seen today") need no query. One writer per
-        # data dir (the instance lock) keeps it true; code that writes the kv table
+        # Key/values as committed, (namespace, key) -> value or _Json: the per-message
+        # reads (a greeter's "seen today") need no query. Only values this process read
+        # or wrote, never absence. One writer per data dir (the instance lock; the command
+        # line only creates mailbox keys) keeps it true; code that changes the kv table
         # behind the store's back calls forget_cached().
         self._kv_cache: dict[tuple[str, str], object] = {}
         self._writer: sa.Connection | None = None
@@ -755,15 +756,14 @@ class SqlStore:
         if cached is _MISSING:
             row = self.reader.first(self._p_kv_get, {"ns": namespace, "k": key})
             if row is None:
-                cached = _DELETED
-            else:
-                value = row[0]
-                if self.reader.raw and isinstance(value, str):
-                    value = json.loads(value)  # Core would have decoded the JSON column
-                cached = _cacheable(value)
+                # Absence is not remembered: the command line's mailbox (another process)
+                # creates keys this process then polls for.
+                return default
+            value = row[0]
+            if self.reader.raw and isinstance(value, str):
+                value = json.loads(value)  # Core would have decoded the JSON column
+            cached = _cacheable(value)
             self._cache_put((namespace, key), cached)
-        if cached is _DELETED:
-            return default
         return json.loads(cached.text) if isinstance(cached, _Json) else cached
 
     def _cache_put(self, key: tuple[str, str], value: object) -> None:
@@ -773,7 +773,10 @@ class SqlStore:
 
     def _cache_kvs(self, kvs: dict[tuple[str, str], object]) -> None:
         for key, value in kvs.items():
-            self._cache_put(key, value if value is _DELETED else _cacheable(value))
+            if value is _DELETED:
+                self._kv_cache.pop(key, None)
+            else:
+                self._cache_put(key, _cacheable(value))
 
     def forget_cached(self) -> None:
         """Drop the key/value cache: for code that wrote the kv table directly (data-rights
@@ -801,9 +804,7 @@ class SqlStore:
         if value is _DELETED:
             self._p_kv_delete.execute(conn, [params])
             return
-        # Known absent (read before, as a greeter does): insert straight away.
-        known_absent = self._kv_cache.get((namespace, key)) is _DELETED
-        if not known_absent and self._p_kv_update.execute(conn, [params]):
+        if self._p_kv_update.execute(conn, [params]):
             return
         self._p_kv_insert.execute(conn, [{"namespace": namespace, "key": key, "value": value}])
 
