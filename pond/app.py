@@ -39,9 +39,6 @@ from pond.transports.base import Transport
 log = logging.getLogger("pond.app")
 
 
-LINT_DELAY_S = 3.0
-
-
 class StartupError(Exception):
     """Start-up cannot go on; the message says what and where, in the operator's terms."""
 
@@ -119,7 +116,6 @@ class App:
         self._scheduler: AsyncIOScheduler | None = None
         self._stopped = asyncio.Event()
         self._persona_reload: asyncio.Future[list[PersonaError]] | None = None
-        self._lint_later: asyncio.TimerHandle | None = None
 
     # -- wiring ---------------------------------------------------------------------------
     def include(self, plugin: Plugin) -> None:
@@ -189,11 +185,7 @@ class App:
                             error=error,
                         )
                     ) from error
-        # Copy telling customers to reply a word nothing answers: a warning for the
-        # copywriter, not needed for the first reply (~0.1-0.2 s of every start).
-        self._lint_later = asyncio.get_running_loop().call_later(
-            LINT_DELAY_S, persona_lint.warn, self
-        )
+        persona_lint.warn(self)  # copy telling customers to reply a word nothing answers
         self._resume_inbox()
         await self.transport.start(self.dispatch)
 
@@ -642,8 +634,6 @@ class App:
         self._stopped.set()
 
     async def stop(self) -> None:
-        if self._lint_later is not None:
-            self._lint_later.cancel()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         for plugin in self.plugins.values():

@@ -121,9 +121,17 @@ class Reader:
     _readers: ClassVar[weakref.WeakKeyDictionary[sa.Engine, Reader]] = weakref.WeakKeyDictionary()
 
     def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
+        # Weak: the registry's values must not keep their keys (the engines) alive.
+        self._engine = weakref.ref(engine)
         self.raw = engine.dialect.name == "sqlite"
         self._conn: Any = None
+
+    @property
+    def engine(self) -> sa.Engine:
+        engine = self._engine()
+        if engine is None:
+            raise RuntimeError("the engine of this reader is gone")
+        return engine
 
     @classmethod
     def of(cls, engine: sa.Engine) -> Reader:
