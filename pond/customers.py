@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from pond.problems import Problem
 from pond.segments import Segment
+from pond.store.fast import Prepared, Reader
 
 log = logging.getLogger("pond.customers")
 
@@ -160,11 +161,19 @@ class CustomerBook:
         _add_missing_columns(engine, self.customers)
         self._touched: dict[str, tuple[str, float, bool | None]] = {}
         self._tag_cache: dict[str, frozenset[str]] = {}
+        # Channel codes as stored (a per-message read of analytics); every write of a
+        # channel goes through upsert(), which forgets the entry.
+        self._channels: dict[str, str] = {}
         self._listeners: list[Listener] = []
         t = self.tags_table
-        self._q_tags = sa.select(t.c.tag).where(t.c.contact_id == sa.bindparam("cid"))
         c = self.customers.c
-        self._q_channel = sa.select(c.channel).where(c.id == sa.bindparam("cid"))
+        self._reader = Reader.of(engine)  # closed by the SqlStore of this engine
+        self._q_tags = Prepared(
+            engine, sa.select(t.c.tag).where(t.c.contact_id == sa.bindparam("cid"))
+        )
+        self._q_channel = Prepared(engine, sa.select(c.channel).where(c.id == sa.bindparam("cid")))
+        self._q_insert_touched = Prepared(engine, sa.insert(self.customers), _INSERT_COLUMNS)
+        self._q_touch: dict[tuple[bool, bool, bool], Prepared] = {}
 
     # -- subscribers ----------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:
@@ -192,40 +201,51 @@ class CustomerBook:
         touched, self._touched = self._touched, {}
         c = self.customers
         engaged: list[tuple[str, float]] = []
+        updates: dict[tuple[bool, bool, bool], list[dict[str, Any]]] = {}
+        inserts: list[dict[str, Any]] = []
         with self.engine.begin() as conn:
             known = dict(
                 conn.execute(sa.select(c.c.id, c.c.stage).where(c.c.id.in_(list(touched)))).all()
             )
             for contact_id, (name, ts, friend) in touched.items():
                 if contact_id in known:
-                    values: dict[str, Any] = {"last_inbound": ts}
-                    if name:
-                        values["name"] = name
-                    if friend:
-                        values["is_friend"] = True
-                    if known[contact_id] == "new":
-                        # Someone who talks to us is engaged (lifecycle: new -> engaged).
-                        values.update(stage="engaged", stage_at=ts)
+                    # Someone who talks to us is engaged (lifecycle: new -> engaged).
+                    new = known[contact_id] == "new"
+                    if new:
                         engaged.append((contact_id, ts))
-                    conn.execute(sa.update(c).where(c.c.id == contact_id).values(**values))
-                else:
-                    conn.execute(
-                        sa.insert(c).values(
-                            id=contact_id,
-                            name=name,
-                            first_seen=ts,
-                            last_inbound=ts,
-                            stage="engaged",
-                            stage_at=ts,
-                            is_friend=friend is not False,
-                            consent={},
-                        )
+                    shape = (bool(name), bool(friend), new)
+                    updates.setdefault(shape, []).append(
+                        {"b_id": contact_id, "b_ts": ts, "b_name": name}
                     )
-        for contact_id, (_, ts, _) in touched.items():
-            if contact_id not in known:
-                self._tell(BookChange("created", contact_id, ts, stage="engaged"))
+                else:
+                    inserts.append(_touched_row(contact_id, name, ts, friend))
+            # One executemany per kind of change, not one statement per contact.
+            for shape, rows in updates.items():
+                self._touch_statement(shape).execute(conn, rows)
+            self._q_insert_touched.execute(conn, inserts)
+        for row in inserts:
+            self._tell(BookChange("created", row["id"], row["first_seen"], stage="engaged"))
         for contact_id, ts in engaged:
             self._tell(BookChange("stage", contact_id, ts, stage="engaged", previous="new"))
+
+    def _touch_statement(self, shape: tuple[bool, bool, bool]) -> Prepared:
+        prepared = self._q_touch.get(shape)
+        if prepared is None:
+            named, friend, engaged = shape
+            c = self.customers.c
+            values: dict[str, Any] = {"last_inbound": sa.bindparam("b_ts")}
+            if named:
+                values["name"] = sa.bindparam("b_name")
+            if friend:
+                values["is_friend"] = True
+            if engaged:
+                values.update(stage="engaged", stage_at=sa.bindparam("b_ts"))
+            prepared = Prepared(
+                self.engine,
+                sa.update(self.customers).where(c.id == sa.bindparam("b_id")).values(**values),
+            )
+            self._q_touch[shape] = prepared
+        return prepared
 
     # -- reads --------------------------------------------------------------------------
     def get(self, contact_id: str) -> Customer | None:
@@ -241,9 +261,15 @@ class CustomerBook:
     def channel(self, contact_id: str) -> str:
         """First-touch channel code ('' unknown). Cheap: one indexed read, no flush (the
         per-message buffer never changes a channel)."""
-        with self.engine.connect() as conn:
-            value = conn.execute(self._q_channel, {"cid": contact_id}).scalar()
-        return str(value or "")
+        cached = self._channels.get(contact_id)
+        if cached is not None:
+            return cached
+        row = self._reader.first(self._q_channel, {"cid": contact_id})
+        channel = str((row[0] if row else "") or "")
+        if len(self._channels) > 100_000:
+            self._channels.clear()
+        self._channels[contact_id] = channel
+        return channel
 
     def exists(self, contact_id: str) -> bool:
         if contact_id in self._touched:
@@ -258,8 +284,7 @@ class CustomerBook:
         cached = self._tag_cache.get(contact_id)
         if cached is not None:
             return cached
-        with self.engine.connect() as conn:
-            tags = frozenset(conn.execute(self._q_tags, {"cid": contact_id}).scalars())
+        tags = frozenset(str(r[0]) for r in self._reader.all(self._q_tags, {"cid": contact_id}))
         if len(self._tag_cache) > 50_000:
             self._tag_cache.clear()
         self._tag_cache[contact_id] = tags
@@ -413,6 +438,7 @@ class CustomerBook:
         if not contact_id or len(contact_id) > 128:
             raise Problem("customer.bad_id", "a contact id has 1-128 characters", id=contact_id)
         self.flush()
+        self._channels.pop(contact_id, None)
         c = self.customers
         with self.engine.begin() as conn:
             updated = (
@@ -581,6 +607,7 @@ class CustomerBook:
                 sa.delete(self.customers).where(self.customers.c.id == contact_id)
             ).rowcount
         self._tag_cache.pop(contact_id, None)
+        self._channels.pop(contact_id, None)
         self._touched.pop(contact_id, None)
         self._tell(BookChange("deleted", contact_id, 0.0))
         return bool(gone)
@@ -588,11 +615,49 @@ class CustomerBook:
     def forget_cached(self, contact_id: str) -> None:
         """Drop in-memory traces of a contact (after its rows were rewritten elsewhere)."""
         self._tag_cache.pop(contact_id, None)
+        self._channels.pop(contact_id, None)
         self._touched.pop(contact_id, None)
 
 
 def valid_tag(tag: str) -> bool:
     return bool(tag) and len(tag) <= 64 and not any(ch.isspace() or ch in "()" for ch in tag)
+
+
+_INSERT_COLUMNS = [
+    "id",
+    "name",
+    "alias",
+    "channel",
+    "stage",
+    "first_seen",
+    "last_inbound",
+    "last_outbound",
+    "is_friend",
+    "notes",
+    "consent",
+    "stage_at",
+    "purged_at",
+]
+
+
+def _touched_row(contact_id: str, name: str, ts: float, friend: bool | None) -> dict[str, Any]:
+    """A contact first seen speaking: every column given (a prepared insert applies no
+    column defaults)."""
+    return {
+        "id": contact_id,
+        "name": name,
+        "alias": "",
+        "channel": "",
+        "stage": "engaged",
+        "first_seen": ts,
+        "last_inbound": ts,
+        "last_outbound": None,
+        "is_friend": friend is not False,
+        "notes": "",
+        "consent": {},
+        "stage_at": ts,
+        "purged_at": None,
+    }
 
 
 def check_tag(tag: str) -> None:

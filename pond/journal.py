@@ -142,6 +142,20 @@ def define_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
     return dict(metadata.tables)
 
 
+_INBOX_COLUMNS = ["key", "status", "received_at", "handled_at", "payload"]
+_QUEUE_COLUMNS = [
+    "id",
+    "seq",
+    "priority",
+    "alert",
+    "status",
+    "parts_done",
+    "reason",
+    "created_at",
+    "updated_at",
+    "action",
+]
+
 # -- events as JSON (the inbox must rebuild them after a restart) ----------------------------
 
 
@@ -262,16 +276,22 @@ class Inbox:
         self.table = t["inbox"]
         c = self.table.c
         seen = sql.seen_messages_table.c
-        self._q_known = sa.union_all(
-            sa.select(c.key).where(c.key == sa.bindparam("k")),
-            sa.select(seen.msg_id).where(seen.msg_id == sa.bindparam("k")),
-        ).limit(1)
-        self._q_insert = sa.insert(self.table)
-        self._q_handled = (
+        self._q_known = sql.prepare(
+            sa.union_all(
+                sa.select(c.key).where(c.key == sa.bindparam("k")),
+                sa.select(seen.msg_id).where(seen.msg_id == sa.bindparam("k")),
+            ).limit(1)
+        )
+        self._q_insert = sql.prepare(sa.insert(self.table), _INBOX_COLUMNS)
+        self._q_handled = sql.prepare(
             sa.update(self.table)
             .where(c.key == sa.bindparam("k"))
             # The payload (message text) is only kept until the event is handled.
-            .values(status=InboxStatus.HANDLED.value, handled_at=sa.bindparam("at"), payload="")
+            .values(
+                status=InboxStatus.HANDLED.value,
+                handled_at=sa.bindparam("at"),
+                payload=sa.bindparam("empty"),
+            )
         )
         self._pending: set[str] = set()  # journaled, not yet committed
         self._rows: dict[str, dict[str, Any]] = {}  # their rows, still to be inserted
@@ -285,9 +305,8 @@ class Inbox:
         """Already received (handled, stale, or in hand): a redelivery to drop."""
         if key in self._pending:
             return True
-        with self.sql.engine.connect() as conn:
-            # Ids recorded by versions before the inbox count too (until they are pruned).
-            return conn.execute(self._q_known, {"k": key}).first() is not None
+        # Ids recorded by versions before the inbox count too (until they are pruned).
+        return self.sql.reader.first(self._q_known, {"k": key}) is not None
 
     def received(
         self,
@@ -311,14 +330,11 @@ class Inbox:
         self._pending.add(key)
         self._rows[key] = row
 
-        def run(conn: sa.Connection) -> None:
-            conn.execute(self._q_insert, row)
-
         def done() -> None:
             self._pending.discard(key)
             self._rows.pop(key, None)
 
-        self.sql.defer("inbox received", run, done, urgent=True)
+        self.sql.defer_row("inbox received", self._q_insert, row, done, urgent=True)
 
     def handled(self, key: str, at: float) -> None:
         row = self._rows.get(key)
@@ -327,11 +343,7 @@ class Inbox:
             # its handlers queued and stored (one statement fewer, too).
             row.update(status=InboxStatus.HANDLED.value, handled_at=at, payload="")
             return
-
-        def run(conn: sa.Connection) -> None:
-            conn.execute(self._q_handled, {"k": key, "at": at})
-
-        self.sql.defer("inbox handled", run)
+        self.sql.defer_row("inbox handled", self._q_handled, {"k": key, "at": at, "empty": ""})
 
     def unhandled(self) -> list[tuple[str, float, str]]:
         """(key, received_at, payload) of events received but not handled, oldest first."""
@@ -417,9 +429,9 @@ class OutQueue:
         self.table = t["out_queue"]
         self.row_parts = t["out_row_parts"]
         c = self.table.c
-        self._q_insert = sa.insert(self.table)
+        self._q_insert = sql.prepare(sa.insert(self.table), _QUEUE_COLUMNS)
         self._rows: dict[str, dict[str, Any]] = {}  # queued rows still to be inserted
-        self._q_status = (
+        status = (
             sa.update(self.table)
             .where(c.id == sa.bindparam("b_id"))
             .values(
@@ -429,7 +441,8 @@ class OutQueue:
                 updated_at=sa.bindparam("b_at"),
             )
         )
-        self._q_final = self._q_status.values(action=sa.bindparam("b_action"))
+        self._q_status = sql.prepare(status)
+        self._q_final = sql.prepare(status.values(action=sa.bindparam("b_action")))
 
     def add(
         self,
@@ -456,14 +469,11 @@ class OutQueue:
 
         self._rows[qid] = row
 
-        def run(conn: sa.Connection) -> None:
-            conn.execute(self._q_insert, row)
-
         def committed() -> None:
             self._rows.pop(qid, None)
             done()
 
-        self.sql.defer("outbox queued", run, committed)
+        self.sql.defer_row("outbox queued", self._q_insert, row, committed)
 
     def set_status(
         self,
@@ -484,18 +494,14 @@ class OutQueue:
         if finished is not None:
             params["b_action"] = action_to_json(dataclasses.replace(finished, text="", media=None))
             statement = self._q_final
-
-        def run(conn: sa.Connection) -> None:
-            conn.execute(statement, params)
-
-        self.sql.defer("outbox status", run)
+        self.sql.defer_row("outbox status", statement, params)
 
     def sending(self, conn: sa.Connection, qid: str, at: float, parts_done: int) -> None:
         """Inside the transaction that commits before the transport is called (which also
         inserts the row when it is still pending: then it goes in as "sending" at once)."""
         if qid in self._rows:
             return  # see pending_sending()
-        conn.execute(self._q_status, self._params(qid, QueueStatus.SENDING, at, "", parts_done))
+        self._q_status.execute(conn, [self._params(qid, QueueStatus.SENDING, at, "", parts_done)])
 
     def pending_sending(self, qid: str, at: float, parts_done: int) -> dict[str, Any] | None:
         """If the row is not inserted yet, make it go in as "sending"; returns what to put

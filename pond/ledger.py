@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from pond.actions import Action, ActionClass, ActionKind, Media, MediaKind
+from pond.store.fast import Prepared
 
 
 class RowStatus(StrEnum):
@@ -151,12 +152,14 @@ class Ledger:
             c.day == sa.bindparam("b_day"),
             c.kind == sa.bindparam("b_kind"),
         )
-        self._q_increment = (
+        # Every reply counts against the daily cap in its "sending" transaction: prepared.
+        self._q_increment = Prepared(
+            engine,
             sa.update(self.counters)
             .where(*at_day_kind, c.n < sa.bindparam("cap"))
-            .values(n=c.n + 1)
+            .values(n=c.n + 1),
         )
-        self._q_count = sa.select(c.n).where(*at_day_kind)
+        self._q_count = Prepared(engine, sa.select(c.n).where(*at_day_kind))
         self._active: list[str] | None = None  # cache: read on every outbox step
 
     # -- daily caps ------------------------------------------------------------------
@@ -218,9 +221,9 @@ class Ledger:
 
     def _increment(self, conn: sa.Connection, day: str, kind: str, cap: int) -> bool:
         params = {"b_day": day, "b_kind": kind, "cap": cap}
-        if conn.execute(self._q_increment, params).rowcount:
+        if self._q_increment.execute(conn, [params]):
             return True
-        exists = conn.execute(self._q_count, params).first()
+        exists = self._q_count.first(conn, params)
         if exists is not None or cap <= 0:
             return False  # at the cap
         conn.execute(sa.insert(self.counters).values(account=self.account, day=day, kind=kind, n=1))

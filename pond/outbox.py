@@ -297,13 +297,13 @@ class Outbox:
     # -- breaker -----------------------------------------------------------------------------
     @property
     def breaker_until(self) -> float:
-        return float(self.state.get("breaker_until", 0.0))  # type: ignore[arg-type]
+        return self.state.get_float("breaker_until")
 
     def breaker_open(self) -> bool:
         return self._ts() < self.breaker_until
 
     def _trip_breaker(self, reason: str) -> None:
-        trips = int(self.state.get("breaker_trips", 0)) + 1  # type: ignore[call-overload]
+        trips = self.state.get_int("breaker_trips") + 1
         # A repeat trip while recently throttled doubles the pause.
         last_until = self.breaker_until
         if last_until and self._ts() - last_until > 24 * 3600:

@@ -586,6 +586,7 @@ def _erase_kv(app: App, s: Scrubber) -> int:
                 conn.execute(sa.delete(kv).where(where))
             else:
                 conn.execute(sa.update(kv).where(where).values(value=s.scrub(r["value"])))
+    app.store.sql.forget_cached()  # written behind the store's key/value cache
     return len(found)
 
 

@@ -40,8 +40,9 @@ import contextlib
 import json
 import logging
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +54,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 
 from .docs import validate_namespace
 from .errors import StoreCorrupt, StoreError
+from .fast import Prepared, Reader
 
 __all__ = ["SqlStore", "UTCDateTime", "clean_text", "clean_value", "is_transient"]
 
@@ -105,6 +107,32 @@ def clean_value(value: object, path: str, kinds: dict[str, str]) -> object:
     return clean_text(str(value))
 
 
+def _flat_copy(data: Mapping[str, object]) -> dict[str, object] | None:
+    """A copy of `data` when it is flat and every key and value is stored as it is (the
+    usual event: ids, counts, flags); None when `clean_value` has to look."""
+    for key, value in data.items():
+        if type(key) is not str or not (key.isascii() or _encodable(key)):
+            return None
+        kind = type(value)
+        if isinstance(value, str) and kind is str:
+            if not (value.isascii() or _encodable(value)):
+                return None
+        elif kind is float:
+            if value != value or value in (float("inf"), float("-inf")):
+                return None
+        elif not (kind is int or kind is bool or value is None):
+            return None
+    return dict(data)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def is_transient(error: BaseException) -> bool:
     """True for trouble of the disk or the database (full, I/O error, locked): retry the
     same writes later. False for trouble of the data itself (encoding, duplicate key)."""
@@ -112,21 +140,38 @@ def is_transient(error: BaseException) -> bool:
         return True
     if isinstance(error, OperationalError):
         return True
+    if isinstance(error, sqlite3.OperationalError):
+        return True
     orig = getattr(error, "orig", None)
     return isinstance(orig, OSError | sqlite3.OperationalError)
 
 
 @dataclass(slots=True)
 class _Op:
-    """A deferred write: run inside the next group transaction; `done` after its commit."""
+    """A deferred write: run inside the next group transaction; `done` after its commit.
+    A row for a prepared statement (`defer_row`) runs with its neighbours of the same
+    statement as one executemany."""
 
     label: str
     run: Callable[[sa.Connection], None]
     done: Callable[[], None] | None = None
+    prepared: Prepared | None = None
+    row: Mapping[str, Any] | None = None
 
 
 _DELETED = object()
 _MISSING = object()
+_KV_CACHE_MAX = 100_000
+_AUTOCHECKPOINT = 1000  # SQLite's default, in pages
+_AUTOCHECKPOINT_SAFETY = 8000  # while the background checkpoints run (~32 MB of WAL)
+
+
+@dataclass(frozen=True, slots=True)
+class _Json:
+    """A cached key/value that is a list or a dict: kept as text, so a caller that
+    changes what it read cannot change the cache."""
+
+    text: str
 
 
 def _short(error: BaseException) -> str:
@@ -283,10 +328,42 @@ class SqlStore:
         kv, seen = self.kv_table.c, self.seen_messages_table.c
         where_key = (kv.namespace == sa.bindparam("ns"), kv.key == sa.bindparam("k"))
         self._q_kv_get = sa.select(kv.value).where(*where_key)
-        self._q_kv_update = sa.update(self.kv_table).where(*where_key)
         self._q_seen_insert = sa.insert(self.seen_messages_table).values(
             msg_id=sa.bindparam("msg_id"), ts=sa.bindparam("ts", type_=seen.ts.type)
         )
+        self.reader = Reader.of(self.engine)
+        self._p_kv_get = self.prepare(self._q_kv_get)
+        self._p_kv_update = self.prepare(
+            sa.update(self.kv_table).where(*where_key).values(value=sa.bindparam("value"))
+        )
+        self._p_kv_insert = self.prepare(sa.insert(self.kv_table), ["namespace", "key", "value"])
+        self._p_kv_delete = self.prepare(sa.delete(self.kv_table).where(*where_key))
+        self._p_events = self.prepare(
+            sa.insert(self.events_table),
+            ["ts", "kind", "plugin", "chat_id", "contact_id", "room_id", "data"],
+        )
+        # Key/values as committed, (namespace, key) -> value or _Json: the per-message
+        # reads (a greeter's "seen today") need no query. Only values this process read
+        # or wrote, never absence. One writer per data dir (the instance lock; the command
+        # line only creates mailbox keys) keeps it true; code that changes the kv table
+        # behind the store's back calls forget_cached().
+        self._kv_cache: dict[tuple[str, str], object] = {}
+        self._writer: sa.Connection | None = None
+        # WAL checkpoints: copying ~1000 pages back into the database file and syncing it
+        # took 8-12 ms inside whichever commit crossed SQLite's threshold (the p99 of a
+        # group commit; ~0.5 ms otherwise). While the committer runs, a worker thread
+        # checkpoints every `checkpoint_every` group commits on a connection of its own
+        # (SQLite lets a checkpoint run beside the writer), and the group commit's own
+        # threshold is raised to a safety net.
+        self.checkpoint_every = 16
+        self._checkpointed = 0
+        self._checkpointing: asyncio.Future[None] | None = None
+        self._checkpoint_lock = threading.Lock()
+        self._autocheckpoint = _AUTOCHECKPOINT
+
+    def prepare(self, statement: Any, keys: list[str] | None = None) -> Prepared:
+        """A statement for the per-message path (see pond/store/fast.py)."""
+        return Prepared(self.engine, statement, keys)
 
     # -- schema --------------------------------------------------------------------------
 
@@ -343,7 +420,8 @@ class SqlStore:
         _check_text("room_id", room_id, _ID_LENGTH)
         _require_aware(ts)
         kinds: dict[str, str] = {}
-        snapshot = clean_value(dict(data), "", kinds) if data else {}
+        flat = _flat_copy(data) if data else {}
+        snapshot = flat if flat is not None else clean_value(dict(data or {}), "", kinds)
         assert isinstance(snapshot, dict)
         ids = {"chat_id": chat_id, "contact_id": contact_id, "room_id": room_id}
         for name, value in ids.items():
@@ -398,6 +476,27 @@ class SqlStore:
         the others ride along with the next commit, at the latest `flush_interval` later."""
         self._check_open()
         self._ops.append(_Op(label, run, done))
+        self._deferred(urgent)
+
+    def defer_row(
+        self,
+        label: str,
+        prepared: Prepared,
+        row: Mapping[str, Any],
+        done: Callable[[], None] | None = None,
+        *,
+        urgent: bool = False,
+    ) -> None:
+        """`defer` for one row of a prepared statement. Rows of the same statement that
+        follow each other in the batch go in one executemany. `row` is read at commit
+        time, so the caller may still change it (an inbox row becomes "handled")."""
+        self._check_open()
+        self._ops.append(
+            _Op(label, lambda conn: _run_one(prepared, conn, row), done, prepared, row)
+        )
+        self._deferred(urgent)
+
+    def _deferred(self, urgent: bool) -> None:
         if urgent:
             if not self._urgent:
                 self._urgent_at = time.monotonic()
@@ -449,7 +548,7 @@ class SqlStore:
         ops, self._ops = self._ops, []
         kvs, self._kv_pending = self._kv_pending, {}
         try:
-            with self.engine.begin() as conn:
+            with self._group_transaction() as conn:
                 self._write_all(conn, events, ops, kvs)
                 result = extra(conn) if extra is not None else None
         except BaseException as error:
@@ -463,10 +562,53 @@ class SqlStore:
             result = None
         else:
             self.commits += 1
+            self._cache_kvs(kvs)
             self._committed(ops)
         self._urgent = False
         self.on_trouble(None)
         return result
+
+    @contextlib.contextmanager
+    def _group_transaction(self) -> Iterator[sa.Connection]:
+        """The group commit's transaction, on one connection kept for the store's life (a
+        pool checkout and the rollback that resets a returned connection cost about as
+        much as the writes of a small batch)."""
+        conn = self._writer
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._writer = self.engine.connect()
+            self._apply_autocheckpoint()
+        with conn.begin():
+            yield conn
+
+    def _apply_autocheckpoint(self) -> None:
+        conn = self._writer
+        if self.is_sqlite and conn is not None and not conn.closed:
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            driver.execute(f"PRAGMA wal_autocheckpoint={int(self._autocheckpoint)}")
+
+    def _checkpoint_if_due(self) -> None:
+        if self.sqlite_path is None or self.commits - self._checkpointed < self.checkpoint_every:
+            return
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        self._checkpointed = self.commits
+        self._checkpointing = asyncio.ensure_future(asyncio.to_thread(self._checkpoint))
+
+    def _checkpoint(self) -> None:
+        """In a worker thread, on a connection of its own: a PASSIVE checkpoint never
+        waits for the writer and never blocks it."""
+        with self._checkpoint_lock:
+            if self._closed or self.sqlite_path is None:
+                return
+            try:
+                conn = sqlite3.connect(str(self.sqlite_path), timeout=0.0)
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                finally:
+                    conn.close()
+            except sqlite3.Error as error:  # the next one, or SQLite's own, will do
+                log.debug("background checkpoint failed (%s)", error)
 
     def _write_all(
         self,
@@ -477,10 +619,20 @@ class SqlStore:
     ) -> None:
         for (namespace, key), value in kvs.items():
             self._kv_write(conn, namespace, key, value)
-        for op in ops:
-            op.run(conn)
-        if events:
-            conn.execute(sa.insert(self.events_table), events)
+        n = 0
+        while n < len(ops):
+            op = ops[n]
+            if op.prepared is None or op.row is None:
+                op.run(conn)
+                n += 1
+                continue
+            rows = [op.row]
+            n += 1
+            while n < len(ops) and ops[n].prepared is op.prepared and ops[n].row is not None:
+                rows.append(ops[n].row)  # type: ignore[arg-type]
+                n += 1
+            op.prepared.execute(conn, rows)
+        self._p_events.execute(conn, events)
 
     def _restore(
         self,
@@ -499,6 +651,8 @@ class SqlStore:
         kvs: dict[tuple[str, str], object],
     ) -> None:
         units: list[tuple[str, Callable[[sa.Connection], None], _Op | None]] = []
+        for namespace, key in kvs:
+            self._kv_cache.pop((namespace, key), None)  # whether it exists: ask the table
         for (namespace, key), value in kvs.items():
             units.append((f"kv {namespace}", self._kv_unit(namespace, key, value), None))
         units += [(op.label, op.run, op) for op in ops]
@@ -520,13 +674,14 @@ class SqlStore:
                 op.done()
 
     def _kv_unit(self, namespace: str, key: str, value: object) -> Callable[[sa.Connection], None]:
-        return lambda conn: self._kv_write(conn, namespace, key, value)
-
-    def _event_unit(self, row: dict[str, Any]) -> Callable[[sa.Connection], None]:
         def run(conn: sa.Connection) -> None:
-            conn.execute(sa.insert(self.events_table), [row])
+            self._kv_write(conn, namespace, key, value)
+            self._cache_kvs({(namespace, key): value})  # only after its own commit
 
         return run
+
+    def _event_unit(self, row: dict[str, Any]) -> Callable[[sa.Connection], None]:
+        return lambda conn: _run_one(self._p_events, conn, row)
 
     def _restore_units(
         self, units: list[tuple[str, Callable[[sa.Connection], None], _Op | None]]
@@ -550,9 +705,12 @@ class SqlStore:
         self._kick = asyncio.Event()
         if self.dirty:
             self._kick.set()
+        self._autocheckpoint = _AUTOCHECKPOINT_SAFETY
+        self._apply_autocheckpoint()
         try:
             while True:
                 try:
+                    self._checkpoint_if_due()
                     kicked = False
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.flush_interval):
@@ -571,7 +729,11 @@ class SqlStore:
                     await asyncio.sleep(min(1.0, self.flush_interval))
         finally:
             self._kick = None
+            if self._checkpointing is not None and not self._checkpointing.done():
+                await asyncio.wait([self._checkpointing], timeout=10)
+            self._autocheckpoint = _AUTOCHECKPOINT
             try:
+                self._apply_autocheckpoint()
                 self.flush()
             except Exception as error:
                 log.error("final flush failed (%s)", _short(error))
@@ -642,9 +804,36 @@ class SqlStore:
         pending = self._kv_pending.get((namespace, key), _MISSING)
         if pending is not _MISSING:
             return default if pending is _DELETED else pending
-        with self.engine.connect() as conn:
-            row = conn.execute(self._q_kv_get, {"ns": namespace, "k": key}).first()
-        return default if row is None else row[0]
+        cached = self._kv_cache.get((namespace, key), _MISSING)
+        if cached is _MISSING:
+            row = self.reader.first(self._p_kv_get, {"ns": namespace, "k": key})
+            if row is None:
+                # Absence is not remembered: the command line's mailbox (another process)
+                # creates keys this process then polls for.
+                return default
+            value = row[0]
+            if self.reader.raw and isinstance(value, str):
+                value = json.loads(value)  # Core would have decoded the JSON column
+            cached = _cacheable(value)
+            self._cache_put((namespace, key), cached)
+        return json.loads(cached.text) if isinstance(cached, _Json) else cached
+
+    def _cache_put(self, key: tuple[str, str], value: object) -> None:
+        if len(self._kv_cache) >= _KV_CACHE_MAX:
+            self._kv_cache.clear()
+        self._kv_cache[key] = value
+
+    def _cache_kvs(self, kvs: dict[tuple[str, str], object]) -> None:
+        for key, value in kvs.items():
+            if value is _DELETED:
+                self._kv_cache.pop(key, None)
+            else:
+                self._cache_put(key, _cacheable(value))
+
+    def forget_cached(self) -> None:
+        """Drop the key/value cache: for code that wrote the kv table directly (data-rights
+        erasure). Reads go to the table again."""
+        self._kv_cache.clear()
 
     def kv_set(self, namespace: str, key: str, value: object) -> None:
         """Store a JSON value; committed with the next group commit (reads see it now)."""
@@ -663,13 +852,13 @@ class SqlStore:
         self._kv_written()
 
     def _kv_write(self, conn: sa.Connection, namespace: str, key: str, value: object) -> None:
-        t = self.kv_table
-        if value is _DELETED:
-            conn.execute(sa.delete(t).where(t.c.namespace == namespace, t.c.key == key))
-            return
         params = {"ns": namespace, "k": key, "value": value}
-        if conn.execute(self._q_kv_update, params).rowcount == 0:
-            conn.execute(sa.insert(t), {"namespace": namespace, "key": key, "value": value})
+        if value is _DELETED:
+            self._p_kv_delete.execute(conn, [params])
+            return
+        if self._p_kv_update.execute(conn, [params]):
+            return
+        self._p_kv_insert.execute(conn, [{"namespace": namespace, "key": key, "value": value}])
 
     def kv_items(self, namespace: str, prefix: str = "") -> list[tuple[str, object]]:
         """``(key, value)`` pairs of ``namespace`` whose key starts with ``prefix``, by key."""
@@ -705,8 +894,22 @@ class SqlStore:
         try:
             self.flush()
         finally:
-            self._closed = True
+            with self._checkpoint_lock:  # a checkpoint in flight finishes first
+                self._closed = True
+            self.reader.close()
+            if self._writer is not None:
+                self._writer.close()
             self.engine.dispose()
+
+
+def _run_one(prepared: Prepared, conn: sa.Connection, row: Mapping[str, Any]) -> None:
+    prepared.execute(conn, [row])
+
+
+def _cacheable(value: object) -> object:
+    if isinstance(value, dict | list):
+        return _Json(_json_dumps(value))
+    return value
 
 
 def _check_text(what: str, value: str, max_length: int, *, allow_empty: bool = True) -> None:
