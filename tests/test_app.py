@@ -179,7 +179,11 @@ def run_bot(
 ) -> subprocess.CompletedProcess[str]:
     import os
 
-    full_env = {**os.environ, "POND_NO_VENV": "1", **(env or {})}
+    import tempfile
+
+    # Never the checkout's own data/ (a developer's bot, an older release's database).
+    scratch = {"BOT_DATA_DIR": tempfile.mkdtemp(prefix="pond-bot-")}
+    full_env = {**os.environ, "POND_NO_VENV": "1", **scratch, **(env or {})}
     full_env.pop("WECHATY_PUPPET_SERVICE_TOKEN", None)
     return subprocess.run(
         [sys.executable, str(ROOT / "bot.py"), *args],
