@@ -8,9 +8,12 @@ fails instead of hanging; nothing asserts on timing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -110,12 +113,16 @@ async def fake() -> AsyncIterator[FakeWecom]:
         yield server
 
 
-@pytest.fixture
-async def running(
-    tmp_path: Path, fake: FakeWecom, caplog: pytest.LogCaptureFixture
+@contextlib.asynccontextmanager
+async def booted(
+    tmp_path: Path,
+    fake: FakeWecom,
+    caplog: pytest.LogCaptureFixture,
+    plugins: list[str],
+    **env: str,
 ) -> AsyncIterator[Bot]:
     caplog.set_level(logging.DEBUG)
-    settings = Settings.from_mapping(wecom_env(tmp_path / "data", fake, free_port()))
+    settings = Settings.from_mapping({**wecom_env(tmp_path / "data", fake, free_port()), **env})
     transport = WecomTransport(
         settings.wecom,
         data_dir=settings.bot.data_dir,
@@ -124,7 +131,7 @@ async def running(
         task_gather_s=0.3,
     )
     app = App(settings, transport, clock=SystemClock(settings.bot.timezone), strict=True)
-    for plugin in plugin_modules.load(["friends", "auto_reply"]):
+    for plugin in plugin_modules.load(plugins):
         app.include(plugin)
     bot = Bot(app, transport, fake)
     await app.start()
@@ -138,6 +145,14 @@ async def running(
         issued = list(fake.tokens)
         leaks = [s for s in (SECRET, AES_KEY, *issued) if s in caplog.text]
         assert leaks == [], "a secret appears in the logs"
+
+
+@pytest.fixture
+async def running(
+    tmp_path: Path, fake: FakeWecom, caplog: pytest.LogCaptureFixture
+) -> AsyncIterator[Bot]:
+    async with booted(tmp_path, fake, caplog, ["friends", "auto_reply"]) as bot:
+        yield bot
 
 
 def add_event(bot: Bot, external: str, state: str, code: str) -> str:
@@ -471,3 +486,95 @@ async def test_a_servicer_answering_in_the_client_pauses_the_bot_in_that_chat(
     await running.callbacks.post(running.callbacks.event("kf_msg_or_event", OpenKfId=KF))
     await until(lambda: running.recorded("chat.takeover"), what="the takeover")
     assert running.recorded("chat.takeover")[0]["chat_id"] == "wmH"
+
+
+# -- the plugins on the official route: what operators do and see ------------------------------
+OPERATED = ["friends", "auto_reply", "broadcasts", "admin"]
+_app_msg_ids = itertools.count(1)
+
+
+async def staff_says(bot: Bot, text: str) -> str:
+    """The operator writes to the bot's 自建应用 in the WeCom client; returns its answer."""
+    seen = len(bot.fake.app_messages)
+    xml = (
+        f"<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName>"
+        f"<FromUserName><![CDATA[{STAFF}]]></FromUserName>"
+        f"<CreateTime>{int(__import__('time').time())}</CreateTime>"
+        f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{text}]]></Content>"
+        f"<MsgId>{next(_app_msg_ids)}</MsgId><AgentID>1000002</AgentID></xml>"
+    )
+    assert await bot.callbacks.post(xml) == [200]
+    await until(lambda: len(bot.fake.app_messages) > seen, what=f"the answer to {text}")
+    return "\n".join(m["text"]["content"] for m in bot.fake.app_messages[seen:])
+
+
+def campaign(folder: Path, name: str, segment: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.toml").write_text(
+        f'title = "秋季新茶"\ncopy = "broadcasts/copy_new_tea"\nsegment = "{segment}"\n'
+        'start = "now"\n[vars]\nproduct = "桂花乌龙"\nprice = 68\n',
+        encoding="utf-8",
+    )
+
+
+async def test_an_operators_broadcast_becomes_a_staff_task_and_its_results_reach_the_report(
+    tmp_path: Path, fake: FakeWecom, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "campaigns"
+    campaign(folder, "autumn", "channel:POSTER")
+    env = {"BROADCASTS_CAMPAIGNS_DIR": str(folder)}
+    async with booted(tmp_path, fake, caplog, OPERATED, **env) as bot:
+        customers = ["wmB1", "wmB2", "wmB3"]
+        for n, ext in enumerate(customers):
+            fake.contacts[ext] = f"客户{n}"
+            fake.welcome_codes[f"WB{n}"] = ext
+            await bot.callbacks.post(add_event(bot, ext, "POSTER", f"WB{n}"))
+        await until(lambda: len(fake.welcomed) == 3, what="the welcomes")
+        assert bot.app.context("broadcasts").mode("broadcast") is Mode.STAFF_CONFIRM
+
+        # The operator creates and starts the campaign from the WeCom client, as in chat.
+        assert "autumn" in await staff_says(bot, "群发创建 autumn")
+        await staff_says(bot, "群发开始 autumn 3")
+        await until(lambda: fake.templates, what="the 群发 task")
+        ((msgid, task),) = fake.templates.items()
+        assert sorted(task["external_userid"]) == customers and task["sender"] == STAFF
+        assert "桂花乌龙" in task["text"]["content"]
+        await until(
+            lambda: any("群发助手" in m["text"]["content"] for m in fake.app_messages),
+            what="the staff notice",
+        )
+
+        # Waiting for staff: neither skipped nor failed, in the progress, the review list
+        # and the report.
+        status = await staff_says(bot, "群发状态 autumn")
+        assert "等员工确认 3" in status and "跳过" not in status and "失败" not in status
+        todo = await staff_says(bot, "待办")
+        assert "企业微信任务待员工确认" in todo and "broadcasts.autumn ×3" in todo
+        waiting = await staff_says(bot, "群发报告 autumn")
+        assert "等员工在企业微信确认 3" in waiting and "跳过 0" in waiting
+        await bot.app.run_job("broadcasts.tick")
+        assert bot.app.context("broadcasts").state is not None
+        assert "已完成" not in await staff_says(bot, "群发状态 autumn")  # not done yet
+
+        # The staff member confirms; WeCom reports per customer: sent, not a friend, over quota.
+        fake.staff_confirms(msgid, {"wmB1": 1, "wmB2": 2, "wmB3": 3})
+        await until(lambda: bot.transport.tasks.waiting() == [], what="the results")
+        rows = {
+            r.recipient: (r.status.value, r.reason)
+            for r in bot.app.ledger.rows_of("broadcasts.autumn")
+        }
+        assert rows == {
+            "wmB1": ("sent", "staff_confirmed"),
+            "wmB2": ("failed", "not_friend"),
+            "wmB3": ("skipped", "over_quota"),
+        }
+        report = await staff_says(bot, "群发报告 autumn")
+        assert "已发送 1" in report and "等员工" not in report
+        assert "跳过 1（客户今天已收到过企业的群发（企业微信限制） 1）" in report
+        assert "失败 1（已不是好友 1）" in report and "wmB2" in report
+        assert "企业微信任务" not in await staff_says(bot, "待办")
+        # The minute check now finishes the campaign and tells the operator.
+        seen = len(fake.app_messages)
+        await bot.app.run_job("broadcasts.tick", bot.app.clock.now() + timedelta(minutes=1))
+        await until(lambda: len(fake.app_messages) > seen, what="the finished report")
+        assert "【群发完成】" in fake.app_messages[-1]["text"]["content"]
