@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +23,17 @@ from wecom_server import Callbacks, FakeWecom, servicer_writes, serving
 
 import bot as bot_module
 import plugins as plugin_modules
-from pond import Action, ActionClass, ActionKind, App, Settings, SystemClock
+from pond import (
+    Action,
+    ActionClass,
+    ActionKind,
+    App,
+    Contact,
+    Message,
+    Room,
+    Settings,
+    SystemClock,
+)
 from pond.transports.base import REPLY, TAG, WELCOME, Mode, mode_of
 from pond.transports.wecom import WecomTransport
 from pond.transports.wecom_crypto import WecomCrypto
@@ -499,7 +510,7 @@ async def staff_says(bot: Bot, text: str) -> str:
     xml = (
         f"<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName>"
         f"<FromUserName><![CDATA[{STAFF}]]></FromUserName>"
-        f"<CreateTime>{int(__import__('time').time())}</CreateTime>"
+        f"<CreateTime>{int(time.time())}</CreateTime>"
         f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{text}]]></Content>"
         f"<MsgId>{next(_app_msg_ids)}</MsgId><AgentID>1000002</AgentID></xml>"
     )
@@ -553,7 +564,6 @@ async def test_an_operators_broadcast_becomes_a_staff_task_and_its_results_reach
         waiting = await staff_says(bot, "群发报告 autumn")
         assert "等员工在企业微信确认 3" in waiting and "跳过 0" in waiting
         await bot.app.run_job("broadcasts.tick")
-        assert bot.app.context("broadcasts").state is not None
         assert "已完成" not in await staff_says(bot, "群发状态 autumn")  # not done yet
 
         # The staff member confirms; WeCom reports per customer: sent, not a friend, over quota.
@@ -578,3 +588,52 @@ async def test_an_operators_broadcast_becomes_a_staff_task_and_its_results_reach
         await bot.app.run_job("broadcasts.tick", bot.app.clock.now() + timedelta(minutes=1))
         await until(lambda: len(fake.app_messages) > seen, what="the finished report")
         assert "【群发完成】" in fake.app_messages[-1]["text"]["content"]
+
+
+GROUP_RULES = """
+[rooms."wrG1"]
+name = "静安茶友群"
+role = "owner"
+[rooms."wrG1".moderation]
+enabled = true
+links = true
+warnings = 0
+"""
+
+
+async def test_a_moderation_kick_becomes_a_staff_alert_not_a_failed_action(
+    tmp_path: Path, fake: FakeWecom, caplog: pytest.LogCaptureFixture
+) -> None:
+    rooms = tmp_path / "rooms.toml"
+    rooms.write_text(GROUP_RULES, encoding="utf-8")
+    env = {"GROUPS_ROOMS_FILE": str(rooms)}
+    async with booted(tmp_path, fake, caplog, ["groups"], **env) as bot:
+        members = [{"userid": STAFF, "type": 1}, {"userid": "wmSPAM", "type": 2, "name": "广告哥"}]
+        fake.groups["wrG1"] = {"chat_id": "wrG1", "name": "静安茶友群", "member_list": members}
+        create = bot.callbacks.event("change_external_chat", ChatId="wrG1", ChangeType="create")
+        assert await bot.callbacks.post(create) == [200]
+        assert bot.app.context("groups").mode("kick") is Mode.NONE
+        # WeCom's callbacks carry no group chat text: the advert reaches the bot as a room
+        # message at the transport boundary (as a message archive would deliver it).
+        spam = Message(
+            id="g1",
+            sender=Contact(id="wmSPAM", name="广告哥"),
+            text="好东西 http://spam.example.cn/x 快来",
+            timestamp=bot.app.clock.now(),
+            room=Room(id="wrG1", topic="静安茶友群"),
+        )
+        await bot.app.dispatch(spam)
+        await until(lambda: fake.app_messages, what="the staff alert")
+        alert = fake.app_messages[0]
+        assert alert["touser"] == STAFF
+        text = alert["text"]["content"]
+        assert "广告哥" in text and "wmSPAM" in text and "企业微信没有移出群成员的接口" in text
+        moderation = bot.recorded("groups.moderation")
+        assert [(m["action"], m["detail"]) for m in moderation] == [
+            ("notify_admins", "no_kick_api")
+        ]
+        # No kick was attempted, so nothing failed and no second (platform) alert went out.
+        assert bot.recorded("out.skipped") == [] and bot.recorded("out.failed") == []
+        assert not any(p.endswith("del_member") for p in fake.paths())
+        await asyncio.sleep(0.3)
+        assert len(fake.app_messages) == 1
