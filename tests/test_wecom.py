@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import shutil
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -637,3 +638,47 @@ async def test_a_moderation_kick_becomes_a_staff_alert_not_a_failed_action(
         assert not any(p.endswith("del_member") for p in fake.paths())
         await asyncio.sleep(0.3)
         assert len(fake.app_messages) == 1
+
+
+async def test_a_calendar_post_becomes_a_moments_task_the_operator_sees_waiting(
+    tmp_path: Path, fake: FakeWecom, caplog: pytest.LogCaptureFixture
+) -> None:
+    from plugins.calendar import scheduled_posts
+
+    folder = tmp_path / "cal"
+    folder.mkdir()
+    shutil.copy(ROOT / "persona" / "calendar" / "holidays.toml", folder / "holidays.toml")
+    tz = Settings.from_mapping(wecom_env(tmp_path, fake, 1)).bot.timezone
+    due = datetime.now(tz) - timedelta(minutes=1)  # due a minute ago: inside the grace
+    (folder / "calendar.toml").write_text(
+        f'[[post]]\nid = "noon"\ntitle = "茶室日常"\nkey = "calendar/weekly_life"\n'
+        f'cron = "{due.minute} {due.hour} * * *"\n',
+        encoding="utf-8",
+    )
+    env = {"CALENDAR_FILE": str(folder / "calendar.toml")}
+    async with booted(tmp_path, fake, caplog, ["calendar", "admin"], **env) as bot:
+        ctx = bot.app.context("calendar")
+        assert ctx.mode("post") is Mode.STAFF_CONFIRM
+        await bot.app.run_job("calendar.tick")
+        await until(lambda: fake.moments, what="the 朋友圈 task")
+        ((jobid, task),) = fake.moments.items()
+        assert task["visible_range"]["sender_list"]["user_list"] == [STAFF]
+        assert "茶" in task["text"]["content"]
+        await until(lambda: bot.recorded("transport.moment_result"), what="the task made")
+
+        # Posted by the bot as a task: waiting for staff, listed in 待办, not handed by hand.
+        def status() -> str:
+            (post,) = scheduled_posts(ctx, due.date())
+            return str(post["status"])
+
+        assert status() == "staff_task"
+        assert ctx.store.items("staff:") == []  # no by-hand handoff to the admins
+        todo = await staff_says(bot, "待办")
+        assert "企业微信任务待员工确认" in todo and "calendar:noon" in todo
+
+        # A staff member publishes it in the client: the journal says sent, nothing waits.
+        fake.staff_publishes("mom" + jobid, STAFF)
+        await until(lambda: status() == "published", what="the publish result")
+        (post,) = scheduled_posts(ctx, due.date())
+        assert post["delivery"] == {"sent": 1}
+        assert "企业微信任务" not in await staff_says(bot, "待办")
