@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pond import JobStatus, Ledger, PersonaError, RowStatus, capabilities
+from pond import JobStatus, Ledger, Mode, PersonaError, RowStatus, capabilities
 
 from . import audience as aud
 from . import report as rep
@@ -261,7 +261,8 @@ class Runner:
         summary = self.ctx.ledger.summary(job)
         if not summary or any(summary.get(k) for k in ("pending", "sending", "held")):
             return False
-        if staff_waiting(self.ctx, job):
+        staff_confirm = self.ctx.mode(capabilities.BROADCAST) is Mode.STAFF_CONFIRM
+        if staff_confirm and staff_waiting(self.ctx, job):
             # Not done while staff have yet to confirm: the finished report would count
             # rows whose results (sent / not a friend / over quota) are still to come.
             return False
