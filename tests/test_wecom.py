@@ -564,6 +564,9 @@ async def test_an_operators_broadcast_becomes_a_staff_task_and_its_results_reach
         assert "企业微信任务待员工确认" in todo and "broadcasts.autumn ×3" in todo
         waiting = await staff_says(bot, "群发报告 autumn")
         assert "等员工在企业微信确认 3" in waiting and "跳过 0" in waiting
+        daily = await staff_says(bot, f"日报 {bot.app.clock.now().date().isoformat()}")
+        assert "交给员工在企业微信里确认 3 条" in daily and "没发出（跳过）" not in daily
+        assert "企业微信任务待员工确认 1" in daily
         await bot.app.run_job("broadcasts.tick")
         assert "已完成" not in await staff_says(bot, "群发状态 autumn")  # not done yet
 
