@@ -83,6 +83,7 @@ def dry_run(
         "in_quiet_hours": ctx.settings.outbox.quiet_hours.contains(start.time()),
         "quiet_end": ctx.settings.outbox.quiet_hours.end.strftime("%H:%M"),
         "late": bool(expires and eta_ts and eta_ts > expires),
+        "staff_confirm": not aud.personal(ctx),
         **outlook,
     }
 
