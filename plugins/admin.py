@@ -234,6 +234,11 @@ async def unknown_deliveries(ctx: Ctx) -> list[ReviewItem]:
     return reviews.unknown_items(ctx)
 
 
+@plugin.review_source()
+async def staff_tasks(ctx: Ctx) -> list[ReviewItem]:
+    return reviews.staff_items(ctx)
+
+
 @plugin.command("reviews", keep_args=True)
 async def list_reviews(command: Command, ctx: Ctx) -> None:
     failed: list[str] = []

@@ -334,7 +334,8 @@ def scheduled_posts(ctx: Ctx, day: date) -> list[dict[str, Any]]:
     post_id, title, key, launch (id or ""), at (ISO), date "MM-DD", time "HH:MM", month, day,
     weekday (1 = Monday), modes (how it publishes on this transport: moments / broadcast /
     staff), rooms, segment, images (file names), link, quiet (inside quiet hours: deferred),
-    status: scheduled | published | handed | confirmed | skipped | expired | missed | failed |
+    status: scheduled | published | staff_task (a 企业微信 朋友圈 task staff have yet to
+    publish) | handed | confirmed | skipped | expired | missed | failed |
     replaced (a key-date post took its place) | unpublished (its time passed before the
     calendar knew it), replaced_by, delivery ({"sent": n, "pending": n, ...} over its journal
     rows; the staff's copies are not counted)."""

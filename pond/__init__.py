@@ -52,6 +52,7 @@ from pond.segments import Segment, SegmentError
 from pond.store import Namespace, SqlStore, Store, UTCDateTime
 from pond.store.lock import running as bot_running
 from pond.transports import base as capabilities
+from pond.transports.base import Mode, waits_for_staff
 
 __all__ = [
     "ALL_CHATS",
@@ -89,6 +90,7 @@ __all__ = [
     "MemberLeft",
     "Message",
     "MessageType",
+    "Mode",
     "Namespace",
     "Outbox",
     "OutboxSettings",
@@ -126,4 +128,5 @@ __all__ = [
     "setting",
     "toml_line",
     "toml_problem",
+    "waits_for_staff",
 ]

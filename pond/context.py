@@ -28,6 +28,7 @@ from pond.persona import PersonaError, Rendered
 from pond.plugin import CfgT, StT
 from pond.problems import Problem
 from pond.store import SqlStore
+from pond.transports.base import Mode, mode_of
 
 if TYPE_CHECKING:
     from pond.app import App
@@ -127,6 +128,11 @@ class Context(Generic[CfgT, StT]):
 
     def can(self, capability: str) -> bool:
         return capability in self._app.transport.capabilities
+
+    def mode(self, kind: str) -> Mode:
+        """How the transport carries out `kind` ("send", "broadcast", "post", "kick"...): at
+        once, in a window, as a task staff confirm, or not at all (DESIGN.md section 7)."""
+        return mode_of(self._app.transport, kind)
 
     def is_room(self, chat_id: str) -> bool:
         return self._app.is_room(chat_id)

@@ -8,9 +8,14 @@ fails instead of hanging; nothing asserts on timing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
+import shutil
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +24,17 @@ from wecom_server import Callbacks, FakeWecom, servicer_writes, serving
 
 import bot as bot_module
 import plugins as plugin_modules
-from pond import Action, ActionClass, ActionKind, App, Settings, SystemClock
+from pond import (
+    Action,
+    ActionClass,
+    ActionKind,
+    App,
+    Contact,
+    Message,
+    Room,
+    Settings,
+    SystemClock,
+)
 from pond.transports.base import REPLY, TAG, WELCOME, Mode, mode_of
 from pond.transports.wecom import WecomTransport
 from pond.transports.wecom_crypto import WecomCrypto
@@ -110,12 +125,16 @@ async def fake() -> AsyncIterator[FakeWecom]:
         yield server
 
 
-@pytest.fixture
-async def running(
-    tmp_path: Path, fake: FakeWecom, caplog: pytest.LogCaptureFixture
+@contextlib.asynccontextmanager
+async def booted(
+    tmp_path: Path,
+    fake: FakeWecom,
+    caplog: pytest.LogCaptureFixture,
+    plugins: list[str],
+    **env: str,
 ) -> AsyncIterator[Bot]:
     caplog.set_level(logging.DEBUG)
-    settings = Settings.from_mapping(wecom_env(tmp_path / "data", fake, free_port()))
+    settings = Settings.from_mapping({**wecom_env(tmp_path / "data", fake, free_port()), **env})
     transport = WecomTransport(
         settings.wecom,
         data_dir=settings.bot.data_dir,
@@ -124,7 +143,7 @@ async def running(
         task_gather_s=0.3,
     )
     app = App(settings, transport, clock=SystemClock(settings.bot.timezone), strict=True)
-    for plugin in plugin_modules.load(["friends", "auto_reply"]):
+    for plugin in plugin_modules.load(plugins):
         app.include(plugin)
     bot = Bot(app, transport, fake)
     await app.start()
@@ -138,6 +157,14 @@ async def running(
         issued = list(fake.tokens)
         leaks = [s for s in (SECRET, AES_KEY, *issued) if s in caplog.text]
         assert leaks == [], "a secret appears in the logs"
+
+
+@pytest.fixture
+async def running(
+    tmp_path: Path, fake: FakeWecom, caplog: pytest.LogCaptureFixture
+) -> AsyncIterator[Bot]:
+    async with booted(tmp_path, fake, caplog, ["friends", "auto_reply"]) as bot:
+        yield bot
 
 
 def add_event(bot: Bot, external: str, state: str, code: str) -> str:
@@ -471,3 +498,205 @@ async def test_a_servicer_answering_in_the_client_pauses_the_bot_in_that_chat(
     await running.callbacks.post(running.callbacks.event("kf_msg_or_event", OpenKfId=KF))
     await until(lambda: running.recorded("chat.takeover"), what="the takeover")
     assert running.recorded("chat.takeover")[0]["chat_id"] == "wmH"
+
+
+# -- the plugins on the official route: what operators do and see ------------------------------
+OPERATED = ["friends", "auto_reply", "broadcasts", "admin"]
+_app_msg_ids = itertools.count(1)
+
+
+async def staff_says(bot: Bot, text: str) -> str:
+    """The operator writes to the bot's 自建应用 in the WeCom client; returns its answer."""
+    seen = len(bot.fake.app_messages)
+    xml = (
+        f"<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName>"
+        f"<FromUserName><![CDATA[{STAFF}]]></FromUserName>"
+        f"<CreateTime>{int(time.time())}</CreateTime>"
+        f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{text}]]></Content>"
+        f"<MsgId>{next(_app_msg_ids)}</MsgId><AgentID>1000002</AgentID></xml>"
+    )
+    assert await bot.callbacks.post(xml) == [200]
+
+    def answers() -> list[str]:
+        # The platform's own notices (a task was made) may arrive meanwhile: not answers.
+        texts = [m["text"]["content"] for m in bot.fake.app_messages[seen:]]
+        return [t for t in texts if not t.startswith(PLATFORM_NOTICE)]
+
+    await until(answers, what=f"the answer to {text}")
+    return "\n".join(answers())
+
+
+PLATFORM_NOTICE = "【pond 提醒】企业微信有一项操作"
+
+
+def campaign(folder: Path, name: str, segment: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.toml").write_text(
+        f'title = "秋季新茶"\ncopy = "broadcasts/copy_new_tea"\nsegment = "{segment}"\n'
+        'start = "now"\n[vars]\nproduct = "桂花乌龙"\nprice = 68\n',
+        encoding="utf-8",
+    )
+
+
+async def test_an_operators_broadcast_becomes_a_staff_task_and_its_results_reach_the_report(
+    tmp_path: Path, fake: FakeWecom, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "campaigns"
+    campaign(folder, "autumn", "channel:POSTER")
+    env = {"BROADCASTS_CAMPAIGNS_DIR": str(folder)}
+    async with booted(tmp_path, fake, caplog, OPERATED, **env) as bot:
+        customers = ["wmB1", "wmB2", "wmB3"]
+        for n, ext in enumerate(customers):
+            fake.contacts[ext] = f"客户{n}"
+            fake.welcome_codes[f"WB{n}"] = ext
+            await bot.callbacks.post(add_event(bot, ext, "POSTER", f"WB{n}"))
+        await until(lambda: len(fake.welcomed) == 3, what="the welcomes")
+        assert bot.app.context("broadcasts").mode("broadcast") is Mode.STAFF_CONFIRM
+
+        # The operator creates and starts the campaign from the WeCom client, as in chat.
+        assert "autumn" in await staff_says(bot, "群发创建 autumn")
+        preview = await staff_says(bot, "群发预览 autumn")
+        assert "群发助手" in preview and "实际发送：3 人" in preview
+        assert "的样例：\n客户" not in preview  # one text for all in a task: no names
+        before = len(fake.app_messages)
+        await staff_says(bot, "群发开始 autumn 3")
+        await until(lambda: fake.templates, what="the 群发 task")
+        ((msgid, task),) = fake.templates.items()
+        assert sorted(task["external_userid"]) == customers and task["sender"] == STAFF
+        assert "桂花乌龙" in task["text"]["content"]
+
+        def notices() -> list[dict[str, Any]]:
+            return [m for m in fake.app_messages[before:] if "群发助手" in m["text"]["content"]]
+
+        await until(notices, what="the staff notice")
+        assert "3 位客户" in notices()[0]["text"]["content"]
+
+        # Waiting for staff: neither skipped nor failed, in the progress, the review list
+        # and the report.
+        status = await staff_says(bot, "群发状态 autumn")
+        assert "等员工确认 3" in status and "跳过" not in status and "失败" not in status
+        todo = await staff_says(bot, "待办")
+        assert "企业微信任务待员工确认" in todo and "broadcasts.autumn ×3" in todo
+        waiting = await staff_says(bot, "群发报告 autumn")
+        assert "等员工在企业微信确认 3" in waiting and "跳过 0" in waiting
+        daily = await staff_says(bot, f"日报 {bot.app.clock.now().date().isoformat()}")
+        assert "交给员工在企业微信里确认 3 条" in daily and "没发出（跳过）" not in daily
+        assert "企业微信任务待员工确认 1" in daily
+        await bot.app.run_job("broadcasts.tick")
+        assert "已完成" not in await staff_says(bot, "群发状态 autumn")  # not done yet
+
+        # The staff member confirms; WeCom reports per customer: sent, not a friend, over quota.
+        fake.staff_confirms(msgid, {"wmB1": 1, "wmB2": 2, "wmB3": 3})
+        await until(lambda: bot.transport.tasks.waiting() == [], what="the results")
+        rows = {
+            r.recipient: (r.status.value, r.reason)
+            for r in bot.app.ledger.rows_of("broadcasts.autumn")
+        }
+        assert rows == {
+            "wmB1": ("sent", "staff_confirmed"),
+            "wmB2": ("failed", "not_friend"),
+            "wmB3": ("skipped", "over_quota"),
+        }
+        report = await staff_says(bot, "群发报告 autumn")
+        assert "已发送 1" in report and "等员工" not in report
+        assert "跳过 1（客户今天已收到过企业的群发（企业微信限制） 1）" in report
+        assert "失败 1（已不是好友 1）" in report and "wmB2" in report
+        assert "企业微信任务" not in await staff_says(bot, "待办")
+        # The minute check now finishes the campaign and tells the operator.
+        seen = len(fake.app_messages)
+        await bot.app.run_job("broadcasts.tick", bot.app.clock.now() + timedelta(minutes=1))
+        await until(lambda: len(fake.app_messages) > seen, what="the finished report")
+        assert "【群发完成】" in fake.app_messages[-1]["text"]["content"]
+
+
+GROUP_RULES = """
+[rooms."wrG1"]
+name = "静安茶友群"
+role = "owner"
+[rooms."wrG1".moderation]
+enabled = true
+links = true
+warnings = 0
+"""
+
+
+async def test_a_moderation_kick_becomes_a_staff_alert_not_a_failed_action(
+    tmp_path: Path, fake: FakeWecom, caplog: pytest.LogCaptureFixture
+) -> None:
+    rooms = tmp_path / "rooms.toml"
+    rooms.write_text(GROUP_RULES, encoding="utf-8")
+    env = {"GROUPS_ROOMS_FILE": str(rooms)}
+    async with booted(tmp_path, fake, caplog, ["groups"], **env) as bot:
+        members = [{"userid": STAFF, "type": 1}, {"userid": "wmSPAM", "type": 2, "name": "广告哥"}]
+        fake.groups["wrG1"] = {"chat_id": "wrG1", "name": "静安茶友群", "member_list": members}
+        create = bot.callbacks.event("change_external_chat", ChatId="wrG1", ChangeType="create")
+        assert await bot.callbacks.post(create) == [200]
+        assert bot.app.context("groups").mode("kick") is Mode.NONE
+        # WeCom's callbacks carry no group chat text: the advert reaches the bot as a room
+        # message at the transport boundary (as a message archive would deliver it).
+        spam = Message(
+            id="g1",
+            sender=Contact(id="wmSPAM", name="广告哥"),
+            text="好东西 http://spam.example.cn/x 快来",
+            timestamp=bot.app.clock.now(),
+            room=Room(id="wrG1", topic="静安茶友群"),
+        )
+        await bot.app.dispatch(spam)
+        await until(lambda: fake.app_messages, what="the staff alert")
+        alert = fake.app_messages[0]
+        assert alert["touser"] == STAFF
+        text = alert["text"]["content"]
+        assert "广告哥" in text and "wmSPAM" in text and "企业微信没有移出群成员的接口" in text
+        moderation = bot.recorded("groups.moderation")
+        assert [(m["action"], m["detail"]) for m in moderation] == [
+            ("notify_admins", "no_kick_api")
+        ]
+        # No kick was attempted, so nothing failed and no second (platform) alert went out.
+        assert bot.recorded("out.skipped") == [] and bot.recorded("out.failed") == []
+        assert not any(p.endswith("del_member") for p in fake.paths())
+        await asyncio.sleep(0.3)
+        assert len(fake.app_messages) == 1
+
+
+async def test_a_calendar_post_becomes_a_moments_task_the_operator_sees_waiting(
+    tmp_path: Path, fake: FakeWecom, caplog: pytest.LogCaptureFixture
+) -> None:
+    from plugins.calendar import scheduled_posts
+
+    folder = tmp_path / "cal"
+    folder.mkdir()
+    shutil.copy(ROOT / "persona" / "calendar" / "holidays.toml", folder / "holidays.toml")
+    tz = Settings.from_mapping(wecom_env(tmp_path, fake, 1)).bot.timezone
+    due = datetime.now(tz) - timedelta(minutes=1)  # due a minute ago: inside the grace
+    (folder / "calendar.toml").write_text(
+        f'[[post]]\nid = "noon"\ntitle = "茶室日常"\nkey = "calendar/weekly_life"\n'
+        f'cron = "{due.minute} {due.hour} * * *"\n',
+        encoding="utf-8",
+    )
+    env = {"CALENDAR_FILE": str(folder / "calendar.toml")}
+    async with booted(tmp_path, fake, caplog, ["calendar", "admin"], **env) as bot:
+        ctx = bot.app.context("calendar")
+        assert ctx.mode("post") is Mode.STAFF_CONFIRM
+        await bot.app.run_job("calendar.tick")
+        await until(lambda: fake.moments, what="the 朋友圈 task")
+        ((jobid, task),) = fake.moments.items()
+        assert task["visible_range"]["sender_list"]["user_list"] == [STAFF]
+        assert "茶" in task["text"]["content"]
+        await until(lambda: bot.recorded("transport.moment_result"), what="the task made")
+
+        # Posted by the bot as a task: waiting for staff, listed in 待办, not handed by hand.
+        def status() -> str:
+            (post,) = scheduled_posts(ctx, due.date())
+            return str(post["status"])
+
+        assert status() == "staff_task"
+        assert ctx.store.items("staff:") == []  # no by-hand handoff to the admins
+        todo = await staff_says(bot, "待办")
+        assert "企业微信任务待员工确认" in todo and "calendar:noon" in todo
+
+        # A staff member publishes it in the client: the journal says sent, nothing waits.
+        fake.staff_publishes("mom" + jobid, STAFF)
+        await until(lambda: status() == "published", what="the publish result")
+        (post,) = scheduled_posts(ctx, due.date())
+        assert post["delivery"] == {"sent": 1}
+        assert "企业微信任务" not in await staff_says(bot, "待办")

@@ -64,6 +64,7 @@ class FakeWecom:
     templates: dict[str, dict[str, Any]] = field(default_factory=dict)  # 群发 tasks by msgid
     moments: dict[str, dict[str, Any]] = field(default_factory=dict)  # 朋友圈 tasks by jobid
     staff_tags: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # ext -> tags
+    published: dict[str, set[str]] = field(default_factory=dict)  # moment_id -> staff who did
     port: int = 0
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -195,6 +196,18 @@ class FakeWecom:
             "type": "add_moment_task",
             "result": {"errcode": 0, "errmsg": "ok", "moment_id": "mom" + body["jobid"]},
         }
+
+    def do_externalcontact_get_moment_task(self, body: dict[str, Any]) -> dict[str, Any]:
+        moment_id = body["moment_id"]
+        jobid = moment_id.removeprefix("mom")
+        staff = self.moments[jobid].get("visible_range", {}).get("sender_list", {})
+        done = self.published.get(moment_id, set())
+        rows = [{"userid": u, "publish_status": int(u in done)} for u in staff.get("user_list", [])]
+        return {"next_cursor": "", "task_list": rows}
+
+    def staff_publishes(self, moment_id: str, userid: str) -> None:
+        """A staff member pressed 发表 on the 朋友圈 task in the client."""
+        self.published.setdefault(moment_id, set()).add(userid)
 
     def staff_confirms(self, msgid: str, results: dict[str, int]) -> None:
         """The staff member pressed 发送: per customer 1 sent, 2 not a friend, 3 over quota."""

@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from pond import AgendaItem, Context
+from pond import AgendaItem, Context, waits_for_staff
 
 TOP = 5  # reasons / places listed per section; the rest are summed up
 # Sections other plugins fill through Plugin.summary_source (admin/report renders them when
@@ -43,11 +43,13 @@ def day_numbers(ctx: Context, day: date, operators: set[str]) -> dict[str, Any]:
     by_cls = Counter(str(_data(e).get("cls", "")) for e in sends)
     errors = events("handler.error")
     places = Counter(str(_data(e).get("where", "?")) for e in errors)
-    skipped = Counter(
+    refused = Counter(
         str(_data(e).get("reason", ""))
         for e in events("out.skipped")
         if _data(e).get("to") not in operators
     )
+    # Handed to staff as 企业微信 tasks: not skipped, waiting for a staff member's confirm.
+    skipped = Counter({r: n for r, n in refused.items() if not waits_for_staff(r)})
     deferred = Counter(
         str(_data(e).get("reason", "")).split(":")[0]
         for e in events("out.deferred")
@@ -77,6 +79,7 @@ def day_numbers(ctx: Context, day: date, operators: set[str]) -> dict[str, Any]:
         "errors": len(errors),
         "error_places": [{"where": k, "n": n} for k, n in places.most_common(3)],
         "skipped": _top(skipped),
+        "staff_tasks": sum(n for r, n in refused.items() if waits_for_staff(r)),
         "deferred": _top(deferred),
         "failed": _top(failed),
         "counters": [

@@ -1,7 +1,8 @@
-"""The review queue's numbering and the one kind of item the operator plugin owns: bulk
-deliveries left "unknown" by a crash (the journal cannot tell whether they went out, so
-they are never re-sent silently). The operator checks the phone and answers per item:
-sent (it did arrive), resend (it did not: send it again), or skip."""
+"""The review queue's numbering and the kinds of item the operator plugin owns, both read
+from the send journal: bulk deliveries left "unknown" by a crash (the journal cannot tell
+whether they went out, so they are never re-sent silently; the operator checks the phone
+and answers per item: sent, resend, or skip), and tasks waiting for staff to confirm them
+in the 企业微信 client (shown so someone nudges the staff member; they settle by themselves)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pond import Context, JobStatus, ReviewItem, RowStatus
+from pond import Context, JobStatus, ReviewItem, RowStatus, waits_for_staff
 
 UNKNOWN = "unknown_delivery"
+STAFF_TASK = "staff_task"
 OUTCOMES = {"sent": RowStatus.SENT, "resend": RowStatus.PENDING, "skip": RowStatus.SKIPPED}
 _LISTED = "reviews:"  # + the operator's id: the numbering of the last listing they saw
 
@@ -42,6 +44,30 @@ def unknown_items(ctx: Context, limit: int = 500) -> list[ReviewItem]:
             if len(items) >= limit:
                 return items
     return items
+
+
+def staff_items(ctx: Context, limit: int = 500) -> list[ReviewItem]:
+    """Tasks a staff member must confirm in the 企业微信 client (a 群发, a 朋友圈 post): one
+    item per job, with how many of its rows wait. Nothing to settle here: the results come
+    from the platform by themselves (the transport polls them into the journal)."""
+    rows = ctx.ledger.rows
+    with ctx.ledger.engine.connect() as conn:
+        found = conn.execute(
+            sa.select(rows.c.job, rows.c.reason, sa.func.count(), sa.func.min(rows.c.updated_at))
+            .where(rows.c.status == RowStatus.SKIPPED.value)
+            .group_by(rows.c.job, rows.c.reason)
+            .order_by(sa.func.min(rows.c.updated_at))
+        ).all()
+    return [
+        ReviewItem(
+            kind=STAFF_TASK,
+            ref=str(job),
+            at=float(at) if at else None,
+            detail=f"{job} ×{n}",
+        )
+        for job, reason, n, at in found
+        if waits_for_staff(str(reason))
+    ][:limit]
 
 
 def remember_listing(ctx: Context, operator: str, listed: list[tuple[str, ReviewItem]]) -> None:

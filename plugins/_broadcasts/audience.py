@@ -12,9 +12,19 @@ the journal is the truth."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from pond import Action, ActionClass, Context, Media, MediaKind, Room, Segment
+from pond import (
+    Action,
+    ActionClass,
+    Context,
+    Media,
+    MediaKind,
+    Mode,
+    Room,
+    Segment,
+    capabilities,
+)
 
 from .spec import Spec
 
@@ -129,9 +139,16 @@ def render(ctx: Context, spec: Spec, recipient: Recipient, *, chat_id: str | Non
         chat_id=chat_id or recipient.id,
         contact_id=None if recipient.room else recipient.id,
         room_id=recipient.id if recipient.room else None,
-        name=recipient.name,
+        name=recipient.name if personal(ctx) else "",
         **spec.vars,
     ).text
+
+
+def personal(ctx: Context) -> bool:
+    """False where a broadcast becomes a task staff confirm (企业微信 群发助手): the platform
+    sends one text to everyone in a task, so the copy is not personalised by name there
+    (one text per persona layer, e.g. VIP and regular, rather than one task per customer)."""
+    return ctx.mode(capabilities.BROADCAST) is not Mode.STAFF_CONFIRM
 
 
 def media_of(spec: Spec) -> Media | None:
@@ -150,6 +167,8 @@ def media_of(spec: Spec) -> Media | None:
 def actions(ctx: Context, spec: Spec, recipients: Iterable[Recipient]) -> list[Action]:
     """One marketing send per recipient, rendered now (the journal keeps the text)."""
     media = media_of(spec)
+    if not personal(ctx):
+        return _per_layer(ctx, spec, recipients, media)
     return [
         ctx.compose(
             Room(r.id) if r.room else r.id,
@@ -162,3 +181,27 @@ def actions(ctx: Context, spec: Spec, recipients: Iterable[Recipient]) -> list[A
         )
         for r in recipients
     ]
+
+
+def _per_layer(
+    ctx: Context, spec: Spec, recipients: Iterable[Recipient], media: Media | None
+) -> list[Action]:
+    """One text per persona layer, addressed to each of its recipients."""
+    made: dict[str, Action] = {}
+    found = []
+    for r in recipients:
+        contact = None if r.room else r.id
+        room = r.id if r.room else None
+        layer = ctx.persona.layers_for(contact_id=contact, room_id=room, tags=r.tags)[0]
+        if layer not in made:
+            made[layer] = ctx.compose(
+                Room(r.id) if r.room else r.id,
+                spec.copy,
+                cls=ActionClass.MARKETING,
+                media=media,
+                job=spec.job,
+                name="",
+                **spec.vars,
+            )
+        found.append(replace(made[layer], to=r.id, contact_id=contact or ""))
+    return found

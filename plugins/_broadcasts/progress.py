@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pond import Context, DailyWindow, OutboxSettings
+from pond import Context, DailyWindow, OutboxSettings, waits_for_staff
 
 from . import state
 
@@ -166,12 +166,19 @@ def waiting(ctx: Context, record: state.Record, summary: dict[str, int], online:
     return ""
 
 
+def staff_waiting(ctx: Context, job: str) -> int:
+    """Rows handed to staff as a task they confirm in the client (企业微信 群发): journaled
+    as skipped with a ":staff_confirm" reason until the task's result for them comes in."""
+    return sum(n for r, n in ctx.ledger.skipped_reasons(job).items() if waits_for_staff(r))
+
+
 def progress(ctx: Context, record: state.Record, *, online: bool = True) -> dict[str, Any]:
     """Counts straight from the journal, a bar, the reason for waiting and the ETA."""
     job = f"broadcasts.{record['id']}"
     summary = ctx.ledger.summary(job)
+    staff = staff_waiting(ctx, job)
     total = sum(summary.values())
-    settled = sum(summary.get(k, 0) for k in ("sent", "skipped", "failed", "unknown"))
+    settled = sum(summary.get(k, 0) for k in ("sent", "skipped", "failed", "unknown")) - staff
     drawn, pct = bar(settled, total)
     pending = summary.get("pending", 0)
     data: dict[str, Any] = {
@@ -180,7 +187,8 @@ def progress(ctx: Context, record: state.Record, *, online: bool = True) -> dict
         "status": record["status"],
         "total": total,
         "sent": summary.get("sent", 0),
-        "skipped": summary.get("skipped", 0),
+        "skipped": summary.get("skipped", 0) - staff,
+        "staff": staff,
         "failed": summary.get("failed", 0),
         "unknown": summary.get("unknown", 0),
         "pending": pending,

@@ -12,11 +12,12 @@ the audience snapshot taken at the start. Reactions come from the event store:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from pond import BulkRow, Context, PersonaError, RowStatus
+from pond import BulkRow, Context, PersonaError, RowStatus, waits_for_staff
 
 from . import audience as aud
 from . import state
@@ -82,6 +83,7 @@ def dry_run(
         "in_quiet_hours": ctx.settings.outbox.quiet_hours.contains(start.time()),
         "quiet_end": ctx.settings.outbox.quiet_hours.end.strftime("%H:%M"),
         "late": bool(expires and eta_ts and eta_ts > expires),
+        "staff_confirm": not aud.personal(ctx),
         **outlook,
     }
 
@@ -137,7 +139,10 @@ def report(ctx: Context, record: state.Record) -> dict[str, Any]:
     job = f"broadcasts.{record['id']}"
     rows = ctx.ledger.rows_of(job)
     summary = ctx.ledger.summary(job)
-    skipped = ctx.ledger.skipped_reasons(job)
+    reasons = ctx.ledger.skipped_reasons(job)
+    # Rows in a task staff confirm in the client are not skipped: they wait for staff.
+    staff = sum(n for r, n in reasons.items() if waits_for_staff(r))
+    skipped = {r: n for r, n in reasons.items() if not waits_for_staff(r)}
     by_status: dict[RowStatus, list[BulkRow]] = {}
     for row in rows:
         by_status.setdefault(row.status, []).append(row)
@@ -160,9 +165,13 @@ def report(ctx: Context, record: state.Record) -> dict[str, Any]:
         "pending": summary.get("pending", 0) + summary.get("sending", 0),
         "held": summary.get("held", 0),
         "skipped": dict(sorted(skipped.items())),
-        "skipped_total": summary.get("skipped", 0),
+        "skipped_total": summary.get("skipped", 0) - staff,
+        "staff": staff,
         "unknown_ids": [r.recipient for r in by_status.get(RowStatus.UNKNOWN, [])][:LISTED],
         "failed_ids": [r.recipient for r in by_status.get(RowStatus.FAILED, [])][:LISTED],
+        "failed_reasons": dict(
+            sorted(Counter(r.reason for r in by_status.get(RowStatus.FAILED, [])).items())
+        ),
         "candidates": snapshot.get("candidates", 0),
         "excluded": dict(snapshot.get("excluded", {})),
         "excluded_total": sum(snapshot.get("excluded", {}).values()),

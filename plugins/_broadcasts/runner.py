@@ -20,12 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pond import JobStatus, Ledger, PersonaError, RowStatus, capabilities
+from pond import JobStatus, Ledger, Mode, PersonaError, RowStatus, capabilities
 
 from . import audience as aud
 from . import report as rep
 from . import state
-from .progress import when
+from .progress import staff_waiting, when
 from .spec import CampaignError, Spec, check_media_file
 from .state import Ctx
 
@@ -260,6 +260,11 @@ class Runner:
         job = job_of(record["id"])
         summary = self.ctx.ledger.summary(job)
         if not summary or any(summary.get(k) for k in ("pending", "sending", "held")):
+            return False
+        staff_confirm = self.ctx.mode(capabilities.BROADCAST) is Mode.STAFF_CONFIRM
+        if staff_confirm and staff_waiting(self.ctx, job):
+            # Not done while staff have yet to confirm: the finished report would count
+            # rows whose results (sent / not a friend / over quota) are still to come.
             return False
         last = max((r.updated_at for r in self.ctx.ledger.rows_of(job)), default=self.now)
         record["status"] = state.DONE

@@ -22,6 +22,7 @@ from pond import (
     Context,
     Media,
     MediaKind,
+    Mode,
     Namespace,
     PersonaError,
     Plugin,
@@ -92,7 +93,11 @@ class Publisher:
 
     def modes(self, entry: Entry) -> list[str]:
         """How the entry publishes on this transport: moments, broadcast and/or staff."""
-        can_post = self.ctx.can(capabilities.MOMENTS)
+        # Where a post becomes a task staff publish (企业微信 add_moment_task), it is still
+        # posted by the bot: the task waits for staff and the operator sees it in 待办.
+        can_post = self.ctx.can(capabilities.MOMENTS) or (
+            self.ctx.mode(ActionKind.POST.value) is Mode.STAFF_CONFIRM
+        )
         fallback = entry.fallback or self.settings.fallback
         modes: list[str] = []
         substitute = False  # a Moments-style broadcast stands in for the Moments post

@@ -35,7 +35,7 @@ from plugins._calendar.publishing import (
     ceil_minute,
     when_fields,
 )
-from pond import Context, PersonaError, Problem
+from pond import Context, PersonaError, Problem, waits_for_staff
 
 log = logging.getLogger("pond.plugins.calendar")
 
@@ -295,6 +295,14 @@ class Runtime(Publisher):
                     continue  # the staff's copies are not deliveries of the post
                 for state, n in self.ctx.ledger.summary(job).items():
                     delivery[state] = delivery.get(state, 0) + n
+                staff = self.ctx.ledger.skipped_reasons(job).items()
+                waiting = sum(n for reason, n in staff if waits_for_staff(reason))
+                if waiting:
+                    # In a task staff publish from the 企业微信 client: not skipped, waiting.
+                    delivery["skipped"] -= waiting
+                    delivery["staff"] = delivery.get("staff", 0) + waiting
+            if delivery.get("staff") and status == "published":
+                status = "staff_task"
         return {
             "post_id": entry.id,
             "title": entry.title,

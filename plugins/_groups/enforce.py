@@ -16,6 +16,7 @@ from pond import (
     ActionKind,
     Contact,
     Message,
+    Mode,
     Outcome,
     capabilities,
 )
@@ -75,7 +76,10 @@ async def strike(
     action = escalation(count, rule, rules)
     detail = ""
     if action == "remove":
-        if not ctx.can(capabilities.KICK):
+        if ctx.mode(capabilities.KICK) is Mode.NONE:
+            # The platform has no API for it (企业微信): staff remove them by hand.
+            action, detail = "notify_admins", "no_kick_api"
+        elif not ctx.can(capabilities.KICK):
             action, detail = "notify_admins", "no_kick_capability"
         elif not room.can_remove:
             action, detail = "notify_admins", "not_room_admin"
@@ -158,11 +162,15 @@ def remove(ctx: Ctx, room: RoomConfig, member: Contact, rule: str, count: int) -
                     )
                 )
                 return
+            # Refused by the platform's rules (not attempted): a request for staff, not a
+            # failure of the bot.
+            refused = outcome.reason.startswith(f"{ctx.transport_name}:")
+            failed = "notify_admins" if refused else "remove_failed"
             st.db.audit(
                 at=now,
                 room_id=room.id,
                 contact_id=member.id,
-                action="remove_failed",
+                action=failed,
                 rule=rule,
                 strikes=count,
                 detail=outcome.reason[:64],
@@ -173,7 +181,7 @@ def remove(ctx: Ctx, room: RoomConfig, member: Contact, rule: str, count: int) -
                 chat_id=room.id,
                 contact_id=member.id,
                 rule=rule,
-                action="remove_failed",
+                action=failed,
                 detail=outcome.reason,
                 strikes=count,
                 dry_run=False,

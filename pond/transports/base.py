@@ -48,6 +48,15 @@ def mode_of(transport: object, kind: str) -> Mode:
     return Mode(modes.get(kind, Mode.AUTO))
 
 
+STAFF_CONFIRM_REASON = ":staff_confirm"  # the end of a refusal that became a staff task
+
+
+def waits_for_staff(reason: str) -> bool:
+    """A row or action "skipped" with this reason is not skipped: it waits in a task a staff
+    member confirms in the client, and its real result arrives later (task_result)."""
+    return reason.endswith(STAFF_CONFIRM_REASON)
+
+
 class TransportError(Exception):
     """A failed action. The flags are a contract with the outbox, which relies on them to
     never send twice:

@@ -43,6 +43,7 @@ from pond.transports.base import (
     BROADCAST,
     DM,
     FRIEND_REQUESTS,
+    MOMENTS,
     REPLY,
     ROOMS,
     TAG,
@@ -114,8 +115,9 @@ class _QuietServer(uvicorn.Server):
 
 class WecomTransport:
     name = "wecom"
-    # Private chats (kf, welcome, staff), customer groups (events only), new customers, tags.
-    capabilities = frozenset({DM, ROOMS, FRIEND_REQUESTS, TAGS})
+    # Private chats (kf, welcome, staff), customer groups (events only), new customers, tags,
+    # 朋友圈 (as tasks staff publish: see modes).
+    capabilities = frozenset({DM, ROOMS, FRIEND_REQUESTS, TAGS, MOMENTS})
     modes: Mapping[str, Mode] = MappingProxyType(
         {
             ActionKind.SEND.value: Mode.WINDOW,
@@ -358,7 +360,13 @@ class WecomTransport:
             raise _refuse(action, "wecom:no_media", "images need an upload pond does not do yet")
         if not action.text and link is None:
             raise _refuse(action, "wecom:empty", "nothing to post")
-        jobid = await self.tasks.moment(action.text, link, list(self.settings.staff_ids))
+        jobid = await self.tasks.moment(
+            action.text,
+            link,
+            list(self.settings.staff_ids),
+            job=action.job,
+            contact_id=action.to or action.contact_id,
+        )
         self.status_listener(
             "staff_needed",
             {

@@ -56,8 +56,18 @@ class StaffTasks:
         batch["last"] = self.wall()
         self.store.set(key, batch)
 
-    async def moment(self, text: str, link: dict[str, str] | None, staff: list[str]) -> str:
-        """朋友圈: add_moment_task makes a task each staff member publishes from the client."""
+    async def moment(
+        self,
+        text: str,
+        link: dict[str, str] | None,
+        staff: list[str],
+        *,
+        job: str = "",
+        contact_id: str = "",
+    ) -> str:
+        """朋友圈: add_moment_task makes a task each staff member publishes from the client.
+        With `job`, the journal row (job, contact_id) gets the task's result: "sent" once a
+        staff member has published it, "not_confirmed" when nobody did in time."""
         body: dict[str, Any] = {"text": {"content": text}}
         if link:
             body["attachments"] = [{"msgtype": "link", "link": link}]
@@ -65,10 +75,15 @@ class StaffTasks:
             body["visible_range"] = {"sender_list": {"user_list": staff}}
         data = await self.api.call("/cgi-bin/externalcontact/add_moment_task", body)
         jobid = str(data.get("jobid", ""))
-        self.store.set(MOMENT + jobid, {"created": self.wall()})
+        self.store.set(
+            MOMENT + jobid, {"created": self.wall(), "job": job, "contact_id": contact_id}
+        )
         return jobid
 
     async def _poll_moment(self, jobid: str, task: dict[str, Any]) -> None:
+        if task.get("moment_id"):
+            await self._poll_published(jobid, task)
+            return
         data = await self.api.call(
             "/cgi-bin/externalcontact/get_moment_task_result",
             method="GET",
@@ -81,13 +96,43 @@ class StaffTasks:
             return
         self.store.delete(MOMENT + jobid)
         result = data.get("result") or {}
+        moment_id = str(result.get("moment_id", ""))
+        errcode = int(result.get("errcode", 0) or 0)
+        self.status()("moment_result", {"jobid": jobid, "moment_id": moment_id, "errcode": errcode})
+        if not task.get("job"):
+            return
+        if errcode or not moment_id:
+            self._moment_done(task, "task_failed")
+            return
+        # Made: now it waits for a staff member to publish it from the client.
+        self.store.set(MOMENT + jobid, {**task, "moment_id": moment_id})
+
+    async def _poll_published(self, jobid: str, task: dict[str, Any]) -> None:
+        """get_moment_task: per staff member, publish_status 0 not yet, 1 published."""
+        cursor, published = "", False
+        while True:
+            body: dict[str, Any] = {"moment_id": task["moment_id"], "limit": 1000}
+            if cursor:
+                body["cursor"] = cursor
+            data = await self.api.call(
+                "/cgi-bin/externalcontact/get_moment_task", body, retryable=True
+            )
+            rows = data.get("task_list", [])
+            published = published or any(int(r.get("publish_status", 0) or 0) for r in rows)
+            cursor = str(data.get("next_cursor", "") or "")
+            if published or not cursor:
+                break
+        if published:
+            self.store.delete(MOMENT + jobid)
+            self._moment_done(task, "sent")
+        elif self.wall() - float(task["created"]) > self.expire_s:
+            self.store.delete(MOMENT + jobid)
+            self._moment_done(task, "not_confirmed")
+
+    def _moment_done(self, task: dict[str, Any], result: str) -> None:
         self.status()(
-            "moment_result",
-            {
-                "jobid": jobid,
-                "moment_id": str(result.get("moment_id", "")),
-                "errcode": int(result.get("errcode", 0) or 0),
-            },
+            "task_result",
+            {"job": task["job"], "contact_id": task.get("contact_id", ""), "result": result},
         )
 
     def waiting(self) -> list[dict[str, Any]]:
