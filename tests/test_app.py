@@ -178,7 +178,6 @@ def run_bot(
     *args: str, stdin: str = "", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     import os
-
     import tempfile
 
     # Never the checkout's own data/ (a developer's bot, an older release's database).
