@@ -262,3 +262,53 @@ def persona_limits(ctx: Context) -> tuple[int, Path]:
 async def reload_persona(ctx: Context) -> list[str]:
     """The hot reload the bot's poller and the reload command run."""
     return await ctx.reload_persona()
+
+
+# -- 群发 (the broadcasts plugin's campaigns) -----------------------------------------------------
+
+CAMPAIGN_ID = r"^[a-z0-9][a-z0-9_-]{0,47}$"  # the broadcasts plugin's campaign names
+
+
+def broadcasts_config(ctx: Context) -> Any | None:
+    return ctx.plugin_configs().get("broadcasts")
+
+
+def campaigns_dir(ctx: Context) -> Path | None:
+    """The folder the broadcasts plugin reads campaign files from (BROADCASTS_CAMPAIGNS_DIR,
+    else persona/broadcasts/campaigns), or None without that plugin."""
+    config = broadcasts_config(ctx)
+    if config is None:
+        return None
+    configured = str(getattr(config, "campaigns_dir", "") or "")
+    if configured:
+        return Path(configured)
+    return persona_root(ctx) / "broadcasts" / "campaigns"
+
+
+def copy_keys(ctx: Context) -> list[str]:
+    """The persona keys a campaign may use as its copy (BROADCASTS_COPY_PREFIXES)."""
+    config = broadcasts_config(ctx)
+    prefixes = tuple(getattr(config, "copy_prefixes", ()) or ())
+    known: list[str] = ctx.persona.keys()
+    return sorted(k for k in known if prefixes and k.startswith(prefixes))
+
+
+async def campaigns(ctx: Context) -> list[dict[str, str]]:
+    """Every campaign the operator can act on: the files in the campaigns folder, and the
+    created campaigns the broadcasts plugin lists for review (draft, blocked, paused) or on
+    its agenda (scheduled, sending)."""
+    import re
+
+    found: dict[str, dict[str, str]] = {}
+    folder = campaigns_dir(ctx)
+    if folder is not None and folder.is_dir():
+        for path in sorted(folder.glob("*.toml")):
+            if re.match(CAMPAIGN_ID, path.stem) and not path.is_symlink():
+                found[path.stem] = {"id": path.stem, "title": "", "kind": "file"}
+    for plugin, item in await ctx.reviews():
+        if plugin == "broadcasts":
+            found[item.ref] = {"id": item.ref, "title": item.title, "kind": item.kind}
+    for plugin, agenda in await ctx.agenda():
+        if plugin == "broadcasts":
+            found[agenda.ref] = {"id": agenda.ref, "title": agenda.title, "kind": agenda.kind}
+    return sorted(found.values(), key=lambda c: c["id"])

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from plugins._web import kernel, persona_edit
+from plugins._web import broadcasts, kernel, persona_edit
 from plugins._web.app import COOKIE, PRE_COOKIE, page, read_form, route_name, web_of
 from plugins._web.auth import (
     RANK,
@@ -461,6 +461,7 @@ def routes() -> list[BaseRoute]:
         Route("/settings", settings),
         Route("/users", users),
         Route("/users/add", users_add, methods=["POST"]),
+        *broadcasts.routes(),
     ]
 
 
