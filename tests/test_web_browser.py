@@ -284,7 +284,10 @@ async def test_a_broadcast_created_dry_run_confirmed_and_watched_to_its_report(
         report = await b.text()
         assert "群发报告" in report and "已发送 4" in report
         await b.open("/broadcasts")  # the list with its live progress, at 390 px
-        assert "新茶上新" in await b.text() and await b.fits()
+        await b.page.wait_for_function(
+            "() => document.querySelector('#live').innerText.includes('新茶上新')"
+        )
+        assert await b.fits()
         sent = [p.action.to for p in chat.transport.performed if p.action.job == "broadcasts.tea"]
         assert sorted(sent) == ["c0", "c1", "c2", "c3"]
         assert await b.fits() and b.outside == [] and b.errors == []
