@@ -312,3 +312,100 @@ async def campaigns(ctx: Context) -> list[dict[str, str]]:
         if plugin == "broadcasts":
             found[agenda.ref] = {"id": agenda.ref, "title": agenda.title, "kind": agenda.kind}
     return sorted(found.values(), key=lambda c: c["id"])
+
+
+# -- 待处理: what every plugin lists for review (friend requests, staff posts, unknowns...) ------
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"})
+
+
+async def review_items(ctx: Context) -> list[dict[str, Any]]:
+    """Every review item but the hand-offs (their own section), in the order the operator's
+    待办 command numbers them (`n`, what its resolve command refers to)."""
+    rows = []
+    now = ctx.now.timestamp()
+    for n, (plugin, item) in enumerate(await ctx.reviews(), start=1):
+        if item.kind == "handoff":
+            continue
+        rows.append(
+            {
+                "n": n,
+                "plugin": plugin,
+                "kind": item.kind,
+                "ref": item.ref,
+                "minutes": int((now - item.at) // 60) if item.at else 0,
+                "contact_id": item.contact_id,
+                "room_id": item.room_id,
+                "detail": item.detail,
+                "title": item.title,
+                "command": item.command,
+                "args": list(item.args),
+                "name": _name_of(ctx, item.contact_id),
+            }
+        )
+    return rows
+
+
+def _name_of(ctx: Context, contact_id: str) -> str:
+    found = ctx.book.get(contact_id) if contact_id else None
+    return (found.alias or found.name) if found is not None else ""
+
+
+async def resolve_unknown(ctx: Context, who: Contact, ref: str, outcome: str) -> list[str]:
+    """An `unknown` delivery settled as the chat does it: list the 待办 (the admin plugin
+    remembers what each number meant for this operator), then `resolve N outcome`."""
+    await run_command(ctx, who, "reviews")
+    listed = await ctx.reviews()
+    number = next(
+        (n for n, (_p, item) in enumerate(listed, 1) if item.kind == "unknown" and item.ref == ref),
+        0,
+    )
+    if not number:
+        return []
+    return [text for _key, text in await run_command(ctx, who, "resolve", str(number), outcome)]
+
+
+def calendar_file(ctx: Context) -> Path | None:
+    config = ctx.plugin_configs().get("calendar")
+    if config is None:
+        return None
+    path = Path(str(getattr(config, "file", "") or ""))
+    return path if path.is_absolute() else persona_root(ctx) / path
+
+
+def post_images(ctx: Context, post_id: str) -> list[Path]:
+    """The pictures the calendar file names for a post, for staff to download; only image
+    files inside the persona folder (or the calendar file's own folder), never a symlink."""
+    import tomllib
+
+    path = calendar_file(ctx)
+    if path is None or not path.is_file():
+        return []
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []  # the calendar plugin reports a bad file; the page shows no pictures
+    names: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if value.get("id") == post_id and isinstance(value.get("images"), list):
+                names.extend(str(n) for n in value["images"])
+            for inner in value.values():
+                walk(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner)
+
+    walk(data)
+    folder = path.parent.resolve()
+    roots = (folder, persona_root(ctx).resolve())
+    found = []
+    for name in names[:9]:
+        image = path.parent / name
+        if image.is_symlink() or image.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        real = image.resolve()
+        if real.is_file() and any(real.is_relative_to(r) for r in roots):
+            found.append(real)
+    return found
