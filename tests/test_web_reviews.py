@@ -16,6 +16,8 @@ import pytest
 from harness import ROOT, ChatSim
 from webclient import add_user, client, create_owner, hidden, login
 
+from pond import Action, ActionClass, ActionKind, RowStatus
+
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 CALENDAR = """
 [[post]]
@@ -132,3 +134,40 @@ async def test_a_post_handed_to_staff_is_copied_downloaded_and_marked_posted(
         assert "待人工发朋友圈（0）" in (await staff.get("/inbox")).text
     [confirmed] = [e["data"] for e in sim.events("calendar.confirmed")]
     assert confirmed["post_id"] == "daily"
+
+
+async def test_unknown_deliveries_are_settled_like_the_operators_chat_does(
+    sim: ChatSim,
+) -> None:
+    actions = [
+        Action(
+            ActionKind.SEND,
+            to=name,
+            cls=ActionClass.MARKETING,
+            text="新茶上市",
+            key="calendar/weekly_life",
+            plugin="calendar",
+            job="spring",
+            contact_id=name,
+        )
+        for name in ("alice", "bob", "carol")
+    ]
+    sim.app.outbox.enqueue_bulk("spring", actions)
+    for name in ("alice", "bob", "carol"):  # a kill -9 mid-send: "unknown" at the next start
+        sim.app.ledger.mark("spring", name, RowStatus.SENDING, 0.0)
+    await sim.restart()
+    async with client() as owner:
+        await create_owner(owner)
+        page = await owner.get("/inbox")
+        assert "送达未确认（3）" in page.text and "spring" in page.text
+        before = len(sim.transport.performed)
+        resent = await settle(owner, "unknown_delivery", "resend")
+        assert resent.status_code == 200 and "已处理" in resent.text
+        await sim.driver.settle()
+        again = [p.action.to for p in sim.transport.performed[before:] if p.action.job == "spring"]
+        assert again == ["alice"]
+        await settle(owner, "unknown_delivery", "sent")
+        await settle(owner, "unknown_delivery", "skip")
+        assert "送达未确认（0）" in (await owner.get("/inbox")).text
+    rows = {r.recipient: r.status for r in sim.app.ledger.rows_of("spring")}
+    assert rows == {"alice": RowStatus.SENT, "bob": RowStatus.SENT, "carol": RowStatus.SKIPPED}

@@ -316,6 +316,7 @@ async def campaigns(ctx: Context) -> list[dict[str, str]]:
 
 # -- 待处理: what every plugin lists for review (friend requests, staff posts, unknowns...) ------
 
+UNKNOWN_DELIVERY = "unknown_delivery"  # the admin plugin's review kind for an unknown send
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"})
 
 
@@ -357,7 +358,11 @@ async def resolve_unknown(ctx: Context, who: Contact, ref: str, outcome: str) ->
     await run_command(ctx, who, "reviews")
     listed = await ctx.reviews()
     number = next(
-        (n for n, (_p, item) in enumerate(listed, 1) if item.kind == "unknown" and item.ref == ref),
+        (
+            n
+            for n, (_p, item) in enumerate(listed, 1)
+            if item.kind == UNKNOWN_DELIVERY and item.ref == ref
+        ),
         0,
     )
     if not number:

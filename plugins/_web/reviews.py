@@ -46,8 +46,8 @@ async def sections(request: Request) -> dict[str, Any]:
         "friend_requests": requests,
         "friend_listing": listing,
         "staff_posts": posts,
-        "unknowns": [i for i in items if i["kind"] == "unknown"],
-        "others": [i for i in items if i["kind"] not in STAFF_KINDS | {"unknown"}],
+        "unknowns": [i for i in items if i["kind"] == kernel.UNKNOWN_DELIVERY],
+        "others": [i for i in items if i["kind"] not in STAFF_KINDS | {kernel.UNKNOWN_DELIVERY}],
     }
 
 
@@ -67,7 +67,7 @@ async def settle(request: Request) -> Response:
         web.ctx.record("denied", user=request.state.session.user.id, route="/inbox/settle")
         return web.render(request, "error.html", 403, code="forbidden")
     who = _who(request)
-    if kind == "unknown":
+    if kind == kernel.UNKNOWN_DELIVERY:
         if op not in UNKNOWN_OUTCOMES:
             return RedirectResponse("/inbox?m=gone", status_code=303)
         texts = await kernel.resolve_unknown(web.ctx, who, ref, op)
