@@ -378,9 +378,10 @@ def calendar_file(ctx: Context) -> Path | None:
     return path if path.is_absolute() else persona_root(ctx) / path
 
 
-def post_images(ctx: Context, post_id: str) -> list[Path]:
-    """The pictures the calendar file names for a post, for staff to download; only image
-    files inside the persona folder (or the calendar file's own folder), never a symlink."""
+def calendar_posts(ctx: Context) -> list[dict[str, Any]]:
+    """The posts the calendar file lists (ids as its commands take them: a launch's step is
+    <launch>.<step>), with their titles, key dates and picture names; [] without the
+    calendar plugin or with a file it cannot read (the calendar plugin reports that)."""
     import tomllib
 
     path = calendar_file(ctx)
@@ -389,24 +390,41 @@ def post_images(ctx: Context, post_id: str) -> list[Path]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return []  # the calendar plugin reports a bad file; the page shows no pictures
-    names: list[str] = []
+        return []
 
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            if value.get("id") == post_id and isinstance(value.get("images"), list):
-                names.extend(str(n) for n in value["images"])
-            for inner in value.values():
-                walk(inner)
-        elif isinstance(value, list):
-            for inner in value:
-                walk(inner)
+    def entry(table: dict[str, Any], post_id: str, title: str) -> dict[str, Any]:
+        images = table.get("images")
+        return {
+            "id": post_id,
+            "title": str(table.get("title") or title),
+            "on": str(table.get("on") or ""),
+            "images": [str(i) for i in images] if isinstance(images, list) else [],
+        }
 
-    walk(data)
-    folder = path.parent.resolve()
-    roots = (folder, persona_root(ctx).resolve())
     found = []
-    for name in names[:9]:
+    for post in data.get("post") or []:
+        if isinstance(post, dict) and post.get("id"):
+            found.append(entry(post, str(post["id"]), ""))
+    for launch in data.get("launch") or []:
+        if not isinstance(launch, dict) or not launch.get("id"):
+            continue
+        for step in launch.get("step") or []:
+            if isinstance(step, dict) and step.get("id"):
+                post_id = f"{launch['id']}.{step['id']}"
+                found.append(entry(step, post_id, str(launch.get("title") or "")))
+    return found
+
+
+def post_images(ctx: Context, post_id: str) -> list[Path]:
+    """The pictures the calendar file names for a post, for staff to download: image files
+    inside the calendar file's folder or the persona folder, never through a symlink."""
+    path = calendar_file(ctx)
+    post = next((p for p in calendar_posts(ctx) if p["id"] == post_id), None)
+    if path is None or post is None:
+        return []
+    roots = (path.parent.resolve(), persona_root(ctx).resolve())
+    found = []
+    for name in post["images"][:9]:
         image = path.parent / name
         if image.is_symlink() or image.suffix.lower() not in IMAGE_SUFFIXES:
             continue

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from plugins._web import broadcasts, kernel, persona_edit, reviews
+from plugins._web import broadcasts, content, kernel, persona_edit, reviews
 from plugins._web.app import COOKIE, PRE_COOKIE, page, read_form, route_name, web_of
 from plugins._web.auth import (
     RANK,
@@ -464,6 +464,7 @@ def routes() -> list[BaseRoute]:
         Route("/users/add", users_add, methods=["POST"]),
         *broadcasts.routes(),
         *reviews.routes(),
+        *content.routes(),
     ]
 
 
