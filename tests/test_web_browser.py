@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -291,6 +292,75 @@ async def test_a_broadcast_created_dry_run_confirmed_and_watched_to_its_report(
         sent = [p.action.to for p in chat.transport.performed if p.action.job == "broadcasts.tea"]
         assert sorted(sent) == ["c0", "c1", "c2", "c3"]
         assert await b.fits() and b.outside == [] and b.errors == []
+    finally:
+        await chat.close()
+
+
+CALENDAR = """
+[[post]]
+id = "daily"
+title = "每日茶室"
+key = "calendar/weekly_life"
+cron = "0 9 * * *"
+images = ["media/a.png"]
+"""
+
+
+async def test_the_new_pages_fit_a_phone_and_a_desktop_with_content(
+    tmp_path: Path, chromium: Any
+) -> None:
+    """群发, 待处理 with every kind of item, 内容日历 and 报表, filled, at 390 and 1280 px."""
+    folder = tmp_path / "cal"
+    (folder / "media").mkdir(parents=True)
+    (folder / "media" / "a.png").write_bytes(QR_PNG)
+    (folder / "calendar.toml").write_text(CALENDAR, encoding="utf-8")
+    shutil.copy(ROOT / "persona" / "calendar" / "holidays.toml", folder / "holidays.toml")
+    chat = await ChatSim.create(
+        tmp_path / "data",
+        plugins=[*PLUGINS, "broadcasts", "calendar", "analytics"],
+        env={
+            "WEB_PORT": "0",
+            "BROADCASTS_CAMPAIGNS_DIR": str(tmp_path / "c"),
+            "CALENDAR_FILE": str(folder / "calendar.toml"),
+            "CALENDAR_FALLBACK": "staff",
+        },
+        start=datetime(2026, 11, 23, 8, 0),
+    )
+    try:
+        owner = await new_browser(chromium)
+        await setup_owner(owner)
+        await chat.friend_request("erin", "你好呀" * 30)
+        await chat.advance(90 * 60)  # the 09:00 post is handed to staff
+        await owner.open("/broadcasts")
+        await owner.page.fill('[name="id"]', "tea")
+        await owner.page.fill('[name="segment"]', "vip and not churned")
+        await owner.page.fill('[name="vars"]', "product = 桂花乌龙\nprice = 68")
+        async with owner.page.expect_navigation():
+            await owner.page.click('button:has-text("创建（不发送）")')
+        await owner.open("/reports")
+        async with owner.page.expect_navigation():
+            await owner.page.click('button:has-text("最近 7 天")')
+        assert "运营报表" in await owner.text()
+        cookies = await owner.page.context.cookies()
+        for width in (390, 1280):
+            b = await new_browser(chromium, width)
+            await b.page.context.add_cookies(cookies)
+            for path in (
+                "/inbox",
+                "/broadcasts",
+                "/broadcasts/view?id=tea",
+                "/broadcasts/report?id=tea",
+                "/calendar?days=31",
+                "/calendar/post?id=daily",
+                "/reports",
+            ):
+                await b.open(path)
+                assert await b.fits(), f"{path} overflows at {width} px"
+            await b.open("/broadcasts/view?id=tea")
+            async with b.page.expect_navigation():
+                await b.page.click('button:has-text("预览（不发送）")')
+            assert "群发预览" in await b.text() and await b.fits()
+            assert b.outside == [] and b.errors == []
     finally:
         await chat.close()
 
