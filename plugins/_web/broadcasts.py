@@ -72,6 +72,8 @@ async def _index(request: Request, status: int = 200, **data: Any) -> Response:
         status,
         enabled=enabled,
         campaigns=await kernel.campaigns(web.ctx) if enabled else [],
+        texts=await _status(request, "") if enabled else [],
+        id="",
         copies=kernel.copy_keys(web.ctx) if enabled else [],
         form=data.pop("form", {}),
         **data,
@@ -96,11 +98,24 @@ async def live(request: Request) -> Response:
     return web.render(request, "_broadcast_live.html", texts=_texts(answers), id=name)
 
 
-def _campaign_page(
+async def _status(request: Request, name: str) -> list[str]:
+    """The status command's answer, for the first view (poll.js keeps it fresh)."""
+    web = web_of(request)
+    args = [name] if name else []
+    return _texts(await kernel.run_command(web.ctx, _who(request), "broadcast_status", *args))
+
+
+async def _campaign_page(
     request: Request, name: str, result: list[str], status: int = 200, problem: str = ""
 ) -> Response:
     return web_of(request).render(
-        request, "broadcast.html", status, id=name, result=result, problem=problem
+        request,
+        "broadcast.html",
+        status,
+        id=name,
+        result=result,
+        problem=problem,
+        texts=await _status(request, name),
     )
 
 
@@ -110,7 +125,7 @@ async def view(request: Request) -> Response:
     name = _name(request.query_params.get("id", ""))
     if not name or not kernel.has_command(web.ctx, "broadcast_status"):
         return web.render(request, "error.html", 404, code="campaign")
-    return _campaign_page(request, name, [])
+    return await _campaign_page(request, name, [])
 
 
 @page("viewer")
@@ -137,11 +152,11 @@ async def act(request: Request) -> Response:
         # Without a count the command answers with the dry run and the number to type.
         count = str(form.get("count", "")).strip()
         if count and (not count.isdigit() or len(count) > 9):
-            return _campaign_page(request, name, [], 400, problem="count")
+            return await _campaign_page(request, name, [], 400, problem="count")
         args += [count] if count else []
     answers = await kernel.run_command(web.ctx, _who(request), command, *args)
     _audit(request, command, campaign=name)
-    return _campaign_page(request, name, _texts(answers))
+    return await _campaign_page(request, name, _texts(answers))
 
 
 def campaign_file(
@@ -227,7 +242,7 @@ async def new(request: Request) -> Response:
     if not any(key == "broadcasts/created" for key, _ in answers):
         path.unlink(missing_ok=True)  # refused: the form keeps what was typed to fix it
         return await _index(request, 422, refused=_texts(answers), form=kept)
-    return _campaign_page(request, name, _texts(answers))
+    return await _campaign_page(request, name, _texts(answers))
 
 
 def routes() -> list[BaseRoute]:
