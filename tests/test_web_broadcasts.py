@@ -105,6 +105,7 @@ async def test_create_dry_run_confirm_watch_and_report(
 
     live = await owner.get("/broadcasts/live", params={"id": "tea"})
     assert live.status_code == 200 and "已完成" in live.text and "3/3" in live.text
+    assert '<progress max="100" value="100">' in live.text
     report = await owner.get("/broadcasts/report", params={"id": "tea"})
     assert "群发报告" in report.text and "已发送 3" in report.text
     audit = [e["data"] for e in sim.events("web.audit")]

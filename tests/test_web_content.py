@@ -65,13 +65,22 @@ async def owner(sim: ChatSim) -> AsyncIterator[httpx.AsyncClient]:
 async def test_the_calendar_shows_the_coming_posts_key_dates_and_a_post_in_full(
     owner: httpx.AsyncClient,
 ) -> None:
-    week = await owner.get("/calendar")
-    assert week.status_code == 200
-    assert "接下来 7 天的朋友圈计划" in week.text and "每日茶室" in week.text
-    assert "节日：中秋" in week.text  # the key dates the file names
-    month = await owner.get("/calendar", params={"days": "31"})
-    assert "接下来 31 天" in month.text
-    assert "接下来 7 天" in (await owner.get("/calendar", params={"days": "400"})).text
+    month = await owner.get("/calendar")
+    assert month.status_code == 200 and "接下来 31 天的朋友圈计划" in month.text
+    assert "节日：中秋" in month.text  # the key dates the file names
+    # The month grid: from Monday 2026-11-23 (today, 08:00) to 12-24, the 09:00 post daily.
+    cells = re.findall(r'data-day="([0-9-]+)">(.*?)</div>', month.text, re.S)
+    assert cells[0][0] == "2026-11-23" and len(cells) % 7 == 0
+    days = {day: body for day, body in cells}
+    assert "09:00 每日茶室" in days["2026-11-24"] and "09:00 每日茶室" in days["2026-12-20"]
+    assert "每日茶室" not in days.get("2026-12-26", "")  # past the 31-day window
+    assert 'href="/calendar/post?id=daily"' in days["2026-11-24"]
+    week = await owner.get("/calendar", params={"days": "7"})
+    assert "接下来 7 天" in week.text
+    short = dict(re.findall(r'data-day="([0-9-]+)">(.*?)</div>', week.text, re.S))
+    assert "每日茶室" in short["2026-11-29"] and "每日茶室" not in short["2026-11-30"]
+    assert "2026-12-20" not in short
+    assert "接下来 31 天" in (await owner.get("/calendar", params={"days": "400"})).text
     post = await owner.get("/calendar/post", params={"id": "daily"})
     assert post.status_code == 200 and "「每日茶室」（daily）" in post.text
     assert "文案" in post.text and "下载 a.png" in post.text

@@ -66,13 +66,15 @@ def _name(value: str) -> str:
 async def _index(request: Request, status: int = 200, **data: Any) -> Response:
     web = web_of(request)
     enabled = kernel.has_command(web.ctx, "broadcast_status")
+    shown = await _status(request, "") if enabled else ([], [])
     return web.render(
         request,
         "broadcasts.html",
         status,
         enabled=enabled,
         campaigns=await kernel.campaigns(web.ctx) if enabled else [],
-        texts=await _status(request, "") if enabled else [],
+        texts=shown[0],
+        bars=shown[1],
         id="",
         copies=kernel.copy_keys(web.ctx) if enabled else [],
         form=data.pop("form", {}),
@@ -92,30 +94,37 @@ async def live(request: Request) -> Response:
     name = _name(request.query_params.get("id", ""))
     if not kernel.has_command(web.ctx, "broadcast_status"):
         return Response(status_code=404)
-    answers = await kernel.run_command(
-        web.ctx, _who(request), "broadcast_status", *([name] if name else [])
-    )
-    return web.render(request, "_broadcast_live.html", texts=_texts(answers), id=name)
+    texts, bars = await _status(request, name)
+    return web.render(request, "_broadcast_live.html", texts=texts, bars=bars, id=name)
 
 
-async def _status(request: Request, name: str) -> list[str]:
-    """The status command's answer, for the first view (poll.js keeps it fresh)."""
+async def _status(request: Request, name: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """The status command's answer, and a progress bar per campaign from its variables."""
     web = web_of(request)
     args = [name] if name else []
-    return _texts(await kernel.run_command(web.ctx, _who(request), "broadcast_status", *args))
+    answers = await kernel.run_command_data(web.ctx, _who(request), "broadcast_status", *args)
+    bars = []
+    for _key, _text, variables in answers:
+        for c in variables.get("campaigns") or []:
+            if isinstance(c, dict) and c.get("total"):
+                pct = max(0, min(100, int(c.get("pct") or 0)))
+                bars.append({"id": str(c.get("id", "")), "pct": pct})
+    return _texts([(key, text) for key, text, _ in answers]), bars
 
 
 async def _campaign_page(
-    request: Request, name: str, result: list[str], status: int = 200, problem: str = ""
+    request: Request, name: str, result: list[str], code: int = 200, problem: str = ""
 ) -> Response:
+    shown = await _status(request, name)
     return web_of(request).render(
         request,
         "broadcast.html",
-        status,
+        code,
         id=name,
         result=result,
         problem=problem,
-        texts=await _status(request, name),
+        texts=shown[0],
+        bars=shown[1],
     )
 
 

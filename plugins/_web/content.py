@@ -11,7 +11,7 @@ its own that allows its inline styles and nothing else (no script, sandboxed).""
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +43,62 @@ def _texts(answers: list[tuple[str, str]]) -> list[str]:
 # -- 内容日历 -------------------------------------------------------------------------------------
 
 
+def _when(item: dict[str, Any]) -> date | None:
+    at = item.get("at")
+    if isinstance(at, datetime):
+        return at.date()
+    try:
+        return datetime.fromisoformat(str(at)).date()
+    except ValueError:
+        return None
+
+
+def month_grid(today: date, days: int, items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Weeks (Monday first) from this week to the end of the window, each day with the
+    posts the calendar's answer lists for it."""
+    by_day: dict[date, list[dict[str, Any]]] = {}
+    for item in items:
+        day = _when(item)
+        if day is not None:
+            by_day.setdefault(day, []).append(item)
+    first = today - timedelta(days=today.weekday())
+    last = today + timedelta(days=days)
+    weeks = []
+    while first <= last:
+        week = []
+        for n in range(7):
+            day = first + timedelta(days=n)
+            week.append(
+                {
+                    "day": day.day,
+                    "month": day.month,
+                    "iso": day.isoformat(),
+                    "today": day == today,
+                    "outside": day < today or day > last,
+                    "posts": by_day.get(day, []),
+                }
+            )
+        weeks.append(week)
+        first += timedelta(days=7)
+    return weeks
+
+
 @page("viewer")
 async def calendar(request: Request) -> Response:
     web = web_of(request)
     enabled = kernel.has_command(web.ctx, "upcoming_posts")
     raw = request.query_params.get("days", "")
-    days = int(raw) if raw.isdigit() and int(raw) in DAYS else DAYS[0]
+    days = int(raw) if raw.isdigit() and int(raw) in DAYS else DAYS[-1]
     texts: list[str] = []
+    items: list[dict[str, Any]] = []
     if enabled:
-        answers = await kernel.run_command(web.ctx, _who(request), "upcoming_posts", str(days))
-        texts = _texts(answers)
+        who = _who(request)
+        for _key, text, variables in await kernel.run_command_data(
+            web.ctx, who, "upcoming_posts", str(days)
+        ):
+            texts += [text.strip()] if text.strip() else []
+            found = variables.get("items")
+            items += [i for i in found if isinstance(i, dict)] if isinstance(found, list) else []
     return web.render(
         request,
         "calendar.html",
@@ -60,6 +106,8 @@ async def calendar(request: Request) -> Response:
         days=days,
         choices=DAYS,
         texts=texts,
+        weeks=month_grid(web.ctx.now.date(), days, items),
+        weekdays="一二三四五六日",
         posts=kernel.calendar_posts(web.ctx) if enabled else [],
     )
 

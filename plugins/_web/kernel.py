@@ -102,6 +102,16 @@ async def run_command(ctx: Context, who: Contact, name: str, *args: str) -> list
     return await ctx.run_command(command)
 
 
+async def run_command_data(
+    ctx: Context, who: Contact, name: str, *args: str
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """run_command with each answer's template variables too, for pages that draw them."""
+    command = Command(
+        name, tuple(args), " ".join(args), who, ctx.now, id=f"web-{next(_ids)}", origin="cli"
+    )
+    return await ctx.run_command_data(command)
+
+
 def has_command(ctx: Context, name: str) -> bool:
     return name in ctx.commands.specs
 
