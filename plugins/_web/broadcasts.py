@@ -177,7 +177,6 @@ def campaign_file(
         return json.dumps(text, ensure_ascii=False)
 
     lines = [
-        "# 在运营后台创建",
         f"title = {q(title)}",
         f"copy = {q(copy)}",
         f"segment = {q(segment)}",

@@ -107,7 +107,6 @@ async def calendar(request: Request) -> Response:
         choices=DAYS,
         texts=texts,
         weeks=month_grid(web.ctx.now.date(), days, items),
-        weekdays="一二三四五六日",
         posts=kernel.calendar_posts(web.ctx) if enabled else [],
     )
 
