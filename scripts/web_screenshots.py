@@ -44,6 +44,8 @@ SHOTS = (
     ("customer", "/customers/view?id=c1", (390,), True),
     ("persona", "/persona/edit?key=greeter/hello", (390, 1280), True),
     ("settings", "/settings", (390,), False),
+    ("broadcasts", "/broadcasts", (390,), True),
+    ("calendar", "/calendar?days=14", (390, 1280), True),
 )
 NO_OVERFLOW = "() => document.documentElement.scrollWidth <= window.innerWidth"
 
@@ -53,7 +55,7 @@ async def demo_app(data_dir: Path) -> App:
     env = {
         "BOT_DATA_DIR": str(data_dir),
         "BOT_PERSONA_DIR": str(ROOT / "persona"),
-        "BOT_PLUGINS": "auto_reply,admin,friends,web",
+        "BOT_PLUGINS": "auto_reply,admin,friends,broadcasts,calendar,web",
         "BOT_ADMIN_IDS": "admin",
         "BOT_LOG_LEVEL": "WARNING",
         "WEB_PORT": "0",
@@ -67,6 +69,9 @@ async def demo_app(data_dir: Path) -> App:
         await app.dispatch(
             Message(id=f"m{n}", sender=Contact(f"c{n}", name), text="转人工", timestamp=clock.now())
         )
+    for n in range(1, 7):  # the 群发 example new_tea goes to "vip and not churned"
+        app.book.upsert(f"v{n}", clock.now(), name=f"老客{n}")
+        app.book.tag(f"v{n}", ("vip",), clock.now())
     await SimDriver(app, clock).settle()
     return app
 
@@ -100,6 +105,16 @@ async def shoot(out: Path) -> list[str]:
                 await page.fill('[name="confirm"]', PASSWORD)
                 async with page.expect_navigation():
                     await page.click("button[type=submit]")
+                # 群发: the shipped example campaign, created and dry-run on its page.
+                await page.goto(base + "/broadcasts/view?id=new_tea")
+                for button in ("按活动文件重新创建", "预览（不发送）"):
+                    async with page.expect_navigation():
+                        await page.click(f'button:has-text("{button}")')
+                path = out / "web-broadcast-390.png"
+                await page.screenshot(path=str(path), full_page=True)
+                if not await page.evaluate(NO_OVERFLOW):
+                    problems.append("broadcast 在 390 px 宽时出现横向滚动")
+                print(f"已写入 {shown(path)}")
                 cookies = await context.cookies()
                 for name, where, widths, full in SHOTS:
                     for width in widths:

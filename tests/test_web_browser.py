@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from browser import CHROMIUM_ARGS, chromium_path, requires_chromium
 from harness import ROOT, ChatSim
-from webclient import PASSWORD, base_url, boot, setup_url
+from webclient import PASSWORD, PLUGINS, base_url, boot, setup_url
 
 pytestmark = requires_chromium
 
@@ -208,6 +209,7 @@ PAGES = (
     "/persona/edit?key=greeter/hello",
     "/settings",
     "/users",
+    "/broadcasts",
 )
 
 
@@ -233,6 +235,132 @@ async def test_a_broken_template_is_refused_in_the_editor_with_its_line(
         assert file.read_text(encoding="utf-8") == source
         assert await b.page.input_value("textarea") == broken  # the edit is kept to fix
         assert await b.fits() and b.outside == [] and b.errors == []
+    finally:
+        await chat.close()
+
+
+async def test_a_broadcast_created_dry_run_confirmed_and_watched_to_its_report(
+    tmp_path: Path, chromium: Any
+) -> None:
+    chat = await ChatSim.create(
+        tmp_path / "data",
+        plugins=[*PLUGINS, "broadcasts"],
+        env={"WEB_PORT": "0", "BROADCASTS_CAMPAIGNS_DIR": str(tmp_path / "c")},
+    )
+    try:
+        now = chat.clock.now()
+        for i in range(4):
+            chat.app.book.upsert(f"c{i}", now, name=f"客户{i}")
+            chat.app.book.tag(f"c{i}", ("vip",), now)
+        b = await new_browser(chromium)
+        await setup_owner(b)
+        await b.open("/broadcasts")
+        await b.page.fill('[name="id"]', "tea")
+        await b.page.fill('[name="title"]', "新茶上新")
+        await b.page.fill('[name="segment"]', "vip")
+        await b.page.select_option('[name="copy"]', "broadcasts/copy_new_tea")
+        await b.page.fill('[name="vars"]', "product = 桂花乌龙\nprice = 68")
+        async with b.page.expect_navigation():
+            await b.page.click('button:has-text("创建（不发送）")')
+        assert "群发 tea" in await b.text() and await b.fits()
+
+        async with b.page.expect_navigation():
+            await b.page.click('button:has-text("预览（不发送）")')
+        text = await b.text()
+        assert "群发预览" in text and "实际发送：4 人" in text and "客户" in text
+        assert await b.fits()
+        await b.page.fill('[name="count"]', "4")
+        async with b.page.expect_navigation():
+            await b.page.click('button:has-text("确认并开始群发")')
+        await b.page.wait_for_function(  # poll.js brings the status in
+            "() => document.querySelector('#live').innerText.includes('tea')"
+        )
+        await chat.advance(1800)  # the outbox drains on the simulated clock
+        await b.page.wait_for_function(
+            "() => document.querySelector('#live').innerText.includes('已完成')"
+        )
+        assert "4/4" in await b.page.inner_text("#live")
+        async with b.page.expect_navigation():
+            await b.page.click('a:has-text("查看报告")')
+        report = await b.text()
+        assert "群发报告" in report and "已发送 4" in report
+        await b.open("/broadcasts")  # the list with its live progress, at 390 px
+        await b.page.wait_for_function(
+            "() => document.querySelector('#live').innerText.includes('新茶上新')"
+        )
+        assert await b.fits()
+        sent = [p.action.to for p in chat.transport.performed if p.action.job == "broadcasts.tea"]
+        assert sorted(sent) == ["c0", "c1", "c2", "c3"]
+        assert await b.fits() and b.outside == [] and b.errors == []
+    finally:
+        await chat.close()
+
+
+CALENDAR = """
+[[post]]
+id = "daily"
+title = "每日茶室"
+key = "calendar/weekly_life"
+cron = "0 9 * * *"
+images = ["media/a.png"]
+"""
+
+
+async def test_the_new_pages_fit_a_phone_and_a_desktop_with_content(
+    tmp_path: Path, chromium: Any
+) -> None:
+    """群发, 待处理 with every kind of item, 内容日历 and 报表, filled, at 390 and 1280 px."""
+    folder = tmp_path / "cal"
+    (folder / "media").mkdir(parents=True)
+    (folder / "media" / "a.png").write_bytes(QR_PNG)
+    (folder / "calendar.toml").write_text(CALENDAR, encoding="utf-8")
+    shutil.copy(ROOT / "persona" / "calendar" / "holidays.toml", folder / "holidays.toml")
+    chat = await ChatSim.create(
+        tmp_path / "data",
+        plugins=[*PLUGINS, "broadcasts", "calendar", "analytics"],
+        env={
+            "WEB_PORT": "0",
+            "BROADCASTS_CAMPAIGNS_DIR": str(tmp_path / "c"),
+            "CALENDAR_FILE": str(folder / "calendar.toml"),
+            "CALENDAR_FALLBACK": "staff",
+        },
+        start=datetime(2026, 11, 23, 8, 0),
+    )
+    try:
+        owner = await new_browser(chromium)
+        await setup_owner(owner)
+        await chat.friend_request("erin", "你好呀" * 30)
+        await chat.advance(90 * 60)  # the 09:00 post is handed to staff
+        await owner.open("/broadcasts")
+        await owner.page.fill('[name="id"]', "tea")
+        await owner.page.fill('[name="segment"]', "vip and not churned")
+        await owner.page.fill('[name="vars"]', "product = 桂花乌龙\nprice = 68")
+        async with owner.page.expect_navigation():
+            await owner.page.click('button:has-text("创建（不发送）")')
+        await owner.open("/reports")
+        async with owner.page.expect_navigation():
+            await owner.page.click('button:has-text("最近 7 天")')
+        assert "运营报表" in await owner.text()
+        cookies = await owner.page.context.cookies()
+        for width in (390, 1280):
+            b = await new_browser(chromium, width)
+            await b.page.context.add_cookies(cookies)
+            for path in (
+                "/inbox",
+                "/broadcasts",
+                "/broadcasts/view?id=tea",
+                "/broadcasts/report?id=tea",
+                "/calendar?days=31",
+                "/calendar/post?id=daily",
+                "/reports",
+            ):
+                await b.open(path)
+                assert await b.fits(), f"{path} overflows at {width} px"
+            await b.open("/broadcasts/view?id=tea")
+            async with b.page.expect_navigation():
+                await b.page.click('button:has-text("预览（不发送）")')
+            assert "群发预览" in await b.text() and await b.fits()
+            assert b.outside == [] and b.errors == []
     finally:
         await chat.close()
 

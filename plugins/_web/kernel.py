@@ -102,6 +102,16 @@ async def run_command(ctx: Context, who: Contact, name: str, *args: str) -> list
     return await ctx.run_command(command)
 
 
+async def run_command_data(
+    ctx: Context, who: Contact, name: str, *args: str
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """run_command with each answer's template variables too, for pages that draw them."""
+    command = Command(
+        name, tuple(args), " ".join(args), who, ctx.now, id=f"web-{next(_ids)}", origin="cli"
+    )
+    return await ctx.run_command_data(command)
+
+
 def has_command(ctx: Context, name: str) -> bool:
     return name in ctx.commands.specs
 
@@ -262,3 +272,173 @@ def persona_limits(ctx: Context) -> tuple[int, Path]:
 async def reload_persona(ctx: Context) -> list[str]:
     """The hot reload the bot's poller and the reload command run."""
     return await ctx.reload_persona()
+
+
+# -- 群发 (the broadcasts plugin's campaigns) -----------------------------------------------------
+
+CAMPAIGN_ID = r"^[a-z0-9][a-z0-9_-]{0,47}$"  # the broadcasts plugin's campaign names
+
+
+def broadcasts_config(ctx: Context) -> Any | None:
+    return ctx.plugin_configs().get("broadcasts")
+
+
+def campaigns_dir(ctx: Context) -> Path | None:
+    """The folder the broadcasts plugin reads campaign files from (BROADCASTS_CAMPAIGNS_DIR,
+    else persona/broadcasts/campaigns), or None without that plugin."""
+    config = broadcasts_config(ctx)
+    if config is None:
+        return None
+    configured = str(getattr(config, "campaigns_dir", "") or "")
+    if configured:
+        return Path(configured)
+    return persona_root(ctx) / "broadcasts" / "campaigns"
+
+
+def copy_keys(ctx: Context) -> list[str]:
+    """The persona keys a campaign may use as its copy (BROADCASTS_COPY_PREFIXES)."""
+    config = broadcasts_config(ctx)
+    prefixes = tuple(getattr(config, "copy_prefixes", ()) or ())
+    known: list[str] = ctx.persona.keys()
+    return sorted(k for k in known if prefixes and k.startswith(prefixes))
+
+
+async def campaigns(ctx: Context) -> list[dict[str, str]]:
+    """Every campaign the operator can act on: the files in the campaigns folder, and the
+    created campaigns the broadcasts plugin lists for review (draft, blocked, paused) or on
+    its agenda (scheduled, sending)."""
+    import re
+
+    found: dict[str, dict[str, str]] = {}
+    folder = campaigns_dir(ctx)
+    if folder is not None and folder.is_dir():
+        for path in sorted(folder.glob("*.toml")):
+            if re.match(CAMPAIGN_ID, path.stem) and not path.is_symlink():
+                found[path.stem] = {"id": path.stem, "title": "", "kind": "file"}
+    for plugin, item in await ctx.reviews():
+        if plugin == "broadcasts":
+            found[item.ref] = {"id": item.ref, "title": item.title, "kind": item.kind}
+    for plugin, agenda in await ctx.agenda():
+        if plugin == "broadcasts":
+            found[agenda.ref] = {"id": agenda.ref, "title": agenda.title, "kind": agenda.kind}
+    return sorted(found.values(), key=lambda c: c["id"])
+
+
+# -- 待处理: what every plugin lists for review (friend requests, staff posts, unknowns...) ------
+
+UNKNOWN_DELIVERY = "unknown_delivery"  # the admin plugin's review kind for an unknown send
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"})
+
+
+async def review_items(ctx: Context) -> list[dict[str, Any]]:
+    """Every review item but the hand-offs (their own section), in the order the operator's
+    待办 command numbers them (`n`, what its resolve command refers to)."""
+    rows = []
+    now = ctx.now.timestamp()
+    for n, (plugin, item) in enumerate(await ctx.reviews(), start=1):
+        if item.kind == "handoff":
+            continue
+        rows.append(
+            {
+                "n": n,
+                "plugin": plugin,
+                "kind": item.kind,
+                "ref": item.ref,
+                "minutes": int((now - item.at) // 60) if item.at else 0,
+                "contact_id": item.contact_id,
+                "room_id": item.room_id,
+                "detail": item.detail,
+                "title": item.title,
+                "command": item.command,
+                "args": list(item.args),
+                "name": _name_of(ctx, item.contact_id),
+            }
+        )
+    return rows
+
+
+def _name_of(ctx: Context, contact_id: str) -> str:
+    found = ctx.book.get(contact_id) if contact_id else None
+    return (found.alias or found.name) if found is not None else ""
+
+
+async def resolve_unknown(ctx: Context, who: Contact, ref: str, outcome: str) -> list[str]:
+    """An `unknown` delivery settled as the chat does it: list the 待办 (the admin plugin
+    remembers what each number meant for this operator), then `resolve N outcome`."""
+    await run_command(ctx, who, "reviews")
+    listed = await ctx.reviews()
+    number = next(
+        (
+            n
+            for n, (_p, item) in enumerate(listed, 1)
+            if item.kind == UNKNOWN_DELIVERY and item.ref == ref
+        ),
+        0,
+    )
+    if not number:
+        return []
+    return [text for _key, text in await run_command(ctx, who, "resolve", str(number), outcome)]
+
+
+def calendar_file(ctx: Context) -> Path | None:
+    config = ctx.plugin_configs().get("calendar")
+    if config is None:
+        return None
+    path = Path(str(getattr(config, "file", "") or ""))
+    return path if path.is_absolute() else persona_root(ctx) / path
+
+
+def calendar_posts(ctx: Context) -> list[dict[str, Any]]:
+    """The posts the calendar file lists (ids as its commands take them: a launch's step is
+    <launch>.<step>), with their titles, key dates and picture names; [] without the
+    calendar plugin or with a file it cannot read (the calendar plugin reports that)."""
+    import tomllib
+
+    path = calendar_file(ctx)
+    if path is None or not path.is_file():
+        return []
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+
+    def entry(table: dict[str, Any], post_id: str, title: str) -> dict[str, Any]:
+        images = table.get("images")
+        return {
+            "id": post_id,
+            "title": str(table.get("title") or title),
+            "on": str(table.get("on") or ""),
+            "images": [str(i) for i in images] if isinstance(images, list) else [],
+        }
+
+    found = []
+    for post in data.get("post") or []:
+        if isinstance(post, dict) and post.get("id"):
+            found.append(entry(post, str(post["id"]), ""))
+    for launch in data.get("launch") or []:
+        if not isinstance(launch, dict) or not launch.get("id"):
+            continue
+        for step in launch.get("step") or []:
+            if isinstance(step, dict) and step.get("id"):
+                post_id = f"{launch['id']}.{step['id']}"
+                found.append(entry(step, post_id, str(launch.get("title") or "")))
+    return found
+
+
+def post_images(ctx: Context, post_id: str) -> list[Path]:
+    """The pictures the calendar file names for a post, for staff to download: image files
+    inside the calendar file's folder or the persona folder, never through a symlink."""
+    path = calendar_file(ctx)
+    post = next((p for p in calendar_posts(ctx) if p["id"] == post_id), None)
+    if path is None or post is None:
+        return []
+    roots = (path.parent.resolve(), persona_root(ctx).resolve())
+    found = []
+    for name in post["images"][:9]:
+        image = path.parent / name
+        if image.is_symlink() or image.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        real = image.resolve()
+        if real.is_file() and any(real.is_relative_to(r) for r in roots):
+            found.append(real)
+    return found

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from plugins._web import kernel, persona_edit
+from plugins._web import broadcasts, content, kernel, persona_edit, reviews
 from plugins._web.app import COOKIE, PRE_COOKIE, page, read_form, route_name, web_of
 from plugins._web.auth import (
     RANK,
@@ -208,6 +208,7 @@ async def inbox(request: Request) -> Response:
         tickets=await kernel.tickets(web.ctx),
         message=request.query_params.get("m", ""),
         can_handoffs=kernel.has_command(web.ctx, "handback"),
+        **await reviews.sections(request),
     )
 
 
@@ -461,6 +462,9 @@ def routes() -> list[BaseRoute]:
         Route("/settings", settings),
         Route("/users", users),
         Route("/users/add", users_add, methods=["POST"]),
+        *broadcasts.routes(),
+        *reviews.routes(),
+        *content.routes(),
     ]
 
 
