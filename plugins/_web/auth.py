@@ -28,6 +28,7 @@ class Namespace(Protocol):
     """The plugin's key-value store (ctx.store)."""
 
     def get(self, key: str, default: object = None) -> object: ...
+    def get_int(self, key: str, default: int = 0) -> int: ...
     def set(self, key: str, value: object) -> None: ...
     def delete(self, key: str) -> None: ...
     def items(self, prefix: str = "") -> list[tuple[str, object]]: ...
@@ -129,7 +130,7 @@ class Auth:
     def add_user(self, name: str, role: str, password_hash: str) -> User:
         if role not in RANK:
             raise ValueError(role)
-        number = int(self.kv.get("user_seq", 0)) + 1  # type: ignore[call-overload]
+        number = self.kv.get_int("user_seq") + 1
         self.kv.set("user_seq", number)
         self.kv.set(
             USER + str(number),
