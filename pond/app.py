@@ -59,6 +59,18 @@ class StartupError(Exception):
     """Start-up cannot go on; the message says what and where, in the operator's terms."""
 
 
+def plugin_failed(plugin: str, error: Exception) -> StartupError:
+    """A plugin's start-up (its state, a filter, an on_startup hook) failed: its problem."""
+    return StartupError(
+        problems.Problem(
+            "startup.plugin_failed",
+            "plugin {plugin} failed to start: {error}",
+            plugin=plugin,
+            error=error,
+        )
+    )
+
+
 class HandlerError(Exception):
     """Raised in strict mode (tests) when a handler fails."""
 
@@ -218,14 +230,7 @@ class App:
                 try:
                     await hook(Context(self, plugin))
                 except Exception as error:
-                    raise StartupError(
-                        problems.Problem(
-                            "startup.plugin_failed",
-                            "plugin {plugin} failed to start: {error}",
-                            plugin=plugin.name,
-                            error=error,
-                        )
-                    ) from error
+                    raise plugin_failed(plugin.name, error) from error
         persona_lint.warn(self)  # copy telling customers to reply a word nothing answers
         self._resume_inbox()
         await self.transport.start(self.dispatch)
@@ -263,14 +268,7 @@ class App:
                 if inspect.isawaitable(state):
                     state = await state
             except Exception as error:
-                raise StartupError(
-                    problems.Problem(
-                        "startup.plugin_failed",
-                        "plugin {plugin} failed to start: {error}",
-                        plugin=plugin.name,
-                        error=error,
-                    )
-                ) from error
+                raise plugin_failed(plugin.name, error) from error
             self.plugin_states[plugin.name] = state
 
     def _bind_configured_filters(self) -> None:
@@ -283,14 +281,7 @@ class App:
                         f.make(ctx) if isinstance(f, Configured) else f for f in route.filters
                     )
                 except Exception as error:  # a filter reads the plugin's data: its problem
-                    raise StartupError(
-                        problems.Problem(
-                            "startup.plugin_failed",
-                            "plugin {plugin} failed to start: {error}",
-                            plugin=route.plugin,
-                            error=error,
-                        )
-                    ) from error
+                    raise plugin_failed(route.plugin, error) from error
                 route = dataclasses.replace(route, filters=fs)
             bound.append(route)
         self.routes = bound
