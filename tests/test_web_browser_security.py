@@ -67,7 +67,13 @@ async def test_staff_in_the_browser_cannot_erase_a_customer_or_add_a_user(
     erase = {"id": "wxid_alice", "confirm": "wxid_alice"}
     assert await post_from_page(b, "/customers/delete", erase) == 403
     assert sim.app.book.get("wxid_alice") is not None
-    # No broadcast page exists yet: adding a user is the owner-only action staff try.
+    # Creating or starting a broadcast is for operators and the owner.
+    campaign = {"id": "autumn", "segment": "vip", "key": "broadcasts/new_tea"}
+    assert await post_from_page(b, "/broadcasts/new", campaign) == 403
+    assert await post_from_page(b, "/broadcasts/do", {"id": "autumn", "op": "start"}) == 403
+    ran = [str(e["data"].get("command")) for e in sim.events("admin.command")]  # type: ignore[attr-defined]
+    assert not [c for c in ran if c.startswith("broadcast")]
+    # Adding a user is the owner's.
     joiner = {"name": "冒充", "role": "owner", "password": PASSWORD}
     assert await post_from_page(b, "/users/add", joiner) == 403
     assert "冒充" not in (await owner.get("/users")).text
