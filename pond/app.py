@@ -49,9 +49,9 @@ from pond.store import Store, StoreError
 from pond.transports.base import TAG, Transport
 
 log = logging.getLogger("pond.app")
-# Answers of a command run for a front end (run_command_captured), per task.
-_captured: contextvars.ContextVar[list[tuple[str, str]] | None] = contextvars.ContextVar(
-    "pond_captured", default=None
+# Answers (key, text, template variables) of a command run for a front end, per task.
+_captured: contextvars.ContextVar[list[tuple[str, str, dict[str, Any]]] | None] = (
+    contextvars.ContextVar("pond_captured", default=None)
 )
 
 
@@ -215,7 +215,7 @@ class App:
                 self.persona.require(plugin.persona_keys, owner=plugin.name)
             except PersonaError as error:
                 raise StartupError(str(error)) from error
-        await self._build_states()
+        await self.build_states()
         self._bind_configured_filters()
         # Read every existing document file now: a corrupt one stops start-up naming it,
         # rather than failing the first customer whose message touches it.
@@ -259,7 +259,9 @@ class App:
         """A plugin's Context outside any event (scripts, tests, the command line)."""
         return Context(self, self.plugins[plugin])
 
-    async def _build_states(self) -> None:
+    async def build_states(self, on_error: Callable[[str, Exception], None] | None = None) -> None:
+        """Each plugin's state (Plugin(state=...)), once. A failure stops start-up, unless
+        `on_error` takes it (the command line: that plugin is left out, the others work)."""
         for plugin in self.plugins.values():
             if plugin.state_factory is None or plugin.name in self.plugin_states:
                 continue
@@ -268,7 +270,10 @@ class App:
                 if inspect.isawaitable(state):
                     state = await state
             except Exception as error:
-                raise plugin_failed(plugin.name, error) from error
+                if on_error is None:
+                    raise plugin_failed(plugin.name, error) from error
+                on_error(plugin.name, error)
+                continue
             self.plugin_states[plugin.name] = state
 
     def _bind_configured_filters(self) -> None:
@@ -432,17 +437,18 @@ class App:
         await self.run_command(command)
         return True
 
-    def print_cli(self, key: str, text: str) -> None:
+    def print_cli(self, key: str, text: str, variables: dict[str, Any]) -> None:
         """A command's answer to an operator who is not in a chat (terminal or web page)."""
         found = _captured.get()
         if found is None:
             self.cli_output(key, text)
         else:
-            found.append((key, text))
+            found.append((key, text, variables))
 
-    async def run_command_captured(self, command: Command) -> list[tuple[str, str]]:
-        """run_command for a front end: the answers (key, text) are returned, not printed."""
-        found: list[tuple[str, str]] = []
+    async def run_command_captured(self, command: Command) -> list[tuple[str, str, dict[str, Any]]]:
+        """run_command for a front end: the answers (key, text, template variables) are
+        returned, not printed."""
+        found: list[tuple[str, str, dict[str, Any]]] = []
         token = _captured.set(found)
         try:
             await self.run_command(command)

@@ -6,7 +6,6 @@ only comes from persona keys the plugin declared."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import random
 from collections.abc import Callable, Iterable
@@ -39,12 +38,6 @@ if TYPE_CHECKING:
 # Kernel copy any plugin may render (a command's usage when its arguments are wrong).
 KERNEL_KEYS = frozenset({"core/command_usage"})
 _NO_STATE = object()
-
-
-# The variables of each answer of a command run through run_command_data, per task.
-_answer_vars: contextvars.ContextVar[list[tuple[str, dict[str, Any]]] | None] = (
-    contextvars.ContextVar("pond_answer_vars", default=None)
-)
 
 
 class Context(Generic[CfgT, StT]):
@@ -194,21 +187,12 @@ class Context(Generic[CfgT, StT]):
     async def run_command(self, command: Command) -> list[tuple[str, str]]:
         """Run an operator command as the CLI does (origin "cli": audit, argument checks,
         errors) and return its answers as (persona key, text) instead of printing them."""
-        return await self._app.run_command_captured(command)
+        return [(key, text) for key, text, _ in await self._app.run_command_captured(command)]
 
     async def run_command_data(self, command: Command) -> list[tuple[str, str, dict[str, Any]]]:
         """run_command with each answer's template variables too (key, text, variables): a
         web page can draw what the text tells (a month grid, a progress bar)."""
-        found: list[tuple[str, dict[str, Any]]] = []
-        token = _answer_vars.set(found)
-        try:
-            answers = await self.run_command(command)
-        finally:
-            _answer_vars.reset(token)
-        return [
-            (key, text, found[i][1] if i < len(found) else {})
-            for i, (key, text) in enumerate(answers)
-        ]
+        return await self._app.run_command_captured(command)
 
     async def dispatch(self, event: Event) -> None:
         """Hand an event to the kernel as a transport does (journaled, deduplicated,
@@ -313,10 +297,7 @@ class Context(Generic[CfgT, StT]):
         if isinstance(event, Command) and event.origin == "cli":
             # The operator is at the terminal: print, do not message anyone.
             rendered = self.render(key, chat_id=event.chat_id, **variables)
-            answer_vars = _answer_vars.get()
-            if answer_vars is not None:
-                answer_vars.append((rendered.key, dict(variables)))
-            self._app.print_cli(rendered.key, rendered.text)
+            self._app.print_cli(rendered.key, rendered.text, dict(variables))
             done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
             done.set_result(Outcome("sent", "cli"))
             return done

@@ -38,7 +38,6 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import dataclasses  # noqa: E402
 import getpass  # noqa: E402
-import inspect  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 from collections.abc import Awaitable, Callable  # noqa: E402
@@ -109,20 +108,6 @@ def build_app(settings: Settings, clock: Clock | None = None) -> App:
     return app
 
 
-async def open_states(app: App) -> None:
-    """Each plugin's state (its tables, its data files), built as start-up builds it, so its
-    commands and review items work here too. A plugin whose data cannot be read is told on
-    stderr and left out; the other plugins' commands still work."""
-    for name, plugin in app.plugins.items():
-        if plugin.state_factory is None or name in app.plugin_states:
-            continue
-        try:
-            state = plugin.state_factory(app.context(name))
-            app.plugin_states[name] = await state if inspect.isawaitable(state) else state
-        except Exception as error:
-            print(f"「{name}」插件的数据没能读取：{error}", file=sys.stderr)
-
-
 def _user() -> str:
     try:
         return getpass.getuser()[:40]
@@ -167,7 +152,10 @@ async def run(
     try:
         # Plugins' commands and sources read their state (Plugin(state=...)); the App is
         # never started here, so its states are built as start-up would build them.
-        await open_states(app)
+        # A plugin whose data cannot be read is told and left out; the others still work.
+        await app.build_states(
+            lambda name, error: print(f"「{name}」插件的数据没能读取：{error}", file=sys.stderr)
+        )
         beat = health.read_heartbeat(app.store)
         # The data dir's lock says whether a bot runs (the heartbeat where none took it yet).
         pid = health.bot_pid(
