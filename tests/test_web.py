@@ -50,14 +50,6 @@ async def sim(tmp_path: Path) -> AsyncIterator[ChatSim]:
     await chat.close()
 
 
-@pytest.fixture
-async def owner(sim: ChatSim) -> AsyncIterator[httpx.AsyncClient]:
-    async with client() as web:
-        done = await create_owner(web)
-        assert done.status_code == 303 and done.headers["location"] == "/account"
-        yield web
-
-
 async def test_first_start_prints_a_one_time_setup_link_that_makes_the_owner(
     sim: ChatSim,
 ) -> None:

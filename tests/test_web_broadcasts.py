@@ -12,7 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 from harness import ChatSim
-from webclient import PLUGINS, add_user, client, create_owner, hidden, login
+from webclient import (
+    PLUGINS,
+    add_user,
+    client,
+    create_owner,
+    hidden,
+    login,
+)
 
 from plugins._web.broadcasts import campaign_file, parse_vars
 
@@ -39,13 +46,6 @@ async def sim(tmp_path: Path) -> AsyncIterator[ChatSim]:
     chat = await boot_with_broadcasts(tmp_path)
     yield chat
     await chat.close()
-
-
-@pytest.fixture
-async def owner(sim: ChatSim) -> AsyncIterator[httpx.AsyncClient]:
-    async with client() as web:
-        assert (await create_owner(web)).status_code == 303
-        yield web
 
 
 NEW = {

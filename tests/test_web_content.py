@@ -13,7 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 from harness import ROOT, ChatSim
-from webclient import add_user, client, create_owner, hidden, login
+from webclient import (
+    add_user,
+    client,
+    hidden,
+    login,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 CALENDAR = """
@@ -53,13 +58,6 @@ async def sim(tmp_path: Path) -> AsyncIterator[ChatSim]:
     )
     yield chat
     await chat.close()
-
-
-@pytest.fixture
-async def owner(sim: ChatSim) -> AsyncIterator[httpx.AsyncClient]:
-    async with client() as web:
-        assert (await create_owner(web)).status_code == 303
-        yield web
 
 
 async def test_the_calendar_shows_the_coming_posts_key_dates_and_a_post_in_full(

@@ -11,7 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 from harness import ROOT, ChatSim
-from webclient import add_user, boot, client, create_owner, hidden, login
+from webclient import (
+    add_user,
+    boot,
+    client,
+    hidden,
+    login,
+)
 
 GOOD = """{# 示例变量
 name = "小美"
@@ -32,13 +38,6 @@ async def sim(tmp_path: Path) -> AsyncIterator[ChatSim]:
     chat = await boot(tmp_path, BOT_PERSONA_DIR=str(tmp_path / "persona"))
     yield chat
     await chat.close()
-
-
-@pytest.fixture
-async def owner(sim: ChatSim) -> AsyncIterator[httpx.AsyncClient]:
-    async with client() as web:
-        await create_owner(web)
-        yield web
 
 
 async def edit(web: httpx.AsyncClient, action: str, key: str, source: str) -> httpx.Response:

@@ -14,7 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 from harness import ROOT, ChatSim
-from webclient import add_user, client, create_owner, hidden, login
+from webclient import (
+    add_user,
+    client,
+    create_owner,
+    hidden,
+    login,
+)
 
 from pond import Action, ActionClass, ActionKind, RowStatus
 
@@ -52,13 +58,6 @@ async def sim(tmp_path: Path) -> AsyncIterator[ChatSim]:
     )
     yield chat
     await chat.close()
-
-
-@pytest.fixture
-async def owner(sim: ChatSim) -> AsyncIterator[httpx.AsyncClient]:
-    async with client() as web:
-        assert (await create_owner(web)).status_code == 303
-        yield web
 
 
 async def settle(
